@@ -1,0 +1,633 @@
+//! `SqliteDatabase`: the embedded default database.
+//!
+//! One writer connection (SQLite allows one writer at a time; queuing writers in the pool is
+//! cheaper than letting them fight over the file lock) and a pool of read-only connections that
+//! read concurrently from the WAL.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use onmemos_core::api::{Page, PageRequest};
+use onmemos_core::id::{ApiKeyId, TemplateId, UserId, WorkspaceId};
+use onmemos_core::model::{
+    ApiKey, ApiKeyRecord, Resources, Role, SessionLimits, Template, TemplateCategory, User,
+    Workspace,
+};
+use onmemos_core::passport::KeyDigest;
+use onmemos_core::ports::{
+    ApiKeyRepo, Database, DatabaseCapabilities, TemplateFilter, TemplateRepo, UserRepo,
+    WorkspaceRepo,
+};
+use onmemos_core::{Error, Result};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+
+use super::config::SqliteConfig;
+use super::error::{SqlxResultExt, corrupt};
+
+/// The embedded SQLite database (WAL, one writer).
+#[derive(Debug, Clone)]
+pub struct SqliteDatabase {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl SqliteDatabase {
+    /// Opens (creating if missing) the database of `config` and applies pending migrations.
+    pub async fn connect(config: &SqliteConfig) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(&config.url)
+            .map_err(|e| Error::configuration(format!("invalid SQLite URL {:?}: {e}", config.url)))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_millis(config.busy_timeout_ms));
+        let in_memory = config.url.contains(":memory:") || config.url.contains("mode=memory");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .db_context("open the SQLite database")?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| Error::internal("SQLite migrations failed").with_source(e))?;
+        // An in-memory database exists only on its one connection: read from the writer.
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(config.max_readers.max(1))
+                .connect_with(options.read_only(true))
+                .await
+                .db_context("open SQLite readers")?
+        };
+        Ok(Self { writer, reader })
+    }
+
+    /// Opens the SQLite database at `url` with default settings.
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::connect(&SqliteConfig::new(url)).await
+    }
+
+    /// Closes every connection, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn at(ms: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt("timestamp", ms))
+}
+
+fn opt_at(ms: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    ms.map(at).transpose()
+}
+
+fn parse<T: FromStr>(column: &'static str, text: &str) -> Result<T> {
+    text.parse().map_err(|_| corrupt(column, text))
+}
+
+fn json<T: serde::de::DeserializeOwned>(column: &'static str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|_| corrupt(column, text))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| Error::internal("could not encode JSON").with_source(e))
+}
+
+fn int<T: TryFrom<V>, V: Copy + std::fmt::Display>(column: &'static str, value: V) -> Result<T> {
+    T::try_from(value).map_err(|_| corrupt(column, value))
+}
+
+fn user_from(row: &SqliteRow) -> Result<User> {
+    let role: String = row.try_get("role").db_context("read users.role")?;
+    Ok(User {
+        id: parse("users.id", row.try_get("id").db_context("read users.id")?)?,
+        email: row.try_get("email").db_context("read users.email")?,
+        name: row.try_get("name").db_context("read users.name")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("users.role", &role))?,
+        created_at: at(row
+            .try_get("created_at")
+            .db_context("read users.created_at")?)?,
+    })
+}
+
+fn api_key_from(row: &SqliteRow) -> Result<ApiKey> {
+    let scopes: String = row.try_get("scopes").db_context("read api_keys.scopes")?;
+    Ok(ApiKey {
+        id: parse(
+            "api_keys.id",
+            row.try_get("id").db_context("read api_keys.id")?,
+        )?,
+        user_id: parse(
+            "api_keys.user_id",
+            row.try_get("user_id").db_context("read api_keys.user_id")?,
+        )?,
+        name: row.try_get("name").db_context("read api_keys.name")?,
+        prefix: row.try_get("prefix").db_context("read api_keys.prefix")?,
+        scopes: json("api_keys.scopes", &scopes)?,
+        created_at: at(row.try_get("created_at").db_context("read api_keys")?)?,
+        expires_at: opt_at(row.try_get("expires_at").db_context("read api_keys")?)?,
+        revoked_at: opt_at(row.try_get("revoked_at").db_context("read api_keys")?)?,
+        last_used_at: opt_at(row.try_get("last_used_at").db_context("read api_keys")?)?,
+    })
+}
+
+fn workspace_from(row: &SqliteRow) -> Result<Workspace> {
+    let env: String = row.try_get("env").db_context("read workspaces.env")?;
+    Ok(Workspace {
+        id: parse(
+            "workspaces.id",
+            row.try_get("id").db_context("read workspaces")?,
+        )?,
+        owner_id: parse(
+            "workspaces.owner_id",
+            row.try_get("owner_id").db_context("read workspaces")?,
+        )?,
+        name: row.try_get("name").db_context("read workspaces")?,
+        description: row.try_get("description").db_context("read workspaces")?,
+        env: json("workspaces.env", &env)?,
+        created_at: at(row.try_get("created_at").db_context("read workspaces")?)?,
+        updated_at: at(row.try_get("updated_at").db_context("read workspaces")?)?,
+    })
+}
+
+fn template_from(row: &SqliteRow) -> Result<Template> {
+    let get_i64 = |c: &'static str| -> Result<i64> { row.try_get(c).db_context("read templates") };
+    let owner: Option<String> = row.try_get("owner_id").db_context("read templates")?;
+    let category: String = row.try_get("category").db_context("read templates")?;
+    let env: String = row.try_get("env").db_context("read templates")?;
+    let tags: String = row.try_get("tags").db_context("read templates")?;
+    let owner_id = owner
+        .map(|o| parse::<UserId>("templates.owner_id", &o))
+        .transpose()?;
+    Ok(Template {
+        id: parse(
+            "templates.id",
+            row.try_get("id").db_context("read templates")?,
+        )?,
+        name: row.try_get("name").db_context("read templates")?,
+        builtin: owner_id.is_none(),
+        owner_id,
+        description: row.try_get("description").db_context("read templates")?,
+        category: TemplateCategory::parse(&category)
+            .ok_or_else(|| corrupt("templates.category", &category))?,
+        image: row.try_get("image").db_context("read templates")?,
+        resources: Resources {
+            cpu_millis: int("templates.cpu_millis", get_i64("cpu_millis")?)?,
+            memory_mib: int("templates.memory_mib", get_i64("memory_mib")?)?,
+            gpu: int("templates.gpu", get_i64("gpu")?)?,
+            disk_gib: int("templates.disk_gib", get_i64("disk_gib")?)?,
+        },
+        env: json("templates.env", &env)?,
+        default_limits: SessionLimits {
+            max_duration_secs: int("templates.max_duration_secs", get_i64("max_duration_secs")?)?,
+            max_cost_micros: get_i64("max_cost_micros")?,
+            idle_timeout_secs: int("templates.idle_timeout_secs", get_i64("idle_timeout_secs")?)?,
+        },
+        tags: json("templates.tags", &tags)?,
+        expected_start_ms: int("templates.expected_start_ms", get_i64("expected_start_ms")?)?,
+        usage_count: int("templates.usage_count", get_i64("usage_count")?)?,
+        created_at: at(get_i64("created_at")?)?,
+    })
+}
+
+/// The page size plus one: the extra row only tells whether a next page exists.
+fn overfetch(limit: u32) -> i64 {
+    i64::from(limit) + 1
+}
+
+fn after<I: ToString>(page: &PageRequest<I>) -> String {
+    page.after
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl Database for SqliteDatabase {
+    fn capabilities(&self) -> DatabaseCapabilities {
+        DatabaseCapabilities::new("sqlite", false, false)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .db_context("ping SQLite")?;
+        Ok(())
+    }
+
+    fn users(&self) -> &dyn UserRepo {
+        self
+    }
+
+    fn api_keys(&self) -> &dyn ApiKeyRepo {
+        self
+    }
+
+    fn workspaces(&self) -> &dyn WorkspaceRepo {
+        self
+    }
+
+    fn templates(&self) -> &dyn TemplateRepo {
+        self
+    }
+}
+
+const INSERT_API_KEY: &str = "INSERT INTO api_keys
+    (id, user_id, name, prefix, digest, scopes, created_at, expires_at, revoked_at, last_used_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+async fn insert_api_key(conn: &mut sqlx::SqliteConnection, record: &ApiKeyRecord) -> Result<()> {
+    let k = &record.key;
+    sqlx::query(INSERT_API_KEY)
+        .bind(k.id.to_string())
+        .bind(k.user_id.to_string())
+        .bind(&k.name)
+        .bind(&k.prefix)
+        .bind(record.digest.to_hex())
+        .bind(to_json(&k.scopes)?)
+        .bind(ms(k.created_at))
+        .bind(k.expires_at.map(ms))
+        .bind(k.revoked_at.map(ms))
+        .bind(k.last_used_at.map(ms))
+        .execute(conn)
+        .await
+        .db_context("insert API key")?;
+    Ok(())
+}
+
+#[async_trait]
+impl UserRepo for SqliteDatabase {
+    async fn insert(&self, user: &User, first_key: Option<&ApiKeyRecord>) -> Result<()> {
+        let mut tx = self.writer.begin().await.db_context("begin")?;
+        sqlx::query(
+            "INSERT INTO users (id, email, name, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user.id.to_string())
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(user.role.as_str())
+        .bind(ms(user.created_at))
+        .execute(&mut *tx)
+        .await
+        .db_context("insert user")
+        .map_err(|e| e.with_context("field", "email"))?;
+        if let Some(record) = first_key {
+            insert_api_key(&mut tx, record).await?;
+        }
+        tx.commit().await.db_context("commit")?;
+        Ok(())
+    }
+
+    async fn get(&self, id: UserId) -> Result<Option<User>> {
+        sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .db_context("get user")?
+            .as_ref()
+            .map(user_from)
+            .transpose()
+    }
+
+    async fn list(&self, page: PageRequest<UserId>) -> Result<Page<User>> {
+        let rows = sqlx::query("SELECT * FROM users WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after(&page))
+            .bind(overfetch(page.limit))
+            .fetch_all(&self.reader)
+            .await
+            .db_context("list users")?;
+        let items = rows.iter().map(user_from).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |u| u.id))
+    }
+
+    async fn count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&self.reader)
+            .await
+            .db_context("count users")?;
+        int("count", n)
+    }
+}
+
+#[async_trait]
+impl ApiKeyRepo for SqliteDatabase {
+    async fn insert(&self, record: &ApiKeyRecord) -> Result<()> {
+        let mut conn = self.writer.acquire().await.db_context("acquire")?;
+        insert_api_key(&mut conn, record).await
+    }
+
+    async fn find_by_digest(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE digest = $1")
+            .bind(digest.to_hex())
+            .fetch_optional(&self.reader)
+            .await
+            .db_context("find API key")?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: String = row.try_get("digest").db_context("read api_keys.digest")?;
+        Ok(Some(ApiKeyRecord {
+            key: api_key_from(&row)?,
+            digest: KeyDigest::from_hex(&stored)
+                .ok_or_else(|| corrupt("api_keys.digest", &stored))?,
+        }))
+    }
+
+    async fn get(&self, user: UserId, id: ApiKeyId) -> Result<Option<ApiKey>> {
+        sqlx::query("SELECT * FROM api_keys WHERE id = $1 AND user_id = $2")
+            .bind(id.to_string())
+            .bind(user.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .db_context("get API key")?
+            .as_ref()
+            .map(api_key_from)
+            .transpose()
+    }
+
+    async fn list(&self, user: UserId, page: PageRequest<ApiKeyId>) -> Result<Page<ApiKey>> {
+        let rows = sqlx::query(
+            "SELECT * FROM api_keys WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(user.to_string())
+        .bind(after(&page))
+        .bind(overfetch(page.limit))
+        .fetch_all(&self.reader)
+        .await
+        .db_context("list API keys")?;
+        let items = rows.iter().map(api_key_from).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |k| k.id))
+    }
+
+    async fn revoke(
+        &self,
+        user: UserId,
+        id: ApiKeyId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ApiKey>> {
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $3)
+             WHERE id = $1 AND user_id = $2 RETURNING *",
+        )
+        .bind(id.to_string())
+        .bind(user.to_string())
+        .bind(ms(at))
+        .fetch_optional(&self.writer)
+        .await
+        .db_context("revoke API key")?
+        .as_ref()
+        .map(api_key_from)
+        .transpose()
+    }
+
+    async fn touch(
+        &self,
+        id: ApiKeyId,
+        at: DateTime<Utc>,
+        interval: chrono::Duration,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET last_used_at = $2
+             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $3)",
+        )
+        .bind(id.to_string())
+        .bind(ms(at))
+        .bind(ms(at - interval))
+        .execute(&self.writer)
+        .await
+        .db_context("record API key use")?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl WorkspaceRepo for SqliteDatabase {
+    async fn insert(&self, w: &Workspace) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO workspaces (id, owner_id, name, description, env, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(w.id.to_string())
+        .bind(w.owner_id.to_string())
+        .bind(&w.name)
+        .bind(&w.description)
+        .bind(to_json(&w.env)?)
+        .bind(ms(w.created_at))
+        .bind(ms(w.updated_at))
+        .execute(&self.writer)
+        .await
+        .db_context("insert workspace")
+        .map_err(|e| e.with_context("field", "name"))?;
+        Ok(())
+    }
+
+    async fn get(&self, owner: UserId, id: WorkspaceId) -> Result<Option<Workspace>> {
+        sqlx::query("SELECT * FROM workspaces WHERE id = $1 AND owner_id = $2")
+            .bind(id.to_string())
+            .bind(owner.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .db_context("get workspace")?
+            .as_ref()
+            .map(workspace_from)
+            .transpose()
+    }
+
+    async fn list(&self, owner: UserId, page: PageRequest<WorkspaceId>) -> Result<Page<Workspace>> {
+        let rows = sqlx::query(
+            "SELECT * FROM workspaces WHERE owner_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(owner.to_string())
+        .bind(after(&page))
+        .bind(overfetch(page.limit))
+        .fetch_all(&self.reader)
+        .await
+        .db_context("list workspaces")?;
+        let items = rows
+            .iter()
+            .map(workspace_from)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |w| w.id))
+    }
+
+    async fn update(&self, w: &Workspace) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE workspaces SET name = $3, description = $4, env = $5, updated_at = $6
+             WHERE id = $1 AND owner_id = $2",
+        )
+        .bind(w.id.to_string())
+        .bind(w.owner_id.to_string())
+        .bind(&w.name)
+        .bind(&w.description)
+        .bind(to_json(&w.env)?)
+        .bind(ms(w.updated_at))
+        .execute(&self.writer)
+        .await
+        .db_context("update workspace")
+        .map_err(|e| e.with_context("field", "name"))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::not_found("workspace not found"));
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, owner: UserId, id: WorkspaceId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM workspaces WHERE id = $1 AND owner_id = $2")
+            .bind(id.to_string())
+            .bind(owner.to_string())
+            .execute(&self.writer)
+            .await
+            .db_context("delete workspace")?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+macro_rules! insert_template_sql {
+    () => {
+        "INSERT INTO templates (id, owner_id, name, description, category, image, cpu_millis,
+            memory_mib, gpu, disk_gib, env, max_duration_secs, max_cost_micros, idle_timeout_secs,
+            tags, expected_start_ms, usage_count, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+    };
+}
+
+/// Inserts a template; for a built-in, refreshes the definition of an existing one of the same
+/// name instead, keeping its id, usage count and creation time.
+async fn insert_template(pool: &SqlitePool, t: &Template, upsert_builtin: bool) -> Result<()> {
+    let sql = if upsert_builtin {
+        concat!(
+            insert_template_sql!(),
+            " ON CONFLICT (name) WHERE owner_id IS NULL DO UPDATE SET
+              description = excluded.description, category = excluded.category,
+              image = excluded.image, cpu_millis = excluded.cpu_millis,
+              memory_mib = excluded.memory_mib, gpu = excluded.gpu, disk_gib = excluded.disk_gib,
+              env = excluded.env, max_duration_secs = excluded.max_duration_secs,
+              max_cost_micros = excluded.max_cost_micros,
+              idle_timeout_secs = excluded.idle_timeout_secs, tags = excluded.tags,
+              expected_start_ms = excluded.expected_start_ms"
+        )
+    } else {
+        insert_template_sql!()
+    };
+    sqlx::query(sql)
+        .bind(t.id.to_string())
+        .bind(t.owner_id.map(|o| o.to_string()))
+        .bind(&t.name)
+        .bind(&t.description)
+        .bind(t.category.as_str())
+        .bind(&t.image)
+        .bind(i64::from(t.resources.cpu_millis))
+        .bind(i64::from(t.resources.memory_mib))
+        .bind(i64::from(t.resources.gpu))
+        .bind(i64::from(t.resources.disk_gib))
+        .bind(to_json(&t.env)?)
+        .bind(int::<i64, _>(
+            "max_duration_secs",
+            t.default_limits.max_duration_secs,
+        )?)
+        .bind(t.default_limits.max_cost_micros)
+        .bind(int::<i64, _>(
+            "idle_timeout_secs",
+            t.default_limits.idle_timeout_secs,
+        )?)
+        .bind(to_json(&t.tags)?)
+        .bind(i64::from(t.expected_start_ms))
+        .bind(int::<i64, _>("usage_count", t.usage_count)?)
+        .bind(ms(t.created_at))
+        .execute(pool)
+        .await
+        .db_context("insert template")
+        .map_err(|e| e.with_context("field", "name"))?;
+    Ok(())
+}
+
+#[async_trait]
+impl TemplateRepo for SqliteDatabase {
+    async fn upsert_builtin(&self, template: &Template) -> Result<()> {
+        insert_template(&self.writer, template, true).await
+    }
+
+    async fn insert(&self, template: &Template) -> Result<()> {
+        insert_template(&self.writer, template, false).await
+    }
+
+    async fn get_visible(&self, user: UserId, id: TemplateId) -> Result<Option<Template>> {
+        sqlx::query("SELECT * FROM templates WHERE id = $1 AND (owner_id IS NULL OR owner_id = $2)")
+            .bind(id.to_string())
+            .bind(user.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .db_context("get template")?
+            .as_ref()
+            .map(template_from)
+            .transpose()
+    }
+
+    async fn find_visible_by_name(&self, user: UserId, name: &str) -> Result<Option<Template>> {
+        sqlx::query(
+            "SELECT * FROM templates WHERE name = $1 AND (owner_id IS NULL OR owner_id = $2)
+             ORDER BY owner_id IS NULL LIMIT 1",
+        )
+        .bind(name)
+        .bind(user.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .db_context("find template")?
+        .as_ref()
+        .map(template_from)
+        .transpose()
+    }
+
+    async fn list_visible(
+        &self,
+        user: UserId,
+        filter: &TemplateFilter,
+        page: PageRequest<TemplateId>,
+    ) -> Result<Page<Template>> {
+        let rows = sqlx::query(
+            "SELECT * FROM templates
+             WHERE (owner_id IS NULL OR owner_id = $1) AND id > $2
+               AND ($3 IS NULL OR category = $3)
+               AND ($4 IS NULL OR EXISTS (SELECT 1 FROM json_each(templates.tags) WHERE value = $4))
+             ORDER BY id LIMIT $5",
+        )
+        .bind(user.to_string())
+        .bind(after(&page))
+        .bind(filter.category.map(|c| c.as_str()))
+        .bind(filter.tag.as_deref())
+        .bind(overfetch(page.limit))
+        .fetch_all(&self.reader)
+        .await
+        .db_context("list templates")?;
+        let items = rows.iter().map(template_from).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |t| t.id))
+    }
+
+    async fn delete(&self, owner: UserId, id: TemplateId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM templates WHERE id = $1 AND owner_id = $2")
+            .bind(id.to_string())
+            .bind(owner.to_string())
+            .execute(&self.writer)
+            .await
+            .db_context("delete template")?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,20 @@
+//! # onmemos-backends
+//!
+//! Implementations of the OnMemOS ports, one module per backend, each behind a feature:
+//!
+//! | port | module | feature |
+//! | --- | --- | --- |
+//! | `Database` | [`db::sqlite`] | `sqlite` (default) |
+//!
+//! Each backend keeps its own error type private and converts into
+//! [`onmemos_core::Error`] at its boundary. Backends are built from URLs with [`db::connect`].
+
+pub mod db;
+
+/// The configuration error for a URL whose backend was compiled out.
+#[allow(dead_code)]
+pub(crate) fn feature_off(feature: &str, url: &str) -> onmemos_core::Error {
+    onmemos_core::Error::configuration(format!(
+        "{url:?} needs the `{feature}` feature of onmemos-backends, which this build does not enable"
+    ))
+}

@@ -1,0 +1,236 @@
+//! The [`Engine`]: the ports and the configuration, and the services built over them.
+//!
+//! A program can use the engine in-process, without HTTP; the server is a thin layer over it.
+//!
+//! ```no_run
+//! # async fn demo(db: std::sync::Arc<dyn onmemos_core::ports::Database>) -> onmemos_core::Result<()> {
+//! use onmemos_core::{Engine, Principal};
+//! use onmemos_core::api::{CreateUser, CreateWorkspace};
+//!
+//! let engine = Engine::builder(db).build().await?;
+//! let created = engine.users().bootstrap(CreateUser {
+//!     email: "ada@example.com".into(), name: None, role: None,
+//! }).await?;
+//! let ada = Principal::for_user(&created.user);
+//! let ws = engine.workspaces().create(&ada, CreateWorkspace {
+//!     name: "research".into(), description: None, env: Default::default(),
+//! }).await?;
+//! assert_eq!(ws.name, "research");
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+use crate::model::SessionLimits;
+use crate::ports::{ComputeProvider, Database, StorageProvider};
+use crate::services::{ApiKeyService, TemplateService, UserService, WorkspaceService};
+
+/// Settings of the engine. Deserializable, so a TOML file, env vars and code agree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Limits a session gets when neither the request nor its template sets them.
+    pub default_limits: SessionLimits,
+    /// The most any session may ask for.
+    pub max_limits: SessionLimits,
+    /// `last_used_at` of an API key is written at most once per this many seconds.
+    pub key_touch_interval_secs: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            default_limits: SessionLimits::default(),
+            max_limits: SessionLimits {
+                max_duration_secs: 7 * 24 * 3600,
+                max_cost_micros: 10_000 * crate::model::MICROS_PER_CREDIT,
+                idle_timeout_secs: 7 * 24 * 3600,
+            },
+            key_touch_interval_secs: 60,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the settings against each other, naming the first bad key.
+    pub fn validate(&self) -> Result<()> {
+        crate::validation::validate(&self.default_limits)
+            .map_err(|e| Error::configuration(format!("default_limits: {}", e.message())))?;
+        crate::validation::validate(&self.max_limits)
+            .map_err(|e| Error::configuration(format!("max_limits: {}", e.message())))?;
+        let d = &self.default_limits;
+        let m = &self.max_limits;
+        if d.max_duration_secs > m.max_duration_secs
+            || d.max_cost_micros > m.max_cost_micros
+            || d.idle_timeout_secs > m.idle_timeout_secs
+        {
+            return Err(Error::configuration(
+                "default_limits must not exceed max_limits",
+            ));
+        }
+        if self.key_touch_interval_secs == 0 {
+            return Err(Error::configuration(
+                "key_touch_interval_secs must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: Arc<dyn Database>,
+    pub(crate) storage: Option<Arc<dyn StorageProvider>>,
+    pub(crate) compute: Option<Arc<dyn ComputeProvider>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: EngineConfig,
+}
+
+/// The OnMemOS engine: cheap to clone, shared by the server, the monitor and in-process callers.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("database", &self.inner.db.capabilities().name)
+            .field(
+                "storage",
+                &self.inner.storage.as_ref().map(|s| s.capabilities().name),
+            )
+            .field(
+                "compute",
+                &self.inner.compute.as_ref().map(|c| c.capabilities().name),
+            )
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Starts building an engine over `database`.
+    pub fn builder(database: Arc<dyn Database>) -> EngineBuilder {
+        EngineBuilder {
+            db: database,
+            storage: None,
+            compute: None,
+            clock: Arc::new(SystemClock),
+            config: EngineConfig::default(),
+        }
+    }
+
+    /// Users (and the bootstrap of the first admin).
+    pub fn users(&self) -> UserService<'_> {
+        UserService::new(self)
+    }
+
+    /// API keys and authentication.
+    pub fn api_keys(&self) -> ApiKeyService<'_> {
+        ApiKeyService::new(self)
+    }
+
+    /// Workspaces.
+    pub fn workspaces(&self) -> WorkspaceService<'_> {
+        WorkspaceService::new(self)
+    }
+
+    /// Templates.
+    pub fn templates(&self) -> TemplateService<'_> {
+        TemplateService::new(self)
+    }
+
+    /// The database port.
+    pub fn database(&self) -> &Arc<dyn Database> {
+        &self.inner.db
+    }
+
+    /// The storage port, when one is configured.
+    pub fn storage(&self) -> Option<&Arc<dyn StorageProvider>> {
+        self.inner.storage.as_ref()
+    }
+
+    /// The compute port, when one is configured.
+    pub fn compute(&self) -> Option<&Arc<dyn ComputeProvider>> {
+        self.inner.compute.as_ref()
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// `Ok` when every dependency answers (for readiness probes).
+    pub async fn ready(&self) -> Result<()> {
+        self.inner.db.ping().await
+    }
+}
+
+/// Builds an [`Engine`]: the database is required, everything else has a default.
+pub struct EngineBuilder {
+    db: Arc<dyn Database>,
+    storage: Option<Arc<dyn StorageProvider>>,
+    compute: Option<Arc<dyn ComputeProvider>>,
+    clock: Arc<dyn Clock>,
+    config: EngineConfig,
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// The object store for workspace storage.
+    pub fn with_storage(mut self, storage: Arc<dyn StorageProvider>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// Where sessions run.
+    pub fn with_compute(mut self, compute: Arc<dyn ComputeProvider>) -> Self {
+        self.compute = Some(compute);
+        self
+    }
+
+    /// The clock (tests use a [`ManualClock`](crate::clock::ManualClock)).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The settings.
+    pub fn with_config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Validates the settings, seeds the built-in templates and returns the engine.
+    pub async fn build(self) -> Result<Engine> {
+        self.config.validate()?;
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                db: self.db,
+                storage: self.storage,
+                compute: self.compute,
+                clock: self.clock,
+                config: self.config,
+            }),
+        };
+        engine.templates().seed_builtins().await?;
+        Ok(engine)
+    }
+}

@@ -1,0 +1,29 @@
+//! # onmemos-core
+//!
+//! The centre of OnMemOS: the domain model, the four port traits, the services and the error
+//! model. It performs no I/O of its own and depends on no database, object-store, Kubernetes or
+//! HTTP crate; backends (in `onmemos-backends`) implement the ports, and the server
+//! (`onmemos-server`) is a thin HTTP layer over the [`Engine`].
+//!
+//! ```text
+//! client ──HTTP/WS──▶ server ──▶ Engine services ──▶ ports (traits) ◀── backends
+//! ```
+
+pub mod api;
+pub mod clock;
+pub mod engine;
+pub mod error;
+pub mod id;
+pub mod model;
+pub mod passport;
+pub mod ports;
+pub mod principal;
+pub mod services;
+pub mod validation;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use engine::{Engine, EngineBuilder, EngineConfig};
+pub use error::{Error, ErrorKind, Result};
+pub use principal::Principal;

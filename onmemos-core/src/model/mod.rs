@@ -1,0 +1,19 @@
+//! The domain types of OnMemOS (SPEC §2). They are also the JSON the API returns for them.
+
+mod api_key;
+mod session;
+mod template;
+mod user;
+mod workspace;
+
+pub use api_key::{ApiKey, ApiKeyRecord, Scope};
+pub use session::{Placement, Session, SessionLimits, SessionStatus, StopReason};
+pub use template::{Resources, Template, TemplateCategory};
+pub use user::{Role, User};
+pub use workspace::Workspace;
+
+/// An amount of money in micro-credits (1 credit = 1,000,000 micro-credits). Never a float.
+pub type MicroCredits = i64;
+
+/// Micro-credits in one credit.
+pub const MICROS_PER_CREDIT: MicroCredits = 1_000_000;

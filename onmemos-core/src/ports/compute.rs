@@ -1,0 +1,156 @@
+//! The `ComputeProvider` port: where sessions run.
+//!
+//! Implementations: `LocalCompute` (a process tree under a PTY per session, on this machine) and
+//! `KubernetesCompute` (a pod per session). Both pass one conformance suite.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_core::Stream;
+
+use crate::error::Result;
+use crate::id::{SessionId, WorkspaceId};
+use crate::model::{Placement, Resources};
+
+/// What a compute implementation supports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ComputeCapabilities {
+    /// The implementation's name (`local`, `kubernetes`).
+    pub name: &'static str,
+    /// Whether sessions are isolated from each other and the host (bubblewrap, pods).
+    pub sandboxed: bool,
+    /// Whether GPUs can be attached.
+    pub gpu: bool,
+    /// Whether spot capacity can be chosen.
+    pub spot: bool,
+    /// Whether workspace storage is mounted into sessions.
+    pub storage_mounts: bool,
+}
+
+/// The environment of a workspace, provisioned before its first session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceSpec {
+    /// The workspace.
+    pub workspace: WorkspaceId,
+    /// Its DNS-label name.
+    pub name: String,
+}
+
+/// What to start for a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSpec {
+    /// The session.
+    pub session: SessionId,
+    /// The workspace it runs in.
+    pub workspace: WorkspaceId,
+    /// The image (ignored by local compute).
+    pub image: String,
+    /// Resource requests and limits.
+    pub resources: Resources,
+    /// Environment variables (template, then workspace, then request).
+    pub env: BTreeMap<String, String>,
+    /// Spot or on-demand.
+    pub placement: Placement,
+}
+
+/// A command to run in a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Bytes written to the command's stdin, then closed.
+    pub stdin: Option<Bytes>,
+    /// Kill the command after this long.
+    pub timeout: Duration,
+}
+
+/// Output of a running command, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEvent {
+    /// Bytes on stdout.
+    Stdout(Bytes),
+    /// Bytes on stderr.
+    Stderr(Bytes),
+    /// The command ended with this exit code (`None` when killed by a signal or timeout).
+    Exit(Option<i32>),
+}
+
+/// A stream of [`ExecEvent`]s ending with [`ExecEvent::Exit`].
+pub type ExecStream = Pin<Box<dyn Stream<Item = Result<ExecEvent>> + Send + 'static>>;
+
+/// Terminal size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PtySize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// A connection to a session's terminal.
+#[async_trait]
+pub trait PtyConnection: Send + Debug {
+    /// Writes keyboard input.
+    async fn write(&mut self, bytes: &[u8]) -> Result<()>;
+    /// Reads terminal output; `None` when the terminal closed.
+    async fn read(&mut self) -> Result<Option<Bytes>>;
+    /// Changes the terminal size.
+    async fn resize(&mut self, size: PtySize) -> Result<()>;
+}
+
+/// The state of a session's compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComputeStatus {
+    /// Starting up.
+    Starting,
+    /// Running.
+    Running,
+    /// Exited with this code.
+    Exited(Option<i32>),
+    /// Not known to the provider (never started, or gone).
+    Gone,
+}
+
+/// Resources a session uses now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResourceUsage {
+    /// CPU time used since start, in milliseconds.
+    pub cpu_time_ms: u64,
+    /// Resident memory in bytes.
+    pub memory_bytes: u64,
+    /// Number of processes.
+    pub processes: u32,
+}
+
+/// Where sessions run.
+#[async_trait]
+pub trait ComputeProvider: Send + Sync + Debug + 'static {
+    /// What this implementation supports.
+    fn capabilities(&self) -> ComputeCapabilities;
+    /// Prepares a workspace's environment (directory, namespace, service account).
+    async fn provision_workspace(&self, spec: &WorkspaceSpec) -> Result<()>;
+    /// Removes a workspace's environment.
+    async fn teardown_workspace(&self, workspace: WorkspaceId) -> Result<()>;
+    /// Starts a session.
+    async fn start_session(&self, spec: &SessionSpec) -> Result<()>;
+    /// Stops a session and everything it started; stopping a gone session is not an error.
+    async fn stop_session(&self, session: SessionId) -> Result<()>;
+    /// Runs a command in a session.
+    async fn exec(&self, session: SessionId, request: ExecRequest) -> Result<ExecStream>;
+    /// Attaches to the session's terminal.
+    async fn attach_pty(&self, session: SessionId, size: PtySize)
+    -> Result<Box<dyn PtyConnection>>;
+    /// The state of a session's compute.
+    async fn status(&self, session: SessionId) -> Result<ComputeStatus>;
+    /// What a session uses now.
+    async fn usage(&self, session: SessionId) -> Result<ResourceUsage>;
+    /// The sessions this provider runs (to reconcile after a restart).
+    async fn running_sessions(&self) -> Result<Vec<SessionId>>;
+}

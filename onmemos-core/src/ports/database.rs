@@ -1,0 +1,144 @@
+//! The `Database` port: grouped repositories over the system of record.
+//!
+//! Every query on a user's resources takes the owner, so a repository cannot return another
+//! tenant's rows by construction. Lists are ordered by id (ids are time-ordered) and paginated
+//! with [`PageRequest`]. Implementations: `SqliteDatabase` and (later) `PostgresDatabase` in
+//! `onmemos-backends`; both pass the conformance suite in `onmemos_core::testing`.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::api::{Page, PageRequest};
+use crate::error::Result;
+use crate::id::{ApiKeyId, TemplateId, UserId, WorkspaceId};
+use crate::model::{ApiKey, ApiKeyRecord, Template, TemplateCategory, User, Workspace};
+use crate::passport::KeyDigest;
+
+/// What a database implementation supports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DatabaseCapabilities {
+    /// The implementation's name (`sqlite`, `postgres`).
+    pub name: &'static str,
+    /// Whether several server processes may share this database.
+    pub shared_by_replicas: bool,
+    /// Whether row leases (`FOR UPDATE SKIP LOCKED`) are available to spread work over replicas.
+    pub skip_locked: bool,
+}
+
+impl DatabaseCapabilities {
+    /// Capabilities with the given name and flags.
+    pub fn new(name: &'static str, shared_by_replicas: bool, skip_locked: bool) -> Self {
+        Self {
+            name,
+            shared_by_replicas,
+            skip_locked,
+        }
+    }
+}
+
+/// The system of record: users, keys, workspaces, templates, sessions, the ledger…
+#[async_trait]
+pub trait Database: Send + Sync + Debug + 'static {
+    /// What this implementation supports.
+    fn capabilities(&self) -> DatabaseCapabilities;
+    /// Checks that the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+    /// Users.
+    fn users(&self) -> &dyn UserRepo;
+    /// API keys.
+    fn api_keys(&self) -> &dyn ApiKeyRepo;
+    /// Workspaces.
+    fn workspaces(&self) -> &dyn WorkspaceRepo;
+    /// Templates.
+    fn templates(&self) -> &dyn TemplateRepo;
+}
+
+/// Users.
+#[async_trait]
+pub trait UserRepo: Send + Sync {
+    /// Inserts a user and, atomically with it, their first API key.
+    /// `Conflict` when the email (compared case-insensitively) is taken.
+    async fn insert(&self, user: &User, first_key: Option<&ApiKeyRecord>) -> Result<()>;
+    /// The user with this id.
+    async fn get(&self, id: UserId) -> Result<Option<User>>;
+    /// A page of users, by id.
+    async fn list(&self, page: PageRequest<UserId>) -> Result<Page<User>>;
+    /// How many users there are.
+    async fn count(&self) -> Result<u64>;
+}
+
+/// API keys (stored as digests only).
+#[async_trait]
+pub trait ApiKeyRepo: Send + Sync {
+    /// Inserts a key. `Conflict` if the digest exists (a 178-bit collision: never in practice).
+    async fn insert(&self, record: &ApiKeyRecord) -> Result<()>;
+    /// The key with this digest, revoked and expired ones included.
+    async fn find_by_digest(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>>;
+    /// One of `user`'s keys.
+    async fn get(&self, user: UserId, id: ApiKeyId) -> Result<Option<ApiKey>>;
+    /// A page of `user`'s keys, by id.
+    async fn list(&self, user: UserId, page: PageRequest<ApiKeyId>) -> Result<Page<ApiKey>>;
+    /// Marks one of `user`'s keys revoked at `at` (the first revocation time is kept).
+    /// Returns the key as it is now, or `None` if `user` has no such key.
+    async fn revoke(&self, user: UserId, id: ApiKeyId, at: DateTime<Utc>)
+    -> Result<Option<ApiKey>>;
+    /// Sets `last_used_at = at` unless it is already later than `at - interval`; returns whether
+    /// it wrote. Replicas racing on the same key write at most once per interval.
+    async fn touch(
+        &self,
+        id: ApiKeyId,
+        at: DateTime<Utc>,
+        interval: chrono::Duration,
+    ) -> Result<bool>;
+}
+
+/// Workspaces, always scoped to their owner.
+#[async_trait]
+pub trait WorkspaceRepo: Send + Sync {
+    /// Inserts a workspace; `Conflict` when the owner has one of that name.
+    async fn insert(&self, workspace: &Workspace) -> Result<()>;
+    /// One of `owner`'s workspaces.
+    async fn get(&self, owner: UserId, id: WorkspaceId) -> Result<Option<Workspace>>;
+    /// A page of `owner`'s workspaces, by id.
+    async fn list(&self, owner: UserId, page: PageRequest<WorkspaceId>) -> Result<Page<Workspace>>;
+    /// Replaces the name, description, env and `updated_at` of the owner's workspace
+    /// `workspace.id`. `NotFound` if missing, `Conflict` if the new name is taken.
+    async fn update(&self, workspace: &Workspace) -> Result<()>;
+    /// Deletes one of `owner`'s workspaces; returns whether it existed.
+    async fn delete(&self, owner: UserId, id: WorkspaceId) -> Result<bool>;
+}
+
+/// Filters for listing templates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateFilter {
+    /// Only this category.
+    pub category: Option<TemplateCategory>,
+    /// Only templates carrying this tag.
+    pub tag: Option<String>,
+}
+
+/// Templates: built-ins (no owner, visible to all) and custom ones (visible to their owner).
+#[async_trait]
+pub trait TemplateRepo: Send + Sync {
+    /// Inserts the built-in `template` if no built-in has its name, else refreshes the stored
+    /// one's definition (keeping its id, usage count and creation time).
+    async fn upsert_builtin(&self, template: &Template) -> Result<()>;
+    /// Inserts a custom template; `Conflict` when its owner has one of that name.
+    async fn insert(&self, template: &Template) -> Result<()>;
+    /// A template `user` can see: a built-in or one of their own.
+    async fn get_visible(&self, user: UserId, id: TemplateId) -> Result<Option<Template>>;
+    /// The template called `name` that `user` can see (their own first, then a built-in).
+    async fn find_visible_by_name(&self, user: UserId, name: &str) -> Result<Option<Template>>;
+    /// A page of the templates `user` can see, by id.
+    async fn list_visible(
+        &self,
+        user: UserId,
+        filter: &TemplateFilter,
+        page: PageRequest<TemplateId>,
+    ) -> Result<Page<Template>>;
+    /// Deletes one of `owner`'s custom templates; returns whether it existed.
+    async fn delete(&self, owner: UserId, id: TemplateId) -> Result<bool>;
+}

@@ -1,0 +1,134 @@
+//! The `StorageProvider` port: the object store behind workspace storage.
+//!
+//! Implementations wrap the `object_store` crate (local disk, memory, S3, GCS, Azure Blob).
+//! Paths are relative to the provider's root; the storage service confines each workspace to its
+//! own prefix before calling the port.
+
+use std::fmt::Debug;
+use std::ops::Range;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_core::Stream;
+
+use crate::error::Result;
+
+/// A stream of byte chunks (uploads and downloads are never buffered whole).
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send + 'static>>;
+
+/// What a storage implementation supports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StorageCapabilities {
+    /// The implementation's name (`local`, `memory`, `s3`, `gcs`, `azure`).
+    pub name: &'static str,
+    /// Whether presigned URLs can be issued.
+    pub presign: bool,
+    /// Whether large uploads go in parts (and can resume).
+    pub multipart: bool,
+    /// Whether copies happen inside the store without streaming through the server.
+    pub server_side_copy: bool,
+    /// Whether `put` with `if_absent` is atomic.
+    pub conditional_put: bool,
+}
+
+/// An object's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The path, relative to the provider's root.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub last_modified: DateTime<Utc>,
+    /// The store's entity tag, when it has one.
+    pub etag: Option<String>,
+}
+
+/// Options of a `put`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// Fail with `Conflict` if the object exists.
+    pub if_absent: bool,
+    /// The content type to record.
+    pub content_type: Option<String>,
+}
+
+/// Options of a `get`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GetOptions {
+    /// Only these bytes.
+    pub range: Option<Range<u64>>,
+    /// Fail with `Conflict` unless the object's etag equals this.
+    pub if_match: Option<String>,
+}
+
+/// The answer of a `get`: metadata and the (range of the) content as a stream.
+pub struct GetResult {
+    /// The object's metadata.
+    pub meta: ObjectMeta,
+    /// The bytes that were returned.
+    pub range: Range<u64>,
+    /// The content.
+    pub body: ByteStream,
+}
+
+impl Debug for GetResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GetResult")
+            .field("meta", &self.meta)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListResult {
+    /// The objects of this page, ordered by path.
+    pub objects: Vec<ObjectMeta>,
+    /// Pass as `after` to continue; absent on the last page.
+    pub next: Option<String>,
+}
+
+/// The HTTP method a presigned URL is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresignMethod {
+    /// Download.
+    Get,
+    /// Upload.
+    Put,
+}
+
+/// An object store.
+#[async_trait]
+pub trait StorageProvider: Send + Sync + Debug + 'static {
+    /// What this implementation supports.
+    fn capabilities(&self) -> StorageCapabilities;
+    /// Writes an object from a stream (in parts above the implementation's threshold).
+    async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<ObjectMeta>;
+    /// Reads an object, or a range of it, as a stream.
+    async fn get(&self, path: &str, options: GetOptions) -> Result<GetResult>;
+    /// An object's metadata.
+    async fn head(&self, path: &str) -> Result<ObjectMeta>;
+    /// Up to `limit` objects under `prefix` whose paths sort after `after`.
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListResult>;
+    /// Copies an object.
+    async fn copy(&self, from: &str, to: &str) -> Result<()>;
+    /// Deletes an object (deleting a missing object is not an error).
+    async fn delete(&self, path: &str) -> Result<()>;
+    /// Deletes every object under `prefix`; returns how many.
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64>;
+    /// A URL that allows `method` on `path` without credentials until `expires_in` passes.
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        path: &str,
+        expires_in: Duration,
+    ) -> Result<String>;
+    /// The total size in bytes of the objects under `prefix`.
+    async fn usage_bytes(&self, prefix: &str) -> Result<u64>;
+}

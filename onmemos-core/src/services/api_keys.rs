@@ -1,0 +1,195 @@
+use chrono::{DateTime, Duration, Utc};
+
+use crate::api::{CreateApiKey, CreatedApiKey, ErrorCode, ListParams, Page};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::id::ApiKeyId;
+use crate::model::{ApiKey, ApiKeyRecord, Role, Scope, User};
+use crate::passport::{KeyDigest, Secret};
+use crate::principal::Principal;
+use crate::validation::validate;
+
+/// API keys ("passports"): creation, listing, revocation, and authentication of requests.
+#[derive(Debug)]
+pub struct ApiKeyService<'e> {
+    engine: &'e Engine,
+}
+
+/// A new key record for `user` and its secret.
+pub(crate) fn new_key(
+    user: &User,
+    name: String,
+    mut scopes: Vec<Scope>,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> (ApiKeyRecord, Secret) {
+    scopes.sort();
+    scopes.dedup();
+    let secret = Secret::generate();
+    let key = ApiKey {
+        id: ApiKeyId::new(),
+        user_id: user.id,
+        name,
+        prefix: secret.display_prefix().to_owned(),
+        scopes,
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    let record = ApiKeyRecord {
+        key,
+        digest: KeyDigest::of(&secret),
+    };
+    (record, secret)
+}
+
+impl<'e> ApiKeyService<'e> {
+    pub(crate) fn new(engine: &'e Engine) -> Self {
+        Self { engine }
+    }
+
+    /// Authenticates a request by the secret it carried.
+    ///
+    /// The secret's checksum is checked before any lookup; the lookup is by SHA-256 digest and
+    /// the stored digest is compared again in constant time. Revoked and expired keys are
+    /// rejected with their own codes. `last_used_at` is written at most once per
+    /// `key_touch_interval_secs`, whichever replica serves the request.
+    pub async fn authenticate(&self, secret: &str) -> Result<Principal> {
+        let secret = Secret::parse(secret.trim()).map_err(|e| {
+            Error::with_code(ErrorCode::InvalidApiKey, format!("invalid API key: {e}"))
+        })?;
+        let digest = KeyDigest::of(&secret);
+        let db = self.engine.database();
+        let record = db
+            .api_keys()
+            .find_by_digest(&digest)
+            .await?
+            .filter(|r| r.digest.ct_eq(&digest))
+            .ok_or_else(|| Error::with_code(ErrorCode::InvalidApiKey, "unknown API key"))?;
+        let key = record.key;
+        let now = self.engine.clock().now();
+        if key.revoked_at.is_some() {
+            return Err(Error::with_code(
+                ErrorCode::ApiKeyRevoked,
+                "this API key was revoked",
+            ));
+        }
+        if key.expires_at.is_some_and(|at| at <= now) {
+            return Err(Error::with_code(
+                ErrorCode::ApiKeyExpired,
+                "this API key has expired",
+            ));
+        }
+        let user = db
+            .users()
+            .get(key.user_id)
+            .await?
+            .ok_or_else(|| Error::with_code(ErrorCode::InvalidApiKey, "unknown API key"))?;
+        let interval = Duration::seconds(
+            i64::try_from(self.engine.config().key_touch_interval_secs).unwrap_or(i64::MAX),
+        );
+        if key.last_used_at.is_none_or(|at| now - at >= interval) {
+            // Best effort: a failed touch must not fail the request it accompanies.
+            if let Err(e) = db.api_keys().touch(key.id, now, interval).await {
+                tracing::warn!(key = %key.id, error = %e, "could not record API key use");
+            }
+        }
+        // A key keeps the admin scope only while its user is an admin.
+        let scopes = if user.role == Role::Admin {
+            key.scopes
+        } else {
+            key.scopes
+                .into_iter()
+                .filter(|s| *s != Scope::Admin)
+                .collect()
+        };
+        Ok(Principal::from_key(user.id, user.role, key.id, scopes))
+    }
+
+    /// Creates a key for the caller. Its scopes default to, and must be a subset of, the
+    /// caller's own; the secret is in the answer and nowhere else.
+    pub async fn create(&self, caller: &Principal, request: CreateApiKey) -> Result<CreatedApiKey> {
+        caller.require(Scope::KeysWrite)?;
+        validate(&request)?;
+        let now = self.engine.clock().now();
+        let scopes = match request.scopes {
+            Some(scopes) => {
+                if scopes.is_empty() {
+                    return Err(Error::invalid("scopes", "scopes must not be empty"));
+                }
+                if let Some(extra) = scopes.iter().find(|s| !caller.has(**s)) {
+                    return Err(Error::with_code(
+                        ErrorCode::InsufficientScope,
+                        format!("cannot grant `{extra}`: the calling key does not have it"),
+                    )
+                    .with_context("field", "scopes"));
+                }
+                scopes
+            }
+            None => caller.scopes().to_vec(),
+        };
+        if let Some(at) = request.expires_at
+            && at <= now
+        {
+            return Err(Error::invalid(
+                "expires_at",
+                "expires_at must be in the future",
+            ));
+        }
+        let user = self
+            .engine
+            .database()
+            .users()
+            .get(caller.user_id())
+            .await?
+            .ok_or_else(|| Error::not_found("user not found"))?;
+        let (record, secret) = new_key(&user, request.name, scopes, request.expires_at, now);
+        self.engine.database().api_keys().insert(&record).await?;
+        tracing::info!(user = %user.id, key = %record.key.id, "api key created");
+        Ok(CreatedApiKey {
+            key: record.key,
+            secret: secret.expose().to_owned(),
+        })
+    }
+
+    /// A page of the caller's keys.
+    pub async fn list(&self, caller: &Principal, params: &ListParams) -> Result<Page<ApiKey>> {
+        caller.require(Scope::KeysRead)?;
+        self.engine
+            .database()
+            .api_keys()
+            .list(caller.user_id(), params.to_request()?)
+            .await
+    }
+
+    /// One of the caller's keys.
+    pub async fn get(&self, caller: &Principal, id: ApiKeyId) -> Result<ApiKey> {
+        caller.require(Scope::KeysRead)?;
+        self.engine
+            .database()
+            .api_keys()
+            .get(caller.user_id(), id)
+            .await?
+            .ok_or_else(|| key_not_found(id))
+    }
+
+    /// Revokes one of the caller's keys (revoking twice keeps the first time).
+    pub async fn revoke(&self, caller: &Principal, id: ApiKeyId) -> Result<ApiKey> {
+        caller.require(Scope::KeysWrite)?;
+        let now = self.engine.clock().now();
+        let key = self
+            .engine
+            .database()
+            .api_keys()
+            .revoke(caller.user_id(), id, now)
+            .await?
+            .ok_or_else(|| key_not_found(id))?;
+        tracing::info!(key = %id, "api key revoked");
+        Ok(key)
+    }
+}
+
+fn key_not_found(id: ApiKeyId) -> Error {
+    Error::not_found("API key not found").with_context("api_key", id.to_string())
+}

@@ -1,0 +1,12 @@
+//! The services of the engine, one per resource. Each method takes the calling
+//! [`Principal`](crate::Principal), checks its scopes and confines it to its own resources.
+
+mod api_keys;
+mod templates;
+mod users;
+mod workspaces;
+
+pub use api_keys::ApiKeyService;
+pub use templates::{TemplateService, builtin_templates};
+pub use users::UserService;
+pub use workspaces::WorkspaceService;

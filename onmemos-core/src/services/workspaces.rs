@@ -1,0 +1,113 @@
+use crate::api::{CreateWorkspace, ListParams, Page, UpdateWorkspace};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::id::WorkspaceId;
+use crate::model::{Scope, Workspace};
+use crate::principal::Principal;
+use crate::validation::validate;
+
+/// Workspaces of the calling user.
+#[derive(Debug)]
+pub struct WorkspaceService<'e> {
+    engine: &'e Engine,
+}
+
+impl<'e> WorkspaceService<'e> {
+    pub(crate) fn new(engine: &'e Engine) -> Self {
+        Self { engine }
+    }
+
+    /// Creates a workspace; `Conflict` when the caller has one of that name.
+    pub async fn create(&self, caller: &Principal, request: CreateWorkspace) -> Result<Workspace> {
+        caller.require(Scope::WorkspacesWrite)?;
+        validate(&request)?;
+        let now = self.engine.clock().now();
+        let workspace = Workspace {
+            id: WorkspaceId::new(),
+            owner_id: caller.user_id(),
+            name: request.name,
+            description: request.description.filter(|d| !d.is_empty()),
+            env: request.env,
+            created_at: now,
+            updated_at: now,
+        };
+        self.engine
+            .database()
+            .workspaces()
+            .insert(&workspace)
+            .await?;
+        tracing::info!(workspace = %workspace.id, "workspace created");
+        Ok(workspace)
+    }
+
+    /// One of the caller's workspaces.
+    pub async fn get(&self, caller: &Principal, id: WorkspaceId) -> Result<Workspace> {
+        caller.require(Scope::WorkspacesRead)?;
+        self.engine
+            .database()
+            .workspaces()
+            .get(caller.user_id(), id)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// A page of the caller's workspaces.
+    pub async fn list(&self, caller: &Principal, params: &ListParams) -> Result<Page<Workspace>> {
+        caller.require(Scope::WorkspacesRead)?;
+        self.engine
+            .database()
+            .workspaces()
+            .list(caller.user_id(), params.to_request()?)
+            .await
+    }
+
+    /// Changes the fields the request sets.
+    pub async fn update(
+        &self,
+        caller: &Principal,
+        id: WorkspaceId,
+        request: UpdateWorkspace,
+    ) -> Result<Workspace> {
+        caller.require(Scope::WorkspacesWrite)?;
+        validate(&request)?;
+        let db = self.engine.database();
+        let mut workspace = db
+            .workspaces()
+            .get(caller.user_id(), id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        if let Some(name) = request.name {
+            workspace.name = name;
+        }
+        if let Some(description) = request.description {
+            workspace.description = Some(description).filter(|d| !d.is_empty());
+        }
+        if let Some(env) = request.env {
+            workspace.env = env;
+        }
+        workspace.updated_at = self.engine.clock().now();
+        db.workspaces().update(&workspace).await?;
+        Ok(workspace)
+    }
+
+    /// Deletes one of the caller's workspaces.
+    pub async fn delete(&self, caller: &Principal, id: WorkspaceId) -> Result<()> {
+        caller.require(Scope::WorkspacesWrite)?;
+        if self
+            .engine
+            .database()
+            .workspaces()
+            .delete(caller.user_id(), id)
+            .await?
+        {
+            tracing::info!(workspace = %id, "workspace deleted");
+            Ok(())
+        } else {
+            Err(not_found(id))
+        }
+    }
+}
+
+fn not_found(id: WorkspaceId) -> Error {
+    Error::not_found("workspace not found").with_context("workspace", id.to_string())
+}

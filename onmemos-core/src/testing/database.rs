@@ -1,0 +1,619 @@
+//! The `Database` conformance suite. Every check makes its own users, so the checks may share
+//! one database or each get a fresh one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use crate::api::PageRequest;
+use crate::error::ErrorKind;
+use crate::id::{ApiKeyId, TemplateId, UserId, WorkspaceId};
+use crate::model::{
+    ApiKey, ApiKeyRecord, Resources, Role, Scope, SessionLimits, Template, TemplateCategory, User,
+    Workspace,
+};
+use crate::passport::{KeyDigest, Secret};
+use crate::ports::{Database, TemplateFilter};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+        .single()
+        .unwrap_or_default()
+}
+
+fn user(role: Role) -> User {
+    let id = UserId::new();
+    User {
+        id,
+        email: format!("{}@conformance.test", id.as_uuid().simple()),
+        name: Some("Conformance".into()),
+        role,
+        created_at: t0(),
+    }
+}
+
+fn key_for(user: &User) -> ApiKeyRecord {
+    let secret = Secret::generate();
+    ApiKeyRecord {
+        key: ApiKey {
+            id: ApiKeyId::new(),
+            user_id: user.id,
+            name: "k".into(),
+            prefix: secret.display_prefix().into(),
+            scopes: vec![Scope::WorkspacesRead, Scope::KeysWrite],
+            created_at: t0(),
+            expires_at: Some(t0() + Duration::days(30)),
+            revoked_at: None,
+            last_used_at: None,
+        },
+        digest: KeyDigest::of(&secret),
+    }
+}
+
+fn workspace(owner: UserId, name: &str) -> Workspace {
+    let mut env = BTreeMap::new();
+    env.insert("GREETING".to_string(), "héllo \"quoted\"".to_string());
+    Workspace {
+        id: WorkspaceId::new(),
+        owner_id: owner,
+        name: name.into(),
+        description: Some("desc".into()),
+        env,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+fn template(
+    owner: Option<UserId>,
+    name: &str,
+    category: TemplateCategory,
+    tags: &[&str],
+) -> Template {
+    Template {
+        id: TemplateId::new(),
+        name: name.into(),
+        owner_id: owner,
+        builtin: owner.is_none(),
+        description: None,
+        category,
+        image: "python:3.12-slim".into(),
+        resources: Resources {
+            cpu_millis: 500,
+            memory_mib: 512,
+            gpu: 0,
+            disk_gib: 5,
+        },
+        env: BTreeMap::new(),
+        default_limits: SessionLimits::default(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        expected_start_ms: 900,
+        usage_count: 0,
+        created_at: t0(),
+    }
+}
+
+async fn new_user(db: &Arc<dyn Database>) -> User {
+    let u = user(Role::Member);
+    db.users()
+        .insert(&u, None)
+        .await
+        .unwrap_or_else(|e| panic!("insert user: {e}"));
+    u
+}
+
+/// Users round-trip; emails are unique case-insensitively; a user and their first key are
+/// inserted atomically.
+pub async fn users_round_trip_and_unique_email(db: Arc<dyn Database>) {
+    let u = user(Role::Admin);
+    let key = key_for(&u);
+    let before = db
+        .users()
+        .count()
+        .await
+        .unwrap_or_else(|e| panic!("count: {e}"));
+    db.users()
+        .insert(&u, Some(&key))
+        .await
+        .unwrap_or_else(|e| panic!("insert: {e}"));
+    assert_eq!(
+        db.users().get(u.id).await.ok().flatten(),
+        Some(u.clone()),
+        "user read back"
+    );
+    assert_eq!(
+        db.users().count().await.ok(),
+        Some(before + 1),
+        "count grew by one"
+    );
+    let found = db
+        .api_keys()
+        .find_by_digest(&key.digest)
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(found, Some(key.clone()), "first key read back by digest");
+
+    let mut twin = user(Role::Member);
+    twin.email = u.email.to_uppercase();
+    let err = db.users().insert(&twin, None).await.err().map(|e| e.kind());
+    assert_eq!(
+        err,
+        Some(ErrorKind::Conflict),
+        "same email in another case must conflict"
+    );
+
+    // A user whose first key cannot be stored is not stored either.
+    let lonely = user(Role::Member);
+    let mut dup_key = key_for(&lonely);
+    dup_key.digest = key.digest;
+    assert!(
+        db.users().insert(&lonely, Some(&dup_key)).await.is_err(),
+        "duplicate digest accepted"
+    );
+    assert_eq!(
+        db.users().get(lonely.id).await.ok().flatten(),
+        None,
+        "user left behind by failed insert"
+    );
+    assert_eq!(db.users().get(UserId::new()).await.ok().flatten(), None);
+}
+
+/// Pages of users cover every user once, in id order.
+pub async fn users_paginate_in_id_order(db: Arc<dyn Database>) {
+    let mut mine = BTreeSet::new();
+    for _ in 0..7 {
+        mine.insert(new_user(&db).await.id);
+    }
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(3);
+    loop {
+        let got = db
+            .users()
+            .list(page)
+            .await
+            .unwrap_or_else(|e| panic!("list: {e}"));
+        assert!(got.items.len() <= 3, "page larger than its limit");
+        seen.extend(got.items.iter().map(|u| u.id));
+        match got.next_cursor {
+            Some(c) => page.after = Some(c.parse().unwrap_or_else(|e| panic!("cursor: {e}"))),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen, sorted, "users repeated or out of order");
+    assert!(
+        mine.iter().all(|id| seen.contains(id)),
+        "a user was skipped"
+    );
+}
+
+/// Keys are found by digest, scoped to their user, revoked once, and listed per user.
+pub async fn api_keys_scoped_revocable_and_listed(db: Arc<dyn Database>) {
+    let alice = new_user(&db).await;
+    let bob = new_user(&db).await;
+    let k1 = key_for(&alice);
+    let k2 = key_for(&alice);
+    for k in [&k1, &k2] {
+        db.api_keys()
+            .insert(k)
+            .await
+            .unwrap_or_else(|e| panic!("insert key: {e}"));
+    }
+    assert_eq!(
+        db.api_keys().get(alice.id, k1.key.id).await.ok().flatten(),
+        Some(k1.key.clone())
+    );
+    assert_eq!(
+        db.api_keys().get(bob.id, k1.key.id).await.ok().flatten(),
+        None,
+        "bob sees alice's key"
+    );
+    assert_eq!(
+        db.api_keys()
+            .revoke(bob.id, k1.key.id, t0())
+            .await
+            .ok()
+            .flatten(),
+        None,
+        "bob revoked alice's key"
+    );
+
+    let first = t0() + Duration::minutes(1);
+    let revoked = db
+        .api_keys()
+        .revoke(alice.id, k1.key.id, first)
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(revoked.and_then(|k| k.revoked_at), Some(first));
+    let again = db
+        .api_keys()
+        .revoke(alice.id, k1.key.id, first + Duration::hours(1))
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(
+        again.and_then(|k| k.revoked_at),
+        Some(first),
+        "second revocation moved the time"
+    );
+    let by_digest = db
+        .api_keys()
+        .find_by_digest(&k1.digest)
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(by_digest.and_then(|r| r.key.revoked_at), Some(first));
+
+    let page = db
+        .api_keys()
+        .list(alice.id, PageRequest::first(1))
+        .await
+        .unwrap_or_else(|e| panic!("list: {e}"));
+    assert_eq!(page.items.len(), 1);
+    let next = page.next_cursor.as_deref().and_then(|c| c.parse().ok());
+    let rest = db
+        .api_keys()
+        .list(
+            alice.id,
+            PageRequest {
+                limit: 10,
+                after: next,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("list: {e}"));
+    let ids: Vec<_> = page.items.iter().chain(&rest.items).map(|k| k.id).collect();
+    assert_eq!(ids, vec![k1.key.id, k2.key.id]);
+    assert!(rest.next_cursor.is_none());
+    let bobs = db
+        .api_keys()
+        .list(bob.id, PageRequest::first(10))
+        .await
+        .map(|p| p.items.len())
+        .ok();
+    assert_eq!(bobs, Some(0), "bob lists alice's keys");
+}
+
+/// `touch` writes `last_used_at` at most once per interval.
+pub async fn api_keys_touch_at_most_once_per_interval(db: Arc<dyn Database>) {
+    let u = new_user(&db).await;
+    let k = key_for(&u);
+    db.api_keys()
+        .insert(&k)
+        .await
+        .unwrap_or_else(|e| panic!("insert: {e}"));
+    let minute = Duration::seconds(60);
+    let touch = |at| {
+        let db = db.clone();
+        async move {
+            db.api_keys()
+                .touch(k.key.id, at, minute)
+                .await
+                .unwrap_or_else(|e| panic!("touch: {e}"))
+        }
+    };
+    assert!(touch(t0()).await, "first use not recorded");
+    assert!(
+        !touch(t0() + Duration::seconds(30)).await,
+        "written twice within a minute"
+    );
+    assert!(
+        touch(t0() + Duration::seconds(60)).await,
+        "not written after a minute"
+    );
+    let stored = db
+        .api_keys()
+        .get(u.id, k.key.id)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|k| k.last_used_at);
+    assert_eq!(stored, Some(t0() + Duration::seconds(60)));
+}
+
+/// Workspaces round-trip, are unique per owner by name, and are invisible to other owners.
+pub async fn workspaces_crud_and_owner_scoping(db: Arc<dyn Database>) {
+    let alice = new_user(&db).await;
+    let bob = new_user(&db).await;
+    let w = workspace(alice.id, "research");
+    let repo = db.workspaces();
+    repo.insert(&w)
+        .await
+        .unwrap_or_else(|e| panic!("insert: {e}"));
+    assert_eq!(
+        repo.get(alice.id, w.id).await.ok().flatten(),
+        Some(w.clone())
+    );
+    assert_eq!(
+        repo.get(bob.id, w.id).await.ok().flatten(),
+        None,
+        "bob reads alice's workspace"
+    );
+
+    let dup = workspace(alice.id, "research");
+    assert_eq!(
+        repo.insert(&dup).await.err().map(|e| e.kind()),
+        Some(ErrorKind::Conflict)
+    );
+    repo.insert(&workspace(bob.id, "research"))
+        .await
+        .unwrap_or_else(|e| panic!("same name, other owner: {e}"));
+
+    let other = workspace(alice.id, "other");
+    repo.insert(&other)
+        .await
+        .unwrap_or_else(|e| panic!("insert: {e}"));
+    let mut renamed = other.clone();
+    renamed.name = "research".into();
+    assert_eq!(
+        repo.update(&renamed).await.err().map(|e| e.kind()),
+        Some(ErrorKind::Conflict)
+    );
+    assert_eq!(
+        repo.get(alice.id, other.id).await.ok().flatten(),
+        Some(other.clone()),
+        "failed update changed the row"
+    );
+
+    let mut changed = w.clone();
+    changed.name = "research-2".into();
+    changed.env.clear();
+    changed.description = None;
+    changed.updated_at = t0() + Duration::hours(1);
+    repo.update(&changed)
+        .await
+        .unwrap_or_else(|e| panic!("update: {e}"));
+    assert_eq!(
+        repo.get(alice.id, w.id).await.ok().flatten(),
+        Some(changed.clone())
+    );
+
+    let mut stolen = changed.clone();
+    stolen.owner_id = bob.id;
+    assert_eq!(
+        repo.update(&stolen).await.err().map(|e| e.kind()),
+        Some(ErrorKind::NotFound)
+    );
+    assert_eq!(
+        repo.delete(bob.id, w.id).await.ok(),
+        Some(false),
+        "bob deleted alice's workspace"
+    );
+    assert_eq!(repo.delete(alice.id, w.id).await.ok(), Some(true));
+    assert_eq!(repo.get(alice.id, w.id).await.ok().flatten(), None);
+    assert_eq!(repo.delete(alice.id, w.id).await.ok(), Some(false));
+}
+
+/// Paging through workspaces yields each of the owner's workspaces once, in creation order.
+pub async fn workspaces_paginate(db: Arc<dyn Database>) {
+    let owner = new_user(&db).await;
+    let intruder = new_user(&db).await;
+    db.workspaces()
+        .insert(&workspace(intruder.id, "theirs"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut made = Vec::new();
+    for i in 0..23 {
+        let w = workspace(owner.id, &format!("ws-{i}"));
+        db.workspaces()
+            .insert(&w)
+            .await
+            .unwrap_or_else(|e| panic!("insert: {e}"));
+        made.push(w.id);
+    }
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(7);
+    let mut pages = 0;
+    loop {
+        let got = db
+            .workspaces()
+            .list(owner.id, page)
+            .await
+            .unwrap_or_else(|e| panic!("list: {e}"));
+        pages += 1;
+        seen.extend(got.items.iter().map(|w| w.id));
+        match got.next_cursor {
+            Some(c) => page.after = Some(c.parse().unwrap_or_else(|e| panic!("cursor: {e}"))),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen, made,
+        "pages must hold exactly the owner's workspaces in order"
+    );
+    assert_eq!(pages, 4);
+}
+
+/// Built-ins are upserted by name, keeping their id and usage; custom templates are visible only
+/// to their owner; filters by category and tag work; only owners delete their own.
+pub async fn templates_visibility_filters_and_builtins(db: Arc<dyn Database>) {
+    let alice = new_user(&db).await;
+    let bob = new_user(&db).await;
+    let repo = db.templates();
+    let builtin_name = format!(
+        "builtin-{}",
+        &TemplateId::new().as_uuid().simple().to_string()[20..]
+    );
+    let b = template(
+        None,
+        &builtin_name,
+        TemplateCategory::Python,
+        &["python", "conformance"],
+    );
+    repo.upsert_builtin(&b)
+        .await
+        .unwrap_or_else(|e| panic!("upsert: {e}"));
+    let mut refreshed = template(None, &builtin_name, TemplateCategory::Python, &["python"]);
+    refreshed.image = "python:3.13-slim".into();
+    repo.upsert_builtin(&refreshed)
+        .await
+        .unwrap_or_else(|e| panic!("upsert again: {e}"));
+    let stored = repo.get_visible(alice.id, b.id).await.ok().flatten();
+    assert_eq!(
+        stored.as_ref().map(|t| t.image.as_str()),
+        Some("python:3.13-slim"),
+        "built-in not refreshed"
+    );
+    assert_eq!(
+        stored.as_ref().map(|t| t.id),
+        Some(b.id),
+        "built-in id changed on refresh"
+    );
+    assert!(stored.is_some_and(|t| t.builtin && t.owner_id.is_none()));
+    assert_eq!(
+        repo.get_visible(alice.id, refreshed.id)
+            .await
+            .ok()
+            .flatten(),
+        None,
+        "refresh inserted a second row"
+    );
+
+    let mine = template(
+        Some(alice.id),
+        &builtin_name,
+        TemplateCategory::Custom,
+        &["conformance", "mine"],
+    );
+    repo.insert(&mine)
+        .await
+        .unwrap_or_else(|e| panic!("insert custom: {e}"));
+    let dup = template(Some(alice.id), &builtin_name, TemplateCategory::Custom, &[]);
+    assert_eq!(
+        repo.insert(&dup).await.err().map(|e| e.kind()),
+        Some(ErrorKind::Conflict)
+    );
+    let by_name = repo
+        .find_visible_by_name(alice.id, &builtin_name)
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(
+        by_name.map(|t| t.id),
+        Some(mine.id),
+        "own template must win over a built-in"
+    );
+    let by_name = repo
+        .find_visible_by_name(bob.id, &builtin_name)
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(
+        by_name.map(|t| t.id),
+        Some(b.id),
+        "bob must see the built-in, not alice's"
+    );
+    assert_eq!(
+        repo.get_visible(bob.id, mine.id).await.ok().flatten(),
+        None,
+        "bob sees alice's template"
+    );
+    assert_eq!(
+        repo.get_visible(alice.id, mine.id).await.ok().flatten(),
+        Some(mine.clone())
+    );
+
+    let list = |user: UserId, filter: TemplateFilter| {
+        let db = db.clone();
+        async move {
+            let mut ids = Vec::new();
+            let mut page = PageRequest::first(2);
+            loop {
+                let got = db
+                    .templates()
+                    .list_visible(user, &filter, page)
+                    .await
+                    .unwrap_or_else(|e| panic!("list: {e}"));
+                ids.extend(got.items.iter().map(|t| t.id));
+                match got.next_cursor {
+                    Some(c) => page.after = c.parse().ok(),
+                    None => return ids,
+                }
+            }
+        }
+    };
+    let tagged = |tag: &str| TemplateFilter {
+        category: None,
+        tag: Some(tag.into()),
+    };
+    assert_eq!(list(alice.id, tagged("mine")).await, vec![mine.id]);
+    assert_eq!(
+        list(bob.id, tagged("mine")).await,
+        Vec::<TemplateId>::new(),
+        "bob lists alice's template"
+    );
+    let alice_conf = list(alice.id, tagged("conformance")).await;
+    assert!(
+        alice_conf.contains(&mine.id) && !alice_conf.contains(&b.id),
+        "refreshed tags not applied"
+    );
+    let custom = TemplateFilter {
+        category: Some(TemplateCategory::Custom),
+        tag: Some("mine".into()),
+    };
+    assert_eq!(list(alice.id, custom).await, vec![mine.id]);
+    let python = TemplateFilter {
+        category: Some(TemplateCategory::Python),
+        tag: Some("mine".into()),
+    };
+    assert!(
+        list(alice.id, python).await.is_empty(),
+        "category filter ignored"
+    );
+    assert!(
+        list(bob.id, TemplateFilter::default())
+            .await
+            .contains(&b.id)
+    );
+
+    assert_eq!(
+        repo.delete(bob.id, mine.id).await.ok(),
+        Some(false),
+        "bob deleted alice's template"
+    );
+    assert_eq!(
+        repo.delete(alice.id, b.id).await.ok(),
+        Some(false),
+        "a built-in was deleted as custom"
+    );
+    assert_eq!(repo.delete(alice.id, mine.id).await.ok(), Some(true));
+    assert_eq!(
+        repo.get_visible(alice.id, mine.id).await.ok().flatten(),
+        None
+    );
+}
+
+/// Runs every check of the `Database` conformance suite, each with a database from `make`.
+///
+/// ```ignore
+/// onmemos_core::database_conformance!(|| async { my_database().await });
+/// ```
+#[macro_export]
+macro_rules! database_conformance {
+    ($make:expr) => {
+        $crate::database_conformance!(@checks $make;
+            users_round_trip_and_unique_email,
+            users_paginate_in_id_order,
+            api_keys_scoped_revocable_and_listed,
+            api_keys_touch_at_most_once_per_interval,
+            workspaces_crud_and_owner_scoping,
+            workspaces_paginate,
+            templates_visibility_filters_and_builtins,
+        );
+    };
+    (@checks $make:expr; $($check:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test]
+            async fn $check() {
+                let make = $make;
+                let db: ::std::sync::Arc<dyn $crate::ports::Database> = make().await;
+                $crate::testing::database::$check(db).await;
+            }
+        )+
+    };
+}
