@@ -57,6 +57,11 @@ impl ManualClock {
         *now += by;
     }
 
+    /// The clock's time plus `by` (handy for expiry times in tests).
+    pub fn now_plus(&self, by: Duration) -> DateTime<Utc> {
+        self.now() + by
+    }
+
     /// Sets the clock to `to`.
     pub fn set(&self, to: DateTime<Utc>) {
         *self.now.lock().unwrap_or_else(|p| p.into_inner()) = to;

@@ -1,1 +1,120 @@
-//! placeholder
+//! # onmemos-server
+//!
+//! The HTTP face of an [`Engine`]: a REST API (and, later, WebSocket shells) with API-key
+//! authentication, an OpenAPI 3.1 document at `/openapi.json`, Prometheus metrics at `/metrics`
+//! and JSON errors from one code table.
+//!
+//! The router is a library function, so a service can mount OnMemOS next to its own routes and
+//! middleware:
+//!
+//! ```no_run
+//! # async fn demo(engine: onmemos_core::Engine) -> std::io::Result<()> {
+//! let app = axum::Router::new()
+//!     .route("/", axum::routing::get(|| async { "my service" }))
+//!     .merge(onmemos_server::router(engine));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+mod config;
+mod error;
+mod extract;
+mod metrics;
+mod routes;
+mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use onmemos_core::api::ErrorCode;
+use onmemos_core::{Engine, Error};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use config::ServerConfig;
+pub use error::ApiError;
+pub use extract::{ApiJson, ApiPath, ApiQuery, Auth};
+pub use metrics::Metrics;
+pub use state::AppState;
+
+/// The header carrying the request id (set when the client sends none, echoed in the response
+/// and in every error body).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The OnMemOS API over `engine`, with default [`ServerConfig`].
+pub fn router(engine: Engine) -> Router {
+    router_with(engine, ServerConfig::default())
+}
+
+/// The OnMemOS API over `engine`, with the given bounds on requests.
+pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
+    let state = AppState {
+        engine,
+        metrics: Arc::new(Metrics::default()),
+        config: Arc::new(config.clone()),
+    };
+    let (api, openapi) = routes::api().split_for_parts();
+    let openapi = Arc::new(openapi);
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    api.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let doc = openapi.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    )
+    .route("/metrics", axum::routing::get(metrics::serve))
+    .fallback(route_not_found)
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        metrics::record,
+    ))
+    .layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(axum::middleware::from_fn(error::render_errors))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let id = req
+                        .headers()
+                        .get(REQUEST_ID_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id = %id,
+                        user = tracing::field::Empty,
+                    )
+                }),
+            )
+            .layer(CatchPanicLayer::new())
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Duration::from_secs(config.request_timeout_secs.max(1)),
+            ))
+            .layer(DefaultBodyLimit::max(config.max_body_bytes)),
+    )
+    .with_state(state)
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::api().split_for_parts().1
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError(Error::with_code(
+        ErrorCode::RouteNotFound,
+        "no route matches this path",
+    ))
+}

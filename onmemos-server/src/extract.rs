@@ -1,0 +1,181 @@
+//! Extractors that reject bad input with the API's own errors, naming what was wrong.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use onmemos_core::api::ErrorCode;
+use onmemos_core::{Error, Principal};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON body: `application/json`, within the body limit, of the right shape. Errors name the
+/// field (`resources.cpu_millis`) where serde can tell.
+#[derive(Debug, Clone)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let mime = content_type.split(';').next().unwrap_or_default().trim();
+        if !(mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json")) {
+            return Err(Error::with_code(
+                ErrorCode::UnsupportedMediaType,
+                "the request body must be JSON (Content-Type: application/json)",
+            )
+            .into());
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status().as_u16() == 413 {
+                Error::with_code(
+                    ErrorCode::PayloadTooLarge,
+                    "request body is larger than the server accepts",
+                )
+            } else {
+                Error::with_code(ErrorCode::MalformedBody, rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON body, telling syntax errors from shape errors.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            malformed(&inner)
+        } else if path == "." {
+            Error::invalid("", format!("invalid request body: {inner}"))
+        } else {
+            Error::invalid(path.clone(), format!("{path}: {inner}"))
+        }
+    })?;
+    de.end().map_err(|e| malformed(&e))?;
+    Ok(value)
+}
+
+fn malformed(err: &serde_json::Error) -> Error {
+    Error::with_code(
+        ErrorCode::MalformedBody,
+        format!("request body is not valid JSON: {err}"),
+    )
+}
+
+/// Query parameters, rejecting unknown ones and naming the bad one.
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|err| {
+                let path = err.path().to_string();
+                let inner = err.into_inner();
+                let err = Error::with_code(
+                    ErrorCode::InvalidParameter,
+                    format!("invalid query string: {inner}"),
+                );
+                ApiError(if path == "." {
+                    err
+                } else {
+                    err.with_context("field", path)
+                })
+            })
+    }
+}
+
+/// A path parameter parsed with `FromStr` (typed ids); a bad one is a 400 naming the parameter.
+#[derive(Debug, Clone)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError(Error::with_code(ErrorCode::InvalidParameter, e.body_text())))?;
+        let Some((name, value)) = params.iter().last() else {
+            return Err(ApiError(Error::internal("route has no path parameter")));
+        };
+        value.parse::<T>().map(ApiPath).map_err(|e| {
+            ApiError(
+                Error::with_code(ErrorCode::InvalidParameter, format!("{name}: {e}"))
+                    .with_context("field", name.to_owned()),
+            )
+        })
+    }
+}
+
+/// The authenticated caller, from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(Auth(principal.clone()));
+        }
+        let secret = secret_from(parts)?;
+        let principal = state.engine.api_keys().authenticate(secret).await?;
+        tracing::Span::current().record("user", tracing::field::display(principal.user_id()));
+        parts.extensions.insert(principal.clone());
+        Ok(Auth(principal))
+    }
+}
+
+fn secret_from(parts: &Parts) -> Result<&str, ApiError> {
+    let header_text = |name| {
+        parts.headers.get(name).map(|v| {
+            v.to_str().map_err(|_| {
+                ApiError(Error::with_code(
+                    ErrorCode::InvalidApiKey,
+                    "the credentials header is not valid text",
+                ))
+            })
+        })
+    };
+    if let Some(value) = header_text(header::AUTHORIZATION) {
+        let value = value?;
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(ApiError(Error::with_code(
+                ErrorCode::InvalidApiKey,
+                "use `Authorization: Bearer <api key>`",
+            )));
+        }
+        return Ok(token.trim());
+    }
+    if let Some(value) = header_text(header::HeaderName::from_static("x-api-key")) {
+        return value;
+    }
+    Err(ApiError(Error::with_code(
+        ErrorCode::MissingApiKey,
+        "this endpoint needs an API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+    )))
+}
