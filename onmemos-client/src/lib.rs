@@ -1,1 +1,32 @@
-//! placeholder
+//! # onmemos-client
+//!
+//! A typed async client for the OnMemOS HTTP API.
+//!
+//! ```no_run
+//! # async fn demo() -> onmemos_client::Result<()> {
+//! use onmemos_client::Client;
+//! use onmemos_core::api::CreateWorkspace;
+//!
+//! let client = Client::from_env()?; // ONMEMOS_URL, ONMEMOS_API_KEY (or a .env file)
+//! let ws = client
+//!     .workspaces()
+//!     .create(&CreateWorkspace { name: "research".into(), description: None, env: Default::default() })
+//!     .await?;
+//! println!("created {}", ws.id);
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+mod resources;
+
+pub use client::{Client, ClientBuilder, DEFAULT_URL, RequestTimeout};
+pub use error::{Error, ErrorKind, Result, kind_of_code};
+pub use resources::{ApiKeys, Templates, Users, Workspaces};
+
+/// The wire types the client sends and receives.
+pub use onmemos_core::api;
+/// Typed ids.
+pub use onmemos_core::id;
+/// The domain types the API returns.
+pub use onmemos_core::model;

@@ -1,14 +1,22 @@
 //! An injectable clock, so that expiry, throttling and (later) billing run on simulated time in
 //! tests.
+//!
+//! OnMemOS timestamps have millisecond precision: that is what every database stores and what
+//! billing is computed in, so a value read back always equals the value written.
 
 use std::fmt::Debug;
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+
+/// `at` truncated to the millisecond precision of OnMemOS timestamps.
+pub fn to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(3)
+}
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + Debug + 'static {
-    /// The current instant.
+    /// The current instant, with millisecond precision (see [`to_millis`]).
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -18,7 +26,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        to_millis(Utc::now())
     }
 }
 
@@ -42,7 +50,7 @@ impl ManualClock {
     /// A clock stopped at `now`.
     pub fn new(now: DateTime<Utc>) -> Self {
         Self {
-            now: Mutex::new(now),
+            now: Mutex::new(to_millis(now)),
         }
     }
 
@@ -54,17 +62,17 @@ impl ManualClock {
     /// Moves the clock forward (or backward, with a negative duration).
     pub fn advance(&self, by: Duration) {
         let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
-        *now += by;
+        *now = to_millis(*now + by);
     }
 
     /// The clock's time plus `by` (handy for expiry times in tests).
     pub fn now_plus(&self, by: Duration) -> DateTime<Utc> {
-        self.now() + by
+        to_millis(self.now() + by)
     }
 
     /// Sets the clock to `to`.
     pub fn set(&self, to: DateTime<Utc>) {
-        *self.now.lock().unwrap_or_else(|p| p.into_inner()) = to;
+        *self.now.lock().unwrap_or_else(|p| p.into_inner()) = to_millis(to);
     }
 }
 

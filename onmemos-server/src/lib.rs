@@ -36,7 +36,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use config::ServerConfig;
 pub use error::ApiError;
@@ -82,20 +82,22 @@ pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(axum::middleware::from_fn(error::render_errors))
             .layer(
-                TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                    let id = req
-                        .headers()
-                        .get(REQUEST_ID_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!(
-                        "request",
-                        method = %req.method(),
-                        path = %req.uri().path(),
-                        request_id = %id,
-                        user = tracing::field::Empty,
-                    )
-                }),
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request<_>| {
+                        let id = req
+                            .headers()
+                            .get(REQUEST_ID_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        tracing::info_span!(
+                            "request",
+                            method = %req.method(),
+                            path = %req.uri().path(),
+                            request_id = %id,
+                            user = tracing::field::Empty,
+                        )
+                    })
+                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
             )
             .layer(CatchPanicLayer::new())
             .layer(TimeoutLayer::with_status_code(
@@ -105,6 +107,18 @@ pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
             .layer(DefaultBodyLimit::max(config.max_body_bytes)),
     )
     .with_state(state)
+}
+
+/// Wraps any router in the request-id and error-rendering layers of the OnMemOS router, so its
+/// errors have the API's JSON shape (useful for routes of your own mounted beside it).
+pub fn wrap_errors<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(axum::middleware::from_fn(error::render_errors)),
+    )
 }
 
 /// The OpenAPI document of the API.

@@ -129,7 +129,8 @@ impl<'e> ApiKeyService<'e> {
             }
             None => caller.scopes().to_vec(),
         };
-        if let Some(at) = request.expires_at
+        let expires_at = request.expires_at.map(crate::clock::to_millis);
+        if let Some(at) = expires_at
             && at <= now
         {
             return Err(Error::invalid(
@@ -144,7 +145,7 @@ impl<'e> ApiKeyService<'e> {
             .get(caller.user_id())
             .await?
             .ok_or_else(|| Error::not_found("user not found"))?;
-        let (record, secret) = new_key(&user, request.name, scopes, request.expires_at, now);
+        let (record, secret) = new_key(&user, request.name, scopes, expires_at, now);
         self.engine.database().api_keys().insert(&record).await?;
         tracing::info!(user = %user.id, key = %record.key.id, "api key created");
         Ok(CreatedApiKey {

@@ -1,0 +1,235 @@
+//! The HTTP client: base URL, credentials, timeouts, and one request path for every call.
+
+use std::time::Duration;
+
+use reqwest::{Method, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::resources::{ApiKeys, Templates, Users, Workspaces};
+
+/// Where the client connects when `ONMEMOS_URL` is not set.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// The longest a single HTTP request may take, connect to last byte.
+///
+/// A distinct type from any session lifetime, so the two can never be swapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTimeout(pub Duration);
+
+impl Default for RequestTimeout {
+    fn default() -> Self {
+        Self(Duration::from_secs(30))
+    }
+}
+
+/// A client of one OnMemOS server. Cheap to clone; clones share connections.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    api_key: Option<String>,
+}
+
+/// Builds a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    base: String,
+    api_key: Option<String>,
+    timeout: RequestTimeout,
+    user_agent: String,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            base: DEFAULT_URL.to_owned(),
+            api_key: None,
+            timeout: RequestTimeout::default(),
+            user_agent: format!("onmemos-client/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The server's base URL (`http://127.0.0.1:8080`).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base = url.into();
+        self
+    }
+
+    /// The API key (`onm_…`).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The per-request timeout.
+    pub fn request_timeout(mut self, timeout: RequestTimeout) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The `User-Agent` header.
+    pub fn user_agent(mut self, agent: impl Into<String>) -> Self {
+        self.user_agent = agent.into();
+        self
+    }
+
+    /// Builds the client; the URL must be `http://` or `https://`.
+    pub fn build(self) -> Result<Client> {
+        let base = self.base.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::new(
+                ErrorKind::Configuration,
+                format!("the server URL must start with http:// or https://, got {base:?}"),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout.0)
+            .user_agent(self.user_agent)
+            .build()
+            .map_err(Error::transport)?;
+        Ok(Client {
+            http,
+            base,
+            api_key: self.api_key,
+        })
+    }
+}
+
+impl Client {
+    /// A builder with defaults (`http://127.0.0.1:8080`, no key, 30 s per request).
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client configured by `ONMEMOS_URL` and `ONMEMOS_API_KEY`, read from the environment or,
+    /// for variables the environment does not set, from a `.env` file in the current directory
+    /// or its parents.
+    pub fn from_env() -> Result<Client> {
+        // A missing .env file is normal; the environment alone may configure the client.
+        let _ = dotenvy::dotenv();
+        let mut builder = Client::builder();
+        if let Ok(url) = std::env::var("ONMEMOS_URL") {
+            builder = builder.base_url(url);
+        }
+        match std::env::var("ONMEMOS_API_KEY") {
+            Ok(key) if !key.trim().is_empty() => builder = builder.api_key(key.trim()),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Configuration,
+                    "ONMEMOS_API_KEY is not set (in the environment or a .env file)",
+                ));
+            }
+        }
+        builder.build()
+    }
+
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Workspaces.
+    pub fn workspaces(&self) -> Workspaces<'_> {
+        Workspaces::new(self)
+    }
+
+    /// Templates.
+    pub fn templates(&self) -> Templates<'_> {
+        Templates::new(self)
+    }
+
+    /// The caller's API keys.
+    pub fn api_keys(&self) -> ApiKeys<'_> {
+        ApiKeys::new(self)
+    }
+
+    /// Users (mostly admin).
+    pub fn users(&self) -> Users<'_> {
+        Users::new(self)
+    }
+
+    /// `GET /healthz`.
+    pub async fn health(&self) -> Result<onmemos_core::api::Health> {
+        self.get("/healthz").await
+    }
+
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let bytes = self
+            .send(Method::GET, path, None::<&()>, None::<&()>)
+            .await?;
+        decode(&bytes)
+    }
+
+    pub(crate) async fn get_with<Q: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &Q,
+    ) -> Result<T> {
+        let bytes = self
+            .send(Method::GET, path, Some(query), None::<&()>)
+            .await?;
+        decode(&bytes)
+    }
+
+    pub(crate) async fn send_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let bytes = self.send(method, path, None::<&()>, Some(body)).await?;
+        decode(&bytes)
+    }
+
+    pub(crate) async fn delete_path<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+        let bytes = self
+            .send(Method::DELETE, path, None::<&()>, None::<&()>)
+            .await?;
+        if bytes.is_empty() {
+            Ok(None)
+        } else {
+            decode(&bytes).map(Some)
+        }
+    }
+
+    async fn send<Q: Serialize + ?Sized, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&Q>,
+        body: Option<&B>,
+    ) -> Result<bytes::Bytes> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(query) = query {
+            req = req.query(query);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(Error::transport)?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = resp.bytes().await.map_err(Error::transport)?;
+        if (200..300).contains(&status) {
+            Ok(bytes)
+        } else {
+            Err(Error::from_response(status, &bytes, retry_after))
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::decode(e, 200))
+}

@@ -1,0 +1,172 @@
+//! Typed methods, grouped by resource.
+
+use reqwest::Method;
+
+use onmemos_core::api::{
+    CreateApiKey, CreateTemplate, CreateUser, CreateWorkspace, CreatedApiKey, CreatedUser,
+    ListParams, Page, TemplateListParams, UpdateWorkspace,
+};
+use onmemos_core::id::{ApiKeyId, UserId, WorkspaceId};
+use onmemos_core::model::{ApiKey, Template, User, Workspace};
+
+use crate::client::Client;
+use crate::error::Result;
+
+macro_rules! resource {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<'c> {
+            client: &'c Client,
+        }
+
+        impl<'c> $name<'c> {
+            pub(crate) fn new(client: &'c Client) -> Self {
+                Self { client }
+            }
+        }
+    };
+}
+
+resource!(
+    /// `/v1/workspaces`.
+    Workspaces
+);
+resource!(
+    /// `/v1/templates`.
+    Templates
+);
+resource!(
+    /// `/v1/api-keys`.
+    ApiKeys
+);
+resource!(
+    /// `/v1/users` and `/v1/me`.
+    Users
+);
+
+impl Workspaces<'_> {
+    /// Creates a workspace.
+    pub async fn create(&self, request: &CreateWorkspace) -> Result<Workspace> {
+        self.client
+            .send_json(Method::POST, "/v1/workspaces", request)
+            .await
+    }
+
+    /// One page of the caller's workspaces.
+    pub async fn list(&self, params: &ListParams) -> Result<Page<Workspace>> {
+        self.client.get_with("/v1/workspaces", params).await
+    }
+
+    /// One workspace.
+    pub async fn get(&self, id: WorkspaceId) -> Result<Workspace> {
+        self.client.get(&format!("/v1/workspaces/{id}")).await
+    }
+
+    /// Changes a workspace.
+    pub async fn update(&self, id: WorkspaceId, request: &UpdateWorkspace) -> Result<Workspace> {
+        self.client
+            .send_json(Method::PATCH, &format!("/v1/workspaces/{id}"), request)
+            .await
+    }
+
+    /// Deletes a workspace.
+    pub async fn delete(&self, id: WorkspaceId) -> Result<()> {
+        self.client
+            .delete_path::<serde_json::Value>(&format!("/v1/workspaces/{id}"))
+            .await
+            .map(drop)
+    }
+}
+
+impl Templates<'_> {
+    /// One page of the templates the caller can see.
+    pub async fn list(&self, params: &TemplateListParams) -> Result<Page<Template>> {
+        self.client.get_with("/v1/templates", params).await
+    }
+
+    /// A template by id (`tpl_…`) or name.
+    pub async fn get(&self, id_or_name: &str) -> Result<Template> {
+        self.client
+            .get(&format!("/v1/templates/{}", path_segment(id_or_name)))
+            .await
+    }
+
+    /// Creates a custom template.
+    pub async fn create(&self, request: &CreateTemplate) -> Result<Template> {
+        self.client
+            .send_json(Method::POST, "/v1/templates", request)
+            .await
+    }
+
+    /// Deletes a custom template by id or name.
+    pub async fn delete(&self, id_or_name: &str) -> Result<()> {
+        self.client
+            .delete_path::<serde_json::Value>(&format!(
+                "/v1/templates/{}",
+                path_segment(id_or_name)
+            ))
+            .await
+            .map(drop)
+    }
+}
+
+impl ApiKeys<'_> {
+    /// Creates a key for the caller; the answer holds its secret.
+    pub async fn create(&self, request: &CreateApiKey) -> Result<CreatedApiKey> {
+        self.client
+            .send_json(Method::POST, "/v1/api-keys", request)
+            .await
+    }
+
+    /// One page of the caller's keys.
+    pub async fn list(&self, params: &ListParams) -> Result<Page<ApiKey>> {
+        self.client.get_with("/v1/api-keys", params).await
+    }
+
+    /// One of the caller's keys.
+    pub async fn get(&self, id: ApiKeyId) -> Result<ApiKey> {
+        self.client.get(&format!("/v1/api-keys/{id}")).await
+    }
+
+    /// Revokes one of the caller's keys.
+    pub async fn revoke(&self, id: ApiKeyId) -> Result<ApiKey> {
+        self.client
+            .delete_path(&format!("/v1/api-keys/{id}"))
+            .await?
+            .ok_or_else(|| {
+                crate::Error::new(crate::ErrorKind::Decode, "empty answer to a revocation")
+            })
+    }
+}
+
+impl Users<'_> {
+    /// The caller's own user.
+    pub async fn me(&self) -> Result<User> {
+        self.client.get("/v1/me").await
+    }
+
+    /// Creates a user and their first key (admin).
+    pub async fn create(&self, request: &CreateUser) -> Result<CreatedUser> {
+        self.client
+            .send_json(Method::POST, "/v1/users", request)
+            .await
+    }
+
+    /// One page of users (admin).
+    pub async fn list(&self, params: &ListParams) -> Result<Page<User>> {
+        self.client.get_with("/v1/users", params).await
+    }
+
+    /// A user.
+    pub async fn get(&self, id: UserId) -> Result<User> {
+        self.client.get(&format!("/v1/users/{id}")).await
+    }
+}
+
+/// Percent-encodes a caller-given path segment, so it can never change the route.
+fn path_segment(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}

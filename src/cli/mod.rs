@@ -1,0 +1,128 @@
+//! Command-line interface.
+
+mod admin;
+mod output;
+mod resources;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub(crate) use output::Output;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "onmemos",
+    version,
+    about = "Metered cloud workspaces: server, admin and client"
+)]
+struct Cli {
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// The server URL for client commands [env: ONMEMOS_URL]
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// The API key for client commands [env: ONMEMOS_API_KEY]
+    #[arg(long, global = true, hide_env_values = true)]
+    api_key: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (embedded defaults: SQLite and files under ./onmemos-data).
+    Serve(serve::ServeArgs),
+    /// Administration on the database directly (no server needed).
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+        /// Server configuration file (TOML).
+        #[arg(long, global = true, env = "ONMEMOS_CONFIG")]
+        config: Option<PathBuf>,
+        /// Database URL (default: SQLite in the data directory).
+        #[arg(long, global = true)]
+        database_url: Option<String>,
+        /// Data directory.
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Show the user the API key belongs to.
+    Whoami,
+    /// Manage workspaces.
+    #[command(alias = "workspaces", alias = "ws")]
+    Workspace {
+        #[command(subcommand)]
+        command: resources::WorkspaceCommand,
+    },
+    /// Browse and manage templates.
+    #[command(alias = "templates")]
+    Template {
+        #[command(subcommand)]
+        command: resources::TemplateCommand,
+    },
+    /// Manage your API keys.
+    #[command(alias = "key")]
+    Keys {
+        #[command(subcommand)]
+        command: resources::KeyCommand,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub(crate) async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output { json: cli.json };
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Admin {
+            command,
+            config,
+            database_url,
+            data_dir,
+        } => admin::run(command, config, database_url, data_dir, &out).await,
+        command => match client(cli.url, cli.api_key) {
+            Ok(client) => match command {
+                Command::Whoami => resources::whoami(&client, &out).await,
+                Command::Workspace { command } => {
+                    resources::workspace(&client, command, &out).await
+                }
+                Command::Template { command } => resources::template(&client, command, &out).await,
+                Command::Keys { command } => resources::keys(&client, command, &out).await,
+                Command::Serve(_) | Command::Admin { .. } => Ok(()),
+            },
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The client for user commands: flags first, then `ONMEMOS_URL` / `ONMEMOS_API_KEY` from the
+/// environment or a `.env` file.
+fn client(url: Option<String>, key: Option<String>) -> anyhow::Result<onmemos::client::Client> {
+    let _ = dotenvy::dotenv();
+    let url = url
+        .or_else(|| std::env::var("ONMEMOS_URL").ok())
+        .unwrap_or_else(|| onmemos::client::DEFAULT_URL.to_owned());
+    let key = key
+        .or_else(|| std::env::var("ONMEMOS_API_KEY").ok())
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no API key: pass --api-key, or set ONMEMOS_API_KEY (in the environment or .env)"
+            )
+        })?;
+    Ok(onmemos::client::Client::builder()
+        .base_url(url)
+        .api_key(key.trim())
+        .build()?)
+}

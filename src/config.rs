@@ -1,0 +1,252 @@
+//! The configuration of `onmemos serve` and the admin commands.
+//!
+//! Settings come from, highest precedence first: command-line flags, environment variables
+//! (`ONMEMOS_LISTEN`, `ONMEMOS_SERVER__MAX_BODY_BYTES` — `__` separates nested keys), a `.env`
+//! file, a TOML file (`--config`, `ONMEMOS_CONFIG`, or `onmemos.toml` when present), and
+//! built-in defaults that need nothing installed (SQLite and files under `./onmemos-data`).
+//! An invalid setting stops start-up with a message naming the key and where it came from.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! data_dir = "/var/lib/onmemos"
+//! database_url = "sqlite:///var/lib/onmemos/onmemos.db"
+//!
+//! [server]
+//! max_body_bytes = 1048576
+//!
+//! [engine]
+//! key_touch_interval_secs = 60
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use onmemos_core::EngineConfig;
+use onmemos_server::ServerConfig;
+use serde::{Deserialize, Serialize};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything `onmemos serve` needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// Where the embedded database and local files live.
+    pub data_dir: PathBuf,
+    /// The database URL; empty means `sqlite://<data_dir>/onmemos.db`.
+    pub database_url: String,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+    /// Bounds on HTTP requests.
+    pub server: ServerConfig,
+    /// Engine settings (limits, key use recording).
+    pub engine: EngineConfig,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("onmemos-data"),
+            database_url: String::new(),
+            log_format: LogFormat::Pretty,
+            server: ServerConfig::default(),
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// Settings given as command-line flags; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlagOverrides {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// `--log-format`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The top-level keys environment variables may set (other `ONMEMOS_*` variables, such as the
+/// client's `ONMEMOS_URL`, are not server settings).
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "log_format",
+    "server",
+    "engine",
+];
+
+impl ServeConfig {
+    /// Loads the layered configuration. `config_file` is the `--config` flag; when absent,
+    /// `ONMEMOS_CONFIG` or `./onmemos.toml` (if it exists) is read.
+    pub fn load(config_file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<Self> {
+        // Variables already in the environment win over the .env file.
+        let _ = dotenvy::dotenv();
+        let file = match config_file {
+            Some(path) => {
+                anyhow::ensure!(
+                    path.exists(),
+                    "config file {} does not exist",
+                    path.display()
+                );
+                Some(path.to_path_buf())
+            }
+            None => std::env::var_os("ONMEMOS_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| Some(PathBuf::from("onmemos.toml")).filter(|p| p.exists())),
+        };
+        let mut figment = Figment::from(Serialized::defaults(ServeConfig::default()));
+        if let Some(file) = &file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment
+            .merge(
+                Env::prefixed("ONMEMOS_")
+                    .filter(|key| {
+                        let top = key.as_str().split("__").next().unwrap_or_default();
+                        ENV_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
+                    })
+                    .split("__"),
+            )
+            .merge(Serialized::defaults(flags));
+        let config: ServeConfig = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {}", describe(e)))?;
+        config
+            .engine
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: engine.{}", e.message()))?;
+        Ok(config)
+    }
+
+    /// The database URL, defaulting to SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("onmemos.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+}
+
+fn describe(errors: figment::Error) -> String {
+    errors
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let from = e
+                .metadata
+                .as_ref()
+                .map(|m| {
+                    // Name the exact variable (`ONMEMOS_SERVER__MAX_BODY_BYTES`).
+                    let name = if m.name.contains("environment variable") {
+                        format!("ONMEMOS_{}", e.path.join("__").to_uppercase())
+                    } else {
+                        m.name.to_string()
+                    };
+                    match &m.source {
+                        Some(source) => format!(" (from {name} in {source})"),
+                        None => format!(" (from {name})"),
+                    }
+                })
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{from}", e.kind)
+            } else {
+                format!("key `{key}`: {}{from}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+// figment::Jail fixes the closure's error type to figment's own (large) error.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_precedence_order_and_bad_values_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "onmemos.toml",
+                "listen = \"127.0.0.1:9000\"\ndata_dir = \"from-toml\"\n[server]\nmax_body_bytes = 10\n",
+            )?;
+            let c =
+                ServeConfig::load(None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 9000);
+            assert_eq!(c.server.max_body_bytes, 10);
+
+            jail.create_file(
+                ".env",
+                "ONMEMOS_DATA_DIR=from-dotenv\nONMEMOS_LISTEN=127.0.0.1:9100\n",
+            )?;
+            jail.set_env("ONMEMOS_LISTEN", "127.0.0.1:9200");
+            jail.set_env("ONMEMOS_URL", "http://client-only");
+            let c =
+                ServeConfig::load(None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.data_dir, PathBuf::from("from-dotenv"), ".env beats TOML");
+            assert_eq!(c.listen.port(), 9200, "environment beats .env");
+
+            let flags = FlagOverrides {
+                listen: Some(SocketAddr::from(([127, 0, 0, 1], 9300))),
+                ..Default::default()
+            };
+            let c = ServeConfig::load(None, &flags).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 9300, "flags beat everything");
+
+            jail.set_env("ONMEMOS_SERVER__MAX_BODY_BYTES", "lots");
+            let err = ServeConfig::load(None, &FlagOverrides::default())
+                .err()
+                .map(|e| e.to_string());
+            let err = err.unwrap_or_default();
+            assert!(err.contains("server.max_body_bytes"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_inconsistent_limits_are_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("onmemos.toml", "lisen = \"127.0.0.1:1\"\n")?;
+            let err = ServeConfig::load(None, &FlagOverrides::default())
+                .err()
+                .map(|e| e.to_string());
+            assert!(err.unwrap_or_default().contains("lisen"));
+            jail.create_file(
+                "onmemos.toml",
+                "[engine.default_limits]\nmax_duration_secs = 999999\nmax_cost_micros = 1\nidle_timeout_secs = 60\n",
+            )?;
+            let err = ServeConfig::load(None, &FlagOverrides::default())
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                err.unwrap_or_default().contains("engine."),
+                "limit errors name the section"
+            );
+            Ok(())
+        });
+    }
+}

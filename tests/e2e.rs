@@ -1,0 +1,313 @@
+//! End to end over a real loopback socket: `onmemos serve` as a process, `onmemos admin
+//! create-user` bootstrapping the first admin, and the typed client doing the rest.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use onmemos::client::{Client, ErrorKind};
+use onmemos::core::api::{
+    CreateApiKey, CreateUser, CreateWorkspace, ListParams, TemplateListParams,
+};
+use onmemos::core::model::{Scope, TemplateCategory};
+
+const BIN: &str = env!("CARGO_BIN_EXE_onmemos");
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+fn onmemos(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env_remove("ONMEMOS_API_KEY")
+        .env_remove("ONMEMOS_URL")
+        .env_remove("ONMEMOS_CONFIG")
+        .env("ONMEMOS_DATA_DIR", dir.join("data"));
+    cmd
+}
+
+async fn start(dir: &Path) -> Server {
+    let port = free_port();
+    let child = onmemos(dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn onmemos serve: {e}"));
+    let url = format!("http://127.0.0.1:{port}");
+    let server = Server { child, url };
+    let probe = Client::builder()
+        .base_url(&server.url)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while probe.health().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not answer /healthz within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+}
+
+#[tokio::test]
+async fn serve_bootstrap_and_client_round_trip() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let out = onmemos(dir.path())
+        .args([
+            "--json",
+            "admin",
+            "create-user",
+            "--email",
+            "Root@Example.com",
+            "--admin",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("admin create-user: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let admin_key = created["api_key"]["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(admin_key.starts_with("onm_"), "{created}");
+    assert_eq!(
+        created["user"]["email"], "root@example.com",
+        "emails are stored lowercased"
+    );
+
+    let server = start(dir.path()).await;
+    let admin = Client::builder()
+        .base_url(&server.url)
+        .api_key(&admin_key)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        admin.users().me().await.map(|u| u.email).ok().as_deref(),
+        Some("root@example.com")
+    );
+
+    let member = admin
+        .users()
+        .create(&CreateUser {
+            email: "ada@example.com".into(),
+            name: Some("Ada".into()),
+            role: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create user: {e}"));
+    let ada = Client::builder()
+        .base_url(&server.url)
+        .api_key(&member.api_key.secret)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let key = ada
+        .api_keys()
+        .create(&CreateApiKey {
+            name: "laptop".into(),
+            scopes: Some(vec![Scope::WorkspacesRead, Scope::TemplatesRead]),
+            expires_at: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create key: {e}"));
+    let ws = ada
+        .workspaces()
+        .create(&CreateWorkspace {
+            name: "research".into(),
+            description: None,
+            env: Default::default(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create workspace: {e}"));
+    assert_eq!(ada.workspaces().get(ws.id).await.ok(), Some(ws.clone()));
+
+    let narrow = Client::builder()
+        .base_url(&server.url)
+        .api_key(&key.secret)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listed = narrow
+        .workspaces()
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("list: {e}"));
+    assert_eq!(listed.items, vec![ws.clone()]);
+    let ml = narrow
+        .templates()
+        .list(&TemplateListParams {
+            category: Some(TemplateCategory::Ml),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("templates: {e}"));
+    assert_eq!(
+        ml.items.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["ml"]
+    );
+
+    let denied = narrow
+        .workspaces()
+        .create(&CreateWorkspace {
+            name: "nope".into(),
+            description: None,
+            env: Default::default(),
+        })
+        .await
+        .err();
+    assert_eq!(
+        denied.as_ref().map(|e| e.kind()),
+        Some(ErrorKind::PermissionDenied)
+    );
+    assert_eq!(
+        denied.as_ref().and_then(|e| e.code()),
+        Some("insufficient_scope")
+    );
+    assert!(
+        denied.as_ref().and_then(|e| e.request_id()).is_some(),
+        "errors carry the request id"
+    );
+
+    ada.api_keys()
+        .revoke(key.key.id)
+        .await
+        .unwrap_or_else(|e| panic!("revoke: {e}"));
+    let revoked = narrow.workspaces().list(&ListParams::default()).await.err();
+    assert_eq!(
+        revoked.as_ref().map(|e| e.kind()),
+        Some(ErrorKind::Authentication)
+    );
+    assert_eq!(
+        revoked.as_ref().and_then(|e| e.code()),
+        Some("api_key_revoked")
+    );
+
+    let bad = ada
+        .workspaces()
+        .create(&CreateWorkspace {
+            name: "Not Valid".into(),
+            description: None,
+            env: Default::default(),
+        })
+        .await
+        .err();
+    assert_eq!(bad.as_ref().map(|e| e.kind()), Some(ErrorKind::Validation));
+    assert_eq!(bad.as_ref().and_then(|e| e.field()), Some("name"));
+
+    // The CLI speaks to the same server through the client, with a table or JSON.
+    let out = onmemos(dir.path())
+        .args([
+            "--json",
+            "--url",
+            &server.url,
+            "--api-key",
+            &member.api_key.secret,
+            "workspace",
+            "list",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("workspace list: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(listed[0]["id"], ws.id.to_string());
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let out = onmemos(dir.path())
+        .args([
+            "--json",
+            "admin",
+            "create-user",
+            "--email",
+            "keep@example.com",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("admin: {e}"));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let key = created["api_key"]["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let ws = {
+        let server = start(dir.path()).await;
+        let c = Client::builder()
+            .base_url(&server.url)
+            .api_key(&key)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        c.workspaces()
+            .create(&CreateWorkspace {
+                name: "kept".into(),
+                description: None,
+                env: Default::default(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("create: {e}"))
+    };
+    let server = start(dir.path()).await;
+    let c = Client::builder()
+        .base_url(&server.url)
+        .api_key(&key)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.workspaces().get(ws.id).await.ok(), Some(ws));
+}
+
+#[test]
+fn invalid_settings_stop_startup_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let out = onmemos(dir.path())
+        .args(["serve"])
+        .env("ONMEMOS_LISTEN", "not-an-address")
+        .output()
+        .unwrap_or_else(|e| panic!("serve: {e}"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("listen") && stderr.contains("ONMEMOS_LISTEN"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        dir.path().join("onmemos.toml"),
+        "[server]\nmax_body_bytes = -1\n",
+    )
+    .unwrap_or_default();
+    let out = onmemos(dir.path())
+        .args(["serve"])
+        .output()
+        .unwrap_or_else(|e| panic!("serve: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("server.max_body_bytes"),
+        "{stderr}"
+    );
+}
