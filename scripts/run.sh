@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs OnMemOS on embedded defaults: SQLite and files under ./onmemos-data, listening on
+# 127.0.0.1:8080. On the first run it creates an admin and writes its credentials to
+# onmemos-data/credentials.env, then makes a first workspace, `demo`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA="${ONMEMOS_DATA_DIR:-onmemos-data}"
+LISTEN="${ONMEMOS_LISTEN:-127.0.0.1:8080}"
+
+cargo build --release --bin onmemos
+BIN="$PWD/target/release/onmemos"
+
+"$BIN" serve --data-dir "$DATA" --listen "$LISTEN" --bootstrap-admin admin@localhost &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null' EXIT INT TERM
+
+for _ in $(seq 1 100); do
+  curl -sf "http://$LISTEN/readyz" >/dev/null 2>&1 && break
+  kill -0 "$SERVER" 2>/dev/null || { echo "the server exited; see the log above" >&2; exit 1; }
+  sleep 0.1
+done
+
+if [ ! -f "$DATA/credentials.env" ]; then
+  echo "users exist but $DATA/credentials.env is gone: create a key with" >&2
+  echo "  $BIN admin create-user --data-dir $DATA --email you@example.com --admin" >&2
+  wait "$SERVER"
+  exit 0
+fi
+set -a; . "$DATA/credentials.env"; set +a
+"$BIN" workspace get demo >/dev/null 2>&1 || "$BIN" workspace create demo --description "first workspace" >/dev/null
+
+cat <<TXT
+
+OnMemOS is running on http://$LISTEN (Ctrl-C stops it).
+Use it from another terminal:
+
+  set -a; . $DATA/credentials.env; set +a
+  $BIN whoami
+  $BIN workspace list
+  $BIN template list
+  curl -s http://$LISTEN/openapi.json | head
+
+TXT
+wait "$SERVER"

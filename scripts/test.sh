@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, the dependency rule of onmemos-core, every test
+# (unit, conformance, router, end to end), doctests and examples.
+#
+# Real services are started here, on loopback ports picked at run time, and stopped on exit
+# (see scripts/services.sh). What is missing is installed first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+if ! cargo nextest --version >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+step "formatting"
+cargo fmt --all -- --check
+
+step "onmemos-core depends on no I/O crate"
+scripts/check-core-deps.sh
+
+step "clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+services_start
+
+step "tests"
+cargo nextest run --workspace --all-features --no-fail-fast
+step "doctests"
+cargo test --workspace --all-features --doc
+step "examples"
+cargo run --quiet --all-features --example in_process
