@@ -24,11 +24,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             role: None,
         })
         .await?;
-    println!("user {} with key {}…", created.user.id, created.api_key.key.prefix);
+    println!(
+        "user {} with key {}…",
+        created.user.id, created.api_key.key.prefix
+    );
 
     // A program acts as a user directly; an HTTP request would authenticate the key instead.
     let ada = Principal::for_user(&created.user);
-    let same = engine.api_keys().authenticate(&created.api_key.secret).await?;
+    let same = engine
+        .api_keys()
+        .authenticate(&created.api_key.secret)
+        .await?;
     assert_eq!(same.user_id(), ada.user_id());
 
     let ws = engine
