@@ -28,9 +28,10 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 services_start
 
-step "tests"
-cargo nextest run --workspace --all-features --no-fail-fast
-step "doctests"
-cargo test --workspace --all-features --doc
 step "examples"
 cargo run --quiet --all-features --example in_process
+step "doctests"
+cargo test --workspace --all-features --doc
+# Last, so its summary closes the output.
+step "tests"
+cargo nextest run --workspace --all-features --no-fail-fast
