@@ -63,16 +63,9 @@ impl EngineConfig {
             .map_err(|e| Error::configuration(format!("default_limits: {}", e.message())))?;
         crate::validation::validate(&self.max_limits)
             .map_err(|e| Error::configuration(format!("max_limits: {}", e.message())))?;
-        let d = &self.default_limits;
-        let m = &self.max_limits;
-        if d.max_duration_secs > m.max_duration_secs
-            || d.max_cost_micros > m.max_cost_micros
-            || d.idle_timeout_secs > m.idle_timeout_secs
-        {
-            return Err(Error::configuration(
-                "default_limits must not exceed max_limits",
-            ));
-        }
+        self.default_limits
+            .check_within(&self.max_limits, "default_limits")
+            .map_err(|e| Error::configuration(format!("{} (max_limits)", e.message())))?;
         if self.key_touch_interval_secs == 0 {
             return Err(Error::configuration(
                 "key_touch_interval_secs must be at least 1",

@@ -20,15 +20,22 @@ pub struct Principal {
 impl Principal {
     /// A caller acting as `user` with every scope the user's role allows (in-process use).
     pub fn for_user(user: &User) -> Self {
-        let scopes = match user.role {
-            Role::Admin => Scope::ALL.to_vec(),
-            Role::Member => Scope::member_defaults(),
-        };
         Self {
             user_id: user.id,
             role: user.role,
             key_id: None,
-            scopes,
+            scopes: user.role.default_scopes(),
+        }
+    }
+
+    /// The operator of this deployment acting in-process (e.g. `onmemos admin`): an
+    /// administrator with every scope, not tied to a user account. Never built from a request.
+    pub fn operator() -> Self {
+        Self {
+            user_id: UserId::from_uuid(uuid::Uuid::nil()),
+            role: Role::Admin,
+            key_id: None,
+            scopes: Scope::ALL.to_vec(),
         }
     }
 

@@ -62,55 +62,54 @@ pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
     };
     let (api, openapi) = routes::api().split_for_parts();
     let openapi = Arc::new(openapi);
-    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    api.route(
-        "/openapi.json",
-        axum::routing::get(move || {
-            let doc = openapi.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
-        }),
-    )
-    .route("/metrics", axum::routing::get(metrics::serve))
-    .fallback(route_not_found)
-    .layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        metrics::record,
-    ))
-    .layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-            .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(axum::middleware::from_fn(error::render_errors))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|req: &Request<_>| {
-                        let id = req
-                            .headers()
-                            .get(REQUEST_ID_HEADER)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default();
-                        tracing::info_span!(
-                            "request",
-                            method = %req.method(),
-                            path = %req.uri().path(),
-                            request_id = %id,
-                            user = tracing::field::Empty,
-                        )
-                    })
-                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-            )
-            .layer(CatchPanicLayer::new())
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Duration::from_secs(config.request_timeout_secs.max(1)),
-            ))
-            .layer(DefaultBodyLimit::max(config.max_body_bytes)),
-    )
-    .with_state(state)
+    let router = api
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = openapi.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route("/metrics", axum::routing::get(metrics::serve))
+        .fallback(route_not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
+        .layer(
+            ServiceBuilder::new()
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request<_>| {
+                            let id = req
+                                .headers()
+                                .get(REQUEST_ID_HEADER)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default();
+                            tracing::info_span!(
+                                "request",
+                                method = %req.method(),
+                                path = %req.uri().path(),
+                                request_id = %id,
+                                user = tracing::field::Empty,
+                            )
+                        })
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
+                .layer(CatchPanicLayer::new())
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Duration::from_secs(config.request_timeout_secs.max(1)),
+                ))
+                .layer(DefaultBodyLimit::max(config.max_body_bytes)),
+        )
+        .with_state(state);
+    wrap_errors(router)
 }
 
-/// Wraps any router in the request-id and error-rendering layers of the OnMemOS router, so its
-/// errors have the API's JSON shape (useful for routes of your own mounted beside it).
+/// Wraps a router in the outermost layers of the OnMemOS router: request ids and error
+/// rendering, so every error has the API's JSON shape. Useful for routes of your own mounted
+/// beside it.
 pub fn wrap_errors<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     router.layer(

@@ -93,13 +93,7 @@ pub(crate) async fn run(
             )
         }
         AdminCommand::ListUsers => {
-            let admin = onmemos::core::Principal::for_user(&onmemos::core::model::User {
-                id: onmemos::core::id::UserId::new(),
-                email: "admin@localhost".into(),
-                name: None,
-                role: Role::Admin,
-                created_at: chrono::Utc::now(),
-            });
+            let admin = onmemos::core::Principal::operator();
             let mut users = Vec::new();
             let mut params = ListParams::first(200);
             loop {

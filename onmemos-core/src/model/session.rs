@@ -82,6 +82,38 @@ impl Default for SessionLimits {
     }
 }
 
+impl SessionLimits {
+    /// `Ok` if every limit is at most the one in `max`; the error names the field, under
+    /// `prefix` (e.g. `default_limits`).
+    pub fn check_within(&self, max: &SessionLimits, prefix: &str) -> crate::Result<()> {
+        let over = |field: &str, allowed: String| {
+            Err(crate::Error::invalid(
+                format!("{prefix}.{field}"),
+                format!("{prefix}.{field} may be at most {allowed}"),
+            ))
+        };
+        if self.max_duration_secs > max.max_duration_secs {
+            return over(
+                "max_duration_secs",
+                format!("{} seconds", max.max_duration_secs),
+            );
+        }
+        if self.max_cost_micros > max.max_cost_micros {
+            return over(
+                "max_cost_micros",
+                format!("{} micro-credits", max.max_cost_micros),
+            );
+        }
+        if self.idle_timeout_secs > max.idle_timeout_secs {
+            return over(
+                "idle_timeout_secs",
+                format!("{} seconds", max.idle_timeout_secs),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// A running environment of a workspace, started from a template.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Session {

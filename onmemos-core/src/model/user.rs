@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::id::UserId;
+use crate::model::Scope;
 
 /// What a user may do beyond their own resources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -20,6 +21,14 @@ impl Role {
         match self {
             Role::Admin => "admin",
             Role::Member => "member",
+        }
+    }
+
+    /// The scopes a user of this role holds when acting in-process, and the first key gets.
+    pub fn default_scopes(self) -> Vec<Scope> {
+        match self {
+            Role::Admin => Scope::ALL.to_vec(),
+            Role::Member => Scope::member_defaults(),
         }
     }
 

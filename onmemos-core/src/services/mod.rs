@@ -7,6 +7,6 @@ mod users;
 mod workspaces;
 
 pub use api_keys::ApiKeyService;
-pub use templates::{TemplateService, builtin_templates};
+pub use templates::{BUILTIN_TEMPLATE_NAMES, TemplateService, builtin_templates};
 pub use users::UserService;
 pub use workspaces::WorkspaceService;

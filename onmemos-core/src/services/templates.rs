@@ -17,6 +17,9 @@ pub struct TemplateService<'e> {
     engine: &'e Engine,
 }
 
+/// The names of the built-in templates, reserved for them.
+pub const BUILTIN_TEMPLATE_NAMES: &[&str] = &["python", "nodejs", "data-science", "ml"];
+
 /// The built-in templates, as of `now`, with the engine's default limits.
 pub fn builtin_templates(now: DateTime<Utc>, limits: SessionLimits) -> Vec<Template> {
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -189,8 +192,7 @@ impl<'e> TemplateService<'e> {
         caller.require(Scope::TemplatesWrite)?;
         validate(&request)?;
         let now = self.engine.clock().now();
-        let reserved = builtin_templates(now, self.engine.config().default_limits);
-        if reserved.iter().any(|t| t.name == request.name) {
+        if BUILTIN_TEMPLATE_NAMES.contains(&request.name.as_str()) {
             return Err(Error::conflict(format!(
                 "`{}` is the name of a built-in template",
                 request.name
@@ -200,25 +202,7 @@ impl<'e> TemplateService<'e> {
         let limits = request
             .default_limits
             .unwrap_or(self.engine.config().default_limits);
-        let max = self.engine.config().max_limits;
-        if limits.max_duration_secs > max.max_duration_secs {
-            return Err(Error::invalid(
-                "default_limits.max_duration_secs",
-                format!("at most {} seconds are allowed", max.max_duration_secs),
-            ));
-        }
-        if limits.max_cost_micros > max.max_cost_micros {
-            return Err(Error::invalid(
-                "default_limits.max_cost_micros",
-                format!("at most {} micro-credits are allowed", max.max_cost_micros),
-            ));
-        }
-        if limits.idle_timeout_secs > max.idle_timeout_secs {
-            return Err(Error::invalid(
-                "default_limits.idle_timeout_secs",
-                format!("at most {} seconds are allowed", max.idle_timeout_secs),
-            ));
-        }
+        limits.check_within(&self.engine.config().max_limits, "default_limits")?;
         let mut tags = request.tags;
         tags.sort();
         tags.dedup();

@@ -2,7 +2,7 @@ use crate::api::{CreateUser, CreatedUser, ListParams, Page};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::id::UserId;
-use crate::model::{Role, Scope, User};
+use crate::model::{Role, User};
 use crate::principal::Principal;
 use crate::services::api_keys::new_key;
 use crate::validation::validate;
@@ -40,10 +40,7 @@ impl<'e> UserService<'e> {
             role,
             created_at: self.engine.clock().now(),
         };
-        let scopes = match role {
-            Role::Admin => Scope::ALL.to_vec(),
-            Role::Member => Scope::member_defaults(),
-        };
+        let scopes = role.default_scopes();
         let (record, secret) = new_key(&user, "initial key".into(), scopes, None, user.created_at);
         self.engine
             .database()
