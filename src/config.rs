@@ -140,6 +140,19 @@ impl ServeConfig {
         Ok(config)
     }
 
+    /// Creates the data directory, opens the database (running its migrations) and builds the
+    /// engine with these settings.
+    pub async fn open_engine(&self) -> anyhow::Result<onmemos_core::Engine> {
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+            anyhow::anyhow!("cannot create data_dir {}: {e}", self.data_dir.display())
+        })?;
+        let db = onmemos_backends::db::connect(&self.database_url()).await?;
+        Ok(onmemos_core::Engine::builder(db)
+            .with_config(self.engine.clone())
+            .build()
+            .await?)
+    }
+
     /// The database URL, defaulting to SQLite in the data directory.
     pub fn database_url(&self) -> String {
         if self.database_url.is_empty() {

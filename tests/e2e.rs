@@ -43,6 +43,14 @@ fn onmemos(dir: &Path) -> Command {
     cmd
 }
 
+fn client(url: &str, key: &str) -> Client {
+    Client::builder()
+        .base_url(url)
+        .api_key(key)
+        .build()
+        .unwrap_or_else(|e| panic!("client: {e}"))
+}
+
 async fn start(dir: &Path) -> Server {
     let port = free_port();
     let child = onmemos(dir)
@@ -99,11 +107,7 @@ async fn serve_bootstrap_and_client_round_trip() {
     );
 
     let server = start(dir.path()).await;
-    let admin = Client::builder()
-        .base_url(&server.url)
-        .api_key(&admin_key)
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let admin = client(&server.url, &admin_key);
     assert_eq!(
         admin.users().me().await.map(|u| u.email).ok().as_deref(),
         Some("root@example.com")
@@ -118,11 +122,7 @@ async fn serve_bootstrap_and_client_round_trip() {
         })
         .await
         .unwrap_or_else(|e| panic!("create user: {e}"));
-    let ada = Client::builder()
-        .base_url(&server.url)
-        .api_key(&member.api_key.secret)
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ada = client(&server.url, &member.api_key.secret);
 
     let key = ada
         .api_keys()
@@ -144,11 +144,7 @@ async fn serve_bootstrap_and_client_round_trip() {
         .unwrap_or_else(|e| panic!("create workspace: {e}"));
     assert_eq!(ada.workspaces().get(ws.id).await.ok(), Some(ws.clone()));
 
-    let narrow = Client::builder()
-        .base_url(&server.url)
-        .api_key(&key.secret)
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let narrow = client(&server.url, &key.secret);
     let listed = narrow
         .workspaces()
         .list(&ListParams::default())
@@ -258,11 +254,7 @@ async fn data_survives_a_restart() {
         .to_owned();
     let ws = {
         let server = start(dir.path()).await;
-        let c = Client::builder()
-            .base_url(&server.url)
-            .api_key(&key)
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let c = client(&server.url, &key);
         c.workspaces()
             .create(&CreateWorkspace {
                 name: "kept".into(),
@@ -273,11 +265,7 @@ async fn data_survives_a_restart() {
             .unwrap_or_else(|e| panic!("create: {e}"))
     };
     let server = start(dir.path()).await;
-    let c = Client::builder()
-        .base_url(&server.url)
-        .api_key(&key)
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let c = client(&server.url, &key);
     assert_eq!(c.workspaces().get(ws.id).await.ok(), Some(ws));
 }
 

@@ -2,12 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Subcommand;
 use onmemos::config::{FlagOverrides, ServeConfig};
 use onmemos::core::api::{CreateUser, ListParams};
 use onmemos::core::model::Role;
-use onmemos::{Engine, backends};
 
 use crate::cli::Output;
 use crate::cli::output::when;
@@ -49,13 +47,7 @@ pub(crate) async fn run(
         ..FlagOverrides::default()
     };
     let config = ServeConfig::load(config.as_deref(), &flags)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    let db = backends::db::connect(&config.database_url()).await?;
-    let engine = Engine::builder(db)
-        .with_config(config.engine.clone())
-        .build()
-        .await?;
+    let engine = config.open_engine().await?;
     match command {
         AdminCommand::CreateUser {
             email,

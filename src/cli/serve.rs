@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use onmemos::Engine;
 use onmemos::config::{FlagOverrides, LogFormat, ServeConfig};
 use onmemos::core::api::CreateUser;
 use onmemos::core::model::Role;
-use onmemos::{Engine, backends};
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -49,13 +49,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let config = ServeConfig::load(args.config.as_deref(), &flags)?;
     init_tracing(config.log_format);
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    let db = backends::db::connect(&config.database_url()).await?;
-    let engine = Engine::builder(db)
-        .with_config(config.engine.clone())
-        .build()
-        .await?;
+    let engine = config.open_engine().await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (key `listen`)", config.listen))?;
