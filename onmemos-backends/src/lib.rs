@@ -12,7 +12,6 @@
 pub mod db;
 
 /// The configuration error for a URL whose backend was compiled out.
-#[allow(dead_code)]
 pub(crate) fn feature_off(feature: &str, url: &str) -> onmemos_core::Error {
     onmemos_core::Error::configuration(format!(
         "{url:?} needs the `{feature}` feature of onmemos-backends, which this build does not enable"
