@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use onmemos::backends::db::sqlite::SqliteDatabase;
+use onmemos::backends::db::SqlDatabase;
 use onmemos::core::api::{CreateUser, CreateWorkspace, TemplateListParams};
 use onmemos::core::{Engine, Principal};
 
@@ -13,7 +13,7 @@ use onmemos::core::{Engine, Principal};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("onmemos.db").display());
-    let db = Arc::new(SqliteDatabase::open(&url).await?);
+    let db = Arc::new(SqlDatabase::open(&url).await?);
     let engine = Engine::builder(db).build().await?;
 
     let created = engine

@@ -1,14 +1,17 @@
 # Real services for the test suite, started on free loopback ports and stopped on exit.
-# Sourced by scripts/test.sh; each service exports the URL the tests read.
-#
-# The suite needs no external service yet: SQLite and the local filesystem are in-process.
-# Later backends add their servers here (PostgreSQL, moto, Azurite, fake-gcs-server).
+# Sourced by scripts/test.sh (and usable by hand: `source scripts/services.sh; services_start`).
+# Each service exports the URL the tests read; a URL already set in the environment is used
+# as it is and nothing is started for it.
 
 SERVICES_DIR="${SERVICES_DIR:-$PWD/.services}"
 SERVICE_PIDS=()
+SERVICE_STOPS=()
 
 services_stop() {
-  local pid
+  local stop pid
+  for stop in "${SERVICE_STOPS[@]:-}"; do
+    [ -n "$stop" ] && eval "$stop" >/dev/null 2>&1 || true
+  done
   for pid in "${SERVICE_PIDS[@]:-}"; do
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   done
@@ -22,7 +25,36 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# PostgreSQL: a throwaway cluster owned by the postgres user (initdb refuses root), on a free
+# port, fsync off (these tests are about logic, not durability; the crash test uses its own).
+start_postgres() {
+  if [ -n "${ONMEMOS_TEST_POSTGRES_URL:-}" ]; then
+    echo "postgres: using ONMEMOS_TEST_POSTGRES_URL"
+    return
+  fi
+  local bin
+  bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    echo "postgres: installing the postgresql package"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+  fi
+  local dir="$SERVICES_DIR/postgres" port
+  port="$(free_port)"
+  rm -rf "$dir" && mkdir -p "$dir" && chown postgres:postgres "$dir"
+  as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  as_postgres "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
+    || { cat "$dir/initdb.log" >&2; return 1; }
+  as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c max_connections=400" \
+    >/dev/null || { cat "$dir/log" >&2; return 1; }
+  SERVICE_STOPS+=("as_postgres $bin/pg_ctl -D $dir/data -m fast -w stop")
+  export ONMEMOS_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  echo "postgres: $ONMEMOS_TEST_POSTGRES_URL"
+}
+
 services_start() {
   mkdir -p "$SERVICES_DIR"
   trap services_stop EXIT
+  start_postgres
 }

@@ -5,11 +5,14 @@
 //! | port | module | feature |
 //! | --- | --- | --- |
 //! | `Database` | [`db::sqlite`] | `sqlite` (default) |
+//! | `Database` | [`db::postgres`] | `postgres` |
 //!
-//! Each backend keeps its own error type private and converts into
-//! [`onmemos_core::Error`] at its boundary. Backends are built from URLs with [`db::connect`].
+//! Backends convert their errors into [`onmemos_core::Error`] at their boundary and are built
+//! from URLs with [`db::connect`].
 
 pub mod db;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// The configuration error for a URL whose backend was compiled out.
 pub(crate) fn feature_off(feature: &str, url: &str) -> onmemos_core::Error {

@@ -44,7 +44,7 @@ enum Command {
         #[arg(long, global = true, env = "ONMEMOS_CONFIG")]
         config: Option<PathBuf>,
         /// Database URL (default: SQLite in the data directory).
-        #[arg(long, global = true)]
+        #[arg(long, global = true, alias = "database")]
         database_url: Option<String>,
         /// Data directory.
         #[arg(long, global = true)]

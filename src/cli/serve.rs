@@ -20,8 +20,9 @@ pub(crate) struct ServeArgs {
     /// Data directory [env: ONMEMOS_DATA_DIR; default: ./onmemos-data]
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Database URL [env: ONMEMOS_DATABASE_URL; default: SQLite in the data directory]
-    #[arg(long)]
+    /// Database URL, `sqlite://…` or `postgres://…` [env: ONMEMOS_DATABASE_URL; default: SQLite
+    /// in the data directory]
+    #[arg(long, alias = "database")]
     database_url: Option<String>,
     /// Log format: pretty or json [env: ONMEMOS_LOG_FORMAT]
     #[arg(long, value_parser = parse_log_format)]

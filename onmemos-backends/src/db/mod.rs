@@ -1,5 +1,12 @@
-//! `Database` implementations, one module per backend, each behind its feature.
+//! `Database` implementations. Both SQL databases share one implementation, [`SqlDatabase`];
+//! each has its own module for what is its own (configuration, connection set-up, migrations),
+//! behind its feature.
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -8,25 +15,31 @@ use std::sync::Arc;
 use onmemos_core::ports::Database;
 use onmemos_core::{Error, Result};
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::{Dialect, SqlDatabase};
+
 /// Opens the database named by `url`: `sqlite://path` or `sqlite::memory:` (feature `sqlite`),
 /// `postgres://…` (feature `postgres`). An unknown scheme, or one whose feature is off, is a
 /// configuration error that names the feature.
 pub async fn connect(url: &str) -> Result<Arc<dyn Database>> {
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    {
+        Ok(Arc::new(SqlDatabase::open(url).await?))
+    }
+    #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+    {
+        Err(unsupported_url(url))
+    }
+}
+
+/// The error for a URL no compiled-in backend serves.
+pub(crate) fn unsupported_url(url: &str) -> Error {
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
-        "sqlite" => {
-            #[cfg(feature = "sqlite")]
-            {
-                Ok(Arc::new(sqlite::SqliteDatabase::open(url).await?))
-            }
-            #[cfg(not(feature = "sqlite"))]
-            {
-                Err(crate::feature_off("sqlite", url))
-            }
-        }
-        "postgres" | "postgresql" => Err(crate::feature_off("postgres", url)),
-        _ => Err(Error::configuration(format!(
+        "sqlite" => crate::feature_off("sqlite", url),
+        "postgres" | "postgresql" => crate::feature_off("postgres", url),
+        _ => Error::configuration(format!(
             "unknown database URL scheme `{scheme}` in {url:?}: expected sqlite:// or postgres://"
-        ))),
+        )),
     }
 }

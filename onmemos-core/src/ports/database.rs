@@ -2,7 +2,7 @@
 //!
 //! Every query on a user's resources takes the owner, so a repository cannot return another
 //! tenant's rows by construction. Lists are ordered by id (ids are time-ordered) and paginated
-//! with [`PageRequest`]. Implementations: `SqliteDatabase` and (later) `PostgresDatabase` in
+//! with [`PageRequest`]. Implementation: `SqlDatabase` (SQLite and PostgreSQL) in
 //! `onmemos-backends`; both pass the conformance suite in `onmemos_core::testing`.
 
 use std::fmt::Debug;

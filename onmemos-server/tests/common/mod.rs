@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use onmemos_backends::db::sqlite::SqliteDatabase;
+use onmemos_backends::db::SqlDatabase;
 use onmemos_core::Engine;
 use onmemos_core::api::CreateUser;
 use onmemos_core::clock::{Clock, SystemClock};
@@ -41,7 +41,7 @@ impl TestApi {
     pub async fn with(clock: Arc<dyn Clock>, config: onmemos_server::ServerConfig) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = SqliteDatabase::open(&url)
+        let db = SqlDatabase::open(&url)
             .await
             .unwrap_or_else(|e| panic!("db: {e}"));
         let engine = Engine::builder(Arc::new(db))

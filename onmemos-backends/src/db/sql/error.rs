@@ -1,4 +1,5 @@
-//! Conversion of sqlx errors into the core error, in one place.
+//! Conversion of sqlx errors (SQLite's and PostgreSQL's, through `Any`) into the core error,
+//! in one place.
 
 use onmemos_core::{Error, ErrorKind};
 use sqlx::error::ErrorKind as DbErrorKind;
@@ -6,6 +7,15 @@ use sqlx::error::ErrorKind as DbErrorKind;
 /// SQLite's primary result codes for "the database is busy/locked".
 const SQLITE_BUSY: i32 = 5;
 const SQLITE_LOCKED: i32 = 6;
+
+/// Whether a PostgreSQL SQLSTATE means "try the transaction again" (serialization failure,
+/// deadlock) or "the server is going away / out of connections".
+fn postgres_transient(code: &str) -> bool {
+    matches!(
+        code,
+        "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+    ) || code.starts_with("08")
+}
 
 /// Converts a sqlx error met while doing `what` into the core error.
 pub(crate) fn convert(what: &'static str, err: sqlx::Error) -> Error {
@@ -23,12 +33,11 @@ pub(crate) fn convert(what: &'static str, err: sqlx::Error) -> Error {
             }
             DbErrorKind::CheckViolation | DbErrorKind::NotNullViolation => ErrorKind::InvalidInput,
             _ => {
-                // Extended result codes carry the primary code in their low byte.
-                let primary = db
-                    .code()
-                    .and_then(|c| c.parse::<i32>().ok())
-                    .map(|c| c & 0xff);
-                if matches!(primary, Some(SQLITE_BUSY | SQLITE_LOCKED)) {
+                let code = db.code().unwrap_or_default();
+                // SQLite's extended result codes carry the primary code in their low byte.
+                let primary = code.parse::<i32>().ok().map(|c| c & 0xff);
+                if matches!(primary, Some(SQLITE_BUSY | SQLITE_LOCKED)) || postgres_transient(&code)
+                {
                     ErrorKind::Unavailable
                 } else {
                     ErrorKind::Internal

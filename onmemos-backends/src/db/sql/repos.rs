@@ -1,262 +1,28 @@
-//! `SqliteDatabase`: the embedded default database.
-//!
-//! One writer connection (SQLite allows one writer at a time; queuing writers in the pool is
-//! cheaper than letting them fight over the file lock) and a pool of read-only connections that
-//! read concurrently from the WAL.
-
-use std::str::FromStr;
-use std::time::Duration;
+//! The repositories, one SQL text for both databases (placeholders `$N`, which SQLite and
+//! PostgreSQL both accept), with the [`Dialect`](super::Dialect) choosing where they differ.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use onmemos_core::api::{Page, PageRequest};
 use onmemos_core::id::{ApiKeyId, TemplateId, UserId, WorkspaceId};
-use onmemos_core::model::{
-    ApiKey, ApiKeyRecord, Resources, Role, SessionLimits, Template, TemplateCategory, User,
-    Workspace,
-};
+use onmemos_core::model::{ApiKey, ApiKeyRecord, Template, User, Workspace};
 use onmemos_core::passport::KeyDigest;
-use onmemos_core::ports::{
-    ApiKeyRepo, Database, DatabaseCapabilities, TemplateFilter, TemplateRepo, UserRepo,
-    WorkspaceRepo,
-};
+use onmemos_core::ports::{ApiKeyRepo, TemplateFilter, TemplateRepo, UserRepo, WorkspaceRepo};
 use onmemos_core::{Error, Result};
+use sqlx::AnyPool;
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
 
-use super::config::SqliteConfig;
 use super::error::{SqlxResultExt, corrupt};
-
-/// The embedded SQLite database (WAL, one writer).
-#[derive(Debug, Clone)]
-pub struct SqliteDatabase {
-    writer: SqlitePool,
-    reader: SqlitePool,
-}
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-impl SqliteDatabase {
-    /// Opens (creating if missing) the database of `config` and applies pending migrations.
-    pub async fn connect(config: &SqliteConfig) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(&config.url)
-            .map_err(|e| Error::configuration(format!("invalid SQLite URL {:?}: {e}", config.url)))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_millis(config.busy_timeout_ms));
-        let in_memory = config.url.contains(":memory:") || config.url.contains("mode=memory");
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options.clone())
-            .await
-            .db_context("open the SQLite database")?;
-        MIGRATOR
-            .run(&writer)
-            .await
-            .map_err(|e| Error::internal("SQLite migrations failed").with_source(e))?;
-        // An in-memory database exists only on its one connection: read from the writer.
-        let reader = if in_memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(config.max_readers.max(1))
-                .connect_with(options.read_only(true))
-                .await
-                .db_context("open SQLite readers")?
-        };
-        Ok(Self { writer, reader })
-    }
-
-    /// Opens the SQLite database at `url` with default settings.
-    pub async fn open(url: &str) -> Result<Self> {
-        Self::connect(&SqliteConfig::new(url)).await
-    }
-
-    /// Closes every connection, checkpointing the WAL.
-    pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
-    }
-}
-
-fn ms(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
-}
-
-fn at(ms: i64) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt("timestamp", ms))
-}
-
-fn opt_at(ms: Option<i64>) -> Result<Option<DateTime<Utc>>> {
-    ms.map(at).transpose()
-}
-
-fn parse<T: FromStr>(column: &'static str, text: &str) -> Result<T> {
-    text.parse().map_err(|_| corrupt(column, text))
-}
-
-fn json<T: serde::de::DeserializeOwned>(column: &'static str, text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|_| corrupt(column, text))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|e| Error::internal("could not encode JSON").with_source(e))
-}
-
-fn int<T: TryFrom<V>, V: Copy + std::fmt::Display>(column: &'static str, value: V) -> Result<T> {
-    T::try_from(value).map_err(|_| corrupt(column, value))
-}
-
-fn user_from(row: &SqliteRow) -> Result<User> {
-    let role: String = row.try_get("role").db_context("read users.role")?;
-    Ok(User {
-        id: parse("users.id", row.try_get("id").db_context("read users.id")?)?,
-        email: row.try_get("email").db_context("read users.email")?,
-        name: row.try_get("name").db_context("read users.name")?,
-        role: Role::parse(&role).ok_or_else(|| corrupt("users.role", &role))?,
-        created_at: at(row
-            .try_get("created_at")
-            .db_context("read users.created_at")?)?,
-    })
-}
-
-fn api_key_from(row: &SqliteRow) -> Result<ApiKey> {
-    let scopes: String = row.try_get("scopes").db_context("read api_keys.scopes")?;
-    Ok(ApiKey {
-        id: parse(
-            "api_keys.id",
-            row.try_get("id").db_context("read api_keys.id")?,
-        )?,
-        user_id: parse(
-            "api_keys.user_id",
-            row.try_get("user_id").db_context("read api_keys.user_id")?,
-        )?,
-        name: row.try_get("name").db_context("read api_keys.name")?,
-        prefix: row.try_get("prefix").db_context("read api_keys.prefix")?,
-        scopes: json("api_keys.scopes", &scopes)?,
-        created_at: at(row.try_get("created_at").db_context("read api_keys")?)?,
-        expires_at: opt_at(row.try_get("expires_at").db_context("read api_keys")?)?,
-        revoked_at: opt_at(row.try_get("revoked_at").db_context("read api_keys")?)?,
-        last_used_at: opt_at(row.try_get("last_used_at").db_context("read api_keys")?)?,
-    })
-}
-
-fn workspace_from(row: &SqliteRow) -> Result<Workspace> {
-    let env: String = row.try_get("env").db_context("read workspaces.env")?;
-    Ok(Workspace {
-        id: parse(
-            "workspaces.id",
-            row.try_get("id").db_context("read workspaces")?,
-        )?,
-        owner_id: parse(
-            "workspaces.owner_id",
-            row.try_get("owner_id").db_context("read workspaces")?,
-        )?,
-        name: row.try_get("name").db_context("read workspaces")?,
-        description: row.try_get("description").db_context("read workspaces")?,
-        env: json("workspaces.env", &env)?,
-        created_at: at(row.try_get("created_at").db_context("read workspaces")?)?,
-        updated_at: at(row.try_get("updated_at").db_context("read workspaces")?)?,
-    })
-}
-
-fn template_from(row: &SqliteRow) -> Result<Template> {
-    let get_i64 = |c: &'static str| -> Result<i64> { row.try_get(c).db_context("read templates") };
-    let owner: Option<String> = row.try_get("owner_id").db_context("read templates")?;
-    let category: String = row.try_get("category").db_context("read templates")?;
-    let env: String = row.try_get("env").db_context("read templates")?;
-    let tags: String = row.try_get("tags").db_context("read templates")?;
-    let owner_id = owner
-        .map(|o| parse::<UserId>("templates.owner_id", &o))
-        .transpose()?;
-    Ok(Template {
-        id: parse(
-            "templates.id",
-            row.try_get("id").db_context("read templates")?,
-        )?,
-        name: row.try_get("name").db_context("read templates")?,
-        builtin: owner_id.is_none(),
-        owner_id,
-        description: row.try_get("description").db_context("read templates")?,
-        category: TemplateCategory::parse(&category)
-            .ok_or_else(|| corrupt("templates.category", &category))?,
-        image: row.try_get("image").db_context("read templates")?,
-        resources: Resources {
-            cpu_millis: int("templates.cpu_millis", get_i64("cpu_millis")?)?,
-            memory_mib: int("templates.memory_mib", get_i64("memory_mib")?)?,
-            gpu: int("templates.gpu", get_i64("gpu")?)?,
-            disk_gib: int("templates.disk_gib", get_i64("disk_gib")?)?,
-        },
-        env: json("templates.env", &env)?,
-        default_limits: SessionLimits {
-            max_duration_secs: int("templates.max_duration_secs", get_i64("max_duration_secs")?)?,
-            max_cost_micros: get_i64("max_cost_micros")?,
-            idle_timeout_secs: int("templates.idle_timeout_secs", get_i64("idle_timeout_secs")?)?,
-        },
-        tags: json("templates.tags", &tags)?,
-        expected_start_ms: int("templates.expected_start_ms", get_i64("expected_start_ms")?)?,
-        usage_count: int("templates.usage_count", get_i64("usage_count")?)?,
-        created_at: at(get_i64("created_at")?)?,
-    })
-}
-
-/// The page size plus one: the extra row only tells whether a next page exists.
-fn overfetch(limit: u32) -> i64 {
-    i64::from(limit) + 1
-}
-
-fn after<I: ToString>(page: &PageRequest<I>) -> String {
-    page.after
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default()
-}
-
-#[async_trait]
-impl Database for SqliteDatabase {
-    fn capabilities(&self) -> DatabaseCapabilities {
-        DatabaseCapabilities::new("sqlite", false, false)
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .db_context("ping SQLite")?;
-        Ok(())
-    }
-
-    fn users(&self) -> &dyn UserRepo {
-        self
-    }
-
-    fn api_keys(&self) -> &dyn ApiKeyRepo {
-        self
-    }
-
-    fn workspaces(&self) -> &dyn WorkspaceRepo {
-        self
-    }
-
-    fn templates(&self) -> &dyn TemplateRepo {
-        self
-    }
-}
+use super::rows::{
+    after, api_key_from, int, ms, overfetch, template_from, to_json, user_from, workspace_from,
+};
+use super::{Dialect, SqlDatabase};
 
 const INSERT_API_KEY: &str = "INSERT INTO api_keys
     (id, user_id, name, prefix, digest, scopes, created_at, expires_at, revoked_at, last_used_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
-async fn insert_api_key(conn: &mut sqlx::SqliteConnection, record: &ApiKeyRecord) -> Result<()> {
+async fn insert_api_key(conn: &mut sqlx::AnyConnection, record: &ApiKeyRecord) -> Result<()> {
     let k = &record.key;
     sqlx::query(INSERT_API_KEY)
         .bind(k.id.to_string())
@@ -276,7 +42,7 @@ async fn insert_api_key(conn: &mut sqlx::SqliteConnection, record: &ApiKeyRecord
 }
 
 #[async_trait]
-impl UserRepo for SqliteDatabase {
+impl UserRepo for SqlDatabase {
     async fn insert(&self, user: &User, first_key: Option<&ApiKeyRecord>) -> Result<()> {
         let mut tx = self.writer.begin().await.db_context("begin")?;
         sqlx::query(
@@ -330,7 +96,7 @@ impl UserRepo for SqliteDatabase {
 }
 
 #[async_trait]
-impl ApiKeyRepo for SqliteDatabase {
+impl ApiKeyRepo for SqlDatabase {
     async fn insert(&self, record: &ApiKeyRecord) -> Result<()> {
         let mut conn = self.writer.acquire().await.db_context("acquire")?;
         insert_api_key(&mut conn, record).await
@@ -419,7 +185,7 @@ impl ApiKeyRepo for SqliteDatabase {
 }
 
 #[async_trait]
-impl WorkspaceRepo for SqliteDatabase {
+impl WorkspaceRepo for SqlDatabase {
     async fn insert(&self, w: &Workspace) -> Result<()> {
         sqlx::query(
             "INSERT INTO workspaces (id, owner_id, name, description, env, created_at, updated_at)
@@ -511,7 +277,7 @@ macro_rules! insert_template_sql {
 
 /// Inserts a template; for a built-in, refreshes the definition of an existing one of the same
 /// name instead, keeping its id, usage count and creation time.
-async fn insert_template(pool: &SqlitePool, t: &Template, upsert_builtin: bool) -> Result<()> {
+async fn insert_template(pool: &AnyPool, t: &Template, upsert_builtin: bool) -> Result<()> {
     let sql = if upsert_builtin {
         concat!(
             insert_template_sql!(),
@@ -559,8 +325,18 @@ async fn insert_template(pool: &SqlitePool, t: &Template, upsert_builtin: bool) 
     Ok(())
 }
 
+/// The visible templates, by category; the dialect appends its "has tag `$4`" condition.
+macro_rules! list_templates_sql {
+    () => {
+        "SELECT * FROM templates
+         WHERE (owner_id IS NULL OR owner_id = $1) AND id > $2
+           AND ($3 IS NULL OR category = $3)
+           AND ($4 IS NULL OR "
+    };
+}
+
 #[async_trait]
-impl TemplateRepo for SqliteDatabase {
+impl TemplateRepo for SqlDatabase {
     async fn upsert_builtin(&self, template: &Template) -> Result<()> {
         insert_template(&self.writer, template, true).await
     }
@@ -602,21 +378,27 @@ impl TemplateRepo for SqliteDatabase {
         filter: &TemplateFilter,
         page: PageRequest<TemplateId>,
     ) -> Result<Page<Template>> {
-        let rows = sqlx::query(
-            "SELECT * FROM templates
-             WHERE (owner_id IS NULL OR owner_id = $1) AND id > $2
-               AND ($3 IS NULL OR category = $3)
-               AND ($4 IS NULL OR EXISTS (SELECT 1 FROM json_each(templates.tags) WHERE value = $4))
-             ORDER BY id LIMIT $5",
-        )
-        .bind(user.to_string())
-        .bind(after(&page))
-        .bind(filter.category.map(|c| c.as_str()))
-        .bind(filter.tag.as_deref())
-        .bind(overfetch(page.limit))
-        .fetch_all(&self.reader)
-        .await
-        .db_context("list templates")?;
+        let sql = match self.dialect {
+            Dialect::Sqlite => concat!(
+                list_templates_sql!(),
+                "EXISTS (SELECT 1 FROM json_each(templates.tags) WHERE json_each.value = $4))",
+                " ORDER BY id LIMIT $5"
+            ),
+            Dialect::Postgres => concat!(
+                list_templates_sql!(),
+                "templates.tags::jsonb ? $4)",
+                " ORDER BY id LIMIT $5"
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(user.to_string())
+            .bind(after(&page))
+            .bind(filter.category.map(|c| c.as_str()))
+            .bind(filter.tag.as_deref())
+            .bind(overfetch(page.limit))
+            .fetch_all(&self.reader)
+            .await
+            .db_context("list templates")?;
         let items = rows.iter().map(template_from).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(items, page.limit, |t| t.id))
     }

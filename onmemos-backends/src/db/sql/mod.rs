@@ -1,0 +1,107 @@
+//! The SQL implementation of the `Database` port, shared by SQLite and PostgreSQL.
+//!
+//! Both databases run the same repository code over `sqlx::Any`: every id is text, every
+//! timestamp an integer of milliseconds, every map or list JSON text, and every placeholder
+//! `$N` — forms both understand. Where the two really differ (JSON queries, how a write
+//! transaction starts, row leases), [`Dialect`] says which text to use. The schemas live in each
+//! backend's own migrations (`migrations/sqlite`, `migrations/postgres`), which a test checks
+//! for the same logical shape.
+
+mod error;
+mod repos;
+mod rows;
+
+use async_trait::async_trait;
+use onmemos_core::Result;
+use onmemos_core::ports::{
+    ApiKeyRepo, Database, DatabaseCapabilities, TemplateRepo, UserRepo, WorkspaceRepo,
+};
+use sqlx::AnyPool;
+
+pub(crate) use error::SqlxResultExt;
+
+/// Which SQL database is behind a [`SqlDatabase`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Embedded SQLite (WAL, one writer).
+    Sqlite,
+    /// PostgreSQL (READ COMMITTED, shared by replicas).
+    Postgres,
+}
+
+/// A SQL database: SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlDatabase {
+    /// Connections for writes (one, on SQLite).
+    pub(crate) writer: AnyPool,
+    /// Connections for reads (read-only ones, on SQLite).
+    pub(crate) reader: AnyPool,
+    pub(crate) dialect: Dialect,
+}
+
+impl SqlDatabase {
+    /// Opens the database named by `url` (`sqlite://…`, `sqlite::memory:`, `postgres://…`),
+    /// with default settings, running pending migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            #[cfg(feature = "sqlite")]
+            "sqlite" => super::sqlite::connect(&super::sqlite::SqliteConfig::new(url)).await,
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => {
+                super::postgres::connect(&super::postgres::PostgresConfig::new(url)).await
+            }
+            _ => Err(super::unsupported_url(url)),
+        }
+    }
+
+    /// Which database this is.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The pool that writes (for tests and benchmarks that need raw SQL).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+#[async_trait]
+impl Database for SqlDatabase {
+    fn capabilities(&self) -> DatabaseCapabilities {
+        match self.dialect {
+            Dialect::Sqlite => DatabaseCapabilities::new("sqlite", false, false),
+            Dialect::Postgres => DatabaseCapabilities::new("postgres", true, true),
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .db_context("ping the database")?;
+        Ok(())
+    }
+
+    fn users(&self) -> &dyn UserRepo {
+        self
+    }
+
+    fn api_keys(&self) -> &dyn ApiKeyRepo {
+        self
+    }
+
+    fn workspaces(&self) -> &dyn WorkspaceRepo {
+        self
+    }
+
+    fn templates(&self) -> &dyn TemplateRepo {
+        self
+    }
+}
