@@ -14,6 +14,7 @@ pub mod clock;
 pub mod engine;
 pub mod error;
 pub mod id;
+pub mod ledger;
 pub mod model;
 pub mod passport;
 pub mod ports;

@@ -1,10 +1,11 @@
 -- Users, API keys, workspaces, templates and sessions: the same logical schema as
 -- migrations/sqlite/0001_foundation.sql (a test compares them).
 -- Timestamps are Unix milliseconds (BIGINT); ids are prefixed UUIDv7 text, so ordering by id
--- is ordering by creation time; JSON columns hold maps and lists as text.
+-- is ordering by creation time (byte order: COLLATE "C"); JSON columns hold maps and lists as
+-- text.
 
 CREATE TABLE users (
-    id          TEXT PRIMARY KEY NOT NULL,
+    id          TEXT COLLATE "C" PRIMARY KEY NOT NULL,
     email       TEXT NOT NULL,
     name        TEXT,
     role        TEXT NOT NULL CHECK (role IN ('admin', 'member')),
@@ -13,7 +14,7 @@ CREATE TABLE users (
 CREATE UNIQUE INDEX users_email ON users (lower(email));
 
 CREATE TABLE api_keys (
-    id            TEXT PRIMARY KEY NOT NULL,
+    id            TEXT COLLATE "C" PRIMARY KEY NOT NULL,
     user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     name          TEXT NOT NULL,
     prefix        TEXT NOT NULL,
@@ -28,7 +29,7 @@ CREATE UNIQUE INDEX api_keys_digest ON api_keys (digest);
 CREATE INDEX api_keys_user ON api_keys (user_id, id);
 
 CREATE TABLE workspaces (
-    id           TEXT PRIMARY KEY NOT NULL,
+    id           TEXT COLLATE "C" PRIMARY KEY NOT NULL,
     owner_id     TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     name         TEXT NOT NULL,
     description  TEXT,
@@ -40,7 +41,7 @@ CREATE UNIQUE INDEX workspaces_owner_name ON workspaces (owner_id, name);
 CREATE INDEX workspaces_owner ON workspaces (owner_id, id);
 
 CREATE TABLE templates (
-    id                 TEXT PRIMARY KEY NOT NULL,
+    id                 TEXT COLLATE "C" PRIMARY KEY NOT NULL,
     owner_id           TEXT REFERENCES users (id) ON DELETE CASCADE, -- NULL: built-in
     name               TEXT NOT NULL,
     description        TEXT,
@@ -63,7 +64,7 @@ CREATE UNIQUE INDEX templates_builtin_name ON templates (name) WHERE owner_id IS
 CREATE UNIQUE INDEX templates_owner_name ON templates (owner_id, name) WHERE owner_id IS NOT NULL;
 
 CREATE TABLE sessions (
-    id                 TEXT PRIMARY KEY NOT NULL,
+    id                 TEXT COLLATE "C" PRIMARY KEY NOT NULL,
     workspace_id       TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
     owner_id           TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     template_id        TEXT NOT NULL REFERENCES templates (id),

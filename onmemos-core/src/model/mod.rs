@@ -1,12 +1,17 @@
 //! The domain types of OnMemOS (SPEC §2). They are also the JSON the API returns for them.
 
 mod api_key;
+mod ledger;
 mod session;
 mod template;
 mod user;
 mod workspace;
 
 pub use api_key::{ApiKey, ApiKeyRecord, Scope};
+pub use ledger::{
+    AccountCounters, AccountDrift, AccountRef, Balance, EXPIRY_PREFIX, GrantBalance, GrantSource,
+    LedgerOp, MAX_TRANSFER, Reconciliation, Transfer, TransferId, TransferKind,
+};
 pub use session::{Placement, Session, SessionLimits, SessionStatus, StopReason};
 pub use template::{Resources, Template, TemplateCategory};
 pub use user::{Role, User};

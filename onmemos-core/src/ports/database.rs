@@ -13,7 +13,10 @@ use chrono::{DateTime, Utc};
 use crate::api::{Page, PageRequest};
 use crate::error::Result;
 use crate::id::{ApiKeyId, TemplateId, UserId, WorkspaceId};
-use crate::model::{ApiKey, ApiKeyRecord, Template, TemplateCategory, User, Workspace};
+use crate::model::{
+    AccountCounters, AccountRef, ApiKey, ApiKeyRecord, Balance, LedgerOp, Template,
+    TemplateCategory, Transfer, TransferId, User, Workspace,
+};
 use crate::passport::KeyDigest;
 
 /// What a database implementation supports.
@@ -54,6 +57,8 @@ pub trait Database: Send + Sync + Debug + 'static {
     fn workspaces(&self) -> &dyn WorkspaceRepo;
     /// Templates.
     fn templates(&self) -> &dyn TemplateRepo;
+    /// The credit ledger.
+    fn ledger(&self) -> &dyn LedgerRepo;
 }
 
 /// Users.
@@ -141,4 +146,35 @@ pub trait TemplateRepo: Send + Sync {
     ) -> Result<Page<Template>>;
     /// Deletes one of `owner`'s custom templates; returns whether it existed.
     async fn delete(&self, owner: UserId, id: TemplateId) -> Result<bool>;
+}
+
+/// The credit ledger (SPEC §4). Implementations apply each operation atomically: all of its
+/// effects, or none. Operations arrive validated (`LedgerOp::validate_at`).
+///
+/// The semantics are those of the in-memory [`ReferenceLedger`](crate::ledger::ReferenceLedger),
+/// which the conformance and model-check tests compare every implementation against.
+#[async_trait]
+pub trait LedgerRepo: Send + Sync {
+    /// Applies `op` at `now`, or returns the transfer already stored under its id when that
+    /// records the same operation (`idempotency_key_reused` when it records another).
+    ///
+    /// Errors: `not_found` (unknown user or hold), `insufficient_credits`, `conflict` (hold
+    /// already settled or timed out), `invalid_request` (posting more than held).
+    async fn execute(&self, op: &LedgerOp, now: DateTime<Utc>) -> Result<Transfer>;
+    /// Releases holds whose timeout passed and expires the unspent remainder of grants whose
+    /// expiry passed; returns the transfers made (none when nothing was due).
+    async fn expire_due(&self, now: DateTime<Utc>) -> Result<Vec<Transfer>>;
+    /// A user's balance (all zero for a user who never had credits).
+    async fn balance(&self, user: UserId) -> Result<Balance>;
+    /// The transfer with this id.
+    async fn transfer(&self, id: &TransferId) -> Result<Option<Transfer>>;
+    /// Transfers in ledger order, all or those touching `account`, after sequence number
+    /// `page.after`.
+    async fn transfers(
+        &self,
+        account: Option<AccountRef>,
+        page: PageRequest<u64>,
+    ) -> Result<Page<Transfer>>;
+    /// Every account and its stored counters.
+    async fn accounts(&self) -> Result<Vec<(AccountRef, AccountCounters)>>;
 }

@@ -10,7 +10,7 @@ pub mod storage;
 
 pub use compute::{ComputeCapabilities, ComputeProvider};
 pub use database::{
-    ApiKeyRepo, Database, DatabaseCapabilities, TemplateFilter, TemplateRepo, UserRepo,
+    ApiKeyRepo, Database, DatabaseCapabilities, LedgerRepo, TemplateFilter, TemplateRepo, UserRepo,
     WorkspaceRepo,
 };
 pub use optimizer::{Optimizer, OptimizerCapabilities};

@@ -607,6 +607,23 @@ macro_rules! database_conformance {
             workspaces_paginate,
             templates_visibility_filters_and_builtins,
         );
+        $crate::database_conformance!(@ledger $make;
+            ledger_holds_posts_and_voids,
+            ledger_refuses_bad_operations,
+            ledger_grant_order_expiry_and_timeouts,
+        );
+    };
+    (@ledger $make:expr; $($check:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test]
+            async fn $check() {
+                let make = $make;
+                let db: Option<::std::sync::Arc<dyn $crate::ports::Database>> = make().await;
+                if let Some(db) = db {
+                    $crate::testing::ledger::$check(db).await;
+                }
+            }
+        )+
     };
     (@checks $make:expr; $($check:ident),+ $(,)?) => {
         $(

@@ -9,3 +9,4 @@
 //! Each check panics with a message saying what did not hold.
 
 pub mod database;
+pub mod ledger;

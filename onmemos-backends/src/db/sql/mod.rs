@@ -8,13 +8,14 @@
 //! for the same logical shape.
 
 mod error;
+mod ledger;
 mod repos;
 mod rows;
 
 use async_trait::async_trait;
 use onmemos_core::Result;
 use onmemos_core::ports::{
-    ApiKeyRepo, Database, DatabaseCapabilities, TemplateRepo, UserRepo, WorkspaceRepo,
+    ApiKeyRepo, Database, DatabaseCapabilities, LedgerRepo, TemplateRepo, UserRepo, WorkspaceRepo,
 };
 use sqlx::AnyPool;
 
@@ -102,6 +103,10 @@ impl Database for SqlDatabase {
     }
 
     fn templates(&self) -> &dyn TemplateRepo {
+        self
+    }
+
+    fn ledger(&self) -> &dyn LedgerRepo {
         self
     }
 }
