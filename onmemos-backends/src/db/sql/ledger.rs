@@ -637,7 +637,16 @@ impl SqlDatabase {
 #[async_trait]
 impl LedgerRepo for SqlDatabase {
     async fn execute(&self, op: &LedgerOp, now: DateTime<Utc>) -> Result<Transfer> {
-        self.retrying(|| self.execute_once(op, now)).await
+        match self.retrying(|| self.execute_once(op, now)).await {
+            // A concurrent duplicate committed the same id first (the unique index refused
+            // ours): answer as a replay would.
+            Err(e) if e.kind() == ErrorKind::Conflict => match self.transfer(op.id()).await? {
+                Some(existing) if op.matches(&existing) => Ok(existing),
+                Some(_) => Err(op.reused_id_error()),
+                None => Err(e),
+            },
+            other => other,
+        }
     }
 
     async fn expire_due(&self, now: DateTime<Utc>) -> Result<Vec<Transfer>> {

@@ -1,0 +1,408 @@
+//! The ledger under random load, on SQLite and PostgreSQL.
+//!
+//! - Model check: one seeded sequence of operations applied to the in-memory reference ledger,
+//!   SQLite and PostgreSQL gives the same answer at every step, errors included.
+//! - Concurrency: 64 clients, 100,000 mixed operations (grants, holds, full and partial posts,
+//!   voids, expiries, replays), then: money conserved, no negative balance, zero drift between
+//!   counters and transfers, exactly one transfer per id, every acknowledged transfer stored.
+//!
+//! Both print their seed; `ONMEMOS_SEED=<n>` replays a run.
+#![cfg(all(feature = "sqlite", feature = "postgres"))]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use onmemos_backends::db::SqlDatabase;
+use onmemos_backends::testing::fresh_postgres_url;
+use onmemos_core::id::UserId;
+use onmemos_core::ledger::{ReferenceLedger, reconcile};
+use onmemos_core::model::{
+    GrantSource, LedgerOp, MicroCredits, Role, Transfer, TransferId, TransferKind, User,
+};
+use onmemos_core::ports::{Database, LedgerRepo};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn seed() -> u64 {
+    let seed = std::env::var("ONMEMOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("seed: {seed} (replay with ONMEMOS_SEED={seed})");
+    seed
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+async fn sqlite() -> SqlDatabase {
+    let dir = tempfile::tempdir()
+        .unwrap_or_else(|e| panic!("tempdir: {e}"))
+        .keep();
+    SqlDatabase::open(&format!("sqlite://{}", dir.join("ledger.db").display()))
+        .await
+        .unwrap_or_else(|e| panic!("sqlite: {e}"))
+}
+
+async fn postgres() -> Option<SqlDatabase> {
+    let url = fresh_postgres_url().await?;
+    Some(
+        SqlDatabase::open(&url)
+            .await
+            .unwrap_or_else(|e| panic!("postgres: {e}")),
+    )
+}
+
+async fn users(dbs: &[&SqlDatabase], n: usize) -> Vec<UserId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = UserId::new();
+        let u = User {
+            id,
+            email: format!("u{i}-{}@stress.test", id.as_uuid().simple()),
+            name: None,
+            role: Role::Member,
+            created_at: t0(),
+        };
+        for db in dbs {
+            db.users()
+                .insert(&u, None)
+                .await
+                .unwrap_or_else(|e| panic!("user: {e}"));
+        }
+        ids.push(id);
+    }
+    ids
+}
+
+/// Generates operations against what has happened so far.
+struct Generator {
+    rng: StdRng,
+    users: Vec<UserId>,
+    holds: Vec<(TransferId, MicroCredits)>,
+    done: Vec<LedgerOp>,
+    next: u64,
+    prefix: String,
+}
+
+impl Generator {
+    fn new(seed: u64, users: Vec<UserId>, prefix: &str) -> Self {
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+            users,
+            holds: Vec::new(),
+            done: Vec::new(),
+            next: 0,
+            prefix: prefix.into(),
+        }
+    }
+
+    fn id(&mut self, kind: &str) -> TransferId {
+        self.next += 1;
+        TransferId::new(format!("{}{kind}-{}", self.prefix, self.next))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The next operation at `now`; `None` means "run the expiry".
+    fn op(&mut self, now: DateTime<Utc>) -> Option<LedgerOp> {
+        let user = self.users[self.rng.random_range(0..self.users.len())];
+        let roll = self.rng.random_range(0..100);
+        Some(match roll {
+            0..=14 => LedgerOp::Grant {
+                id: self.id("g"),
+                user,
+                amount: self.rng.random_range(1..5_000),
+                source: if self.rng.random_bool(0.5) {
+                    GrantSource::Purchase
+                } else {
+                    GrantSource::Promotion
+                },
+                priority: self.rng.random_range(0..3),
+                expires_at: self
+                    .rng
+                    .random_bool(0.4)
+                    .then(|| now + Duration::milliseconds(self.rng.random_range(1..20_000))),
+                reference: None,
+            },
+            15..=44 => LedgerOp::Hold {
+                id: self.id("h"),
+                user,
+                amount: self.rng.random_range(1..3_000),
+                timeout_at: now + Duration::milliseconds(self.rng.random_range(1..10_000)),
+                reference: Some(format!("session-{}", self.rng.random_range(0..50))),
+            },
+            45..=69 if !self.holds.is_empty() => {
+                let (hold, held) = self.holds[self.rng.random_range(0..self.holds.len())].clone();
+                // Mostly partial or full posts; sometimes more than held (refused).
+                let amount = match self.rng.random_range(0..10) {
+                    0 => held + 1,
+                    1..=3 => held,
+                    _ => self.rng.random_range(0..=held),
+                };
+                LedgerOp::Post {
+                    id: self.id("p"),
+                    hold,
+                    amount,
+                }
+            }
+            70..=79 if !self.holds.is_empty() => {
+                let (hold, _) = self.holds[self.rng.random_range(0..self.holds.len())].clone();
+                LedgerOp::Void {
+                    id: self.id("v"),
+                    hold,
+                }
+            }
+            80..=89 if !self.done.is_empty() => {
+                self.done[self.rng.random_range(0..self.done.len())].clone()
+            }
+            90..=92 => LedgerOp::Post {
+                id: self.id("p"),
+                hold: self.id("missing"),
+                amount: 1,
+            },
+            93..=94 if !self.done.is_empty() => {
+                // The id of an earlier operation, with another amount: refused.
+                let earlier = self.done[self.rng.random_range(0..self.done.len())]
+                    .id()
+                    .clone();
+                LedgerOp::Grant {
+                    id: earlier,
+                    user,
+                    amount: 1_000_000,
+                    source: GrantSource::Purchase,
+                    priority: 0,
+                    expires_at: None,
+                    reference: None,
+                }
+            }
+            _ => return None,
+        })
+    }
+
+    fn record(&mut self, op: &LedgerOp, result: &onmemos_core::Result<Transfer>) {
+        if let Ok(t) = result {
+            if t.kind == TransferKind::Hold && !self.holds.iter().any(|(h, _)| *h == t.id) {
+                self.holds.push((t.id.clone(), t.amount));
+            }
+            if !self.done.iter().any(|d| d.id() == op.id()) {
+                self.done.push(op.clone());
+            }
+        }
+    }
+}
+
+/// A transfer without its sequence number (PostgreSQL sequences may skip numbers).
+fn shape(t: &Transfer) -> Transfer {
+    Transfer {
+        seq: 0,
+        ..t.clone()
+    }
+}
+
+fn outcome(r: &onmemos_core::Result<Transfer>) -> Result<Transfer, String> {
+    match r {
+        Ok(t) => Ok(shape(t)),
+        Err(e) => Err(e.code().as_str().to_owned()),
+    }
+}
+
+async fn apply(
+    ledger: &dyn LedgerRepo,
+    op: &LedgerOp,
+    now: DateTime<Utc>,
+) -> onmemos_core::Result<Transfer> {
+    op.validate_at(now)?;
+    ledger.execute(op, now).await
+}
+
+#[tokio::test]
+async fn reference_sqlite_and_postgres_agree_step_by_step() {
+    let seed = seed();
+    let lite = sqlite().await;
+    let pg = postgres().await;
+    let mut dbs: Vec<(&str, &dyn LedgerRepo)> = vec![("sqlite", lite.ledger())];
+    if let Some(pg) = &pg {
+        dbs.push(("postgres", pg.ledger()));
+    }
+    let mut sql: Vec<&SqlDatabase> = vec![&lite];
+    sql.extend(pg.iter());
+    let model = ReferenceLedger::new();
+    let mut generator = Generator::new(seed, users(&sql, 4).await, "m-");
+    let mut now = t0();
+    for step in 0..3_000 {
+        now += Duration::milliseconds(generator.rng.random_range(0..400));
+        match generator.op(now) {
+            Some(op) => {
+                let expected = apply(&model, &op, now).await;
+                for (name, db) in &dbs {
+                    let got = apply(*db, &op, now).await;
+                    assert_eq!(
+                        outcome(&got),
+                        outcome(&expected),
+                        "step {step} ({name}, seed {seed}): {op:?}"
+                    );
+                }
+                generator.record(&op, &expected);
+            }
+            None => {
+                let expected: Vec<Transfer> = model
+                    .expire_due(now)
+                    .await
+                    .unwrap_or_default()
+                    .iter()
+                    .map(shape)
+                    .collect();
+                for (name, db) in &dbs {
+                    let got: Vec<Transfer> = db
+                        .expire_due(now)
+                        .await
+                        .unwrap_or_else(|e| panic!("{name}: {e}"))
+                        .iter()
+                        .map(shape)
+                        .collect();
+                    assert_eq!(got, expected, "step {step} ({name}, seed {seed}): expiry");
+                }
+            }
+        }
+    }
+    for user in &generator.users {
+        let expected = model.balance(*user).await.unwrap_or_else(|e| panic!("{e}"));
+        for (name, db) in &dbs {
+            assert_eq!(
+                db.balance(*user).await.ok().as_ref(),
+                Some(&expected),
+                "{name}: final balance (seed {seed})"
+            );
+        }
+    }
+    for (name, db) in &dbs {
+        let r = reconcile(*db).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.is_consistent(), "{name}: {r:?}");
+        assert!(
+            r.transfers > 1_000,
+            "{name}: only {} transfers: the sequence did too little",
+            r.transfers
+        );
+    }
+    assert!(
+        generator.holds.len() > 100,
+        "too few holds succeeded to exercise settlement"
+    );
+}
+
+const CLIENTS: usize = 64;
+const OPERATIONS: usize = 100_000;
+
+async fn hammer(db: Arc<SqlDatabase>, seed: u64) {
+    let users = users(&[&db], 16).await;
+    let clock = Arc::new(AtomicI64::new(t0().timestamp_millis()));
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let db = db.clone();
+        let users = users.clone();
+        let clock = clock.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut generator = Generator::new(
+                seed ^ (client as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                users,
+                &format!("c{client}-"),
+            );
+            let mut acknowledged: HashMap<TransferId, Transfer> = HashMap::new();
+            for _ in 0..OPERATIONS / CLIENTS {
+                let now = DateTime::from_timestamp_millis(clock.fetch_add(1, Ordering::Relaxed))
+                    .unwrap_or_default();
+                match generator.op(now) {
+                    Some(op) => {
+                        let result = apply(db.ledger(), &op, now).await;
+                        if let Ok(t) = &result {
+                            // A replay must return exactly what the first call returned.
+                            if let Some(first) = acknowledged.get(&t.id) {
+                                assert_eq!(first, t, "replay of {} changed its answer", t.id);
+                            }
+                            acknowledged.insert(t.id.clone(), t.clone());
+                        } else if let Err(e) = &result {
+                            assert!(
+                                e.kind() != onmemos_core::ErrorKind::Internal
+                                    && e.kind() != onmemos_core::ErrorKind::Unavailable,
+                                "{op:?}: {e}"
+                            );
+                        }
+                        generator.record(&op, &result);
+                    }
+                    None => {
+                        db.ledger()
+                            .expire_due(now)
+                            .await
+                            .unwrap_or_else(|e| panic!("expire: {e}"));
+                    }
+                }
+            }
+            acknowledged
+        }));
+    }
+    let mut acknowledged = HashMap::new();
+    for task in tasks {
+        acknowledged.extend(
+            task.await
+                .unwrap_or_else(|e| panic!("client panicked: {e}")),
+        );
+    }
+    // Every acknowledged transfer is stored, unchanged, once.
+    for (id, t) in &acknowledged {
+        assert_eq!(
+            db.ledger().transfer(id).await.ok().flatten().as_ref(),
+            Some(t),
+            "acknowledged transfer {id} lost or changed"
+        );
+    }
+    let (count, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT id) FROM ledger_transfers")
+            .fetch_one(db.writer())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(count, distinct, "a transfer id was stored twice");
+    let r = reconcile(db.ledger())
+        .await
+        .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    assert!(r.is_consistent(), "seed {seed}: {r:#?}");
+    for u in &users {
+        let b = db
+            .ledger()
+            .balance(*u)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(b.available >= 0, "negative balance: {b:?}");
+        let granted: MicroCredits = b.grants.iter().map(|g| g.free()).sum();
+        assert_eq!(
+            granted, b.available,
+            "grants do not add up to the balance: {b:?}"
+        );
+    }
+    eprintln!(
+        "{} transfers, {} acknowledged operations, {} accounts",
+        r.transfers,
+        acknowledged.len(),
+        r.accounts
+    );
+    assert!(
+        acknowledged.len() > OPERATIONS / 10,
+        "too few operations succeeded: {}",
+        acknowledged.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_clients_on_sqlite() {
+    hammer(Arc::new(sqlite().await), seed()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_clients_on_postgres() {
+    let Some(pg) = postgres().await else { return };
+    hammer(Arc::new(pg), seed()).await;
+}
