@@ -28,7 +28,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::model::SessionLimits;
 use crate::ports::{ComputeProvider, Database, StorageProvider};
-use crate::services::{ApiKeyService, TemplateService, UserService, WorkspaceService};
+use crate::services::{
+    ApiKeyService, CreditService, TemplateService, UserService, WorkspaceService,
+};
 
 /// Settings of the engine. Deserializable, so a TOML file, env vars and code agree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,8 @@ pub struct EngineConfig {
     pub max_limits: SessionLimits,
     /// `last_used_at` of an API key is written at most once per this many seconds.
     pub key_touch_interval_secs: u64,
+    /// Prices.
+    pub pricing: crate::model::PriceBook,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +56,7 @@ impl Default for EngineConfig {
                 idle_timeout_secs: 7 * 24 * 3600,
             },
             key_touch_interval_secs: 60,
+            pricing: crate::model::PriceBook::default(),
         }
     }
 }
@@ -66,6 +71,7 @@ impl EngineConfig {
         self.default_limits
             .check_within(&self.max_limits, "default_limits")
             .map_err(|e| Error::configuration(format!("{} (max_limits)", e.message())))?;
+        self.pricing.validate()?;
         if self.key_touch_interval_secs == 0 {
             return Err(Error::configuration(
                 "key_touch_interval_secs must be at least 1",
@@ -136,6 +142,11 @@ impl Engine {
     /// Templates.
     pub fn templates(&self) -> TemplateService<'_> {
         TemplateService::new(self)
+    }
+
+    /// Credits: balances, purchases, grants, holds.
+    pub fn credits(&self) -> CreditService<'_> {
+        CreditService::new(self)
     }
 
     /// The database port.

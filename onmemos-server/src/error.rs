@@ -60,6 +60,11 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// An error as a complete response, for middleware outside [`render_errors`].
+pub(crate) fn render(err: ApiError, request_id: &str) -> Response {
+    finish(err.into_response(), request_id)
+}
+
 /// The outermost middleware: writes the JSON body of every error response.
 pub(crate) async fn render_errors(request: Request, next: Next) -> Response {
     let request_id = request
@@ -68,7 +73,10 @@ pub(crate) async fn render_errors(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let response = next.run(request).await;
+    finish(next.run(request).await, &request_id)
+}
+
+fn finish(response: Response, request_id: &str) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -88,7 +96,7 @@ pub(crate) async fn render_errors(request: Request, next: Next) -> Response {
     let body = ErrorBody {
         code: details.code.as_str().to_owned(),
         message: details.message,
-        request_id,
+        request_id: request_id.to_owned(),
         field: details.field,
     };
     let mut out = (status, axum::Json(body)).into_response();

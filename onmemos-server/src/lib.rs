@@ -20,6 +20,7 @@
 mod config;
 mod error;
 mod extract;
+mod idempotency;
 mod metrics;
 mod routes;
 mod state;
@@ -41,6 +42,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 pub use config::ServerConfig;
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, ApiQuery, Auth};
+pub use idempotency::{IDEMPOTENCY_KEY, REPLAYED};
 pub use metrics::Metrics;
 pub use state::AppState;
 
@@ -103,20 +105,31 @@ pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
                 ))
                 .layer(DefaultBodyLimit::max(config.max_body_bytes)),
         )
-        .with_state(state);
-    wrap_errors(router)
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn(error::render_errors))
+        // Outside the error renderer, so the responses it stores are complete.
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            idempotency::layer,
+        ));
+    with_request_ids(router)
 }
 
 /// Wraps a router in the outermost layers of the OnMemOS router: request ids and error
 /// rendering, so every error has the API's JSON shape. Useful for routes of your own mounted
 /// beside it.
 pub fn wrap_errors<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    with_request_ids(router.layer(axum::middleware::from_fn(error::render_errors)))
+}
+
+/// The outermost layers: a request id on every request (the client's, or a new UUID), echoed
+/// in the response.
+fn with_request_ids<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     router.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-            .layer(PropagateRequestIdLayer::new(request_id))
-            .layer(axum::middleware::from_fn(error::render_errors)),
+            .layer(PropagateRequestIdLayer::new(request_id)),
     )
 }
 

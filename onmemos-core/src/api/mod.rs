@@ -1,10 +1,12 @@
 //! Wire types: the request and response bodies of the HTTP API and its error codes, shared by
 //! the server and the client. Domain types in [`crate::model`] are their own wire form.
 
+mod credits;
 mod error;
 mod pagination;
 mod requests;
 
+pub use credits::{CreditRequest, TransferListParams};
 pub use error::{ErrorBody, ErrorCode};
 pub use pagination::{DEFAULT_PAGE_SIZE, ListParams, MAX_PAGE_SIZE, Page, PageRequest};
 pub use requests::{

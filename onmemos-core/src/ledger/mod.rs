@@ -28,7 +28,7 @@ pub async fn reconcile(ledger: &dyn LedgerRepo) -> Result<Reconciliation> {
     let mut transfers = 0u64;
     let mut page = PageRequest::<u64>::first(1000);
     loop {
-        let got = ledger.transfers(None, page).await?;
+        let got = ledger.transfers(None, None, page).await?;
         for t in &got.items {
             transfers += 1;
             let amount = t.amount;

@@ -426,6 +426,7 @@ impl LedgerRepo for ReferenceLedger {
     async fn transfers(
         &self,
         account: Option<AccountRef>,
+        kind: Option<TransferKind>,
         page: PageRequest<u64>,
     ) -> Result<Page<Transfer>> {
         let s = self.lock();
@@ -435,6 +436,7 @@ impl LedgerRepo for ReferenceLedger {
             .iter()
             .filter(|t| t.seq > after)
             .filter(|t| account.is_none_or(|a| t.debit_account == a || t.credit_account == a))
+            .filter(|t| kind.is_none_or(|k| t.kind == k))
             .take(page.limit as usize + 1)
             .cloned()
             .collect();

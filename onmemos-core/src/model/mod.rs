@@ -2,6 +2,7 @@
 
 mod api_key;
 mod ledger;
+mod pricing;
 mod session;
 mod template;
 mod user;
@@ -12,6 +13,7 @@ pub use ledger::{
     AccountCounters, AccountDrift, AccountRef, Balance, EXPIRY_PREFIX, GrantBalance, GrantSource,
     LedgerOp, MAX_TRANSFER, Reconciliation, Transfer, TransferId, TransferKind,
 };
+pub use pricing::{PriceBook, cost_of};
 pub use session::{Placement, Session, SessionLimits, SessionStatus, StopReason};
 pub use template::{Resources, Template, TemplateCategory};
 pub use user::{Role, User};

@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::id::{ApiKeyId, TemplateId, UserId, WorkspaceId};
 use crate::model::{
     AccountCounters, AccountRef, ApiKey, ApiKeyRecord, Balance, LedgerOp, Template,
-    TemplateCategory, Transfer, TransferId, User, Workspace,
+    TemplateCategory, Transfer, TransferId, TransferKind, User, Workspace,
 };
 use crate::passport::KeyDigest;
 
@@ -59,6 +59,8 @@ pub trait Database: Send + Sync + Debug + 'static {
     fn templates(&self) -> &dyn TemplateRepo;
     /// The credit ledger.
     fn ledger(&self) -> &dyn LedgerRepo;
+    /// Stored responses of requests made with an idempotency key.
+    fn idempotency(&self) -> &dyn IdempotencyRepo;
 }
 
 /// Users.
@@ -168,13 +170,57 @@ pub trait LedgerRepo: Send + Sync {
     async fn balance(&self, user: UserId) -> Result<Balance>;
     /// The transfer with this id.
     async fn transfer(&self, id: &TransferId) -> Result<Option<Transfer>>;
-    /// Transfers in ledger order, all or those touching `account`, after sequence number
-    /// `page.after`.
+    /// Transfers in ledger order — all, or those touching `account`, of `kind` — after
+    /// sequence number `page.after`.
     async fn transfers(
         &self,
         account: Option<AccountRef>,
+        kind: Option<TransferKind>,
         page: PageRequest<u64>,
     ) -> Result<Page<Transfer>>;
     /// Every account and its stored counters.
     async fn accounts(&self) -> Result<Vec<(AccountRef, AccountCounters)>>;
+}
+
+/// A response stored under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `Content-Type`.
+    pub content_type: String,
+    /// The body (JSON text).
+    pub body: String,
+}
+
+/// What to do with a request carrying an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// First time: run it, then `complete` (or `abandon` on a server error).
+    Started,
+    /// The same request is running right now.
+    InFlight,
+    /// The same request already ran: answer with this.
+    Replay(StoredResponse),
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// Records of requests made with an idempotency key, per user.
+#[async_trait]
+pub trait IdempotencyRepo: Send + Sync {
+    /// Claims `key` for a request with `request_hash`, or says why not. A claim older than
+    /// `stale_after` that never completed (its server died) may be taken over.
+    async fn begin(
+        &self,
+        user: UserId,
+        key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+        stale_after: chrono::Duration,
+    ) -> Result<IdempotencyBegin>;
+    /// Stores the response of a claimed request.
+    async fn complete(&self, user: UserId, key: &str, response: &StoredResponse) -> Result<()>;
+    /// Releases a claim without storing a response (the request failed on the server's side).
+    async fn abandon(&self, user: UserId, key: &str) -> Result<()>;
 }

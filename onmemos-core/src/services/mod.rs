@@ -2,11 +2,13 @@
 //! [`Principal`](crate::Principal), checks its scopes and confines it to its own resources.
 
 mod api_keys;
+mod credits;
 mod templates;
 mod users;
 mod workspaces;
 
 pub use api_keys::ApiKeyService;
+pub use credits::CreditService;
 pub use templates::{BUILTIN_TEMPLATE_NAMES, TemplateService, builtin_templates};
 pub use users::UserService;
 pub use workspaces::WorkspaceService;

@@ -179,6 +179,7 @@ pub async fn ledger_holds_posts_and_voids(db: Arc<dyn Database>) {
         .ledger()
         .transfers(
             Some(AccountRef::User(u)),
+            None,
             crate::api::PageRequest::first(10),
         )
         .await;
@@ -450,6 +451,7 @@ pub async fn ledger_grant_order_expiry_and_timeouts(db: Arc<dyn Database>) {
         .ledger()
         .transfers(
             Some(AccountRef::Breakage),
+            None,
             crate::api::PageRequest::first(10),
         )
         .await

@@ -1,6 +1,7 @@
 //! The routes of the API, with their OpenAPI descriptions.
 
 mod api_keys;
+mod credits;
 mod health;
 mod templates;
 mod users;
@@ -28,6 +29,7 @@ use crate::state::AppState;
         (name = "api-keys", description = "Scoped, revocable API keys"),
         (name = "workspaces", description = "Isolated environments of a user"),
         (name = "templates", description = "Recipes for sessions"),
+        (name = "credits", description = "Prepaid credits, transfers and prices"),
     )
 )]
 struct ApiDoc;
@@ -77,4 +79,9 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
             templates::list_templates
         ))
         .routes(routes!(templates::get_template, templates::delete_template))
+        .routes(routes!(credits::balance))
+        .routes(routes!(credits::transfers))
+        .routes(routes!(credits::purchase))
+        .routes(routes!(credits::grant))
+        .routes(routes!(credits::pricing))
 }

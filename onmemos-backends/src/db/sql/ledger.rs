@@ -756,16 +756,19 @@ impl LedgerRepo for SqlDatabase {
     async fn transfers(
         &self,
         account: Option<AccountRef>,
+        kind: Option<TransferKind>,
         page: PageRequest<u64>,
     ) -> Result<Page<Transfer>> {
         let after = int::<i64, _>("cursor", page.after.unwrap_or(0))?;
         let rows = sqlx::query(
             "SELECT * FROM ledger_transfers
              WHERE seq > $1 AND ($2 IS NULL OR debit_account = $2 OR credit_account = $2)
-             ORDER BY seq LIMIT $3",
+               AND ($3 IS NULL OR kind = $3)
+             ORDER BY seq LIMIT $4",
         )
         .bind(after)
         .bind(account.map(|a| a.key()))
+        .bind(kind.map(TransferKind::as_str))
         .bind(i64::from(page.limit) + 1)
         .fetch_all(&self.reader)
         .await

@@ -8,6 +8,7 @@
 //! for the same logical shape.
 
 mod error;
+mod idempotency;
 mod ledger;
 mod repos;
 mod rows;
@@ -15,7 +16,8 @@ mod rows;
 use async_trait::async_trait;
 use onmemos_core::Result;
 use onmemos_core::ports::{
-    ApiKeyRepo, Database, DatabaseCapabilities, LedgerRepo, TemplateRepo, UserRepo, WorkspaceRepo,
+    ApiKeyRepo, Database, DatabaseCapabilities, IdempotencyRepo, LedgerRepo, TemplateRepo,
+    UserRepo, WorkspaceRepo,
 };
 use sqlx::AnyPool;
 
@@ -107,6 +109,10 @@ impl Database for SqlDatabase {
     }
 
     fn ledger(&self) -> &dyn LedgerRepo {
+        self
+    }
+
+    fn idempotency(&self) -> &dyn IdempotencyRepo {
         self
     }
 }

@@ -1,0 +1,167 @@
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::api::{CreditRequest, ListParams, Page, PageRequest, TransferListParams};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::id::UserId;
+use crate::model::{
+    AccountRef, Balance, GrantSource, LedgerOp, MicroCredits, PriceBook, Reconciliation, Scope,
+    Transfer, TransferId,
+};
+use crate::principal::Principal;
+use crate::validation::validate;
+
+/// Credits: balances, transfers, purchases and grants, and the holds sessions are billed from.
+#[derive(Debug)]
+pub struct CreditService<'e> {
+    engine: &'e Engine,
+}
+
+/// The transfer id of a request: derived from its idempotency key when it has one (so a retry
+/// lands on the same transfer), random otherwise.
+fn transfer_id(prefix: &str, idempotency_key: Option<&str>) -> TransferId {
+    match idempotency_key {
+        Some(key) => {
+            let digest = Sha256::digest(key.as_bytes());
+            let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+            TransferId::new(format!("{prefix}:{hex}"))
+                .unwrap_or_else(|_| TransferId::random(prefix))
+        }
+        None => TransferId::random(prefix),
+    }
+}
+
+impl<'e> CreditService<'e> {
+    pub(crate) fn new(engine: &'e Engine) -> Self {
+        Self { engine }
+    }
+
+    /// The caller's balance.
+    pub async fn balance(&self, caller: &Principal) -> Result<Balance> {
+        caller.require(Scope::CreditsRead)?;
+        self.engine
+            .database()
+            .ledger()
+            .balance(caller.user_id())
+            .await
+    }
+
+    /// The caller's transfers, oldest first.
+    pub async fn transfers(
+        &self,
+        caller: &Principal,
+        params: &TransferListParams,
+    ) -> Result<Page<Transfer>> {
+        caller.require(Scope::CreditsRead)?;
+        let page: PageRequest<u64> = ListParams {
+            limit: params.limit,
+            cursor: params.cursor.clone(),
+        }
+        .to_request()?;
+        self.engine
+            .database()
+            .ledger()
+            .transfers(Some(AccountRef::User(caller.user_id())), params.kind, page)
+            .await
+    }
+
+    /// The price book.
+    pub fn pricing(&self) -> PriceBook {
+        self.engine.config().pricing
+    }
+
+    /// Credits a user with purchased credits (admin, or a payment hook acting as one).
+    pub async fn purchase(
+        &self,
+        caller: &Principal,
+        request: CreditRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Transfer> {
+        self.credit(caller, request, GrantSource::Purchase, idempotency_key)
+            .await
+    }
+
+    /// Credits a user with promotional credits (admin).
+    pub async fn grant(
+        &self,
+        caller: &Principal,
+        request: CreditRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<Transfer> {
+        self.credit(caller, request, GrantSource::Promotion, idempotency_key)
+            .await
+    }
+
+    async fn credit(
+        &self,
+        caller: &Principal,
+        request: CreditRequest,
+        source: GrantSource,
+        key: Option<&str>,
+    ) -> Result<Transfer> {
+        caller.require_admin()?;
+        validate(&request)?;
+        let prefix = source.as_str();
+        let op = LedgerOp::Grant {
+            id: transfer_id(prefix, key),
+            user: request.user_id,
+            amount: request.amount_micros,
+            source,
+            priority: request.priority.unwrap_or(match source {
+                GrantSource::Promotion => 0,
+                GrantSource::Purchase => 10,
+            }),
+            expires_at: request.expires_at,
+            reference: request.reference,
+        };
+        let transfer = self.execute(&op).await.map_err(|e| {
+            if e.field() == Some("amount") {
+                Error::invalid("amount_micros", e.message().to_owned())
+            } else {
+                e
+            }
+        })?;
+        tracing::info!(user = %request.user_id, transfer = %transfer.id, amount = transfer.amount, "credits added");
+        Ok(transfer)
+    }
+
+    /// Applies a ledger operation at the engine's clock (trusted, in-process callers: the
+    /// session service and the monitor hold, post and void through this).
+    pub async fn execute(&self, op: &LedgerOp) -> Result<Transfer> {
+        let now = self.engine.clock().now();
+        op.validate_at(now)?;
+        self.engine.database().ledger().execute(op, now).await
+    }
+
+    /// Holds `amount` of `user`'s credits until `timeout` from now.
+    pub async fn hold(
+        &self,
+        id: TransferId,
+        user: UserId,
+        amount: MicroCredits,
+        timeout: Duration,
+        reference: Option<String>,
+    ) -> Result<Transfer> {
+        let timeout_at: DateTime<Utc> = self.engine.clock().now() + timeout;
+        self.execute(&LedgerOp::Hold {
+            id,
+            user,
+            amount,
+            timeout_at,
+            reference,
+        })
+        .await
+    }
+
+    /// Releases holds whose timeout passed and expires grants whose expiry passed.
+    pub async fn expire_due(&self) -> Result<Vec<Transfer>> {
+        let now = self.engine.clock().now();
+        self.engine.database().ledger().expire_due(now).await
+    }
+
+    /// Rebuilds every balance from the transfers and reports any drift (operator use).
+    pub async fn reconcile(&self) -> Result<Reconciliation> {
+        crate::ledger::reconcile(self.engine.database().ledger()).await
+    }
+}

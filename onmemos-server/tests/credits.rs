@@ -1,0 +1,305 @@
+//! Credits over HTTP, and `Idempotency-Key` on POST requests.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use common::TestApi;
+use serde_json::{Value, json};
+
+fn post(path: &str, key: &str, idem: Option<&str>, body: Value) -> Request<Body> {
+    let mut r = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json");
+    if let Some(k) = idem {
+        r = r.header("idempotency-key", k);
+    }
+    r.body(Body::from(body.to_string())).unwrap_or_default()
+}
+
+async fn user_id(api: &TestApi, key: &str) -> String {
+    let me = api.call(Method::GET, "/v1/me", Some(key), None).await;
+    me.body["id"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn purchases_are_idempotent_and_show_in_the_balance() {
+    let api = TestApi::new().await;
+    let member = api.member("payer@example.com").await;
+    let uid = user_id(&api, &member).await;
+    let body = json!({"user_id": uid, "amount_micros": 5_000_000, "reference": "invoice 17"});
+
+    let first = api
+        .send(post(
+            "/v1/credits/purchases",
+            &api.admin_key,
+            Some("inv-17"),
+            body.clone(),
+        ))
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    assert_eq!(first.body["kind"], "grant");
+    assert_eq!(first.body["source"], "purchase");
+    let again = api
+        .send(post(
+            "/v1/credits/purchases",
+            &api.admin_key,
+            Some("inv-17"),
+            body.clone(),
+        ))
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(
+        again.body, first.body,
+        "a replay must return the stored response"
+    );
+    assert_eq!(
+        again
+            .headers
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+
+    let other = json!({"user_id": uid, "amount_micros": 6_000_000});
+    let reused = api
+        .send(post(
+            "/v1/credits/purchases",
+            &api.admin_key,
+            Some("inv-17"),
+            other,
+        ))
+        .await;
+    reused.assert_error(422, "idempotency_key_reused");
+
+    let b = api
+        .call(Method::GET, "/v1/credits", Some(&member), None)
+        .await;
+    assert_eq!(b.status, StatusCode::OK, "{}", b.text);
+    assert_eq!(
+        b.body["available"], 5_000_000,
+        "the purchase counted once: {}",
+        b.text
+    );
+    assert_eq!(b.body["credits_posted"], 5_000_000);
+    assert_eq!(b.body["grants"][0]["source"], "purchase");
+
+    let promo =
+        json!({"user_id": uid, "amount_micros": 1_000_000, "expires_at": "2099-01-01T00:00:00Z"});
+    let g = api
+        .send(post("/v1/credits/grants", &api.admin_key, None, promo))
+        .await;
+    assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+    let b = api
+        .call(Method::GET, "/v1/credits", Some(&member), None)
+        .await;
+    assert_eq!(b.body["available"], 6_000_000);
+    assert_eq!(
+        b.body["grants"][0]["source"], "promotion",
+        "free credit is spent first: {}",
+        b.text
+    );
+
+    let t = api
+        .call(
+            Method::GET,
+            "/v1/credits/transfers?kind=grant&limit=1",
+            Some(&member),
+            None,
+        )
+        .await;
+    assert_eq!(t.body["items"].as_array().map(Vec::len), Some(1));
+    assert!(t.body["next_cursor"].is_string());
+    let p = api
+        .call(Method::GET, "/v1/pricing", Some(&member), None)
+        .await;
+    assert_eq!(p.body["vcpu_hour"], 40_000);
+}
+
+#[tokio::test]
+async fn bad_credit_requests_are_refused_and_change_nothing() {
+    let api = TestApi::new().await;
+    let member = api.member("m@example.com").await;
+    let uid = user_id(&api, &member).await;
+    for amount in [
+        json!(0),
+        json!(-1),
+        json!(1_000_000_000_000_001_i64),
+        json!(9_223_372_036_854_775_807_i64),
+    ] {
+        let r = api
+            .send(post(
+                "/v1/credits/purchases",
+                &api.admin_key,
+                None,
+                json!({"user_id": uid, "amount_micros": amount}),
+            ))
+            .await;
+        r.assert_error(400, "invalid_request");
+        assert_eq!(r.body["field"], "amount_micros", "{}", r.text);
+    }
+    let r = api
+        .send(post(
+            "/v1/credits/purchases",
+            &api.admin_key,
+            None,
+            json!({"user_id": uid, "amount_micros": 1.5}),
+        ))
+        .await;
+    r.assert_error(400, "invalid_request");
+    let r = api
+        .send(post(
+            "/v1/credits/purchases",
+            &api.admin_key,
+            None,
+            json!({"user_id": uid, "amount_micros": "12"}),
+        ))
+        .await;
+    r.assert_error(400, "invalid_request");
+    let ghost = "usr_0190f5d2a3b47c1e8e2f6a9b0c1d2e3f";
+    api.send(post(
+        "/v1/credits/grants",
+        &api.admin_key,
+        None,
+        json!({"user_id": ghost, "amount_micros": 5}),
+    ))
+    .await
+    .assert_error(404, "not_found");
+    let past = json!({"user_id": uid, "amount_micros": 5, "expires_at": "2001-01-01T00:00:00Z"});
+    let r = api
+        .send(post("/v1/credits/grants", &api.admin_key, None, past))
+        .await;
+    assert_eq!(r.body["field"], "expires_at", "{}", r.text);
+    let r = api
+        .send(post(
+            "/v1/credits/purchases",
+            &member,
+            None,
+            json!({"user_id": uid, "amount_micros": 5}),
+        ))
+        .await;
+    r.assert_error(403, "insufficient_scope");
+    let r = api
+        .send(post(
+            "/v1/credits/purchases",
+            &api.admin_key,
+            Some("bad key with spaces"),
+            json!({"user_id": uid, "amount_micros": 5}),
+        ))
+        .await;
+    r.assert_error(400, "invalid_request");
+    let b = api
+        .call(Method::GET, "/v1/credits", Some(&member), None)
+        .await;
+    assert_eq!(
+        b.body["credits_posted"], 0,
+        "a refused request changed the balance: {}",
+        b.text
+    );
+    let t = api
+        .call(Method::GET, "/v1/credits/transfers", Some(&member), None)
+        .await;
+    assert_eq!(t.body["items"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test]
+async fn every_post_honours_idempotency_keys() {
+    let api = TestApi::new().await;
+    let member = api.member("w@example.com").await;
+    let body = json!({"name": "once"});
+    let a = api
+        .send(post("/v1/workspaces", &member, Some("ws-1"), body.clone()))
+        .await;
+    let b = api
+        .send(post("/v1/workspaces", &member, Some("ws-1"), body.clone()))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    assert_eq!(
+        a.body["id"], b.body["id"],
+        "the replay created a second workspace"
+    );
+    let listed = api
+        .call(Method::GET, "/v1/workspaces", Some(&member), None)
+        .await;
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1));
+
+    // A refused request is stored too: the replay gets the same refusal.
+    let conflict_a = api
+        .send(post("/v1/workspaces", &member, Some("ws-2"), body.clone()))
+        .await;
+    conflict_a.assert_error(409, "conflict");
+    let conflict_b = api
+        .send(post("/v1/workspaces", &member, Some("ws-2"), body.clone()))
+        .await;
+    assert_eq!(conflict_b.body, conflict_a.body);
+
+    // Keys are per user: another user's identical key is independent.
+    let other = api.member("x@example.com").await;
+    let c = api
+        .send(post("/v1/workspaces", &other, Some("ws-1"), body.clone()))
+        .await;
+    assert_eq!(c.status, StatusCode::CREATED);
+    assert_ne!(c.body["id"], a.body["id"]);
+
+    // A duplicate while the first is still running.
+    let me = api.call(Method::GET, "/v1/me", Some(&member), None).await;
+    let uid: onmemos_core::id::UserId = me.body["id"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or_default();
+    let begun = api
+        .engine
+        .database()
+        .idempotency()
+        .begin(
+            uid,
+            "in-flight",
+            "some-hash",
+            api.engine.clock().now(),
+            chrono::Duration::seconds(60),
+        )
+        .await;
+    assert_eq!(
+        begun.ok(),
+        Some(onmemos_core::ports::IdempotencyBegin::Started)
+    );
+    let r = api
+        .send(post(
+            "/v1/workspaces",
+            &member,
+            Some("in-flight"),
+            json!({"name": "racing"}),
+        ))
+        .await;
+    r.assert_error(422, "idempotency_key_reused");
+    let same = json!({"name": "racing"});
+    let hash_of_same = {
+        // Replays are matched on method, path, query and body: claim exactly that.
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"POST /v1/workspaces?\n");
+        h.update(same.to_string().as_bytes());
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let _ = api
+        .engine
+        .database()
+        .idempotency()
+        .begin(
+            uid,
+            "in-flight-2",
+            &hash_of_same,
+            api.engine.clock().now(),
+            chrono::Duration::seconds(60),
+        )
+        .await;
+    api.send(post("/v1/workspaces", &member, Some("in-flight-2"), same))
+        .await
+        .assert_error(409, "idempotency_in_flight");
+}
