@@ -299,3 +299,91 @@ fn invalid_settings_stop_startup_naming_the_key() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn credits_through_cli_and_client_then_reconcile() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let out = onmemos(dir.path())
+        .args([
+            "--json",
+            "admin",
+            "create-user",
+            "--email",
+            "ops@example.com",
+            "--admin",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("admin: {e}"));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let admin_key = created["api_key"]["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let server = start(dir.path()).await;
+    let admin = client(&server.url, &admin_key);
+    let member = admin
+        .users()
+        .create(&CreateUser {
+            email: "buyer@example.com".into(),
+            name: None,
+            role: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create user: {e}"));
+    let out = onmemos(dir.path())
+        .args([
+            "--json",
+            "--url",
+            &server.url,
+            "--api-key",
+            &admin_key,
+            "credits",
+            "purchase",
+        ])
+        .args([
+            "--user",
+            &member.user.id.to_string(),
+            "--amount",
+            "2.5",
+            "--reference",
+            "order 9",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("credits purchase: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let buyer = client(&server.url, &member.api_key.secret);
+    let balance = buyer
+        .credits()
+        .balance()
+        .await
+        .unwrap_or_else(|e| panic!("balance: {e}"));
+    assert_eq!(balance.available, 2_500_000);
+    assert_eq!(balance.grants.len(), 1);
+    let denied = buyer
+        .credits()
+        .purchase(&onmemos::core::api::CreditRequest {
+            user_id: member.user.id,
+            amount_micros: 1,
+            priority: None,
+            expires_at: None,
+            reference: None,
+        })
+        .await
+        .err();
+    assert_eq!(denied.map(|e| e.kind()), Some(ErrorKind::PermissionDenied));
+    drop(server);
+    let out = onmemos(dir.path())
+        .args(["admin", "reconcile"])
+        .output()
+        .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("consistent"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::resources::{ApiKeys, Templates, Users, Workspaces};
+use crate::resources::{ApiKeys, Credits, Templates, Users, Workspaces};
 
 /// Where the client connects when `ONMEMOS_URL` is not set.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
@@ -152,6 +152,11 @@ impl Client {
         Users::new(self)
     }
 
+    /// Credits: balance, transfers, purchases and grants, prices.
+    pub fn credits(&self) -> Credits<'_> {
+        Credits::new(self)
+    }
+
     /// `GET /healthz`.
     pub async fn health(&self) -> Result<onmemos_core::api::Health> {
         self.get("/healthz").await
@@ -203,7 +208,12 @@ impl Client {
         query: Option<&Q>,
         body: Option<&B>,
     ) -> Result<bytes::Bytes> {
+        let is_post = method == Method::POST;
         let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if is_post {
+            // Every POST carries an idempotency key, so a retry cannot apply it twice.
+            req = req.header("idempotency-key", uuid::Uuid::now_v7().to_string());
+        }
         if let Some(key) = &self.api_key {
             req = req.bearer_auth(key);
         }

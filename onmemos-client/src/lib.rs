@@ -22,7 +22,7 @@ mod resources;
 
 pub use client::{Client, ClientBuilder, DEFAULT_URL, RequestTimeout};
 pub use error::{Error, ErrorKind, Result, kind_of_code};
-pub use resources::{ApiKeys, Templates, Users, Workspaces};
+pub use resources::{ApiKeys, Credits, Templates, Users, Workspaces};
 
 /// The wire types the client sends and receives.
 pub use onmemos_core::api;

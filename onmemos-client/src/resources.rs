@@ -4,10 +4,10 @@ use reqwest::Method;
 
 use onmemos_core::api::{
     CreateApiKey, CreateTemplate, CreateUser, CreateWorkspace, CreatedApiKey, CreatedUser,
-    ListParams, Page, TemplateListParams, UpdateWorkspace,
+    CreditRequest, ListParams, Page, TemplateListParams, TransferListParams, UpdateWorkspace,
 };
 use onmemos_core::id::{ApiKeyId, UserId, WorkspaceId};
-use onmemos_core::model::{ApiKey, Template, User, Workspace};
+use onmemos_core::model::{ApiKey, Balance, PriceBook, Template, Transfer, User, Workspace};
 
 use crate::client::Client;
 use crate::error::Result;
@@ -44,6 +44,41 @@ resource!(
     /// `/v1/users` and `/v1/me`.
     Users
 );
+resource!(
+    /// `/v1/credits` and `/v1/pricing`.
+    Credits
+);
+
+impl Credits<'_> {
+    /// The caller's balance.
+    pub async fn balance(&self) -> Result<Balance> {
+        self.client.get("/v1/credits").await
+    }
+
+    /// One page of the caller's transfers, oldest first.
+    pub async fn transfers(&self, params: &TransferListParams) -> Result<Page<Transfer>> {
+        self.client.get_with("/v1/credits/transfers", params).await
+    }
+
+    /// Credits a user with purchased credits (admin).
+    pub async fn purchase(&self, request: &CreditRequest) -> Result<Transfer> {
+        self.client
+            .send_json(Method::POST, "/v1/credits/purchases", request)
+            .await
+    }
+
+    /// Credits a user with promotional credits (admin).
+    pub async fn grant(&self, request: &CreditRequest) -> Result<Transfer> {
+        self.client
+            .send_json(Method::POST, "/v1/credits/grants", request)
+            .await
+    }
+
+    /// The price book.
+    pub async fn pricing(&self) -> Result<PriceBook> {
+        self.client.get("/v1/pricing").await
+    }
+}
 
 impl Workspaces<'_> {
     /// Creates a workspace.

@@ -32,6 +32,10 @@ pub(crate) enum AdminCommand {
     },
     /// List users.
     ListUsers,
+    /// Rebuild every balance from the ledger's transfers and report any drift (exits 1 on drift).
+    Reconcile,
+    /// Release timed-out holds and expire due grants now.
+    ExpireCredits,
 }
 
 pub(crate) async fn run(
@@ -83,6 +87,37 @@ pub(crate) async fn run(
                     created.api_key.secret.clone(),
                 ]],
             )
+        }
+        AdminCommand::Reconcile => {
+            let r = engine.credits().reconcile().await?;
+            let rows = r.drift.iter().map(|d| {
+                vec![
+                    d.account.to_string(),
+                    format!("{:?}", d.stored),
+                    format!("{:?}", d.rebuilt),
+                ]
+            });
+            out.print(&r, &["account", "stored", "rebuilt from transfers"], rows)?;
+            if !out.json {
+                println!(
+                    "{} accounts, {} transfers, net posted {}, net pending {}: {}",
+                    r.accounts,
+                    r.transfers,
+                    r.net_posted,
+                    r.net_pending,
+                    if r.is_consistent() {
+                        "consistent"
+                    } else {
+                        "DRIFT"
+                    }
+                );
+            }
+            anyhow::ensure!(r.is_consistent(), "the ledger does not reconcile");
+            Ok(())
+        }
+        AdminCommand::ExpireCredits => {
+            let made = engine.credits().expire_due().await?;
+            out.done(&format!("{} expiry transfers made", made.len()))
         }
         AdminCommand::ListUsers => {
             let admin = onmemos::core::Principal::operator();

@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 mod admin;
+mod credits;
 mod output;
 mod resources;
 mod serve;
@@ -70,6 +71,11 @@ enum Command {
         #[command(subcommand)]
         command: resources::KeyCommand,
     },
+    /// Your credits; purchases and grants (admin).
+    Credits {
+        #[command(subcommand)]
+        command: Option<credits::CreditCommand>,
+    },
 }
 
 /// Parses the command line and runs the command.
@@ -92,6 +98,7 @@ pub(crate) async fn run() -> ExitCode {
                 }
                 Command::Template { command } => resources::template(&client, command, &out).await,
                 Command::Keys { command } => resources::keys(&client, command, &out).await,
+                Command::Credits { command } => credits::run(&client, command, &out).await,
                 Command::Serve(_) | Command::Admin { .. } => Ok(()),
             },
             Err(e) => Err(e),
