@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Debits per second through the ledger, on SQLite and PostgreSQL, each next to a bare
+# guarded-UPDATE loop on the same database in the same run. Usage: scripts/bench-ledger.sh [n]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+services_start
+N="${1:-5000}"
+cargo build --quiet --release -p onmemos-backends --all-features --example bench_ledger
+BIN=target/release/examples/bench_ledger
+dir="$(mktemp -d)"
+"$BIN" "sqlite://$dir/bench.db" "$N"
+psql -q "$ONMEMOS_TEST_POSTGRES_URL" -c "CREATE DATABASE bench_ledger" >/dev/null
+# Durable commits for the benchmark (the test cluster runs with fsync off).
+"$BIN" "${ONMEMOS_TEST_POSTGRES_URL%/*}/bench_ledger" "$N"
+rm -rf "$dir"
