@@ -120,7 +120,7 @@ async fn kill_nine_during_load_loses_nothing_acknowledged() {
             load.push(tokio::spawn(async move {
                 for i in 0.. {
                     let n = base + i;
-                    if n % 3 == 0 {
+                    if n.is_multiple_of(3) {
                         let name = format!("w{n}");
                         if let Ok(ws) = member_client
                             .workspaces()
