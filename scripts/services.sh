@@ -3,7 +3,9 @@
 # Each service exports the URL the tests read; a URL already set in the environment is used
 # as it is and nothing is started for it.
 
-SERVICES_DIR="${SERVICES_DIR:-$PWD/.services}"
+# Each run gets its own directory, so two runs (or a run and a developer's services) never
+# touch each other's data.
+SERVICES_DIR="${SERVICES_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/onmemos-services.XXXXXX")}"
 SERVICE_PIDS=()
 SERVICE_STOPS=()
 
@@ -18,6 +20,9 @@ services_stop() {
   for pid in "${SERVICE_PIDS[@]:-}"; do
     [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
   done
+  case "$SERVICES_DIR" in
+    */onmemos-services.*) rm -rf "$SERVICES_DIR" ;;
+  esac
 }
 
 # A free TCP port on 127.0.0.1.
@@ -41,7 +46,7 @@ start_postgres() {
   fi
   local dir="$SERVICES_DIR/postgres" port
   port="$(free_port)"
-  rm -rf "$dir" && mkdir -p "$dir" && chown postgres:postgres "$dir"
+  mkdir -p "$dir" && chown postgres:postgres "$SERVICES_DIR" "$dir"
   as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
   as_postgres "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; return 1; }

@@ -65,14 +65,19 @@ pub(crate) fn render(err: ApiError, request_id: &str) -> Response {
     finish(err.into_response(), request_id)
 }
 
-/// The outermost middleware: writes the JSON body of every error response.
-pub(crate) async fn render_errors(request: Request, next: Next) -> Response {
-    let request_id = request
+/// The request's id (set by the request-id layer).
+pub(crate) fn request_id(request: &Request) -> String {
+    request
         .headers()
         .get(crate::REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
-        .to_owned();
+        .to_owned()
+}
+
+/// The outermost middleware: writes the JSON body of every error response.
+pub(crate) async fn render_errors(request: Request, next: Next) -> Response {
+    let request_id = request_id(&request);
     finish(next.run(request).await, &request_id)
 }
 

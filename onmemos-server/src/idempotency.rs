@@ -12,12 +12,12 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Duration;
+use onmemos_core::Error;
 use onmemos_core::api::ErrorCode;
 use onmemos_core::ports::{IdempotencyBegin, StoredResponse};
-use onmemos_core::{Error, Principal};
 use sha2::{Digest, Sha256};
 
-use crate::error::{ApiError, render};
+use crate::error::{ApiError, render, request_id};
 use crate::state::AppState;
 
 /// The request header.
@@ -51,12 +51,7 @@ pub(crate) async fn layer(State(state): State<AppState>, request: Request, next:
     if request.method() != Method::POST || !request.headers().contains_key(IDEMPOTENCY_KEY) {
         return next.run(request).await;
     }
-    let request_id = request
-        .headers()
-        .get(crate::REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let request_id = request_id(&request);
     match run(state, request, next).await {
         Ok(response) => response,
         Err(e) => render(e, &request_id),
@@ -94,7 +89,7 @@ async fn run(state: AppState, request: Request, next: Next) -> Result<Response, 
         .map(|b| format!("{b:02x}"))
         .collect();
     let repo = state.engine.database().idempotency();
-    let user = principal_user(&principal);
+    let user = principal.user_id();
     let now = state.engine.clock().now();
     match repo
         .begin(user, &key, &hash, now, Duration::seconds(STALE_AFTER_SECS))
@@ -147,10 +142,6 @@ async fn run(state: AppState, request: Request, next: Next) -> Result<Response, 
         repo.complete(user, &key, &stored).await?;
     }
     Ok(Response::from_parts(parts, Body::from(body)))
-}
-
-fn principal_user(p: &Principal) -> onmemos_core::id::UserId {
-    p.user_id()
 }
 
 fn replay(stored: StoredResponse) -> Response {

@@ -104,19 +104,15 @@ impl State {
         self.account(AccountRef::User(user)).debits_posted += amount;
         self.account(AccountRef::Breakage).credits_posted += amount;
         Some(self.push(Transfer {
-            id,
-            seq: 0,
-            kind: TransferKind::ExpireGrant,
-            debit_account: AccountRef::User(user),
-            credit_account: AccountRef::Breakage,
-            amount,
-            hold_id: None,
             grant_id: Some(grant.clone()),
-            expires_at: None,
-            priority: None,
-            source: None,
-            reference: None,
-            created_at: now,
+            ..Transfer::new(
+                id,
+                TransferKind::ExpireGrant,
+                AccountRef::User(user),
+                AccountRef::Breakage,
+                amount,
+                now,
+            )
         }))
     }
 
@@ -158,19 +154,15 @@ impl State {
             held
         };
         let mut out = vec![self.push(Transfer {
-            id: id.clone(),
-            seq: 0,
-            kind,
-            debit_account: AccountRef::User(user),
-            credit_account: AccountRef::Revenue,
-            amount,
             hold_id: Some(hold_id.clone()),
-            grant_id: None,
-            expires_at: None,
-            priority: None,
-            source: None,
-            reference: None,
-            created_at: now,
+            ..Transfer::new(
+                id.clone(),
+                kind,
+                AccountRef::User(user),
+                AccountRef::Revenue,
+                amount,
+                now,
+            )
         })];
         let mut left = charge;
         for (grant, reserved) in allocations {
@@ -245,19 +237,18 @@ impl LedgerRepo for ReferenceLedger {
                 s.account(AccountRef::Issuance).debits_posted += amount;
                 let expires_at = expires_at.map(to_millis);
                 let t = s.push(Transfer {
-                    id: id.clone(),
-                    seq: 0,
-                    kind: TransferKind::Grant,
-                    debit_account: AccountRef::Issuance,
-                    credit_account: user_acct,
-                    amount: *amount,
-                    hold_id: None,
-                    grant_id: None,
                     expires_at,
                     priority: Some(*priority),
                     source: Some(*source),
                     reference: reference.clone(),
-                    created_at: now,
+                    ..Transfer::new(
+                        id.clone(),
+                        TransferKind::Grant,
+                        AccountRef::Issuance,
+                        user_acct,
+                        *amount,
+                        now,
+                    )
                 });
                 s.grants.insert(
                     id.clone(),
@@ -326,19 +317,16 @@ impl LedgerRepo for ReferenceLedger {
                 s.account(AccountRef::Revenue).credits_pending += amount;
                 let timeout_at = to_millis(*timeout_at);
                 let t = s.push(Transfer {
-                    id: id.clone(),
-                    seq: 0,
-                    kind: TransferKind::Hold,
-                    debit_account: user_acct,
-                    credit_account: AccountRef::Revenue,
-                    amount: *amount,
-                    hold_id: None,
-                    grant_id: None,
                     expires_at: Some(timeout_at),
-                    priority: None,
-                    source: None,
                     reference: reference.clone(),
-                    created_at: now,
+                    ..Transfer::new(
+                        id.clone(),
+                        TransferKind::Hold,
+                        user_acct,
+                        AccountRef::Revenue,
+                        *amount,
+                        now,
+                    )
                 });
                 s.holds.insert(
                     id.clone(),

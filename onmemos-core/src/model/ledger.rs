@@ -280,6 +280,36 @@ pub struct Transfer {
 /// expire: `expire:<hold id>`, `expire:<grant id>`, `expire:<grant id>:<settling transfer id>`.
 pub const EXPIRY_PREFIX: &str = "expire:";
 
+impl Transfer {
+    /// A transfer of `amount` from `debit` to `credit`, with no optional field set and no
+    /// sequence number yet (the ledger assigns it when it records the transfer). Fill the rest
+    /// with struct update syntax: `Transfer { hold_id: Some(h), ..Transfer::new(…) }`.
+    pub fn new(
+        id: TransferId,
+        kind: TransferKind,
+        debit_account: AccountRef,
+        credit_account: AccountRef,
+        amount: MicroCredits,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            seq: 0,
+            kind,
+            debit_account,
+            credit_account,
+            amount,
+            hold_id: None,
+            grant_id: None,
+            expires_at: None,
+            priority: None,
+            source: None,
+            reference: None,
+            created_at,
+        }
+    }
+}
+
 /// An operation on the ledger. Each creates one transfer (or returns the existing one with its
 /// id, when the fields match).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -186,19 +186,15 @@ async fn expire_amount(
     let t = insert_transfer(
         tx,
         Transfer {
-            id,
-            seq: 0,
-            kind: TransferKind::ExpireGrant,
-            debit_account: *user,
-            credit_account: AccountRef::Breakage,
-            amount,
-            hold_id: None,
             grant_id: Some(grant.clone()),
-            expires_at: None,
-            priority: None,
-            source: None,
-            reference: None,
-            created_at: now,
+            ..Transfer::new(
+                id,
+                TransferKind::ExpireGrant,
+                *user,
+                AccountRef::Breakage,
+                amount,
+                now,
+            )
         },
     )
     .await?;
@@ -324,19 +320,8 @@ async fn settle(
         insert_transfer(
             tx,
             Transfer {
-                id: id.clone(),
-                seq: 0,
-                kind,
-                debit_account: user,
-                credit_account: AccountRef::Revenue,
-                amount,
                 hold_id: Some(hold.clone()),
-                grant_id: None,
-                expires_at: None,
-                priority: None,
-                source: None,
-                reference: None,
-                created_at: now,
+                ..Transfer::new(id.clone(), kind, user, AccountRef::Revenue, amount, now)
             },
         )
         .await?,
@@ -435,19 +420,18 @@ impl SqlDatabase {
                 let t = insert_transfer(
                     &mut tx,
                     Transfer {
-                        id: id.clone(),
-                        seq: 0,
-                        kind: TransferKind::Grant,
-                        debit_account: AccountRef::Issuance,
-                        credit_account: account,
-                        amount: *amount,
-                        hold_id: None,
-                        grant_id: None,
                         expires_at,
                         priority: Some(*priority),
                         source: Some(*source),
                         reference: reference.clone(),
-                        created_at: now,
+                        ..Transfer::new(
+                            id.clone(),
+                            TransferKind::Grant,
+                            AccountRef::Issuance,
+                            account,
+                            *amount,
+                            now,
+                        )
                     },
                 )
                 .await?;
@@ -518,19 +502,16 @@ impl SqlDatabase {
                 let t = insert_transfer(
                     &mut tx,
                     Transfer {
-                        id: id.clone(),
-                        seq: 0,
-                        kind: TransferKind::Hold,
-                        debit_account: account,
-                        credit_account: AccountRef::Revenue,
-                        amount: *amount,
-                        hold_id: None,
-                        grant_id: None,
                         expires_at: Some(timeout_at),
-                        priority: None,
-                        source: None,
                         reference: reference.clone(),
-                        created_at: now,
+                        ..Transfer::new(
+                            id.clone(),
+                            TransferKind::Hold,
+                            account,
+                            AccountRef::Revenue,
+                            *amount,
+                            now,
+                        )
                     },
                 )
                 .await?;
