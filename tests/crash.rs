@@ -1,5 +1,6 @@
-//! Kill -9 during load: `onmemos serve` is killed with SIGKILL at random moments while clients
-//! buy credits and create workspaces, 30 times (`ONMEMOS_CRASH_ROUNDS` for more). After every
+//! Kill -9 during load, on SQLite and on PostgreSQL: `onmemos serve` is killed with SIGKILL at
+//! random moments while clients buy credits and create workspaces, 30 times
+//! (`ONMEMOS_CRASH_ROUNDS` for more). After every
 //! restart, each operation the server acknowledged is still there, and the ledger reconciles
 //! with zero drift. The seed is printed; `ONMEMOS_SEED` replays it.
 
@@ -26,12 +27,19 @@ fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn spawn(dir: &Path, port: u16) -> Child {
-    Command::new(BIN)
-        .current_dir(dir)
+/// `onmemos` in `dir`, on the test's database (SQLite in `dir` when `database` is empty).
+fn onmemos(dir: &Path, database: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
         .env_remove("ONMEMOS_API_KEY")
         .env_remove("ONMEMOS_URL")
         .env("ONMEMOS_DATA_DIR", dir.join("data"))
+        .env("ONMEMOS_DATABASE_URL", database);
+    cmd
+}
+
+fn spawn(dir: &Path, database: &str, port: u16) -> Child {
+    onmemos(dir, database)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -52,7 +60,19 @@ async fn wait_ready(url: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_nine_during_load_loses_nothing_acknowledged() {
+async fn kill_nine_during_load_loses_nothing_acknowledged_on_sqlite() {
+    kill_nine_during_load("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_nine_during_load_loses_nothing_acknowledged_on_postgres() {
+    let Some(url) = onmemos_backends::testing::fresh_postgres_url().await else {
+        return;
+    };
+    kill_nine_during_load(&url).await;
+}
+
+async fn kill_nine_during_load(database: &str) {
     let seed: u64 = std::env::var("ONMEMOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -64,9 +84,7 @@ async fn kill_nine_during_load_loses_nothing_acknowledged() {
     eprintln!("seed: {seed} (replay with ONMEMOS_SEED={seed}), {rounds} kills");
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(BIN)
-        .current_dir(dir.path())
-        .env("ONMEMOS_DATA_DIR", dir.path().join("data"))
+    let out = onmemos(dir.path(), database)
         .args([
             "--json",
             "admin",
@@ -84,7 +102,7 @@ async fn kill_nine_during_load_loses_nothing_acknowledged() {
         .to_owned();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut child = spawn(dir.path(), port);
+    let mut child = spawn(dir.path(), database, port);
     wait_ready(&url).await;
     let admin = Client::builder()
         .base_url(&url)
@@ -156,7 +174,7 @@ async fn kill_nine_during_load_loses_nothing_acknowledged() {
         for task in load {
             task.abort();
         }
-        child = spawn(dir.path(), port);
+        child = spawn(dir.path(), database, port);
         wait_ready(&url).await;
 
         // Nothing acknowledged is missing.
@@ -220,9 +238,7 @@ async fn kill_nine_during_load_loses_nothing_acknowledged() {
     }
     child.kill().unwrap_or_else(|e| panic!("{e}"));
     let _ = child.wait();
-    let out = Command::new(BIN)
-        .current_dir(dir.path())
-        .env("ONMEMOS_DATA_DIR", dir.path().join("data"))
+    let out = onmemos(dir.path(), database)
         .args(["admin", "reconcile"])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
