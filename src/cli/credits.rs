@@ -52,7 +52,11 @@ fn parse_kind(s: &str) -> Result<TransferKind, String> {
 
 /// Parses a decimal amount of credits into micro-credits, exactly (at most 6 decimals).
 pub(crate) fn parse_credits(s: &str) -> Result<MicroCredits, String> {
-    let bad = || format!("expected an amount of credits such as 12 or 0.25, got {s:?}");
+    let bad = || {
+        format!(
+            "expected an amount of credits with at most 6 decimals, such as 12 or 0.25, got {s:?}"
+        )
+    };
     let (whole, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
     if whole.is_empty() && frac.is_empty() || frac.len() > 6 {
         return Err(bad());
