@@ -3,6 +3,9 @@
 # guarded-UPDATE loop on the same database in the same run. Usage: scripts/bench-ledger.sh [n]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A PostgreSQL with its durable defaults (fsync, synchronous commit), as in production.
+unset ONMEMOS_TEST_POSTGRES_URL
+export PG_DURABLE=1
 source scripts/services.sh
 services_start
 N="${1:-5000}"
@@ -11,6 +14,5 @@ BIN=target/release/examples/bench_ledger
 dir="$(mktemp -d)"
 "$BIN" "sqlite://$dir/bench.db" "$N"
 psql -q "$ONMEMOS_TEST_POSTGRES_URL" -c "CREATE DATABASE bench_ledger" >/dev/null
-# Durable commits for the benchmark (the test cluster runs with fsync off).
 "$BIN" "${ONMEMOS_TEST_POSTGRES_URL%/*}/bench_ledger" "$N"
 rm -rf "$dir"

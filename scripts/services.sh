@@ -31,7 +31,8 @@ free_port() {
 }
 
 # PostgreSQL: a throwaway cluster owned by the postgres user (initdb refuses root), on a free
-# port, fsync off (these tests are about logic, not durability; the crash test uses its own).
+# port. Tests run it with fsync off (they are about logic: the crash test kills our server, not
+# PostgreSQL); PG_DURABLE=1 keeps PostgreSQL's durable defaults, for benchmarks.
 start_postgres() {
   if [ -n "${ONMEMOS_TEST_POSTGRES_URL:-}" ]; then
     echo "postgres: using ONMEMOS_TEST_POSTGRES_URL"
@@ -50,8 +51,10 @@ start_postgres() {
   as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
   as_postgres "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; return 1; }
+  local speed="-c fsync=off -c synchronous_commit=off"
+  [ "${PG_DURABLE:-0}" = 1 ] && speed=""
   as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c max_connections=400" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir $speed -c max_connections=400" \
     >/dev/null || { cat "$dir/log" >&2; return 1; }
   SERVICE_STOPS+=("as_postgres $bin/pg_ctl -D $dir/data -m fast -w stop")
   export ONMEMOS_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
