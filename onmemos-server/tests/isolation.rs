@@ -39,6 +39,18 @@ async fn alice(api: &TestApi) -> Alice {
     let t = api
         .call(Method::POST, "/v1/templates", Some(&key), Some(body))
         .await;
+    // Credits too, so her transfers and balance exist to be leaked.
+    let credit =
+        json!({"user_id": me.body["id"], "amount_micros": 4_242_424, "reference": "alice-invoice"});
+    let bought = api
+        .call(
+            Method::POST,
+            "/v1/credits/purchases",
+            Some(&api.admin_key),
+            Some(credit),
+        )
+        .await;
+    assert_eq!(bought.status, StatusCode::CREATED, "{}", bought.text);
     let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     Alice {
         user: s(&me.body["id"]),
@@ -69,6 +81,8 @@ async fn snapshot(api: &TestApi, a: &Alice) -> Vec<String> {
         format!("/v1/templates/{}", a.template),
         "/v1/workspaces".to_string(),
         "/v1/templates".to_string(),
+        "/v1/credits".to_string(),
+        "/v1/credits/transfers".to_string(),
     ] {
         let r = api.call(Method::GET, &path, Some(&a.key), None).await;
         assert_eq!(r.status, StatusCode::OK, "alice reads {path}: {}", r.text);
