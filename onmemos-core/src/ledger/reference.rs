@@ -215,12 +215,7 @@ impl LedgerRepo for ReferenceLedger {
     async fn execute(&self, op: &LedgerOp, now: DateTime<Utc>) -> Result<Transfer> {
         let mut s = self.lock();
         if let Some(&i) = s.by_id.get(op.id()) {
-            let existing = &s.transfers[i];
-            return if op.matches(existing) {
-                Ok(existing.clone())
-            } else {
-                Err(op.reused_id_error())
-            };
+            return op.replay(s.transfers[i].clone());
         }
         match op {
             LedgerOp::Grant {

@@ -501,6 +501,16 @@ impl LedgerOp {
         }
     }
 
+    /// The answer to this operation when a transfer with its id exists already: that transfer
+    /// if it records this same operation, else `idempotency_key_reused`.
+    pub fn replay(&self, existing: Transfer) -> Result<Transfer> {
+        if self.matches(&existing) {
+            Ok(existing)
+        } else {
+            Err(self.reused_id_error())
+        }
+    }
+
     /// The error for an id already used by a different transfer.
     pub fn reused_id_error(&self) -> Error {
         Error::with_code(

@@ -384,11 +384,7 @@ impl SqlDatabase {
     async fn execute_once(&self, op: &LedgerOp, now: DateTime<Utc>) -> Result<Transfer> {
         let mut tx = self.begin_write().await?;
         if let Some(existing) = find_transfer(&mut tx, op.id()).await? {
-            return if op.matches(&existing) {
-                Ok(existing)
-            } else {
-                Err(op.reused_id_error())
-            };
+            return op.replay(existing);
         }
         let transfer = match op {
             LedgerOp::Grant {
@@ -622,8 +618,7 @@ impl LedgerRepo for SqlDatabase {
             // A concurrent duplicate committed the same id first (the unique index refused
             // ours): answer as a replay would.
             Err(e) if e.kind() == ErrorKind::Conflict => match self.transfer(op.id()).await? {
-                Some(existing) if op.matches(&existing) => Ok(existing),
-                Some(_) => Err(op.reused_id_error()),
+                Some(existing) => op.replay(existing),
                 None => Err(e),
             },
             other => other,
