@@ -43,6 +43,33 @@ fn onmemos(dir: &Path) -> Command {
     cmd
 }
 
+/// Creates a user with `onmemos admin create-user` (on the database directly) and returns the
+/// JSON it printed.
+fn create_user(dir: &Path, email: &str, admin: bool) -> serde_json::Value {
+    let mut args = vec!["--json", "admin", "create-user", "--email", email];
+    if admin {
+        args.push("--admin");
+    }
+    let out = onmemos(dir)
+        .args(&args)
+        .output()
+        .unwrap_or_else(|e| panic!("admin create-user: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// The secret of the key `create_user` printed.
+fn secret(created: &serde_json::Value) -> String {
+    created["api_key"]["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn client(url: &str, key: &str) -> Client {
     Client::builder()
         .base_url(url)
@@ -79,27 +106,8 @@ async fn start(dir: &Path) -> Server {
 #[tokio::test]
 async fn serve_bootstrap_and_client_round_trip() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let out = onmemos(dir.path())
-        .args([
-            "--json",
-            "admin",
-            "create-user",
-            "--email",
-            "Root@Example.com",
-            "--admin",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("admin create-user: {e}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let admin_key = created["api_key"]["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let created = create_user(dir.path(), "Root@Example.com", true);
+    let admin_key = secret(&created);
     assert!(admin_key.starts_with("onm_"), "{created}");
     assert_eq!(
         created["user"]["email"], "root@example.com",
@@ -237,21 +245,8 @@ async fn serve_bootstrap_and_client_round_trip() {
 #[tokio::test]
 async fn data_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let out = onmemos(dir.path())
-        .args([
-            "--json",
-            "admin",
-            "create-user",
-            "--email",
-            "keep@example.com",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("admin: {e}"));
-    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let key = created["api_key"]["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let created = create_user(dir.path(), "keep@example.com", false);
+    let key = secret(&created);
     let ws = {
         let server = start(dir.path()).await;
         let c = client(&server.url, &key);
@@ -303,22 +298,8 @@ fn invalid_settings_stop_startup_naming_the_key() {
 #[tokio::test]
 async fn credits_through_cli_and_client_then_reconcile() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let out = onmemos(dir.path())
-        .args([
-            "--json",
-            "admin",
-            "create-user",
-            "--email",
-            "ops@example.com",
-            "--admin",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("admin: {e}"));
-    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let admin_key = created["api_key"]["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let created = create_user(dir.path(), "ops@example.com", true);
+    let admin_key = secret(&created);
     let server = start(dir.path()).await;
     let admin = client(&server.url, &admin_key);
     let member = admin
