@@ -1,13 +1,11 @@
-use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::api::{CreditRequest, ListParams, Page, PageRequest, TransferListParams};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::id::UserId;
 use crate::model::{
-    AccountRef, Balance, GrantSource, LedgerOp, MicroCredits, PriceBook, Reconciliation, Scope,
-    Transfer, TransferId,
+    AccountRef, Balance, GrantSource, LedgerOp, PriceBook, Reconciliation, Scope, Transfer,
+    TransferId,
 };
 use crate::principal::Principal;
 use crate::validation::validate;
@@ -132,26 +130,6 @@ impl<'e> CreditService<'e> {
         let now = self.engine.clock().now();
         op.validate_at(now)?;
         self.engine.database().ledger().execute(op, now).await
-    }
-
-    /// Holds `amount` of `user`'s credits until `timeout` from now.
-    pub async fn hold(
-        &self,
-        id: TransferId,
-        user: UserId,
-        amount: MicroCredits,
-        timeout: Duration,
-        reference: Option<String>,
-    ) -> Result<Transfer> {
-        let timeout_at: DateTime<Utc> = self.engine.clock().now() + timeout;
-        self.execute(&LedgerOp::Hold {
-            id,
-            user,
-            amount,
-            timeout_at,
-            reference,
-        })
-        .await
     }
 
     /// Releases holds whose timeout passed and expires grants whose expiry passed.
