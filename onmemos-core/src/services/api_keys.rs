@@ -3,8 +3,8 @@ use chrono::{DateTime, Duration, Utc};
 use crate::api::{CreateApiKey, CreatedApiKey, ErrorCode, ListParams, Page};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::id::ApiKeyId;
-use crate::model::{ApiKey, ApiKeyRecord, Role, Scope, User};
+use crate::id::{ApiKeyId, UserId};
+use crate::model::{ApiKey, ApiKeyRecord, Role, Scope};
 use crate::passport::{KeyDigest, Secret};
 use crate::principal::Principal;
 use crate::validation::validate;
@@ -17,7 +17,7 @@ pub struct ApiKeyService<'e> {
 
 /// A new key record for `user` and its secret.
 pub(crate) fn new_key(
-    user: &User,
+    user: UserId,
     name: String,
     mut scopes: Vec<Scope>,
     expires_at: Option<DateTime<Utc>>,
@@ -28,7 +28,7 @@ pub(crate) fn new_key(
     let secret = Secret::generate();
     let key = ApiKey {
         id: ApiKeyId::new(),
-        user_id: user.id,
+        user_id: user,
         name,
         prefix: secret.display_prefix().to_owned(),
         scopes,
@@ -138,16 +138,10 @@ impl<'e> ApiKeyService<'e> {
                 "expires_at must be in the future",
             ));
         }
-        let user = self
-            .engine
-            .database()
-            .users()
-            .get(caller.user_id())
-            .await?
-            .ok_or_else(|| Error::not_found("user not found"))?;
-        let (record, secret) = new_key(&user, request.name, scopes, expires_at, now);
+        let user = caller.user_id();
+        let (record, secret) = new_key(user, request.name, scopes, expires_at, now);
         self.engine.database().api_keys().insert(&record).await?;
-        tracing::info!(user = %user.id, key = %record.key.id, "api key created");
+        tracing::info!(user = %user, key = %record.key.id, "api key created");
         Ok(CreatedApiKey {
             key: record.key,
             secret: secret.expose().to_owned(),

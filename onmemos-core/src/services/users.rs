@@ -41,7 +41,8 @@ impl<'e> UserService<'e> {
             created_at: self.engine.clock().now(),
         };
         let scopes = role.default_scopes();
-        let (record, secret) = new_key(&user, "initial key".into(), scopes, None, user.created_at);
+        let (record, secret) =
+            new_key(user.id, "initial key".into(), scopes, None, user.created_at);
         self.engine
             .database()
             .users()
