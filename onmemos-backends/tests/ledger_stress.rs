@@ -406,3 +406,102 @@ async fn sixty_four_clients_on_postgres() {
     let Some(pg) = postgres().await else { return };
     hammer(Arc::new(pg), seed()).await;
 }
+
+/// Operations submitted together are committed together, and each keeps the outcome it would
+/// have alone: refusals change nothing, replays in the same batch return the original,
+/// settlements see holds made earlier in the batch.
+async fn batch_outcomes(db: SqlDatabase) {
+    use onmemos_core::api::ErrorCode;
+    let user = users(&[&db], 1).await[0];
+    let now = t0();
+    let id = |s: String| TransferId::new(s).unwrap_or_else(|e| panic!("{e}"));
+    let grant = LedgerOp::Grant {
+        id: id("grant".into()),
+        user,
+        amount: 1_000,
+        source: GrantSource::Purchase,
+        priority: 0,
+        expires_at: None,
+        reference: None,
+    };
+    apply(db.ledger(), &grant, now)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let hold = |i: usize| LedgerOp::Hold {
+        id: id(format!("h{i}")),
+        user,
+        amount: 100,
+        timeout_at: now + Duration::minutes(5),
+        reference: None,
+    };
+    let post = |pid: &str, hold: &str, amount| LedgerOp::Post {
+        id: id(pid.into()),
+        hold: id(hold.into()),
+        amount,
+    };
+    let mut ops: Vec<LedgerOp> = (0..20).map(hold).collect();
+    ops.extend((0..5).map(|_| hold(0)));
+    ops.push(post("p2", "h2", 50));
+    ops.push(LedgerOp::Void {
+        id: id("v3".into()),
+        hold: id("h3".into()),
+    });
+    ops.push(post("p2-again", "h2", 10));
+    ops.push(post("p-missing", "missing", 10));
+    let before = db.group_commit_stats();
+    let results = futures::future::join_all(ops.iter().map(|op| apply(db.ledger(), op, now))).await;
+    let after = db.group_commit_stats();
+    let code = |r: &onmemos_core::Result<Transfer>| r.as_ref().err().map(|e| e.code());
+
+    for (i, r) in results[..10].iter().enumerate() {
+        assert!(r.is_ok(), "hold h{i}: {r:?}");
+    }
+    for r in &results[10..20] {
+        assert_eq!(code(r), Some(ErrorCode::InsufficientCredits), "{r:?}");
+    }
+    for r in &results[20..25] {
+        assert_eq!(r.as_ref().ok(), results[0].as_ref().ok(), "replay of h0");
+    }
+    assert_eq!(
+        results[25].as_ref().map(|t| (t.kind, t.amount)).ok(),
+        Some((TransferKind::Post, 50))
+    );
+    assert_eq!(
+        results[26].as_ref().map(|t| (t.kind, t.amount)).ok(),
+        Some((TransferKind::Void, 100))
+    );
+    assert_eq!(code(&results[27]), Some(ErrorCode::Conflict));
+    assert_eq!(code(&results[28]), Some(ErrorCode::NotFound));
+
+    let balance = db
+        .ledger()
+        .balance(user)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // All 1,000 held by ten holds; the post of 50 on one released 50, the void 100.
+    assert_eq!(balance.available, 150);
+    let r = reconcile(db.ledger())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.is_consistent(), "{r:?}");
+    // grant, 10 holds, a post, a void: nothing refused left a transfer behind.
+    assert_eq!(r.transfers, 13);
+    let operations = after.operations - before.operations;
+    let commits = after.commits - before.commits;
+    assert_eq!(operations, ops.len() as u64);
+    assert!(
+        commits < operations,
+        "{operations} operations took {commits} commits: nothing was grouped"
+    );
+}
+
+#[tokio::test]
+async fn batched_operations_keep_their_own_outcomes_on_sqlite() {
+    batch_outcomes(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn batched_operations_keep_their_own_outcomes_on_postgres() {
+    let Some(pg) = postgres().await else { return };
+    batch_outcomes(pg).await;
+}

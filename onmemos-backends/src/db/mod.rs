@@ -16,7 +16,7 @@ use onmemos_core::ports::Database;
 use onmemos_core::{Error, Result};
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use sql::{Dialect, SqlDatabase};
+pub use sql::{Dialect, GroupCommitStats, SqlDatabase};
 
 /// Opens the database named by `url`: `sqlite://path` or `sqlite::memory:` (feature `sqlite`),
 /// `postgres://…` (feature `postgres`). An unknown scheme, or one whose feature is off, is a

@@ -10,7 +10,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::api::{ErrorCode, Page, PageRequest};
-use crate::clock::to_millis;
 use crate::error::{Error, Result};
 use crate::id::UserId;
 use crate::model::{
@@ -183,6 +182,12 @@ impl State {
     }
 }
 
+/// The transfer a grant or hold records.
+fn recorded(op: &LedgerOp, now: DateTime<Utc>) -> Result<Transfer> {
+    op.transfer(now)
+        .ok_or_else(|| Error::internal("a settlement has no transfer of its own"))
+}
+
 /// The id of an expiry transfer: `expire:<hold or grant>` or `expire:<grant>:<settling id>`.
 pub fn expiry_id(of: &TransferId, settling: Option<&TransferId>) -> TransferId {
     let text = match settling {
@@ -224,27 +229,13 @@ impl LedgerRepo for ReferenceLedger {
                 amount,
                 source,
                 priority,
-                expires_at,
-                reference,
+                ..
             } => {
                 let user_acct = AccountRef::User(*user);
                 s.account(user_acct).credits_posted += amount;
                 s.account(AccountRef::Issuance).debits_posted += amount;
-                let expires_at = expires_at.map(to_millis);
-                let t = s.push(Transfer {
-                    expires_at,
-                    priority: Some(*priority),
-                    source: Some(*source),
-                    reference: reference.clone(),
-                    ..Transfer::new(
-                        id.clone(),
-                        TransferKind::Grant,
-                        AccountRef::Issuance,
-                        user_acct,
-                        *amount,
-                        now,
-                    )
-                });
+                let t = s.push(recorded(op, now)?);
+                let expires_at = t.expires_at;
                 s.grants.insert(
                     id.clone(),
                     Grant {
@@ -267,11 +258,7 @@ impl LedgerRepo for ReferenceLedger {
                 Ok(t)
             }
             LedgerOp::Hold {
-                id,
-                user,
-                amount,
-                timeout_at,
-                reference,
+                id, user, amount, ..
             } => {
                 let user_acct = AccountRef::User(*user);
                 let due = s.due_grants(Some(*user), now);
@@ -310,19 +297,8 @@ impl LedgerRepo for ReferenceLedger {
                 }
                 s.account(user_acct).debits_pending += amount;
                 s.account(AccountRef::Revenue).credits_pending += amount;
-                let timeout_at = to_millis(*timeout_at);
-                let t = s.push(Transfer {
-                    expires_at: Some(timeout_at),
-                    reference: reference.clone(),
-                    ..Transfer::new(
-                        id.clone(),
-                        TransferKind::Hold,
-                        user_acct,
-                        AccountRef::Revenue,
-                        *amount,
-                        now,
-                    )
-                });
+                let t = s.push(recorded(op, now)?);
+                let timeout_at = t.expires_at.unwrap_or(now);
                 s.holds.insert(
                     id.clone(),
                     Hold {

@@ -456,6 +456,54 @@ impl LedgerOp {
         }
     }
 
+    /// The transfer a grant or a hold records, as given (the ledger assigns `seq`). `None` for
+    /// a settlement, whose transfer depends on its hold.
+    pub fn transfer(&self, now: DateTime<Utc>) -> Option<Transfer> {
+        match self {
+            LedgerOp::Grant {
+                id,
+                user,
+                amount,
+                source,
+                priority,
+                expires_at,
+                reference,
+            } => Some(Transfer {
+                expires_at: expires_at.map(crate::clock::to_millis),
+                priority: Some(*priority),
+                source: Some(*source),
+                reference: reference.clone(),
+                ..Transfer::new(
+                    id.clone(),
+                    TransferKind::Grant,
+                    AccountRef::Issuance,
+                    AccountRef::User(*user),
+                    *amount,
+                    now,
+                )
+            }),
+            LedgerOp::Hold {
+                id,
+                user,
+                amount,
+                timeout_at,
+                reference,
+            } => Some(Transfer {
+                expires_at: Some(crate::clock::to_millis(*timeout_at)),
+                reference: reference.clone(),
+                ..Transfer::new(
+                    id.clone(),
+                    TransferKind::Hold,
+                    AccountRef::User(*user),
+                    AccountRef::Revenue,
+                    *amount,
+                    now,
+                )
+            }),
+            LedgerOp::Post { .. } | LedgerOp::Void { .. } => None,
+        }
+    }
+
     /// Whether `transfer`, stored under this operation's id, records this same operation (so a
     /// replay returns it).
     pub fn matches(&self, t: &Transfer) -> bool {

@@ -61,9 +61,5 @@ pub(crate) async fn connect(config: &PostgresConfig) -> Result<SqlDatabase> {
         .run(&pool)
         .await
         .map_err(|e| Error::internal("PostgreSQL migrations failed").with_source(e))?;
-    Ok(SqlDatabase {
-        writer: pool.clone(),
-        reader: pool,
-        dialect: Dialect::Postgres,
-    })
+    Ok(SqlDatabase::new(pool.clone(), pool, Dialect::Postgres))
 }

@@ -10,7 +10,7 @@ const SQLITE_LOCKED: i32 = 6;
 
 /// Whether a PostgreSQL SQLSTATE means "try the transaction again" (serialization failure,
 /// deadlock) or "the server is going away / out of connections".
-fn postgres_transient(code: &str) -> bool {
+pub(super) fn postgres_transient(code: &str) -> bool {
     matches!(
         code,
         "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"

@@ -1,14 +1,18 @@
-//! The credit ledger on SQL: the semantics of `onmemos_core::ledger::ReferenceLedger`, each
-//! operation one transaction.
+//! The credit ledger on SQL: the semantics of `onmemos_core::ledger::ReferenceLedger`.
+//!
+//! The rules live in the schema (`migrations/*/0004_ledger_triggers.sql`): an operation is one
+//! `INSERT` of its transfer, and triggers apply it to the accounts, grants and holds within
+//! that statement. One statement is one round trip and one atomic commit, and the rules hold
+//! for any writer of the tables, not only this code. Refusals come back as
+//! `ledger:<reason>[:<figure>]` and are mapped to the API's errors here.
 //!
 //! Concurrency: a user account can never go below zero because every hold passes one guarded
 //! `UPDATE … WHERE credits_posted - debits_posted - debits_pending >= amount` (the row count
-//! decides) and the table's CHECK backs it up. A hold is settled once because settling flips
-//! `pending` with `UPDATE … WHERE pending = 1` and a unique index allows one settlement per hold.
-//! Rows are locked in one order — hold, user account, grants, then the shared system accounts
-//! last, so they are held for the shortest time. On SQLite every write transaction starts with
-//! `BEGIN IMMEDIATE` on the single writer connection; on PostgreSQL transactions run at READ
-//! COMMITTED and are retried on serialization failures and deadlocks.
+//! decides) and the table's CHECK backs it up. A hold is settled once: settling flips
+//! `pending` with `UPDATE … WHERE pending = 1`, and a unique index allows one settlement per
+//! hold. On PostgreSQL (READ COMMITTED) rows are locked in one order — the hold, the user
+//! account, its grants, then the shared system accounts — and deadlocks or serialization
+//! failures are retried; SQLite has one writer connection.
 
 use std::time::Duration;
 
@@ -97,31 +101,16 @@ fn grant_from(row: &AnyRow) -> Result<GrantBalance> {
     })
 }
 
-/// Adds to an account's counters (negative amounts subtract).
-async fn move_counters(tx: &mut Tx, account: &AccountRef, delta: AccountCounters) -> Result<()> {
-    sqlx::query(
-        "UPDATE ledger_accounts SET debits_posted = debits_posted + $2,
-             credits_posted = credits_posted + $3, debits_pending = debits_pending + $4,
-             credits_pending = credits_pending + $5
-         WHERE id = $1",
-    )
-    .bind(account.key())
-    .bind(delta.debits_posted)
-    .bind(delta.credits_posted)
-    .bind(delta.debits_pending)
-    .bind(delta.credits_pending)
-    .execute(&mut **tx)
-    .await
-    .db_context("update ledger account")?;
-    Ok(())
-}
-
-/// Records a transfer and returns it with its sequence number.
-async fn insert_transfer(tx: &mut Tx, mut t: Transfer) -> Result<Transfer> {
-    let seq: i64 = sqlx::query_scalar(
+/// Records a transfer given in full (a grant, a hold, a grant's expiry); the triggers apply it.
+/// Returns it as stored.
+async fn insert_transfer<'e, E>(executor: E, t: &Transfer) -> Result<Transfer, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let row = sqlx::query(
         "INSERT INTO ledger_transfers (id, kind, debit_account, credit_account, amount, hold_id,
              grant_id, expires_at, priority, source, reference, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING seq",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *",
     )
     .bind(t.id.as_str())
     .bind(t.kind.as_str())
@@ -135,239 +124,191 @@ async fn insert_transfer(tx: &mut Tx, mut t: Transfer) -> Result<Transfer> {
     .bind(t.source.map(GrantSource::as_str))
     .bind(t.reference.as_deref())
     .bind(ms(t.created_at))
-    .fetch_one(&mut **tx)
-    .await
-    .db_context("record transfer")?;
-    t.seq = int("ledger_transfers.seq", seq)?;
-    Ok(t)
+    .fetch_one(executor)
+    .await?;
+    transfer_from(&row).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
-async fn find_transfer(tx: &mut Tx, id: &TransferId) -> Result<Option<Transfer>> {
-    sqlx::query("SELECT * FROM ledger_transfers WHERE id = $1")
-        .bind(id.as_str())
-        .fetch_optional(&mut **tx)
-        .await
-        .db_context("find transfer")?
-        .as_ref()
+/// Records the settlement of `hold` (a post of `charge`, a void or an expiry: `charge` is
+/// `None` for the last two, which record the held amount). The account comes from the hold;
+/// `None` when there is no such hold.
+async fn insert_settlement<'e, E>(
+    executor: E,
+    id: &TransferId,
+    kind: TransferKind,
+    hold: &TransferId,
+    charge: Option<MicroCredits>,
+    now: DateTime<Utc>,
+) -> Result<Option<Transfer>, sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let row = sqlx::query(
+        "INSERT INTO ledger_transfers (id, kind, debit_account, credit_account, amount, hold_id,
+             created_at)
+         SELECT $1, $2, user_id, 'sys:revenue', COALESCE($3, amount), id, $4
+         FROM ledger_holds WHERE id = $5 RETURNING *",
+    )
+    .bind(id.as_str())
+    .bind(kind.as_str())
+    .bind(charge)
+    .bind(ms(now))
+    .bind(hold.as_str())
+    .fetch_optional(executor)
+    .await?;
+    row.as_ref()
         .map(transfer_from)
         .transpose()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
-fn posted(debit: bool, amount: MicroCredits) -> AccountCounters {
-    if debit {
-        AccountCounters {
-            debits_posted: amount,
-            ..Default::default()
+/// The error a refused operation gets: the triggers raise `ledger:<reason>[:<figure>]`; a
+/// second settlement of a hold meets the unique index on settlements (`unique` says a unique
+/// index refused the row). `None` when `message` is no refusal: any other database error, or
+/// the transfer id's own index (the caller then looks for the transfer to replay).
+fn refusal(op: &LedgerOp, unique: bool, message: &str) -> Option<Error> {
+    let hold = match op {
+        LedgerOp::Post { hold, .. } | LedgerOp::Void { hold, .. } => Some(hold),
+        _ => None,
+    };
+    if unique {
+        let settlement = message.contains("ledger_transfers_settlement") // PostgreSQL
+            || message.contains("ledger_transfers.hold_id"); // SQLite
+        return hold.filter(|_| settlement).map(hold_settled);
+    }
+    let reason = message.strip_prefix("ledger:")?;
+    let (reason, figure) = reason.split_once(':').unwrap_or((reason, ""));
+    let figure = figure.parse::<MicroCredits>().unwrap_or(0);
+    Some(match (reason, op, hold) {
+        ("insufficient", LedgerOp::Hold { amount, .. }, _) => insufficient(figure, *amount),
+        ("settled", _, Some(hold)) => hold_settled(hold),
+        ("timed_out", _, Some(hold)) => hold_timed_out(hold),
+        ("over_held", LedgerOp::Post { amount, .. }, _) => Error::invalid(
+            "amount",
+            format!("cannot post {amount}: the hold is for {figure}"),
+        ),
+        ("no_user", LedgerOp::Grant { user, .. }, _) => {
+            Error::not_found(format!("no user {user}")).with_context("field", "user_id")
         }
-    } else {
-        AccountCounters {
-            credits_posted: amount,
-            ..Default::default()
+        _ => Error::internal(format!("the ledger refused an operation: {message}")),
+    })
+}
+
+/// A transfer id already taken: the caller answers as a replay would.
+fn id_taken(op: &LedgerOp) -> Error {
+    Error::conflict(format!("transfer id `{}` exists", op.id())).with_context("field", "id")
+}
+
+/// What an operation's statement did: `Ok(outcome)` when the database answered for this
+/// operation (its transfer, or its refusal), `Err` for a failure of the statement itself (the
+/// connection, a busy file), which a batch cannot go on from.
+pub(super) async fn statement_outcome<'e, E>(
+    executor: E,
+    op: &LedgerOp,
+    now: DateTime<Utc>,
+) -> Result<Result<Transfer>>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let done = match (op, op.transfer(now)) {
+        (_, Some(t)) => insert_transfer(executor, &t).await.map(Some),
+        (LedgerOp::Post { id, hold, amount }, None) => {
+            insert_settlement(executor, id, TransferKind::Post, hold, Some(*amount), now).await
         }
+        (LedgerOp::Void { id, hold }, None) => {
+            insert_settlement(executor, id, TransferKind::Void, hold, None, now).await
+        }
+        (_, None) => return Err(Error::internal("an operation without a transfer")),
+    };
+    match done {
+        Ok(Some(t)) => Ok(Ok(t)),
+        Ok(None) => Ok(Err(no_hold(op))),
+        Err(sqlx::Error::Database(db)) => {
+            let unique = db.kind() == sqlx::error::ErrorKind::UniqueViolation;
+            match refusal(op, unique, db.message()) {
+                Some(refused) => Ok(Err(refused)),
+                None if unique => Ok(Err(id_taken(op))),
+                None => Err(super::error::convert(
+                    "record a transfer",
+                    sqlx::Error::Database(db),
+                )),
+            }
+        }
+        Err(e) => Err(super::error::convert("record a transfer", e)),
     }
 }
 
-/// Moves `amount` of an expired grant's credit from its user to breakage.
-async fn expire_amount(
-    tx: &mut Tx,
-    grant: &TransferId,
-    user: &AccountRef,
-    id: TransferId,
-    amount: MicroCredits,
+/// The refusal of a settlement whose hold is not there.
+fn no_hold(op: &LedgerOp) -> Error {
+    match op {
+        LedgerOp::Post { hold, .. } | LedgerOp::Void { hold, .. } => hold_not_found(hold),
+        _ => Error::internal("the ledger recorded no transfer"),
+    }
+}
+
+/// Applies one operation alone: one autocommit statement, one round trip.
+pub(super) async fn apply_one(
+    writer: &sqlx::AnyPool,
+    op: &LedgerOp,
     now: DateTime<Utc>,
 ) -> Result<Transfer> {
-    sqlx::query("UPDATE ledger_grants SET expired = expired + $2 WHERE id = $1")
-        .bind(grant.as_str())
-        .bind(amount)
-        .execute(&mut **tx)
-        .await
-        .db_context("expire grant credit")?;
-    move_counters(tx, user, posted(true, amount)).await?;
-    let t = insert_transfer(
-        tx,
-        Transfer {
-            grant_id: Some(grant.clone()),
-            ..Transfer::new(
-                id,
-                TransferKind::ExpireGrant,
-                *user,
-                AccountRef::Breakage,
-                amount,
-                now,
-            )
-        },
-    )
-    .await?;
-    move_counters(tx, &AccountRef::Breakage, posted(false, amount)).await?;
-    Ok(t)
+    statement_outcome(writer, op, now).await?
 }
 
-/// Processes the expiry of a grant whose time has come: marks it done and moves its free
-/// remainder to breakage. `None` when another transaction did it first, or nothing was free.
-async fn expire_grant(
-    tx: &mut Tx,
-    grant: &TransferId,
-    now: DateTime<Utc>,
-) -> Result<Option<Transfer>> {
-    let row = sqlx::query(
-        "UPDATE ledger_grants SET expiry_done = 1 WHERE id = $1 AND expiry_done = 0
-         RETURNING user_id, amount - consumed - reserved - expired AS free",
-    )
-    .bind(grant.as_str())
-    .fetch_optional(&mut **tx)
-    .await
-    .db_context("expire grant")?;
-    let Some(row) = row else { return Ok(None) };
-    let free: i64 = row.try_get("free").db_context("read grant")?;
-    let user: String = row.try_get("user_id").db_context("read grant")?;
-    if free <= 0 {
-        return Ok(None);
+/// An operation as `ledger_apply` (PostgreSQL) takes it.
+pub(super) fn transfer_json(op: &LedgerOp, now: DateTime<Utc>) -> serde_json::Value {
+    match (op, op.transfer(now)) {
+        (_, Some(t)) => serde_json::json!({
+            "id": t.id.as_str(),
+            "kind": t.kind.as_str(),
+            "debit_account": t.debit_account.key(),
+            "credit_account": t.credit_account.key(),
+            "amount": t.amount,
+            "expires_at": t.expires_at.map(ms),
+            "priority": t.priority,
+            "source": t.source.map(GrantSource::as_str),
+            "reference": t.reference,
+            "created_at": ms(t.created_at),
+        }),
+        (LedgerOp::Post { id, hold, amount }, None) => serde_json::json!({
+            "id": id.as_str(), "kind": "post", "hold_id": hold.as_str(), "amount": amount,
+            "created_at": ms(now),
+        }),
+        (LedgerOp::Void { id, hold }, None) => serde_json::json!({
+            "id": id.as_str(), "kind": "void", "hold_id": hold.as_str(), "created_at": ms(now),
+        }),
+        (_, None) => serde_json::Value::Null,
     }
-    let user: AccountRef = parse("ledger_grants.user_id", &user)?;
-    expire_amount(tx, grant, &user, expiry_id(grant, None), free, now)
-        .await
-        .map(Some)
 }
 
-/// Grants of `user` whose expiry is due and not yet processed, oldest expiry first, with what
-/// is free on each.
-async fn due_grants(
-    tx: &mut Tx,
-    user: &AccountRef,
-    now: DateTime<Utc>,
-) -> Result<Vec<(TransferId, MicroCredits)>> {
-    let rows = sqlx::query(
-        "SELECT id, amount - consumed - reserved - expired AS free FROM ledger_grants
-         WHERE user_id = $1 AND expiry_done = 0 AND expires_at <= $2 ORDER BY expires_at, seq",
-    )
-    .bind(user.key())
-    .bind(ms(now))
-    .fetch_all(&mut **tx)
-    .await
-    .db_context("find expiring grants")?;
-    rows.iter()
-        .map(|r| {
-            let id: String = r.try_get("id").db_context("read grant")?;
-            let free: i64 = r.try_get("free").db_context("read grant")?;
-            Ok((
-                TransferId::new(id.clone()).map_err(|_| corrupt("ledger_grants.id", id))?,
-                free,
-            ))
-        })
-        .collect()
-}
-
-/// Settles a pending hold: posts `charge`, releases the rest, and expires released credit of
-/// grants whose expiry was already processed. `check_timeout` is false for the expiry itself.
-async fn settle(
-    tx: &mut Tx,
-    hold: &TransferId,
-    id: TransferId,
-    kind: TransferKind,
-    charge: MicroCredits,
-    now: DateTime<Utc>,
-    check_timeout: bool,
-) -> Result<Vec<Transfer>> {
-    let row =
-        sqlx::query("SELECT user_id, amount, timeout_at, pending FROM ledger_holds WHERE id = $1")
-            .bind(hold.as_str())
-            .fetch_optional(&mut **tx)
-            .await
-            .db_context("find hold")?
-            .ok_or_else(|| hold_not_found(hold))?;
-    let held: i64 = row.try_get("amount").db_context("read hold")?;
-    let pending: i64 = row.try_get("pending").db_context("read hold")?;
-    let timeout_at: i64 = row.try_get("timeout_at").db_context("read hold")?;
-    let user: String = row.try_get("user_id").db_context("read hold")?;
-    let user: AccountRef = parse("ledger_holds.user_id", &user)?;
-    if pending == 0 {
-        return Err(hold_settled(hold));
-    }
-    if check_timeout && timeout_at <= ms(now) {
-        return Err(hold_timed_out(hold));
-    }
-    if charge > held {
-        return Err(Error::invalid(
-            "amount",
-            format!("cannot post {charge}: the hold is for {held}"),
-        ));
-    }
-    // The row count decides between concurrent settlements of the same hold.
-    let flipped = sqlx::query("UPDATE ledger_holds SET pending = 0 WHERE id = $1 AND pending = 1")
-        .bind(hold.as_str())
-        .execute(&mut **tx)
-        .await
-        .db_context("settle hold")?;
-    if flipped.rows_affected() != 1 {
-        return Err(hold_settled(hold));
-    }
-    move_counters(
-        tx,
-        &user,
-        AccountCounters {
-            debits_posted: charge,
-            debits_pending: -held,
-            ..Default::default()
-        },
-    )
-    .await?;
-    let amount = if kind == TransferKind::Post {
-        charge
-    } else {
-        held
+/// The outcome of one operation from a row of `ledger_apply`: `state` and `message` are the
+/// SQLSTATE and message it was refused with, else the row is the transfer (or all NULL when
+/// the hold to settle was not there).
+pub(super) fn outcome_of_row(
+    op: &LedgerOp,
+    row: &AnyRow,
+    state: Option<&str>,
+    message: Option<&str>,
+) -> Result<Transfer> {
+    let Some(state) = state else {
+        let seq: Option<i64> = row.try_get("seq").db_context("read batch outcome")?;
+        return match seq {
+            Some(_) => transfer_from(row),
+            None => Err(no_hold(op)),
+        };
     };
-    let mut out = vec![
-        insert_transfer(
-            tx,
-            Transfer {
-                hold_id: Some(hold.clone()),
-                ..Transfer::new(id.clone(), kind, user, AccountRef::Revenue, amount, now)
-            },
-        )
-        .await?,
-    ];
-    let allocations = sqlx::query(
-        "SELECT grant_id, amount FROM ledger_hold_allocations WHERE hold_id = $1 ORDER BY position",
-    )
-    .bind(hold.as_str())
-    .fetch_all(&mut **tx)
-    .await
-    .db_context("read hold allocations")?;
-    let mut left = charge;
-    for a in &allocations {
-        let grant: String = a.try_get("grant_id").db_context("read allocation")?;
-        let grant = TransferId::new(grant.clone())
-            .map_err(|_| corrupt("ledger_hold_allocations.grant_id", grant))?;
-        let reserved: i64 = a.try_get("amount").db_context("read allocation")?;
-        let take = left.min(reserved);
-        left -= take;
-        let released = reserved - take;
-        let done: i64 = sqlx::query_scalar(
-            "UPDATE ledger_grants SET reserved = reserved - $2, consumed = consumed + $3
-             WHERE id = $1 RETURNING expiry_done",
-        )
-        .bind(grant.as_str())
-        .bind(reserved)
-        .bind(take)
-        .fetch_one(&mut **tx)
-        .await
-        .db_context("consume grant")?;
-        if done == 1 && released > 0 {
-            let eid = expiry_id(&grant, Some(&id));
-            out.push(expire_amount(tx, &grant, &user, eid, released, now).await?);
-        }
+    let message = message.unwrap_or_default();
+    let unique = state == "23505";
+    match refusal(op, unique, message) {
+        Some(refused) => Err(refused),
+        None if unique => Err(id_taken(op)),
+        None if super::error::postgres_transient(state) => Err(Error::unavailable(format!(
+            "the ledger operation met a transient failure ({state}): {message}"
+        ))),
+        None => Err(Error::internal(format!(
+            "the ledger operation failed ({state}): {message}"
+        ))),
     }
-    move_counters(
-        tx,
-        &AccountRef::Revenue,
-        AccountCounters {
-            credits_posted: charge,
-            credits_pending: -held,
-            ..Default::default()
-        },
-    )
-    .await?;
-    Ok(out)
 }
 
 impl SqlDatabase {
@@ -381,213 +322,101 @@ impl SqlDatabase {
         .db_context("begin a ledger transaction")
     }
 
-    async fn execute_once(&self, op: &LedgerOp, now: DateTime<Utc>) -> Result<Transfer> {
-        let mut tx = self.begin_write().await?;
-        if let Some(existing) = find_transfer(&mut tx, op.id()).await? {
-            return op.replay(existing);
-        }
-        let transfer = match op {
-            LedgerOp::Grant {
-                id,
-                user,
-                amount,
-                source,
-                priority,
-                expires_at,
-                reference,
-            } => {
-                let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1")
-                    .bind(user.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .db_context("find user")?;
-                if exists.is_none() {
-                    return Err(Error::not_found(format!("no user {user}"))
-                        .with_context("field", "user_id"));
-                }
-                let account = AccountRef::User(*user);
-                sqlx::query("INSERT INTO ledger_accounts (id, kind) VALUES ($1, 'user') ON CONFLICT (id) DO NOTHING")
-                    .bind(account.key())
-                    .execute(&mut *tx)
-                    .await
-                    .db_context("open ledger account")?;
-                move_counters(&mut tx, &account, posted(false, *amount)).await?;
-                let expires_at = expires_at.map(onmemos_core::clock::to_millis);
-                let t = insert_transfer(
-                    &mut tx,
-                    Transfer {
-                        expires_at,
-                        priority: Some(*priority),
-                        source: Some(*source),
-                        reference: reference.clone(),
-                        ..Transfer::new(
-                            id.clone(),
-                            TransferKind::Grant,
-                            AccountRef::Issuance,
-                            account,
-                            *amount,
-                            now,
-                        )
-                    },
-                )
-                .await?;
-                sqlx::query(
-                    "INSERT INTO ledger_grants (id, seq, user_id, source, priority, amount, expires_at, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(id.as_str())
-                .bind(int::<i64, _>("seq", t.seq)?)
-                .bind(account.key())
-                .bind(source.as_str())
-                .bind(i64::from(*priority))
-                .bind(*amount)
-                .bind(expires_at.map(ms))
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await
-                .db_context("record grant")?;
-                move_counters(&mut tx, &AccountRef::Issuance, posted(true, *amount)).await?;
-                t
+    /// Expires one timed-out hold: its expiry transfer, then any credit it released on grants
+    /// whose own expiry was processed. Nothing when it was settled meanwhile.
+    async fn expire_hold(&self, hold: &TransferId, now: DateTime<Utc>) -> Result<Vec<Transfer>> {
+        let id = expiry_id(hold, None);
+        let kind = TransferKind::ExpireHold;
+        let made = match insert_settlement(&self.writer, &id, kind, hold, None, now).await {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(Vec::new()),
+            Err(e) => {
+                let void = LedgerOp::Void {
+                    id: id.clone(),
+                    hold: hold.clone(),
+                };
+                let (unique, message) = match &e {
+                    sqlx::Error::Database(db) => (
+                        db.kind() == sqlx::error::ErrorKind::UniqueViolation,
+                        db.message().to_owned(),
+                    ),
+                    _ => (false, String::new()),
+                };
+                return match refusal(&void, unique, &message) {
+                    // Settled meanwhile (by its owner or another replica): nothing to do.
+                    Some(refused) if refused.kind() == ErrorKind::Conflict => Ok(Vec::new()),
+                    _ if self.transfer(&id).await?.is_some() => Ok(Vec::new()),
+                    _ => Err(super::error::convert("expire a hold", e)),
+                };
             }
-            LedgerOp::Hold {
-                id,
-                user,
-                amount,
-                timeout_at,
-                reference,
-            } => {
-                let account = AccountRef::User(*user);
-                // Lock the account first: expiry, the guard and the allocation below must see
-                // the same grants.
-                sqlx::query(
-                    "UPDATE ledger_accounts SET debits_posted = debits_posted WHERE id = $1",
-                )
-                .bind(account.key())
+        };
+        let released = sqlx::query(
+            "SELECT t.* FROM ledger_hold_allocations a
+             JOIN ledger_transfers t ON t.id = 'expire:' || a.grant_id || ':' || $1
+             WHERE a.hold_id = $2 ORDER BY t.seq",
+        )
+        .bind(id.as_str())
+        .bind(hold.as_str())
+        .fetch_all(&self.writer)
+        .await
+        .db_context("read released expiries")?;
+        let mut out = vec![made];
+        for row in &released {
+            out.push(transfer_from(row)?);
+        }
+        Ok(out)
+    }
+
+    /// Processes the expiry of a grant whose time has come: marks it done and moves its free
+    /// remainder to breakage. `None` when another transaction did it first, or nothing was free.
+    async fn expire_grant(
+        &self,
+        grant: &TransferId,
+        user: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Transfer>> {
+        let mut tx = self.begin_write().await?;
+        if self.dialect == Dialect::Postgres {
+            // Lock order: the user account before its grants.
+            sqlx::query("SELECT 1 FROM ledger_accounts WHERE id = $1 FOR UPDATE")
+                .bind(user)
                 .execute(&mut *tx)
                 .await
                 .db_context("lock ledger account")?;
-                let due = due_grants(&mut tx, &account, now).await?;
-                let expiring: MicroCredits = due.iter().map(|(_, free)| (*free).max(0)).sum();
-                let available: Option<i64> = sqlx::query_scalar(
-                    "SELECT credits_posted - debits_posted - debits_pending FROM ledger_accounts WHERE id = $1",
+        }
+        let row = sqlx::query(
+            "UPDATE ledger_grants SET expiry_done = 1 WHERE id = $1 AND expiry_done = 0
+             RETURNING user_id, amount - consumed - reserved - expired AS free",
+        )
+        .bind(grant.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .db_context("expire grant")?;
+        let Some(row) = row else { return Ok(None) };
+        let free: i64 = row.try_get("free").db_context("read grant")?;
+        let user: String = row.try_get("user_id").db_context("read grant")?;
+        let made = if free > 0 {
+            let t = Transfer {
+                grant_id: Some(grant.clone()),
+                ..Transfer::new(
+                    expiry_id(grant, None),
+                    TransferKind::ExpireGrant,
+                    parse("ledger_grants.user_id", &user)?,
+                    AccountRef::Breakage,
+                    free,
+                    now,
                 )
-                .bind(account.key())
-                .fetch_optional(&mut *tx)
-                .await
-                .db_context("read balance")?;
-                let available = available.unwrap_or(0) - expiring;
-                if available < *amount {
-                    return Err(insufficient(available, *amount));
-                }
-                for (grant, _) in &due {
-                    expire_grant(&mut tx, grant, now).await?;
-                }
-                let guarded = sqlx::query(
-                    "UPDATE ledger_accounts SET debits_pending = debits_pending + $2
-                     WHERE id = $1 AND credits_posted - debits_posted - debits_pending >= $2",
-                )
-                .bind(account.key())
-                .bind(*amount)
-                .execute(&mut *tx)
-                .await
-                .db_context("hold credits")?;
-                if guarded.rows_affected() != 1 {
-                    return Err(insufficient(available, *amount));
-                }
-                let timeout_at = onmemos_core::clock::to_millis(*timeout_at);
-                let t = insert_transfer(
-                    &mut tx,
-                    Transfer {
-                        expires_at: Some(timeout_at),
-                        reference: reference.clone(),
-                        ..Transfer::new(
-                            id.clone(),
-                            TransferKind::Hold,
-                            account,
-                            AccountRef::Revenue,
-                            *amount,
-                            now,
-                        )
-                    },
-                )
-                .await?;
-                sqlx::query("INSERT INTO ledger_holds (id, seq, user_id, amount, timeout_at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(id.as_str())
-                    .bind(int::<i64, _>("seq", t.seq)?)
-                    .bind(account.key())
-                    .bind(*amount)
-                    .bind(ms(timeout_at))
-                    .execute(&mut *tx)
+            };
+            Some(
+                insert_transfer(&mut *tx, &t)
                     .await
-                    .db_context("record hold")?;
-                let grants = sqlx::query(
-                    "SELECT id, amount - consumed - reserved - expired AS free FROM ledger_grants
-                     WHERE user_id = $1 AND amount - consumed - reserved - expired > 0
-                     ORDER BY priority, (expires_at IS NULL), expires_at, seq",
-                )
-                .bind(account.key())
-                .fetch_all(&mut *tx)
-                .await
-                .db_context("find grants")?;
-                let mut left = *amount;
-                for (position, g) in grants.iter().enumerate() {
-                    if left == 0 {
-                        break;
-                    }
-                    let grant: String = g.try_get("id").db_context("read grant")?;
-                    let free: i64 = g.try_get("free").db_context("read grant")?;
-                    let take = free.min(left);
-                    left -= take;
-                    sqlx::query("UPDATE ledger_grants SET reserved = reserved + $2 WHERE id = $1")
-                        .bind(&grant)
-                        .bind(take)
-                        .execute(&mut *tx)
-                        .await
-                        .db_context("reserve grant")?;
-                    sqlx::query("INSERT INTO ledger_hold_allocations (hold_id, position, grant_id, amount) VALUES ($1, $2, $3, $4)")
-                        .bind(id.as_str())
-                        .bind(position as i64)
-                        .bind(&grant)
-                        .bind(take)
-                        .execute(&mut *tx)
-                        .await
-                        .db_context("record allocation")?;
-                }
-                if left != 0 {
-                    return Err(Error::internal("grants do not cover the account's balance"));
-                }
-                move_counters(
-                    &mut tx,
-                    &AccountRef::Revenue,
-                    AccountCounters {
-                        credits_pending: *amount,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-                t
-            }
-            LedgerOp::Post { id, hold, amount } => settle(
-                &mut tx,
-                hold,
-                id.clone(),
-                TransferKind::Post,
-                *amount,
-                now,
-                true,
+                    .db_context("record grant expiry")?,
             )
-            .await?
-            .remove(0),
-            LedgerOp::Void { id, hold } => {
-                settle(&mut tx, hold, id.clone(), TransferKind::Void, 0, now, true)
-                    .await?
-                    .remove(0)
-            }
+        } else {
+            None
         };
-        tx.commit()
-            .await
-            .db_context("commit a ledger transaction")?;
-        Ok(transfer)
+        tx.commit().await.db_context("commit grant expiry")?;
+        Ok(made)
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or runs out of attempts; transient
@@ -614,14 +443,15 @@ impl SqlDatabase {
 #[async_trait]
 impl LedgerRepo for SqlDatabase {
     async fn execute(&self, op: &LedgerOp, now: DateTime<Utc>) -> Result<Transfer> {
-        match self.retrying(|| self.execute_once(op, now)).await {
-            // A concurrent duplicate committed the same id first (the unique index refused
-            // ours): answer as a replay would.
-            Err(e) if e.kind() == ErrorKind::Conflict => match self.transfer(op.id()).await? {
+        match self.retrying(|| self.group.submit(op, now)).await {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == ErrorKind::Unavailable => Err(e),
+            // Refused: if the id is taken (a replay, or a concurrent duplicate that committed
+            // first), answer as a replay does; else the refusal stands.
+            Err(e) => match self.transfer(op.id()).await? {
                 Some(existing) => op.replay(existing),
                 None => Err(e),
             },
-            other => other,
         }
     }
 
@@ -636,23 +466,7 @@ impl LedgerRepo for SqlDatabase {
             let hold: String = row.try_get("id").db_context("read hold")?;
             let hold =
                 TransferId::new(hold.clone()).map_err(|_| corrupt("ledger_holds.id", hold))?;
-            let made = self
-                .retrying(|| async {
-                    let mut tx = self.begin_write().await?;
-                    let id = expiry_id(&hold, None);
-                    match settle(&mut tx, &hold, id, TransferKind::ExpireHold, 0, now, false).await
-                    {
-                        Ok(made) => {
-                            tx.commit().await.db_context("commit hold expiry")?;
-                            Ok(made)
-                        }
-                        // Settled meanwhile (by its owner or another replica): nothing to do.
-                        Err(e) if e.kind() == ErrorKind::Conflict => Ok(Vec::new()),
-                        Err(e) => Err(e),
-                    }
-                })
-                .await?;
-            out.extend(made);
+            out.extend(self.retrying(|| self.expire_hold(&hold, now)).await?);
         }
         let grants = sqlx::query(
             "SELECT id, user_id FROM ledger_grants WHERE expiry_done = 0 AND expires_at <= $1 ORDER BY expires_at, seq",
@@ -667,20 +481,7 @@ impl LedgerRepo for SqlDatabase {
                 TransferId::new(grant.clone()).map_err(|_| corrupt("ledger_grants.id", grant))?;
             let user: String = row.try_get("user_id").db_context("read grant")?;
             let made = self
-                .retrying(|| async {
-                    let mut tx = self.begin_write().await?;
-                    // Lock order: the user account before its grants.
-                    sqlx::query(
-                        "UPDATE ledger_accounts SET debits_posted = debits_posted WHERE id = $1",
-                    )
-                    .bind(&user)
-                    .execute(&mut *tx)
-                    .await
-                    .db_context("lock ledger account")?;
-                    let made = expire_grant(&mut tx, &grant, now).await?;
-                    tx.commit().await.db_context("commit grant expiry")?;
-                    Ok(made)
-                })
+                .retrying(|| self.expire_grant(&grant, &user, now))
                 .await?;
             out.extend(made);
         }

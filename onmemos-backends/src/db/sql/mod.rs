@@ -8,6 +8,7 @@
 //! for the same logical shape.
 
 mod error;
+mod group_commit;
 mod idempotency;
 mod ledger;
 mod repos;
@@ -22,6 +23,8 @@ use onmemos_core::ports::{
 use sqlx::AnyPool;
 
 pub(crate) use error::SqlxResultExt;
+use group_commit::GroupCommit;
+pub use group_commit::GroupCommitStats;
 
 /// Which SQL database is behind a [`SqlDatabase`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +43,28 @@ pub struct SqlDatabase {
     /// Connections for reads (read-only ones, on SQLite).
     pub(crate) reader: AnyPool,
     pub(crate) dialect: Dialect,
+    /// The queue ledger operations are committed through, in batches.
+    group: GroupCommit,
 }
 
 impl SqlDatabase {
+    /// A database over its pools; starts the ledger's group-commit task (so it must be called
+    /// within a Tokio runtime).
+    pub(crate) fn new(writer: AnyPool, reader: AnyPool, dialect: Dialect) -> Self {
+        let group = GroupCommit::start(writer.clone(), dialect);
+        Self {
+            writer,
+            reader,
+            dialect,
+            group,
+        }
+    }
+
+    /// How ledger operations have been grouped into commits so far.
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        self.group.stats()
+    }
+
     /// Opens the database named by `url` (`sqlite://…`, `sqlite::memory:`, `postgres://…`),
     /// with default settings, running pending migrations.
     pub async fn open(url: &str) -> Result<Self> {

@@ -78,9 +78,5 @@ pub(crate) async fn connect(config: &SqliteConfig) -> Result<SqlDatabase> {
             .await
             .db_context("open SQLite readers")?
     };
-    Ok(SqlDatabase {
-        writer,
-        reader,
-        dialect: Dialect::Sqlite,
-    })
+    Ok(SqlDatabase::new(writer, reader, Dialect::Sqlite))
 }
