@@ -48,13 +48,19 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- A hold, first: lock the account, and expire the user's grants whose expiry is due (so the
--- hold cannot spend them). Their transfers come before the hold's in ledger order.
+-- A hold, first: lock the account and, when the user has grants whose expiry is due, expire
+-- them (so the hold cannot spend them). Their transfers come before the hold's in ledger order.
 CREATE FUNCTION ledger_hold_expire() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- The account first, so expiry, the guard and the allocation all see the same grants.
     PERFORM 1 FROM ledger_accounts WHERE id = NEW.debit_account FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'ledger:insufficient:0';
+    END IF;
+    PERFORM 1 FROM ledger_grants
+    WHERE user_id = NEW.debit_account AND expiry_done = 0 AND expires_at <= NEW.created_at;
+    IF NOT FOUND THEN
+        RETURN NEW;
     END IF;
     INSERT INTO ledger_transfers (id, kind, debit_account, credit_account, amount, grant_id,
                                   created_at)
@@ -73,11 +79,13 @@ BEGIN
 END $$;
 
 -- Then the guarded debit (the row count decides), and the reservation on the grants in
--- consumption order: priority, soonest expiry (none last), oldest.
+-- consumption order: priority, soonest expiry (none last), oldest. When the first grant covers
+-- the whole hold (the common case) one UPDATE reserves it; else a window function splits it.
 CREATE FUNCTION ledger_hold() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     available BIGINT;
     covered BIGINT;
+    first_grant TEXT;
 BEGIN
     UPDATE ledger_accounts SET debits_pending = debits_pending + NEW.amount
     WHERE id = NEW.debit_account
@@ -89,28 +97,39 @@ BEGIN
     END IF;
     INSERT INTO ledger_holds (id, seq, user_id, amount, timeout_at)
     VALUES (NEW.id, NEW.seq, NEW.debit_account, NEW.amount, NEW.expires_at);
-    WITH allocated AS (
+    UPDATE ledger_grants SET reserved = reserved + NEW.amount
+    WHERE id = (SELECT id FROM ledger_grants
+                WHERE user_id = NEW.debit_account AND amount - consumed - reserved - expired > 0
+                ORDER BY priority, expires_at IS NULL, expires_at, seq LIMIT 1)
+      AND amount - consumed - reserved - expired >= NEW.amount
+    RETURNING id INTO first_grant;
+    IF FOUND THEN
         INSERT INTO ledger_hold_allocations (hold_id, position, grant_id, amount)
-        SELECT NEW.id, position, id, LEAST(free, NEW.amount - before)
-        FROM (SELECT id, free, ROW_NUMBER() OVER w - 1 AS position,
-                     SUM(free) OVER w - free AS before
-              FROM (SELECT id, seq, priority, expires_at,
-                           amount - consumed - reserved - expired AS free
-                    FROM ledger_grants
-                    WHERE user_id = NEW.debit_account
-                      AND amount - consumed - reserved - expired > 0) g
-              WINDOW w AS (ORDER BY priority, expires_at IS NULL, expires_at, seq
-                           ROWS UNBOUNDED PRECEDING)) ordered
-        WHERE before < NEW.amount
-        RETURNING grant_id, amount
-    ), reservations AS (
-        UPDATE ledger_grants g SET reserved = g.reserved + a.amount
-        FROM allocated a WHERE g.id = a.grant_id
-        RETURNING a.amount
-    )
-    SELECT COALESCE(SUM(amount), 0) INTO covered FROM reservations;
-    IF covered <> NEW.amount THEN
-        RAISE EXCEPTION 'ledger:uncovered';
+        VALUES (NEW.id, 0, first_grant, NEW.amount);
+    ELSE
+        WITH allocated AS (
+            INSERT INTO ledger_hold_allocations (hold_id, position, grant_id, amount)
+            SELECT NEW.id, position, id, LEAST(free, NEW.amount - before)
+            FROM (SELECT id, free, ROW_NUMBER() OVER w - 1 AS position,
+                         SUM(free) OVER w - free AS before
+                  FROM (SELECT id, seq, priority, expires_at,
+                               amount - consumed - reserved - expired AS free
+                        FROM ledger_grants
+                        WHERE user_id = NEW.debit_account
+                          AND amount - consumed - reserved - expired > 0) g
+                  WINDOW w AS (ORDER BY priority, expires_at IS NULL, expires_at, seq
+                               ROWS UNBOUNDED PRECEDING)) ordered
+            WHERE before < NEW.amount
+            RETURNING grant_id, amount
+        ), reservations AS (
+            UPDATE ledger_grants g SET reserved = g.reserved + a.amount
+            FROM allocated a WHERE g.id = a.grant_id
+            RETURNING a.amount
+        )
+        SELECT COALESCE(SUM(amount), 0) INTO covered FROM reservations;
+        IF covered <> NEW.amount THEN
+            RAISE EXCEPTION 'ledger:uncovered';
+        END IF;
     END IF;
     UPDATE ledger_accounts SET credits_pending = credits_pending + NEW.amount
     WHERE id = 'sys:revenue';
@@ -204,7 +223,7 @@ BEGIN
         message := NULL;
         t := NULL;
         BEGIN
-            IF op.kind IN ('post', 'void') THEN
+            IF op.kind IN ('post', 'void', 'expire_hold') THEN
                 INSERT INTO ledger_transfers (id, kind, debit_account, credit_account, amount,
                                               hold_id, created_at)
                 SELECT op.id, op.kind, h.user_id, 'sys:revenue', COALESCE(op.amount, h.amount),

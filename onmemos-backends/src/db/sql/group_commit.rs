@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use onmemos_core::model::{LedgerOp, Transfer};
+use onmemos_core::model::Transfer;
 use onmemos_core::{Error, Result};
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Dialect;
 use super::error::{SqlxResultExt, convert};
-use super::ledger::{apply_one, outcome_of_row, statement_outcome, transfer_json};
+use super::ledger::{Write, apply_one, outcome_of_row, statement_outcome, transfer_json};
 
 /// Most operations per transaction. On PostgreSQL each runs in a subtransaction, and more than
 /// 64 of them in one transaction overflow the server's per-backend subtransaction cache (which
@@ -29,7 +29,7 @@ use super::ledger::{apply_one, outcome_of_row, statement_outcome, transfer_json}
 const MAX_BATCH: usize = 64;
 
 struct Job {
-    op: LedgerOp,
+    write: Write,
     now: DateTime<Utc>,
     reply: oneshot::Sender<Result<Transfer>>,
 }
@@ -74,14 +74,10 @@ impl GroupCommit {
         Self { queue, counters }
     }
 
-    /// Applies `op` in the next batch and waits for its outcome.
-    pub(crate) async fn submit(&self, op: &LedgerOp, now: DateTime<Utc>) -> Result<Transfer> {
+    /// Applies `write` in the next batch and waits for its outcome.
+    pub(crate) async fn submit(&self, write: Write, now: DateTime<Utc>) -> Result<Transfer> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            op: op.clone(),
-            now,
-            reply,
-        };
+        let job = Job { write, now, reply };
         if self.queue.send(job).is_err() {
             return Err(Error::unavailable("the ledger's commit queue has stopped"));
         }
@@ -107,7 +103,7 @@ async fn run(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let ops: Vec<(&LedgerOp, DateTime<Utc>)> = batch.iter().map(|j| (&j.op, j.now)).collect();
+        let ops: Vec<(&Write, DateTime<Utc>)> = batch.iter().map(|j| (&j.write, j.now)).collect();
         let outcomes = match ops.as_slice() {
             [(op, now)] => vec![apply_one(&writer, op, *now).await],
             _ => match dialect {
@@ -141,10 +137,7 @@ fn all_failed(n: usize, e: &Error) -> Vec<Result<Transfer>> {
 /// A batch on SQLite: one `BEGIN IMMEDIATE … COMMIT` on the writer connection. A refusal
 /// (a trigger's `RAISE(ABORT)`, a unique index) undoes its own statement only; any other error
 /// abandons the whole batch, since SQLite may have rolled the transaction back.
-async fn sqlite_batch(
-    writer: &AnyPool,
-    ops: &[(&LedgerOp, DateTime<Utc>)],
-) -> Vec<Result<Transfer>> {
+async fn sqlite_batch(writer: &AnyPool, ops: &[(&Write, DateTime<Utc>)]) -> Vec<Result<Transfer>> {
     let mut tx = match writer
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -169,7 +162,7 @@ async fn sqlite_batch(
 /// A batch on PostgreSQL: one call of `ledger_apply`, one round trip, one commit.
 async fn postgres_batch(
     writer: &AnyPool,
-    ops: &[(&LedgerOp, DateTime<Utc>)],
+    ops: &[(&Write, DateTime<Utc>)],
 ) -> Vec<Result<Transfer>> {
     let batch: Vec<serde_json::Value> = ops
         .iter()
@@ -200,7 +193,7 @@ async fn postgres_batch(
             let state: Option<String> = row.try_get("state").db_context("read batch outcome")?;
             let message: Option<String> =
                 row.try_get("message").db_context("read batch outcome")?;
-            outcome_of_row(op, row, state.as_deref(), message.as_deref())
+            outcome_of_row(&op.op, row, state.as_deref(), message.as_deref())
         })
         .collect()
 }

@@ -162,6 +162,46 @@ where
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
+/// A write the commit queue applies: a caller's operation, or a timed-out hold's expiry (which
+/// settles like a void of `expiry_id(hold)`, recorded as `expire_hold`, with no timeout check).
+#[derive(Debug, Clone)]
+pub(crate) struct Write {
+    /// The operation (a void, for an expiry).
+    pub(crate) op: LedgerOp,
+    /// Whether this is a hold's expiry.
+    pub(crate) expiry: bool,
+}
+
+impl Write {
+    /// A caller's operation.
+    pub(crate) fn op(op: &LedgerOp) -> Self {
+        Self {
+            op: op.clone(),
+            expiry: false,
+        }
+    }
+
+    /// The expiry of a timed-out hold.
+    pub(crate) fn expire(hold: &TransferId) -> Self {
+        Self {
+            op: LedgerOp::Void {
+                id: expiry_id(hold, None),
+                hold: hold.clone(),
+            },
+            expiry: true,
+        }
+    }
+
+    /// The kind of transfer a settlement records.
+    fn settlement_kind(&self) -> TransferKind {
+        match &self.op {
+            LedgerOp::Post { .. } => TransferKind::Post,
+            _ if self.expiry => TransferKind::ExpireHold,
+            _ => TransferKind::Void,
+        }
+    }
+}
+
 /// The error a refused operation gets: the triggers raise `ledger:<reason>[:<figure>]`; a
 /// second settlement of a hold meets the unique index on settlements (`unique` says a unique
 /// index refused the row). `None` when `message` is no refusal: any other database error, or
@@ -204,19 +244,21 @@ fn id_taken(op: &LedgerOp) -> Error {
 /// connection, a busy file), which a batch cannot go on from.
 pub(super) async fn statement_outcome<'e, E>(
     executor: E,
-    op: &LedgerOp,
+    write: &Write,
     now: DateTime<Utc>,
 ) -> Result<Result<Transfer>>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
+    let op = &write.op;
+    let kind = write.settlement_kind();
     let done = match (op, op.transfer(now)) {
         (_, Some(t)) => insert_transfer(executor, &t).await.map(Some),
         (LedgerOp::Post { id, hold, amount }, None) => {
-            insert_settlement(executor, id, TransferKind::Post, hold, Some(*amount), now).await
+            insert_settlement(executor, id, kind, hold, Some(*amount), now).await
         }
         (LedgerOp::Void { id, hold }, None) => {
-            insert_settlement(executor, id, TransferKind::Void, hold, None, now).await
+            insert_settlement(executor, id, kind, hold, None, now).await
         }
         (_, None) => return Err(Error::internal("an operation without a transfer")),
     };
@@ -249,15 +291,16 @@ fn no_hold(op: &LedgerOp) -> Error {
 /// Applies one operation alone: one autocommit statement, one round trip.
 pub(super) async fn apply_one(
     writer: &sqlx::AnyPool,
-    op: &LedgerOp,
+    write: &Write,
     now: DateTime<Utc>,
 ) -> Result<Transfer> {
-    statement_outcome(writer, op, now).await?
+    statement_outcome(writer, write, now).await?
 }
 
 /// An operation as `ledger_apply` (PostgreSQL) takes it.
-pub(super) fn transfer_json(op: &LedgerOp, now: DateTime<Utc>) -> serde_json::Value {
-    match (op, op.transfer(now)) {
+pub(super) fn transfer_json(write: &Write, now: DateTime<Utc>) -> serde_json::Value {
+    let kind = write.settlement_kind().as_str();
+    match (&write.op, write.op.transfer(now)) {
         (_, Some(t)) => serde_json::json!({
             "id": t.id.as_str(),
             "kind": t.kind.as_str(),
@@ -271,11 +314,11 @@ pub(super) fn transfer_json(op: &LedgerOp, now: DateTime<Utc>) -> serde_json::Va
             "created_at": ms(t.created_at),
         }),
         (LedgerOp::Post { id, hold, amount }, None) => serde_json::json!({
-            "id": id.as_str(), "kind": "post", "hold_id": hold.as_str(), "amount": amount,
+            "id": id.as_str(), "kind": kind, "hold_id": hold.as_str(), "amount": amount,
             "created_at": ms(now),
         }),
         (LedgerOp::Void { id, hold }, None) => serde_json::json!({
-            "id": id.as_str(), "kind": "void", "hold_id": hold.as_str(), "created_at": ms(now),
+            "id": id.as_str(), "kind": kind, "hold_id": hold.as_str(), "created_at": ms(now),
         }),
         (_, None) => serde_json::Value::Null,
     }
@@ -322,33 +365,18 @@ impl SqlDatabase {
         .db_context("begin a ledger transaction")
     }
 
-    /// Expires one timed-out hold: its expiry transfer, then any credit it released on grants
-    /// whose own expiry was processed. Nothing when it was settled meanwhile.
+    /// Expires one timed-out hold, through the commit queue: its expiry transfer, then any
+    /// credit it released on grants whose own expiry was processed. Nothing when it was settled
+    /// meanwhile (by its owner, another caller or another replica).
     async fn expire_hold(&self, hold: &TransferId, now: DateTime<Utc>) -> Result<Vec<Transfer>> {
-        let id = expiry_id(hold, None);
-        let kind = TransferKind::ExpireHold;
-        let made = match insert_settlement(&self.writer, &id, kind, hold, None, now).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return Ok(Vec::new()),
-            Err(e) => {
-                let void = LedgerOp::Void {
-                    id: id.clone(),
-                    hold: hold.clone(),
-                };
-                let (unique, message) = match &e {
-                    sqlx::Error::Database(db) => (
-                        db.kind() == sqlx::error::ErrorKind::UniqueViolation,
-                        db.message().to_owned(),
-                    ),
-                    _ => (false, String::new()),
-                };
-                return match refusal(&void, unique, &message) {
-                    // Settled meanwhile (by its owner or another replica): nothing to do.
-                    Some(refused) if refused.kind() == ErrorKind::Conflict => Ok(Vec::new()),
-                    _ if self.transfer(&id).await?.is_some() => Ok(Vec::new()),
-                    _ => Err(super::error::convert("expire a hold", e)),
-                };
+        let write = Write::expire(hold);
+        let id = write.op.id().clone();
+        let made = match self.group.submit(write, now).await {
+            Ok(t) => t,
+            Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::NotFound) => {
+                return Ok(Vec::new());
             }
+            Err(e) => return Err(e),
         };
         let released = sqlx::query(
             "SELECT t.* FROM ledger_hold_allocations a
@@ -443,7 +471,10 @@ impl SqlDatabase {
 #[async_trait]
 impl LedgerRepo for SqlDatabase {
     async fn execute(&self, op: &LedgerOp, now: DateTime<Utc>) -> Result<Transfer> {
-        match self.retrying(|| self.group.submit(op, now)).await {
+        match self
+            .retrying(|| self.group.submit(Write::op(op), now))
+            .await
+        {
             Ok(t) => Ok(t),
             Err(e) if e.kind() == ErrorKind::Unavailable => Err(e),
             // Refused: if the id is taken (a replay, or a concurrent duplicate that committed
