@@ -63,3 +63,60 @@ async fn unknown_scheme_is_a_configuration_error() {
             .contains("mysql")
     );
 }
+
+/// Whether every page of the database is in its main file (all of the WAL checkpointed):
+/// the file holds `page_count` pages of `page_size` bytes.
+async fn checkpointed(db: &SqlDatabase, path: &std::path::Path) -> bool {
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(db.writer())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(db.writer())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let on_disk = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    on_disk >= (pages * page_size) as u64
+}
+
+/// Writes a few dozen small transactions (far below SQLite's own 1,000-page checkpoint) and
+/// waits a little: whether they reached the main file says whether anything checkpointed.
+async fn write_and_wait(checkpoint_interval_ms: u64) -> bool {
+    use onmemos_backends::db::sqlite::{SqliteConfig, connect};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let path = dir.path().join("ckpt.db");
+    let config = SqliteConfig {
+        checkpoint_interval_ms,
+        ..SqliteConfig::new(format!("sqlite://{}", path.display()))
+    };
+    let db = connect(&config)
+        .await
+        .unwrap_or_else(|e| panic!("open: {e}"));
+    for i in 0..30 {
+        let user = onmemos_core::model::User {
+            id: onmemos_core::id::UserId::new(),
+            email: format!("u{i}@ckpt.test"),
+            name: None,
+            role: onmemos_core::model::Role::Member,
+            created_at: chrono::Utc::now(),
+        };
+        db.users()
+            .insert(&user, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    checkpointed(&db, &path).await
+}
+
+#[tokio::test]
+async fn background_checkpoints_move_the_wal_into_the_database_file() {
+    assert!(
+        write_and_wait(50).await,
+        "with background checkpoints every 50 ms, the writes must reach the main file"
+    );
+    assert!(
+        !write_and_wait(0).await,
+        "without them, SQLite checkpoints only at 1,000 pages: the writes stay in the WAL"
+    );
+}

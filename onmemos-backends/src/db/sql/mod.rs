@@ -14,6 +14,8 @@ mod ledger;
 mod repos;
 mod rows;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use onmemos_core::Result;
 use onmemos_core::ports::{
@@ -45,6 +47,21 @@ pub struct SqlDatabase {
     pub(crate) dialect: Dialect,
     /// The queue ledger operations are committed through, in batches.
     group: GroupCommit,
+    /// Tasks that live as long as the database handle (SQLite's checkpoints).
+    background: Arc<BackgroundTasks>,
+}
+
+/// Background tasks of a database, stopped when the last handle is dropped.
+#[derive(Debug, Default)]
+struct BackgroundTasks(std::sync::Mutex<Vec<tokio::task::AbortHandle>>);
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        let tasks = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        for task in tasks.drain(..) {
+            task.abort();
+        }
+    }
 }
 
 impl SqlDatabase {
@@ -57,7 +74,21 @@ impl SqlDatabase {
             reader,
             dialect,
             group,
+            background: Arc::default(),
         }
+    }
+
+    /// Runs `task` until the last handle to this database is dropped.
+    pub(crate) fn spawn_background(
+        &self,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let handle = tokio::spawn(task).abort_handle();
+        self.background
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
     }
 
     /// How ledger operations have been grouped into commits so far.

@@ -12,6 +12,12 @@ pub struct SqliteConfig {
     pub max_readers: u32,
     /// How long a writer waits for another process's lock before failing, in milliseconds.
     pub busy_timeout_ms: u64,
+    /// How often a background connection copies the WAL back into the database file (a
+    /// passive checkpoint, which also does the fsync), in milliseconds. This keeps checkpoints
+    /// and their fsync off the writer's commits; the writer checkpoints by itself only if the
+    /// WAL reaches 64 MiB. `0` leaves checkpoints to SQLite's default (the writer, every
+    /// 1,000 pages).
+    pub checkpoint_interval_ms: u64,
 }
 
 impl SqliteConfig {
@@ -30,6 +36,7 @@ impl Default for SqliteConfig {
             url: "sqlite://onmemos.db".into(),
             max_readers: 8,
             busy_timeout_ms: 5_000,
+            checkpoint_interval_ms: 250,
         }
     }
 }

@@ -26,12 +26,21 @@ fn with_param(url: &str, param: &str) -> String {
     }
 }
 
+/// The writer checkpoints by itself only when the WAL reaches this many pages (64 MiB), if the
+/// background checkpoints fall behind.
+const WRITER_CHECKPOINT_PAGES: u32 = 16_384;
+
 fn pool_options(config: &SqliteConfig, max: u32) -> AnyPoolOptions {
-    let pragmas = format!(
+    let mut pragmas = format!(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
          PRAGMA busy_timeout = {};",
         config.busy_timeout_ms
     );
+    if config.checkpoint_interval_ms > 0 {
+        pragmas.push_str(&format!(
+            " PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES};"
+        ));
+    }
     AnyPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(30))
@@ -45,7 +54,7 @@ fn pool_options(config: &SqliteConfig, max: u32) -> AnyPoolOptions {
 }
 
 /// Opens (creating if missing) the SQLite database of `config` and applies pending migrations.
-pub(crate) async fn connect(config: &SqliteConfig) -> Result<SqlDatabase> {
+pub async fn connect(config: &SqliteConfig) -> Result<SqlDatabase> {
     sqlx::any::install_default_drivers();
     let url = &config.url;
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -78,5 +87,31 @@ pub(crate) async fn connect(config: &SqliteConfig) -> Result<SqlDatabase> {
             .await
             .db_context("open SQLite readers")?
     };
-    Ok(SqlDatabase::new(writer, reader, Dialect::Sqlite))
+    let db = SqlDatabase::new(writer, reader, Dialect::Sqlite);
+    if !in_memory && config.checkpoint_interval_ms > 0 {
+        let checkpointer = pool_options(config, 1)
+            .connect_with(parse(&writer_url)?)
+            .await
+            .db_context("open the SQLite checkpoint connection")?;
+        let every = Duration::from_millis(config.checkpoint_interval_ms);
+        db.spawn_background(checkpoints(checkpointer, every));
+    }
+    Ok(db)
+}
+
+/// Copies the WAL back into the database file every `every`, on its own connection, so the
+/// writer's commits never wait for a checkpoint's copy and fsync. Passive: it never blocks the
+/// writer or readers, and does what the readers' snapshots allow.
+async fn checkpoints(connection: sqlx::AnyPool, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&connection)
+            .await
+        {
+            tracing::warn!(error = %e, "SQLite background checkpoint failed; will retry");
+        }
+    }
 }
