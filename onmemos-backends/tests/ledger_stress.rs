@@ -5,6 +5,8 @@
 //! - Concurrency: 64 clients, 100,000 mixed operations (grants, holds, full and partial posts,
 //!   voids, expiries, replays), then: money conserved, no negative balance, zero drift between
 //!   counters and transfers, exactly one transfer per id, every acknowledged transfer stored.
+//!   Also with the clients split over two replicas sharing one PostgreSQL.
+//! - Group commit: operations submitted together keep their own outcomes.
 //!
 //! Both print their seed; `ONMEMOS_SEED=<n>` replays a run.
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
@@ -298,12 +300,16 @@ async fn reference_sqlite_and_postgres_agree_step_by_step() {
 const CLIENTS: usize = 64;
 const OPERATIONS: usize = 100_000;
 
-async fn hammer(db: Arc<SqlDatabase>, seed: u64) {
+/// `CLIENTS` clients share `operations` mixed operations; client `c` goes through
+/// `replicas[c % replicas.len()]` (several handles on one PostgreSQL act as server replicas,
+/// each with its own commit queue).
+async fn hammer(replicas: Vec<Arc<SqlDatabase>>, operations: usize, seed: u64) {
+    let db = replicas[0].clone();
     let users = users(&[&db], 16).await;
     let clock = Arc::new(AtomicI64::new(t0().timestamp_millis()));
     let mut tasks = Vec::new();
     for client in 0..CLIENTS {
-        let db = db.clone();
+        let db = replicas[client % replicas.len()].clone();
         let users = users.clone();
         let clock = clock.clone();
         tasks.push(tokio::spawn(async move {
@@ -313,7 +319,7 @@ async fn hammer(db: Arc<SqlDatabase>, seed: u64) {
                 &format!("c{client}-"),
             );
             let mut acknowledged: HashMap<TransferId, Transfer> = HashMap::new();
-            for _ in 0..OPERATIONS / CLIENTS {
+            for _ in 0..operations / CLIENTS {
                 let now = DateTime::from_timestamp_millis(clock.fetch_add(1, Ordering::Relaxed))
                     .unwrap_or_default();
                 match generator.op(now) {
@@ -390,7 +396,7 @@ async fn hammer(db: Arc<SqlDatabase>, seed: u64) {
         r.accounts
     );
     assert!(
-        acknowledged.len() > OPERATIONS / 10,
+        acknowledged.len() > operations / 10,
         "too few operations succeeded: {}",
         acknowledged.len()
     );
@@ -398,13 +404,38 @@ async fn hammer(db: Arc<SqlDatabase>, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_clients_on_sqlite() {
-    hammer(Arc::new(sqlite().await), seed()).await;
+    hammer(vec![Arc::new(sqlite().await)], OPERATIONS, seed()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_clients_on_postgres() {
     let Some(pg) = postgres().await else { return };
-    hammer(Arc::new(pg), seed()).await;
+    hammer(vec![Arc::new(pg)], OPERATIONS, seed()).await;
+}
+
+/// Two replicas (two handles, two commit queues, two connection pools) on one PostgreSQL: their
+/// batches contend for the same accounts, grants and system rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_share_one_postgres() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let open = || async {
+        Arc::new(
+            SqlDatabase::open(&url)
+                .await
+                .unwrap_or_else(|e| panic!("replica: {e}")),
+        )
+    };
+    let (first, second) = (open().await, open().await);
+    hammer(vec![first.clone(), second.clone()], 20_000, seed()).await;
+    for (name, replica) in [("first", &first), ("second", &second)] {
+        let stats = replica.group_commit_stats();
+        assert!(
+            stats.operations > 1_000,
+            "{name} replica did little: {stats:?}"
+        );
+    }
 }
 
 /// Operations submitted together are committed together, and each keeps the outcome it would

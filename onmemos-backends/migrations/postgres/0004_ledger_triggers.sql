@@ -6,9 +6,23 @@
 -- The same rules for SQLite are in migrations/sqlite/0004_ledger_triggers.sql; the model check
 -- in tests/ledger_stress.rs holds both to onmemos_core::ledger::ReferenceLedger.
 --
--- Locks are taken in one order: the transfer's id (and a settlement's hold) in the unique
--- indexes, the hold, the user account, its grants, then the system accounts, so operations of
--- one user queue on the account row and the shared rows are held the shortest time.
+-- Locks are taken in one order: the ledger's advisory lock (ledger_lock), the transfer's id
+-- (and a settlement's hold) in the unique indexes, the hold, the user account, its grants, then
+-- the system accounts.
+
+-- Ledger writes are serialized database-wide, as SQLite's single writer does: each takes this
+-- transaction-scoped advisory lock before any row lock. Without it, two replicas' batches, each
+-- holding some users' accounts and wanting the shared system accounts (or the reverse), deadlock
+-- and wait out deadlock_timeout. Batching, not parallel writers, is what gives throughput.
+CREATE FUNCTION ledger_lock() RETURNS void LANGUAGE sql AS $$
+    SELECT pg_advisory_xact_lock(4242424242)
+$$;
+
+CREATE FUNCTION ledger_serialize() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM ledger_lock();
+    RETURN NULL;
+END $$;
 
 -- What each allocation of a settled hold paid (NULL while the hold is pending).
 ALTER TABLE ledger_hold_allocations ADD COLUMN taken BIGINT CHECK (taken >= 0);
@@ -180,6 +194,8 @@ BEGIN
     RETURN NULL;
 END $$;
 
+CREATE TRIGGER ledger_serialize BEFORE INSERT ON ledger_transfers
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_serialize();
 CREATE TRIGGER ledger_grant_open BEFORE INSERT ON ledger_transfers
     FOR EACH ROW WHEN (NEW.kind = 'grant') EXECUTE FUNCTION ledger_grant_open();
 CREATE TRIGGER ledger_grant AFTER INSERT ON ledger_transfers
@@ -210,6 +226,8 @@ DECLARE
     op RECORD;
     t ledger_transfers%ROWTYPE;
 BEGIN
+    -- Before any operation's row locks (see ledger_lock).
+    PERFORM ledger_lock();
     FOR op IN
         SELECT * FROM ROWS FROM (jsonb_to_recordset(ops)
             AS (id TEXT, kind TEXT, debit_account TEXT, credit_account TEXT, amount BIGINT,

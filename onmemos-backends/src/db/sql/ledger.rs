@@ -400,17 +400,15 @@ impl SqlDatabase {
     async fn expire_grant(
         &self,
         grant: &TransferId,
-        user: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Transfer>> {
         let mut tx = self.begin_write().await?;
         if self.dialect == Dialect::Postgres {
-            // Lock order: the user account before its grants.
-            sqlx::query("SELECT 1 FROM ledger_accounts WHERE id = $1 FOR UPDATE")
-                .bind(user)
+            // Ledger writes take the ledger's lock before any row (see ledger_lock()).
+            sqlx::query("SELECT ledger_lock()")
                 .execute(&mut *tx)
                 .await
-                .db_context("lock ledger account")?;
+                .db_context("take the ledger lock")?;
         }
         let row = sqlx::query(
             "UPDATE ledger_grants SET expiry_done = 1 WHERE id = $1 AND expiry_done = 0
@@ -500,7 +498,7 @@ impl LedgerRepo for SqlDatabase {
             out.extend(self.retrying(|| self.expire_hold(&hold, now)).await?);
         }
         let grants = sqlx::query(
-            "SELECT id, user_id FROM ledger_grants WHERE expiry_done = 0 AND expires_at <= $1 ORDER BY expires_at, seq",
+            "SELECT id FROM ledger_grants WHERE expiry_done = 0 AND expires_at <= $1 ORDER BY expires_at, seq",
         )
         .bind(ms(now))
         .fetch_all(&self.reader)
@@ -510,10 +508,7 @@ impl LedgerRepo for SqlDatabase {
             let grant: String = row.try_get("id").db_context("read grant")?;
             let grant =
                 TransferId::new(grant.clone()).map_err(|_| corrupt("ledger_grants.id", grant))?;
-            let user: String = row.try_get("user_id").db_context("read grant")?;
-            let made = self
-                .retrying(|| self.expire_grant(&grant, &user, now))
-                .await?;
+            let made = self.retrying(|| self.expire_grant(&grant, now)).await?;
             out.extend(made);
         }
         Ok(out)
