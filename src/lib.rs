@@ -9,7 +9,7 @@
 //! | module | crate | what |
 //! | --- | --- | --- |
 //! | [`core`] | `onmemos-core` | domain, ports, services, [`Engine`], errors |
-//! | [`backends`] | `onmemos-backends` | SQLite (and, by feature, other) port implementations |
+//! | [`backends`] | `onmemos-backends` | port implementations: SQLite and PostgreSQL, local compute |
 //! | [`server`] | `onmemos-server` | the axum router |
 //! | [`client`] | `onmemos-client` | the typed HTTP client |
 //! | [`optimizer`] | `onmemos-optimizer` | cost optimizer engines |

@@ -10,6 +10,8 @@
 //! Backends convert their errors into [`onmemos_core::Error`] at their boundary and are built
 //! from URLs with [`db::connect`].
 
+#[cfg(feature = "local-compute")]
+pub mod compute;
 pub mod db;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -32,6 +32,25 @@ pub struct ComputeCapabilities {
     pub storage_mounts: bool,
 }
 
+impl ComputeCapabilities {
+    /// Capabilities with these values (the struct is non-exhaustive: later fields default).
+    pub fn new(
+        name: &'static str,
+        sandboxed: bool,
+        gpu: bool,
+        spot: bool,
+        storage_mounts: bool,
+    ) -> Self {
+        Self {
+            name,
+            sandboxed,
+            gpu,
+            spot,
+            storage_mounts,
+        }
+    }
+}
+
 /// The environment of a workspace, provisioned before its first session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkspaceSpec {

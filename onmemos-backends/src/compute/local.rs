@@ -1,0 +1,535 @@
+//! `LocalCompute`: each session is a shell under a real PTY on this machine, in its own
+//! terminal session and process group, working in the workspace's directory (which outlives
+//! sessions). With bubblewrap (`bwrap`) installed, the session runs sandboxed in its own PID,
+//! IPC and mount namespaces, seeing the workspace as `/workspace`; without it, as plain
+//! processes, and [`ComputeProvider::capabilities`] says so.
+//!
+//! Memory is limited with `prlimit --as` from the template's resources (util-linux; skipped
+//! when the tool is missing). Stopping a session kills its whole tree: the session leader,
+//! everything in its terminal session, every command run in it, every process carrying its
+//! `ONMEMOS_SESSION` marker, and all their descendants, found in `/proc` — then checks that
+//! none is left.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use onmemos_core::id::{SessionId, WorkspaceId};
+use onmemos_core::ports::compute::{
+    ComputeCapabilities, ComputeProvider, ComputeStatus, ExecEvent, ExecRequest, ExecStream,
+    PtyConnection, PtySize, ResourceUsage, SessionSpec, WorkspaceSpec,
+};
+use onmemos_core::{Error, Result};
+use pty_process::{OwnedWritePty, Size};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast;
+
+use super::procfs;
+
+/// The environment variable that marks every process of a session.
+const MARKER: &str = "ONMEMOS_SESSION";
+
+/// How much terminal output a slow reader may fall behind before it loses the oldest.
+const OUTPUT_BACKLOG: usize = 1024;
+
+/// Where a program is on `PATH`, if anywhere.
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("local compute: {what}: {e}"))
+}
+
+/// A running session.
+struct LocalSession {
+    /// The session leader (the shell, or bubblewrap around it).
+    leader: i32,
+    child: tokio::sync::Mutex<tokio::process::Child>,
+    input: tokio::sync::Mutex<OwnedWritePty>,
+    output: broadcast::Sender<Bytes>,
+    workdir: PathBuf,
+    env: BTreeMap<String, String>,
+    /// Commands run in the session (each leads its own process group).
+    commands: Mutex<Vec<i32>>,
+    marker: String,
+    reader: tokio::task::AbortHandle,
+}
+
+impl LocalSession {
+    fn roots(&self) -> Vec<i32> {
+        let mut roots = vec![self.leader];
+        roots.extend(
+            self.commands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter(),
+        );
+        roots
+    }
+
+    fn processes(&self) -> Vec<procfs::ProcStat> {
+        procfs::tree(&procfs::all(), &self.roots(), &self.marker)
+    }
+}
+
+/// Sessions as process trees under a PTY on this machine: the embedded default.
+pub struct LocalCompute {
+    root: PathBuf,
+    bwrap: Option<PathBuf>,
+    prlimit: Option<PathBuf>,
+    shell: PathBuf,
+    sessions: Mutex<HashMap<SessionId, Arc<LocalSession>>>,
+}
+
+impl std::fmt::Debug for LocalCompute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCompute")
+            .field("root", &self.root)
+            .field("sandboxed", &self.bwrap.is_some())
+            .finish()
+    }
+}
+
+impl LocalCompute {
+    /// Sessions with workspace directories under `root` (created when missing), sandboxed with
+    /// bubblewrap when it is installed.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            bwrap: which("bwrap"),
+            prlimit: which("prlimit"),
+            shell: which("bash").unwrap_or_else(|| PathBuf::from("/bin/sh")),
+            sessions: Mutex::default(),
+        }
+    }
+
+    /// The same, never sandboxed (for hosts where bubblewrap cannot create namespaces).
+    pub fn unsandboxed(root: impl Into<PathBuf>) -> Self {
+        Self {
+            bwrap: None,
+            ..Self::new(root)
+        }
+    }
+
+    /// The directory of a workspace: the working directory of its sessions.
+    pub fn workspace_dir(&self, workspace: WorkspaceId) -> PathBuf {
+        self.root.join("workspaces").join(workspace.to_string())
+    }
+
+    fn session(&self, session: SessionId) -> Result<Arc<LocalSession>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&session)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("no running session {session}")))
+    }
+
+    /// The program and arguments that run `command` for a session working in `workdir`:
+    /// inside bubblewrap when sandboxed, under `prlimit` when memory is limited.
+    fn wrap(&self, workdir: &Path, memory_mib: Option<u32>, command: &[String]) -> Vec<String> {
+        let mut argv = Vec::new();
+        if let (Some(prlimit), Some(mib)) = (&self.prlimit, memory_mib) {
+            let bytes = u64::from(mib) * 1024 * 1024;
+            argv.push(prlimit.display().to_string());
+            argv.push(format!("--as={bytes}"));
+            argv.push("--".into());
+        }
+        if let Some(bwrap) = &self.bwrap {
+            let dir = workdir.display().to_string();
+            argv.push(bwrap.display().to_string());
+            for a in [
+                "--die-with-parent",
+                "--unshare-pid",
+                "--unshare-ipc",
+                "--unshare-uts",
+                "--dev",
+                "/dev",
+                "--proc",
+                "/proc",
+                "--tmpfs",
+                "/tmp",
+                "--ro-bind",
+                "/usr",
+                "/usr",
+                "--ro-bind-try",
+                "/bin",
+                "/bin",
+                "--ro-bind-try",
+                "/lib",
+                "/lib",
+                "--ro-bind-try",
+                "/lib64",
+                "/lib64",
+                "--ro-bind-try",
+                "/etc",
+                "/etc",
+                "--bind",
+                &dir,
+                "/workspace",
+                "--chdir",
+                "/workspace",
+                "--",
+            ] {
+                argv.push(a.to_owned());
+            }
+        }
+        argv.extend(command.iter().cloned());
+        argv
+    }
+
+    /// Kills every process of `s` and waits until none is left.
+    async fn kill_tree(&self, s: &LocalSession) -> Result<()> {
+        for _ in 0..50 {
+            let left = s.processes();
+            if left.is_empty() {
+                return Ok(());
+            }
+            for p in &left {
+                if let Some(pid) = rustix::process::Pid::from_raw(p.pid) {
+                    // Gone meanwhile is fine: that is what we want.
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+            // Reap the leader so it does not linger as a zombie in the tree.
+            let _ = s.child.lock().await.try_wait();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left: Vec<i32> = s.processes().iter().map(|p| p.pid).collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::internal(format!(
+                "local compute: processes {left:?} survived SIGKILL"
+            )))
+        }
+    }
+}
+
+#[async_trait]
+impl ComputeProvider for LocalCompute {
+    fn capabilities(&self) -> ComputeCapabilities {
+        ComputeCapabilities::new("local", self.bwrap.is_some(), false, false, true)
+    }
+
+    async fn provision_workspace(&self, spec: &WorkspaceSpec) -> Result<()> {
+        tokio::fs::create_dir_all(self.workspace_dir(spec.workspace))
+            .await
+            .map_err(|e| io_error("create the workspace directory", e))
+    }
+
+    async fn teardown_workspace(&self, workspace: WorkspaceId) -> Result<()> {
+        let busy = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|s| s.workdir == self.workspace_dir(workspace));
+        if busy {
+            return Err(Error::conflict(format!(
+                "workspace {workspace} has a running session"
+            )));
+        }
+        match tokio::fs::remove_dir_all(self.workspace_dir(workspace)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io_error("remove the workspace directory", e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn start_session(&self, spec: &SessionSpec) -> Result<()> {
+        if self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&spec.session)
+        {
+            return Err(Error::conflict(format!(
+                "session {} is already running",
+                spec.session
+            )));
+        }
+        let workdir = self.workspace_dir(spec.workspace);
+        tokio::fs::create_dir_all(&workdir)
+            .await
+            .map_err(|e| io_error("create the workspace directory", e))?;
+        let shell = self.shell.display().to_string();
+        let argv = self.wrap(
+            &workdir,
+            Some(spec.resources.memory_mib),
+            &[shell, "-i".into()],
+        );
+        let marker = format!("{MARKER}={}", spec.session);
+        let (pty, pts) = pty_process::open().map_err(|e| io_error("open a PTY", e))?;
+        pty.resize(Size::new(24, 80))
+            .map_err(|e| io_error("size the PTY", e))?;
+        let child = pty_process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_clear()
+            .envs(base_env())
+            .envs(&spec.env)
+            .env(MARKER, spec.session.to_string())
+            .env("TERM", "xterm-256color")
+            .current_dir(&workdir)
+            .spawn(pts)
+            .map_err(|e| io_error("start the session shell", e))?;
+        let leader = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .ok_or_else(|| io_error("start the session shell", "it exited at once"))?;
+        let (mut read, write) = pty.into_split();
+        let (output, _) = broadcast::channel(OUTPUT_BACKLOG);
+        let sender = output.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            // EIO when the last process holding the terminal exits: the end of output.
+            while let Ok(n @ 1..) = read.read(&mut buf).await {
+                // No subscriber is fine: output nobody is attached to is dropped.
+                let _ = sender.send(Bytes::copy_from_slice(&buf[..n]));
+            }
+        })
+        .abort_handle();
+        let session = LocalSession {
+            leader,
+            child: tokio::sync::Mutex::new(child),
+            input: tokio::sync::Mutex::new(write),
+            output,
+            workdir,
+            env: spec.env.clone(),
+            commands: Mutex::default(),
+            marker,
+            reader,
+        };
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(spec.session, Arc::new(session));
+        Ok(())
+    }
+
+    async fn stop_session(&self, session: SessionId) -> Result<()> {
+        let removed = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&session);
+        let Some(s) = removed else { return Ok(()) };
+        let killed = self.kill_tree(&s).await;
+        let _ = s.child.lock().await.wait().await;
+        s.reader.abort();
+        killed
+    }
+
+    async fn exec(&self, session: SessionId, request: ExecRequest) -> Result<ExecStream> {
+        let s = self.session(session)?;
+        if request.command.is_empty() {
+            return Err(Error::invalid("command", "the command is empty"));
+        }
+        let argv = self.wrap(&s.workdir, None, &request.command);
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .env_clear()
+            .envs(base_env())
+            .envs(&s.env)
+            .envs(&request.env)
+            .env(MARKER, session.to_string())
+            .current_dir(&s.workdir)
+            .process_group(0)
+            .kill_on_drop(true)
+            .stdin(if request.stdin.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::invalid(
+                "command",
+                format!("cannot run {:?}: {e}", request.command[0]),
+            )
+        })?;
+        if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+            s.commands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(pid);
+        }
+        if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), request.stdin) {
+            tokio::spawn(async move {
+                // A command that exits without reading its input is not an error.
+                let _ = stdin.write_all(&bytes).await;
+            });
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let mut stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        tokio::spawn(async move {
+            let run = async {
+                let (mut out_buf, mut err_buf) = (vec![0u8; 8192], vec![0u8; 8192]);
+                let (mut out_open, mut err_open) = (stdout.is_some(), stderr.is_some());
+                while out_open || err_open {
+                    tokio::select! {
+                        n = read_some(&mut stdout, &mut out_buf), if out_open => match n {
+                            Some(n) => { let _ = tx.send(Ok(ExecEvent::Stdout(Bytes::copy_from_slice(&out_buf[..n])))).await; }
+                            None => out_open = false,
+                        },
+                        n = read_some(&mut stderr, &mut err_buf), if err_open => match n {
+                            Some(n) => { let _ = tx.send(Ok(ExecEvent::Stderr(Bytes::copy_from_slice(&err_buf[..n])))).await; }
+                            None => err_open = false,
+                        },
+                    }
+                }
+                child.wait().await
+            };
+            let exit = match tokio::time::timeout(request.timeout, run).await {
+                Ok(Ok(status)) => status.code(),
+                // Timed out (the child is killed on drop) or could not be waited for.
+                _ => None,
+            };
+            let _ = tx.send(Ok(ExecEvent::Exit(exit))).await;
+        });
+        Ok(Box::pin(ReceiverStream(rx)))
+    }
+
+    async fn attach_pty(
+        &self,
+        session: SessionId,
+        size: PtySize,
+    ) -> Result<Box<dyn PtyConnection>> {
+        let s = self.session(session)?;
+        let connection = LocalPty {
+            output: s.output.subscribe(),
+            session: s,
+        };
+        let mut connection = Box::new(connection);
+        connection.resize(size).await?;
+        Ok(connection)
+    }
+
+    async fn status(&self, session: SessionId) -> Result<ComputeStatus> {
+        let Ok(s) = self.session(session) else {
+            return Ok(ComputeStatus::Gone);
+        };
+        let exited = s
+            .child
+            .lock()
+            .await
+            .try_wait()
+            .map_err(|e| io_error("check the session shell", e))?;
+        Ok(match exited {
+            Some(status) => ComputeStatus::Exited(status.code()),
+            None => ComputeStatus::Running,
+        })
+    }
+
+    async fn usage(&self, session: SessionId) -> Result<ResourceUsage> {
+        let s = self.session(session)?;
+        let procs = s.processes();
+        let ticks = rustix::param::clock_ticks_per_second().max(1);
+        let page = rustix::param::page_size() as u64;
+        Ok(ResourceUsage {
+            cpu_time_ms: procs.iter().map(|p| p.cpu_ticks).sum::<u64>() * 1000 / ticks,
+            memory_bytes: procs.iter().map(|p| p.rss_pages).sum::<u64>() * page,
+            processes: u32::try_from(procs.len()).unwrap_or(u32::MAX),
+        })
+    }
+
+    async fn running_sessions(&self) -> Result<Vec<SessionId>> {
+        Ok(self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect())
+    }
+}
+
+/// The environment sessions start from: enough to find programs and a home.
+fn base_env() -> Vec<(String, String)> {
+    vec![
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("HOME".into(), "/tmp".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+    ]
+}
+
+/// Reads what is there from an optional pipe; `None` at its end.
+async fn read_some<R: tokio::io::AsyncRead + Unpin>(
+    pipe: &mut Option<R>,
+    buf: &mut [u8],
+) -> Option<usize> {
+    match pipe.as_mut()?.read(buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
+}
+
+/// A stream over an mpsc receiver.
+struct ReceiverStream<T>(tokio::sync::mpsc::Receiver<T>);
+
+impl<T> futures_core::Stream for ReceiverStream<T> {
+    type Item = T;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// One attachment to a session's terminal: input goes to the PTY, output comes from the
+/// session's broadcast (every attachment sees all output from when it attached).
+struct LocalPty {
+    session: Arc<LocalSession>,
+    output: broadcast::Receiver<Bytes>,
+}
+
+impl std::fmt::Debug for LocalPty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalPty")
+            .field("leader", &self.session.leader)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl PtyConnection for LocalPty {
+    async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let mut input = self.session.input.lock().await;
+        input
+            .write_all(bytes)
+            .await
+            .map_err(|e| io_error("write to the terminal", e))
+    }
+
+    async fn read(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            match self.output.recv().await {
+                Ok(bytes) => return Ok(Some(bytes)),
+                // Fell behind: the oldest output is gone; carry on with what follows.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return Ok(None),
+            }
+        }
+    }
+
+    async fn resize(&mut self, size: PtySize) -> Result<()> {
+        self.session
+            .input
+            .lock()
+            .await
+            .resize(Size::new(size.rows, size.cols))
+            .map_err(|e| io_error("resize the terminal", e))
+    }
+}

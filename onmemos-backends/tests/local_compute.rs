@@ -1,0 +1,311 @@
+//! `LocalCompute` with real processes and a real PTY.
+#![cfg(feature = "local-compute")]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use onmemos_backends::compute::LocalCompute;
+use onmemos_core::id::{SessionId, WorkspaceId};
+use onmemos_core::model::{Placement, Resources};
+use onmemos_core::ports::ComputeProvider;
+use onmemos_core::ports::compute::{
+    ComputeStatus, ExecEvent, ExecRequest, PtySize, SessionSpec, WorkspaceSpec,
+};
+
+fn spec(session: SessionId, workspace: WorkspaceId) -> SessionSpec {
+    SessionSpec {
+        session,
+        workspace,
+        image: String::new(),
+        resources: Resources {
+            cpu_millis: 1000,
+            memory_mib: 1024,
+            gpu: 0,
+            disk_gib: 1,
+        },
+        env: BTreeMap::from([("FROM_TEMPLATE".to_owned(), "yes".to_owned())]),
+        placement: Placement::OnDemand,
+    }
+}
+
+async fn started(compute: &LocalCompute, workspace: WorkspaceId) -> SessionId {
+    let session = SessionId::new();
+    compute
+        .provision_workspace(&WorkspaceSpec {
+            workspace,
+            name: "ws".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("provision: {e}"));
+    compute
+        .start_session(&spec(session, workspace))
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    session
+}
+
+/// Runs `script` with `sh -c` in the session: (stdout, stderr, exit code).
+async fn run(
+    compute: &LocalCompute,
+    session: SessionId,
+    script: &str,
+    timeout: Duration,
+) -> (String, String, Option<i32>) {
+    let request = ExecRequest {
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        env: BTreeMap::from([("FROM_REQUEST".to_owned(), "42".to_owned())]),
+        stdin: Some(Bytes::from_static(b"piped in\n")),
+        timeout,
+    };
+    let mut events = compute
+        .exec(session, request)
+        .await
+        .unwrap_or_else(|e| panic!("exec: {e}"));
+    let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
+    let mut exited = false;
+    while let Some(event) = events.next().await {
+        match event.unwrap_or_else(|e| panic!("exec event: {e}")) {
+            ExecEvent::Stdout(b) => out.extend_from_slice(&b),
+            ExecEvent::Stderr(b) => err.extend_from_slice(&b),
+            ExecEvent::Exit(c) => {
+                code = c;
+                exited = true;
+            }
+        }
+    }
+    assert!(exited, "the stream ended without an exit event");
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+        code,
+    )
+}
+
+/// Live processes carrying the session's marker, from /proc.
+fn marked(session: SessionId) -> Vec<i32> {
+    let marker = format!("ONMEMOS_SESSION={session}");
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    let live = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .ok()
+                        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_owned()))
+                        .is_some_and(|r| !r.starts_with('Z'));
+                    live && std::fs::read(format!("/proc/{pid}/environ"))
+                        .map(|env| env.split(|b| *b == 0).any(|v| v == marker.as_bytes()))
+                        .unwrap_or(false)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn exec_runs_in_the_workspace_with_its_environment_and_exit_code() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let compute = LocalCompute::unsandboxed(root.path());
+    let workspace = WorkspaceId::new();
+    let session = started(&compute, workspace).await;
+    let (out, err, code) = run(
+        &compute,
+        session,
+        "pwd; echo \"$FROM_TEMPLATE $FROM_REQUEST\"; cat; echo oops >&2; exit 3",
+        Duration::from_secs(10),
+    )
+    .await;
+    let dir = compute.workspace_dir(workspace);
+    assert_eq!(
+        out,
+        format!("{}\nyes 42\npiped in\n", dir.display()),
+        "stderr: {err}"
+    );
+    assert_eq!(err, "oops\n");
+    assert_eq!(code, Some(3));
+
+    let (_, _, code) = run(&compute, session, "sleep 30", Duration::from_millis(200)).await;
+    assert_eq!(code, None, "a command past its timeout is killed");
+    compute
+        .stop_session(session)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+}
+
+#[tokio::test]
+async fn the_workspace_directory_outlives_its_sessions() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let compute = LocalCompute::unsandboxed(root.path());
+    let workspace = WorkspaceId::new();
+    let first = started(&compute, workspace).await;
+    run(
+        &compute,
+        first,
+        "echo kept > notes.txt",
+        Duration::from_secs(10),
+    )
+    .await;
+    compute
+        .stop_session(first)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+    let second = SessionId::new();
+    compute
+        .start_session(&spec(second, workspace))
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let (out, _, _) = run(&compute, second, "cat notes.txt", Duration::from_secs(10)).await;
+    assert_eq!(out, "kept\n");
+    compute
+        .stop_session(second)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+}
+
+#[tokio::test]
+async fn stop_kills_the_whole_tree_even_processes_that_left_the_session() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let compute = LocalCompute::unsandboxed(root.path());
+    let session = started(&compute, WorkspaceId::new()).await;
+    // Background children of a command (off its pipes, so the command ends at once), one of
+    // which starts a terminal session of its own, one a double fork.
+    let (out, _, code) = run(
+        &compute,
+        session,
+        "exec >/dev/null 2>&1; sleep 1000 & setsid sleep 1001 & (sleep 1002 &)",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!((out.as_str(), code), ("", Some(0)));
+    // And a background job of the interactive shell.
+    let mut pty = compute
+        .attach_pty(session, PtySize { rows: 24, cols: 80 })
+        .await
+        .unwrap_or_else(|e| panic!("attach: {e}"));
+    pty.write(b"sleep 1003 &\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut waited = 0;
+    while marked(session).len() < 5 && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    let before = marked(session);
+    assert!(
+        before.len() >= 5,
+        "shell and four sleeps expected, found {before:?}"
+    );
+    let usage = compute
+        .usage(session)
+        .await
+        .unwrap_or_else(|e| panic!("usage: {e}"));
+    assert!(usage.processes >= 5 && usage.memory_bytes > 0, "{usage:?}");
+
+    compute
+        .stop_session(session)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+    assert_eq!(marked(session), Vec::<i32>::new(), "orphans after stop");
+    assert_eq!(
+        compute.status(session).await.ok(),
+        Some(ComputeStatus::Gone)
+    );
+    assert!(
+        compute
+            .running_sessions()
+            .await
+            .map(|s| s.is_empty())
+            .unwrap_or(false)
+    );
+}
+
+#[tokio::test]
+async fn the_terminal_echoes_what_the_shell_prints() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let compute = LocalCompute::unsandboxed(root.path());
+    let session = started(&compute, WorkspaceId::new()).await;
+    assert_eq!(
+        compute.status(session).await.ok(),
+        Some(ComputeStatus::Running)
+    );
+    let mut pty = compute
+        .attach_pty(
+            session,
+            PtySize {
+                rows: 40,
+                cols: 120,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("attach: {e}"));
+    pty.write(b"echo \"size $(stty size) sum $((40+2))\"\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(bytes)) = pty.read().await {
+            seen.extend_from_slice(&bytes);
+            if String::from_utf8_lossy(&seen).contains("size 40 120 sum 42") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(
+        found,
+        "terminal output: {:?}",
+        String::from_utf8_lossy(&seen)
+    );
+    compute
+        .stop_session(session)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+}
+
+#[tokio::test]
+async fn unknown_sessions_and_empty_commands_are_clear_errors() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let compute = LocalCompute::new(root.path());
+    assert_eq!(
+        compute.capabilities().sandboxed,
+        which_bwrap(),
+        "sandboxed exactly when bubblewrap is installed"
+    );
+    let missing = SessionId::new();
+    let request = ExecRequest {
+        command: vec!["true".into()],
+        env: BTreeMap::new(),
+        stdin: None,
+        timeout: Duration::from_secs(1),
+    };
+    assert_eq!(
+        compute.exec(missing, request).await.err().map(|e| e.kind()),
+        Some(onmemos_core::ErrorKind::NotFound)
+    );
+    assert!(
+        compute.stop_session(missing).await.is_ok(),
+        "stopping a gone session is fine"
+    );
+    let session = started(&compute, WorkspaceId::new()).await;
+    let empty = ExecRequest {
+        command: Vec::new(),
+        env: BTreeMap::new(),
+        stdin: None,
+        timeout: Duration::from_secs(1),
+    };
+    let err = compute.exec(session, empty).await.err();
+    assert_eq!(err.as_ref().and_then(|e| e.field()), Some("command"));
+    compute
+        .stop_session(session)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+}
+
+fn which_bwrap() -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("bwrap").is_file()))
+        .unwrap_or(false)
+}
