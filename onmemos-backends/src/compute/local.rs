@@ -5,9 +5,9 @@
 //! processes, and [`ComputeProvider::capabilities`] says so.
 //!
 //! Memory is limited with `prlimit --as` from the template's resources (util-linux; skipped
-//! when the tool is missing). Stopping a session kills its whole tree: the session leader,
-//! everything in its terminal session, every command run in it, every process carrying its
-//! `ONMEMOS_SESSION` marker, and all their descendants, found in `/proc` — then checks that
+//! when the tool is missing). Stopping a session kills its whole tree: every process carrying
+//! its `ONMEMOS_SESSION` marker (the shell and every command run in it), everything in the
+//! shell's terminal session, and all their descendants, found in `/proc` — then checks that
 //! none is left.
 
 use std::collections::{BTreeMap, HashMap};
@@ -56,26 +56,16 @@ struct LocalSession {
     output: broadcast::Sender<Bytes>,
     workdir: PathBuf,
     env: BTreeMap<String, String>,
-    /// Commands run in the session (each leads its own process group).
-    commands: Mutex<Vec<i32>>,
+    /// `ONMEMOS_SESSION=<id>`, in the environment of every process started for the session.
     marker: String,
     reader: tokio::task::AbortHandle,
 }
 
 impl LocalSession {
-    fn roots(&self) -> Vec<i32> {
-        let mut roots = vec![self.leader];
-        roots.extend(
-            self.commands
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter(),
-        );
-        roots
-    }
-
     fn processes(&self) -> Vec<procfs::ProcStat> {
-        procfs::tree(&procfs::all(), &self.roots(), &self.marker)
+        procfs::tree(&procfs::all(), self.leader, |pid| {
+            procfs::has_marker(pid, &self.marker)
+        })
     }
 }
 
@@ -304,7 +294,6 @@ impl ComputeProvider for LocalCompute {
             output,
             workdir,
             env: spec.env.clone(),
-            commands: Mutex::default(),
             marker,
             reader,
         };
@@ -323,7 +312,10 @@ impl ComputeProvider for LocalCompute {
             .remove(&session);
         let Some(s) = removed else { return Ok(()) };
         let killed = self.kill_tree(&s).await;
-        let _ = s.child.lock().await.wait().await;
+        if killed.is_ok() {
+            // Reap the leader (killed above, so this does not block).
+            let _ = s.child.lock().await.wait().await;
+        }
         s.reader.abort();
         killed
     }
@@ -357,12 +349,6 @@ impl ComputeProvider for LocalCompute {
                 format!("cannot run {:?}: {e}", request.command[0]),
             )
         })?;
-        if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
-            s.commands
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(pid);
-        }
         if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), request.stdin) {
             tokio::spawn(async move {
                 // A command that exits without reading its input is not an error.

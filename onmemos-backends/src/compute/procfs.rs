@@ -53,20 +53,20 @@ pub(crate) fn all() -> Vec<ProcStat> {
 }
 
 /// Whether process `pid` has `marker` (`KEY=value`) in its environment.
-fn has_marker(pid: i32, marker: &str) -> bool {
+pub(crate) fn has_marker(pid: i32, marker: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/environ"))
         .map(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
         .unwrap_or(false)
 }
 
-/// The processes of a session: its roots (the session leader and the commands run in it),
-/// everything in the leader's terminal session, everything marked with `marker`, and every
-/// descendant of those.
-pub(crate) fn tree(procs: &[ProcStat], roots: &[i32], marker: &str) -> Vec<ProcStat> {
-    let leader = roots.first().copied();
+/// The processes of a session: every process `marked` as its own, everything in the terminal
+/// session of its `leader` (while the leader is still one of its own: a pid can be reused once
+/// the leader is gone), and every descendant of those.
+pub(crate) fn tree(procs: &[ProcStat], leader: i32, marked: impl Fn(i32) -> bool) -> Vec<ProcStat> {
+    let leader_ours = procs.iter().any(|p| p.pid == leader) && marked(leader);
     let mut members: BTreeSet<i32> = procs
         .iter()
-        .filter(|p| roots.contains(&p.pid) || Some(p.sid) == leader || has_marker(p.pid, marker))
+        .filter(|p| marked(p.pid) || (leader_ours && p.sid == leader))
         .map(|p| p.pid)
         .collect();
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
@@ -119,9 +119,9 @@ mod tests {
             cpu_ticks: 0,
             rss_pages: 0,
         };
-        // 10 leads session 10; 11 is its child; 12 left the session (setsid) but is 11's
-        // child; 20 is a command run in the session (its own session); 21 its child; 30 is
-        // unrelated.
+        // 10 leads session 10 (marked); 11 is its child, unmarked (its environment was
+        // cleared); 12 left the session (setsid) but is 11's child; 20 is a command run in the
+        // session (marked, its own session); 21 its child; 30 is unrelated.
         let procs = [
             p(10, 1, 10),
             p(11, 10, 10),
@@ -130,11 +130,16 @@ mod tests {
             p(21, 20, 20),
             p(30, 1, 30),
         ];
-        let mut got: Vec<i32> = tree(&procs, &[10, 20], "ONMEMOS_SESSION=none")
-            .iter()
-            .map(|p| p.pid)
-            .collect();
-        got.sort_unstable();
-        assert_eq!(got, [10, 11, 12, 20, 21]);
+        let pids = |leader, marked: &[i32]| {
+            let mut got: Vec<i32> = tree(&procs, leader, |pid| marked.contains(&pid))
+                .iter()
+                .map(|p| p.pid)
+                .collect();
+            got.sort_unstable();
+            got
+        };
+        assert_eq!(pids(10, &[10, 20]), [10, 11, 12, 20, 21]);
+        // A leader that is no longer ours (its pid reused): its terminal session is not.
+        assert_eq!(pids(10, &[20]), [20, 21]);
     }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use onmemos_core::model::Transfer;
 use onmemos_core::{Error, Result};
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Dialect;
@@ -164,10 +164,14 @@ async fn postgres_batch(
     writer: &AnyPool,
     ops: &[(&Write, DateTime<Utc>)],
 ) -> Vec<Result<Transfer>> {
-    let batch: Vec<serde_json::Value> = ops
+    let batch = match ops
         .iter()
         .map(|(op, now)| transfer_json(op, *now))
-        .collect();
+        .collect::<Result<Vec<_>>>()
+    {
+        Ok(batch) => batch,
+        Err(e) => return all_failed(ops.len(), &e),
+    };
     let rows = sqlx::query("SELECT * FROM ledger_apply($1::jsonb) ORDER BY ord")
         .bind(serde_json::Value::Array(batch).to_string())
         .fetch_all(writer)
@@ -189,11 +193,6 @@ async fn postgres_batch(
     };
     rows.iter()
         .zip(ops)
-        .map(|(row, (op, _))| {
-            let state: Option<String> = row.try_get("state").db_context("read batch outcome")?;
-            let message: Option<String> =
-                row.try_get("message").db_context("read batch outcome")?;
-            outcome_of_row(&op.op, row, state.as_deref(), message.as_deref())
-        })
+        .map(|(row, (op, _))| outcome_of_row(&op.op, row))
         .collect()
 }

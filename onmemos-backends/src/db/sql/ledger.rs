@@ -102,12 +102,12 @@ fn grant_from(row: &AnyRow) -> Result<GrantBalance> {
 }
 
 /// Records a transfer given in full (a grant, a hold, a grant's expiry); the triggers apply it.
-/// Returns it as stored.
-async fn insert_transfer<'e, E>(executor: E, t: &Transfer) -> Result<Transfer, sqlx::Error>
+/// Returns its row as stored.
+async fn insert_transfer<'e, E>(executor: E, t: &Transfer) -> Result<AnyRow, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    let row = sqlx::query(
+    sqlx::query(
         "INSERT INTO ledger_transfers (id, kind, debit_account, credit_account, amount, hold_id,
              grant_id, expires_at, priority, source, reference, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *",
@@ -125,41 +125,49 @@ where
     .bind(t.reference.as_deref())
     .bind(ms(t.created_at))
     .fetch_one(executor)
-    .await?;
-    transfer_from(&row).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    .await
 }
 
 /// Records the settlement of `hold` (a post of `charge`, a void or an expiry: `charge` is
-/// `None` for the last two, which record the held amount). The account comes from the hold;
-/// `None` when there is no such hold.
+/// `None` for the last two, which record the held amount). The account comes from the hold.
+/// Returns its row as stored; `None` when there is no such hold.
 async fn insert_settlement<'e, E>(
     executor: E,
-    id: &TransferId,
-    kind: TransferKind,
-    hold: &TransferId,
-    charge: Option<MicroCredits>,
+    settlement: &Settlement<'_>,
     now: DateTime<Utc>,
-) -> Result<Option<Transfer>, sqlx::Error>
+) -> Result<Option<AnyRow>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
-    let row = sqlx::query(
+    sqlx::query(
         "INSERT INTO ledger_transfers (id, kind, debit_account, credit_account, amount, hold_id,
              created_at)
          SELECT $1, $2, user_id, 'sys:revenue', COALESCE($3, amount), id, $4
          FROM ledger_holds WHERE id = $5 RETURNING *",
     )
-    .bind(id.as_str())
-    .bind(kind.as_str())
-    .bind(charge)
+    .bind(settlement.id.as_str())
+    .bind(settlement.kind.as_str())
+    .bind(settlement.charge)
     .bind(ms(now))
-    .bind(hold.as_str())
+    .bind(settlement.hold.as_str())
     .fetch_optional(executor)
-    .await?;
-    row.as_ref()
-        .map(transfer_from)
-        .transpose()
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    .await
+}
+
+/// The settlement of a hold, as a write records it.
+struct Settlement<'a> {
+    id: &'a TransferId,
+    kind: TransferKind,
+    hold: &'a TransferId,
+    /// What a post charges; `None` for a void or an expiry (which record the held amount).
+    charge: Option<MicroCredits>,
+}
+
+/// What a write records: a transfer given in full (a grant, a hold), or a settlement, whose
+/// account and, for a void or an expiry, amount come from its hold.
+enum Record<'a> {
+    Transfer(Transfer),
+    Settlement(Settlement<'a>),
 }
 
 /// A write the commit queue applies: a caller's operation, or a timed-out hold's expiry (which
@@ -192,13 +200,30 @@ impl Write {
         }
     }
 
-    /// The kind of transfer a settlement records.
-    fn settlement_kind(&self) -> TransferKind {
-        match &self.op {
-            LedgerOp::Post { .. } => TransferKind::Post,
-            _ if self.expiry => TransferKind::ExpireHold,
-            _ => TransferKind::Void,
-        }
+    /// What this write records at `now`.
+    fn record(&self, now: DateTime<Utc>) -> Result<Record<'_>> {
+        Ok(match &self.op {
+            LedgerOp::Post { id, hold, amount } => Record::Settlement(Settlement {
+                id,
+                kind: TransferKind::Post,
+                hold,
+                charge: Some(*amount),
+            }),
+            LedgerOp::Void { id, hold } => Record::Settlement(Settlement {
+                id,
+                kind: if self.expiry {
+                    TransferKind::ExpireHold
+                } else {
+                    TransferKind::Void
+                },
+                hold,
+                charge: None,
+            }),
+            op => Record::Transfer(
+                op.transfer(now)
+                    .ok_or_else(|| Error::internal("a grant or hold without a transfer"))?,
+            ),
+        })
     }
 }
 
@@ -251,19 +276,12 @@ where
     E: sqlx::Executor<'e, Database = Any>,
 {
     let op = &write.op;
-    let kind = write.settlement_kind();
-    let done = match (op, op.transfer(now)) {
-        (_, Some(t)) => insert_transfer(executor, &t).await.map(Some),
-        (LedgerOp::Post { id, hold, amount }, None) => {
-            insert_settlement(executor, id, kind, hold, Some(*amount), now).await
-        }
-        (LedgerOp::Void { id, hold }, None) => {
-            insert_settlement(executor, id, kind, hold, None, now).await
-        }
-        (_, None) => return Err(Error::internal("an operation without a transfer")),
+    let done = match write.record(now)? {
+        Record::Transfer(t) => insert_transfer(executor, &t).await.map(Some),
+        Record::Settlement(settlement) => insert_settlement(executor, &settlement, now).await,
     };
     match done {
-        Ok(Some(t)) => Ok(Ok(t)),
+        Ok(Some(row)) => Ok(transfer_from(&row)),
         Ok(None) => Ok(Err(no_hold(op))),
         Err(sqlx::Error::Database(db)) => {
             let unique = db.kind() == sqlx::error::ErrorKind::UniqueViolation;
@@ -297,11 +315,10 @@ pub(super) async fn apply_one(
     statement_outcome(writer, write, now).await?
 }
 
-/// An operation as `ledger_apply` (PostgreSQL) takes it.
-pub(super) fn transfer_json(write: &Write, now: DateTime<Utc>) -> serde_json::Value {
-    let kind = write.settlement_kind().as_str();
-    match (&write.op, write.op.transfer(now)) {
-        (_, Some(t)) => serde_json::json!({
+/// A write as `ledger_apply` (PostgreSQL) takes it.
+pub(super) fn transfer_json(write: &Write, now: DateTime<Utc>) -> Result<serde_json::Value> {
+    Ok(match write.record(now)? {
+        Record::Transfer(t) => serde_json::json!({
             "id": t.id.as_str(),
             "kind": t.kind.as_str(),
             "debit_account": t.debit_account.key(),
@@ -313,27 +330,23 @@ pub(super) fn transfer_json(write: &Write, now: DateTime<Utc>) -> serde_json::Va
             "reference": t.reference,
             "created_at": ms(t.created_at),
         }),
-        (LedgerOp::Post { id, hold, amount }, None) => serde_json::json!({
-            "id": id.as_str(), "kind": kind, "hold_id": hold.as_str(), "amount": amount,
+        Record::Settlement(s) => serde_json::json!({
+            "id": s.id.as_str(),
+            "kind": s.kind.as_str(),
+            "hold_id": s.hold.as_str(),
+            "amount": s.charge,
             "created_at": ms(now),
         }),
-        (LedgerOp::Void { id, hold }, None) => serde_json::json!({
-            "id": id.as_str(), "kind": kind, "hold_id": hold.as_str(), "created_at": ms(now),
-        }),
-        (_, None) => serde_json::Value::Null,
-    }
+    })
 }
 
-/// The outcome of one operation from a row of `ledger_apply`: `state` and `message` are the
-/// SQLSTATE and message it was refused with, else the row is the transfer (or all NULL when
-/// the hold to settle was not there).
-pub(super) fn outcome_of_row(
-    op: &LedgerOp,
-    row: &AnyRow,
-    state: Option<&str>,
-    message: Option<&str>,
-) -> Result<Transfer> {
-    let Some(state) = state else {
+/// The outcome of one operation from a row of `ledger_apply`: its `state` and `message` are
+/// the SQLSTATE and message it was refused with, else the row is the transfer (or all NULL
+/// when the hold to settle was not there).
+pub(super) fn outcome_of_row(op: &LedgerOp, row: &AnyRow) -> Result<Transfer> {
+    let state: Option<String> = row.try_get("state").db_context("read batch outcome")?;
+    let message: Option<String> = row.try_get("message").db_context("read batch outcome")?;
+    let Some(state) = state.as_deref() else {
         let seq: Option<i64> = row.try_get("seq").db_context("read batch outcome")?;
         return match seq {
             Some(_) => transfer_from(row),
@@ -341,6 +354,7 @@ pub(super) fn outcome_of_row(
         };
     };
     let message = message.unwrap_or_default();
+    let message = message.as_str();
     let unique = state == "23505";
     match refusal(op, unique, message) {
         Some(refused) => Err(refused),
@@ -378,19 +392,20 @@ impl SqlDatabase {
             }
             Err(e) => return Err(e),
         };
-        let released = sqlx::query(
-            "SELECT t.* FROM ledger_hold_allocations a
-             JOIN ledger_transfers t ON t.id = 'expire:' || a.grant_id || ':' || $1
-             WHERE a.hold_id = $2 ORDER BY t.seq",
+        // Credit released on grants whose own expiry was processed went to breakage, under
+        // ids derived from the grant and this expiry.
+        let grants: Vec<String> = sqlx::query_scalar(
+            "SELECT grant_id FROM ledger_hold_allocations WHERE hold_id = $1 ORDER BY position",
         )
-        .bind(id.as_str())
         .bind(hold.as_str())
         .fetch_all(&self.writer)
         .await
-        .db_context("read released expiries")?;
+        .db_context("read hold allocations")?;
         let mut out = vec![made];
-        for row in &released {
-            out.push(transfer_from(row)?);
+        for grant in grants {
+            let grant = TransferId::new(grant.clone())
+                .map_err(|_| corrupt("ledger_hold_allocations.grant_id", grant))?;
+            out.extend(self.transfer(&expiry_id(&grant, Some(&id))).await?);
         }
         Ok(out)
     }
@@ -433,11 +448,10 @@ impl SqlDatabase {
                     now,
                 )
             };
-            Some(
-                insert_transfer(&mut *tx, &t)
-                    .await
-                    .db_context("record grant expiry")?,
-            )
+            let row = insert_transfer(&mut *tx, &t)
+                .await
+                .db_context("record grant expiry")?;
+            Some(transfer_from(&row)?)
         } else {
             None
         };
