@@ -80,7 +80,8 @@ pub(crate) fn parse_credits(s: &str) -> Result<MicroCredits, String> {
 pub(crate) fn credits(micros: MicroCredits) -> String {
     let sign = if micros < 0 { "-" } else { "" };
     let m = micros.unsigned_abs();
-    format!("{sign}{}.{:06}", m / 1_000_000, m % 1_000_000)
+    let per = MICROS_PER_CREDIT.unsigned_abs();
+    format!("{sign}{}.{:06}", m / per, m % per)
 }
 
 pub(crate) async fn run(
