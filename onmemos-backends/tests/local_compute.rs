@@ -179,7 +179,7 @@ async fn stop_kills_the_whole_tree_even_processes_that_left_the_session() {
     .await;
     assert_eq!((out.as_str(), code), ("", Some(0)));
     // And a background job of the interactive shell.
-    let mut pty = compute
+    let pty = compute
         .attach_pty(session, PtySize { rows: 24, cols: 80 })
         .await
         .unwrap_or_else(|e| panic!("attach: {e}"));
@@ -229,7 +229,7 @@ async fn the_terminal_echoes_what_the_shell_prints() {
         compute.status(session).await.ok(),
         Some(ComputeStatus::Running)
     );
-    let mut pty = compute
+    let pty = compute
         .attach_pty(
             session,
             PtySize {

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::model::SessionLimits;
 use crate::ports::{ComputeProvider, Database, StorageProvider};
 use crate::services::{
-    ApiKeyService, CreditService, TemplateService, UserService, WorkspaceService,
+    ApiKeyService, CreditService, SessionService, TemplateService, UserService, WorkspaceService,
 };
 
 /// Settings of the engine. Deserializable, so a TOML file, env vars and code agree.
@@ -44,6 +44,65 @@ pub struct EngineConfig {
     pub key_touch_interval_secs: u64,
     /// Prices.
     pub pricing: crate::model::PriceBook,
+    /// How sessions are billed and watched.
+    pub sessions: SessionSettings,
+}
+
+/// How sessions are billed and watched by the monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    /// How often the monitor charges and checks each running session, in milliseconds.
+    pub check_interval_ms: u64,
+    /// Each hold reserves this many seconds of a session's cost ahead; must be longer than the
+    /// check interval.
+    pub billing_window_secs: u64,
+    /// A warning event comes this many seconds before a limit stops a session.
+    pub warning_lead_secs: u64,
+    /// A replica's claim on a session's tick lasts this many seconds.
+    pub lease_secs: u64,
+    /// The name of this server among replicas: sessions on local compute belong to the node
+    /// that started them. Default: the host name.
+    pub node: Option<String>,
+}
+
+impl Default for SessionSettings {
+    /// Checks every 10 s, 5-minute holds and warnings, 60-second leases.
+    fn default() -> Self {
+        Self {
+            check_interval_ms: 10_000,
+            billing_window_secs: 300,
+            warning_lead_secs: 300,
+            lease_secs: 60,
+            node: None,
+        }
+    }
+}
+
+impl SessionSettings {
+    fn validate(&self) -> Result<()> {
+        if self.check_interval_ms < 10 {
+            return Err(Error::configuration(
+                "sessions.check_interval_ms must be at least 10",
+            ));
+        }
+        if self.billing_window_secs.saturating_mul(1000) <= self.check_interval_ms {
+            return Err(Error::configuration(
+                "sessions.billing_window_secs must be longer than sessions.check_interval_ms",
+            ));
+        }
+        if self.lease_secs == 0 {
+            return Err(Error::configuration("sessions.lease_secs must be at least 1"));
+        }
+        if let Some(node) = &self.node
+            && (node.is_empty() || node.len() > 128)
+        {
+            return Err(Error::configuration(
+                "sessions.node must be 1-128 characters",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for EngineConfig {
@@ -57,6 +116,7 @@ impl Default for EngineConfig {
             },
             key_touch_interval_secs: 60,
             pricing: crate::model::PriceBook::default(),
+            sessions: SessionSettings::default(),
         }
     }
 }
@@ -72,6 +132,7 @@ impl EngineConfig {
             .check_within(&self.max_limits, "default_limits")
             .map_err(|e| Error::configuration(format!("{} (max_limits)", e.message())))?;
         self.pricing.validate()?;
+        self.sessions.validate()?;
         if self.key_touch_interval_secs == 0 {
             return Err(Error::configuration(
                 "key_touch_interval_secs must be at least 1",
@@ -87,6 +148,14 @@ pub(crate) struct Inner {
     pub(crate) compute: Option<Arc<dyn ComputeProvider>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: EngineConfig,
+    /// This server's node name (see [`SessionSettings::node`]).
+    pub(crate) node: String,
+    /// Session events made in this process, for shells and streams.
+    pub(crate) bus: tokio::sync::broadcast::Sender<crate::model::SessionEvent>,
+    /// When activity on each session was last written.
+    pub(crate) activity: std::sync::Mutex<
+        std::collections::HashMap<crate::id::SessionId, chrono::DateTime<chrono::Utc>>,
+    >,
 }
 
 /// The OnMemOS engine: cheap to clone, shared by the server, the monitor and in-process callers.
@@ -142,6 +211,21 @@ impl Engine {
     /// Templates.
     pub fn templates(&self) -> TemplateService<'_> {
         TemplateService::new(self)
+    }
+
+    /// Sessions: create, stop, exec, terminals, events.
+    pub fn sessions(&self) -> SessionService<'_> {
+        SessionService::new(self)
+    }
+
+    /// The session monitor: billing ticks, limits, reconciliation.
+    pub fn monitor(&self) -> crate::monitor::Monitor {
+        crate::monitor::Monitor::new(self.clone())
+    }
+
+    /// This server's node name among replicas.
+    pub fn node(&self) -> &str {
+        &self.inner.node
     }
 
     /// Credits: balances, purchases, grants, holds.
@@ -225,6 +309,7 @@ impl EngineBuilder {
     /// Validates the settings, seeds the built-in templates and returns the engine.
     pub async fn build(self) -> Result<Engine> {
         self.config.validate()?;
+        let node = self.config.sessions.node.clone().unwrap_or_else(host_name);
         let engine = Engine {
             inner: Arc::new(Inner {
                 db: self.db,
@@ -232,9 +317,21 @@ impl EngineBuilder {
                 compute: self.compute,
                 clock: self.clock,
                 config: self.config,
+                node,
+                bus: tokio::sync::broadcast::channel(1024).0,
+                activity: std::sync::Mutex::default(),
             }),
         };
         engine.templates().seed_builtins().await?;
         Ok(engine)
     }
+}
+
+/// This machine's host name (`localhost` when it cannot be read).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod id;
 pub mod ledger;
 pub mod model;
+pub mod monitor;
 pub mod passport;
 pub mod ports;
 pub mod principal;
@@ -25,6 +26,6 @@ pub mod validation;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use engine::{Engine, EngineBuilder, EngineConfig};
+pub use engine::{Engine, EngineBuilder, EngineConfig, SessionSettings};
 pub use error::{Error, ErrorKind, Result};
 pub use principal::Principal;

@@ -56,7 +56,7 @@ struct LocalSession {
     output: broadcast::Sender<Bytes>,
     workdir: PathBuf,
     env: BTreeMap<String, String>,
-    /// `ONMEMOS_SESSION=<id>`, in the environment of every process started for the session.
+    /// `ONMEMOS_SESSION=<id>@<root>`, in the environment of every process started for it.
     marker: String,
     reader: tokio::task::AbortHandle,
 }
@@ -75,6 +75,9 @@ pub struct LocalCompute {
     bwrap: Option<PathBuf>,
     prlimit: Option<PathBuf>,
     shell: PathBuf,
+    /// The root as an absolute path: the marker's suffix, so a compute finds its own sessions'
+    /// processes in `/proc` after a restart, and no other compute's.
+    tag: String,
     sessions: Mutex<HashMap<SessionId, Arc<LocalSession>>>,
 }
 
@@ -91,8 +94,14 @@ impl LocalCompute {
     /// Sessions with workspace directories under `root` (created when missing), sandboxed with
     /// bubblewrap when it is installed.
     pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let tag = std::path::absolute(&root)
+            .unwrap_or_else(|_| root.clone())
+            .display()
+            .to_string();
         Self {
-            root: root.into(),
+            root,
+            tag,
             bwrap: which("bwrap"),
             prlimit: which("prlimit"),
             shell: which("bash").unwrap_or_else(|| PathBuf::from("/bin/sh")),
@@ -175,31 +184,56 @@ impl LocalCompute {
         argv
     }
 
+    /// The marker value of `session`'s processes.
+    fn marker_value(&self, session: SessionId) -> String {
+        format!("{session}@{}", self.tag)
+    }
+
     /// Kills every process of `s` and waits until none is left.
     async fn kill_tree(&self, s: &LocalSession) -> Result<()> {
-        for _ in 0..50 {
-            let left = s.processes();
-            if left.is_empty() {
-                return Ok(());
-            }
-            for p in &left {
-                if let Some(pid) = rustix::process::Pid::from_raw(p.pid) {
-                    // Gone meanwhile is fine: that is what we want.
-                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                }
-            }
-            // Reap the leader so it does not linger as a zombie in the tree.
-            let _ = s.child.lock().await.try_wait();
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let killed = kill_all(
+            || s.processes(),
+            || async {
+                // Reap the leader so it does not linger as a zombie in the tree.
+                let _ = s.child.lock().await.try_wait();
+            },
+        )
+        .await;
+        if killed.is_ok() {
+            // Reap the leader (killed above, so this does not block).
+            let _ = s.child.lock().await.wait().await;
         }
-        let left: Vec<i32> = s.processes().iter().map(|p| p.pid).collect();
+        killed
+    }
+}
+
+/// Sends SIGKILL to every process `find` returns until it returns none (calling `between`
+/// after each round); an error names the survivors.
+async fn kill_all<F: std::future::Future<Output = ()>>(
+    find: impl Fn() -> Vec<procfs::ProcStat>,
+    between: impl Fn() -> F,
+) -> Result<()> {
+    for _ in 0..50 {
+        let left = find();
         if left.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::internal(format!(
-                "local compute: processes {left:?} survived SIGKILL"
-            )))
+            return Ok(());
         }
+        for p in &left {
+            if let Some(pid) = rustix::process::Pid::from_raw(p.pid) {
+                // Gone meanwhile is fine: that is what we want.
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        between().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left: Vec<i32> = find().iter().map(|p| p.pid).collect();
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::internal(format!(
+            "local compute: processes {left:?} survived SIGKILL"
+        )))
     }
 }
 
@@ -257,7 +291,7 @@ impl ComputeProvider for LocalCompute {
             Some(spec.resources.memory_mib),
             &[shell, "-i".into()],
         );
-        let marker = format!("{MARKER}={}", spec.session);
+        let marker = format!("{MARKER}={}", self.marker_value(spec.session));
         let (pty, pts) = pty_process::open().map_err(|e| io_error("open a PTY", e))?;
         pty.resize(Size::new(24, 80))
             .map_err(|e| io_error("size the PTY", e))?;
@@ -266,7 +300,7 @@ impl ComputeProvider for LocalCompute {
             .env_clear()
             .envs(base_env())
             .envs(&spec.env)
-            .env(MARKER, spec.session.to_string())
+            .env(MARKER, self.marker_value(spec.session))
             .env("TERM", "xterm-256color")
             .current_dir(&workdir)
             .spawn(pts)
@@ -310,12 +344,13 @@ impl ComputeProvider for LocalCompute {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&session);
-        let Some(s) = removed else { return Ok(()) };
+        let Some(s) = removed else {
+            // Not started by this process: what a previous run of the server left behind.
+            let marker = format!("{MARKER}={}", self.marker_value(session));
+            let find = || procfs::tree(&procfs::all(), 0, |pid| procfs::has_marker(pid, &marker));
+            return kill_all(find, || async {}).await;
+        };
         let killed = self.kill_tree(&s).await;
-        if killed.is_ok() {
-            // Reap the leader (killed above, so this does not block).
-            let _ = s.child.lock().await.wait().await;
-        }
         s.reader.abort();
         killed
     }
@@ -332,7 +367,7 @@ impl ComputeProvider for LocalCompute {
             .envs(base_env())
             .envs(&s.env)
             .envs(&request.env)
-            .env(MARKER, session.to_string())
+            .env(MARKER, self.marker_value(session))
             .current_dir(&s.workdir)
             .process_group(0)
             .kill_on_drop(true)
@@ -393,10 +428,10 @@ impl ComputeProvider for LocalCompute {
     ) -> Result<Box<dyn PtyConnection>> {
         let s = self.session(session)?;
         let connection = LocalPty {
-            output: s.output.subscribe(),
+            output: tokio::sync::Mutex::new(s.output.subscribe()),
             session: s,
         };
-        let mut connection = Box::new(connection);
+        let connection = Box::new(connection);
         connection.resize(size).await?;
         Ok(connection)
     }
@@ -430,13 +465,24 @@ impl ComputeProvider for LocalCompute {
     }
 
     async fn running_sessions(&self) -> Result<Vec<SessionId>> {
-        Ok(self
+        let mut found: std::collections::BTreeSet<SessionId> = self
             .sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .keys()
             .copied()
-            .collect())
+            .collect();
+        // And those a previous run of the server started, still alive.
+        let suffix = format!("@{}", self.tag);
+        for p in procfs::all() {
+            if let Some(value) = procfs::env_var(p.pid, MARKER)
+                && let Some(id) = value.strip_suffix(&suffix)
+                && let Ok(id) = id.parse()
+            {
+                found.insert(id);
+            }
+        }
+        Ok(found.into_iter().collect())
     }
 }
 
@@ -478,7 +524,7 @@ impl<T> futures_core::Stream for ReceiverStream<T> {
 /// session's broadcast (every attachment sees all output from when it attached).
 struct LocalPty {
     session: Arc<LocalSession>,
-    output: broadcast::Receiver<Bytes>,
+    output: tokio::sync::Mutex<broadcast::Receiver<Bytes>>,
 }
 
 impl std::fmt::Debug for LocalPty {
@@ -491,7 +537,7 @@ impl std::fmt::Debug for LocalPty {
 
 #[async_trait]
 impl PtyConnection for LocalPty {
-    async fn write(&mut self, bytes: &[u8]) -> Result<()> {
+    async fn write(&self, bytes: &[u8]) -> Result<()> {
         let mut input = self.session.input.lock().await;
         input
             .write_all(bytes)
@@ -499,9 +545,10 @@ impl PtyConnection for LocalPty {
             .map_err(|e| io_error("write to the terminal", e))
     }
 
-    async fn read(&mut self) -> Result<Option<Bytes>> {
+    async fn read(&self) -> Result<Option<Bytes>> {
+        let mut output = self.output.lock().await;
         loop {
-            match self.output.recv().await {
+            match output.recv().await {
                 Ok(bytes) => return Ok(Some(bytes)),
                 // Fell behind: the oldest output is gone; carry on with what follows.
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
@@ -510,7 +557,7 @@ impl PtyConnection for LocalPty {
         }
     }
 
-    async fn resize(&mut self, size: PtySize) -> Result<()> {
+    async fn resize(&self, size: PtySize) -> Result<()> {
         self.session
             .input
             .lock()

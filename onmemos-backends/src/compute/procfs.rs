@@ -59,6 +59,15 @@ pub(crate) fn has_marker(pid: i32, marker: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The value of the environment variable `key` of process `pid`, if it has one.
+pub(crate) fn env_var(pid: i32, key: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|b| *b == 0).find_map(|var| {
+        let value = var.strip_prefix(key.as_bytes())?.strip_prefix(b"=")?;
+        String::from_utf8(value.to_vec()).ok()
+    })
+}
+
 /// The processes of a session: every process `marked` as its own, everything in the terminal
 /// session of its `leader` (while the leader is still one of its own: a pid can be reused once
 /// the leader is gone), and every descendant of those.

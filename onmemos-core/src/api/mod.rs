@@ -5,6 +5,7 @@ mod credits;
 mod error;
 mod pagination;
 mod requests;
+mod sessions;
 
 pub use credits::{CreditRequest, TransferListParams};
 pub use error::{ErrorBody, ErrorCode};
@@ -12,4 +13,7 @@ pub use pagination::{DEFAULT_PAGE_SIZE, ListParams, MAX_PAGE_SIZE, Page, PageReq
 pub use requests::{
     CreateApiKey, CreateTemplate, CreateUser, CreateWorkspace, CreatedApiKey, CreatedUser, Health,
     TemplateListParams, UpdateWorkspace,
+};
+pub use sessions::{
+    CreateSession, EventListParams, ExecCommand, ExecOutput, LimitOverrides, SessionListParams,
 };

@@ -14,7 +14,10 @@ pub use ledger::{
     LedgerOp, MAX_TRANSFER, Reconciliation, Transfer, TransferId, TransferKind,
 };
 pub use pricing::{PriceBook, cost_of};
-pub use session::{Placement, Session, SessionLimits, SessionStatus, StopReason};
+pub use session::{
+    Placement, Session, SessionEvent, SessionEventKind, SessionLimits, SessionRecord,
+    SessionStatus, StopReason, Warning,
+};
 pub use template::{Resources, Template, TemplateCategory};
 pub use user::{Role, User};
 pub use workspace::Workspace;

@@ -4,7 +4,7 @@ use utoipa::ToSchema;
 use validator::Validate;
 
 use crate::id::{SessionId, TemplateId, UserId, WorkspaceId};
-use crate::model::MicroCredits;
+use crate::model::{MicroCredits, Resources, TransferId};
 
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -47,14 +47,43 @@ pub enum StopReason {
 }
 
 /// Spot or on-demand capacity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Placement {
     /// Regular capacity.
+    #[default]
     OnDemand,
     /// Cheaper capacity that may be reclaimed.
     Spot,
 }
+
+/// `as_str` and `parse` for a unit enum, spelled as on the wire.
+macro_rules! wire_names {
+    ($ty:ty { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// The wire (and database) spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $name),+ }
+            }
+            /// Parses the wire spelling.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($name => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+wire_names!(SessionStatus {
+    Pending => "pending", Starting => "starting", Running => "running",
+    Stopping => "stopping", Stopped => "stopped", Failed => "failed",
+});
+wire_names!(StopReason {
+    User => "user", DurationLimit => "duration_limit", CostLimit => "cost_limit",
+    CreditsExhausted => "credits_exhausted", IdleTimeout => "idle_timeout",
+    Preempted => "preempted", Failed => "failed",
+    ServerRestartReconciled => "server_restart_reconciled",
+});
+wire_names!(Placement { OnDemand => "on_demand", Spot => "spot" });
 
 /// The limits the monitor enforces on a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Validate)]
@@ -131,17 +160,142 @@ pub struct Session {
     pub limits: SessionLimits,
     /// Spot or on-demand.
     pub placement: Placement,
-    /// Cost so far in micro-credits.
+    /// The resources it runs with (the template's).
+    pub resources: Resources,
+    /// What it costs per hour, in micro-credits (fixed when it was created).
+    pub rate_micros_per_hour: MicroCredits,
+    /// Cost so far in micro-credits, as charged to the ledger.
     pub cost_micros: MicroCredits,
     /// Why it stopped, once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<StopReason>,
+    /// What went wrong, for a `failed` session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
-    /// When it started running.
+    /// When it started running (billing starts here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
     /// When it stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<DateTime<Utc>>,
+    /// The last shell input or output, exec or API call on it (written at most once a second).
+    pub last_activity_at: DateTime<Utc>,
+}
+
+impl Session {
+    /// Whether it has ended (`stopped` or `failed`).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status, SessionStatus::Stopped | SessionStatus::Failed)
+    }
+}
+
+/// The billing state of a session, kept beside it in the database and never shown by the API.
+///
+/// Tick `k` settles hold `k - 1` and places hold `k`; the transfer ids are derived from the
+/// session id and `k`, so a tick repeated by a second monitor is a replay, never a second charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session as the API shows it.
+    pub session: Session,
+    /// The server node whose compute runs it.
+    pub node: String,
+    /// Bumped by every write; writes are conditional on the version read (optimistic locking).
+    pub version: u64,
+    /// The number of the current hold (0 at start).
+    pub tick: u64,
+    /// The current hold, if one is open.
+    pub hold: Option<TransferId>,
+    /// Billing is paid up to here: `started_at + billed_ms`.
+    pub billed_ms: i64,
+    /// The open hold covers running time up to here.
+    pub covered_until: Option<DateTime<Utc>>,
+    /// When the monitor should next look at it.
+    pub next_check_at: Option<DateTime<Utc>>,
+    /// Limits already warned about (bits of [`Warning`]).
+    pub warned: u32,
+}
+
+/// A warning the monitor gives once before a limit stops a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Warning {
+    /// The maximum duration is near.
+    DurationLimit,
+    /// The maximum cost is near.
+    CostLimit,
+    /// The idle timeout is near.
+    IdleTimeout,
+    /// The credits will not cover the next billing window.
+    CreditsLow,
+}
+
+impl Warning {
+    /// This warning's bit in [`SessionRecord::warned`].
+    pub fn bit(self) -> u32 {
+        match self {
+            Self::DurationLimit => 1,
+            Self::CostLimit => 2,
+            Self::IdleTimeout => 4,
+            Self::CreditsLow => 8,
+        }
+    }
+}
+
+/// What happened to a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SessionEventKind {
+    /// Accepted, with its quote.
+    Created {
+        /// The hourly rate in micro-credits.
+        rate_micros_per_hour: MicroCredits,
+    },
+    /// Compute is up and billing started.
+    Started,
+    /// A tick charged the time used and extended the hold.
+    Charged {
+        /// The tick's number.
+        tick: u64,
+        /// Charged by this tick.
+        amount_micros: MicroCredits,
+        /// The session's cost so far.
+        cost_micros: MicroCredits,
+    },
+    /// A limit is near.
+    Warning {
+        /// Which.
+        warning: Warning,
+        /// Seconds until it stops the session, as far as can be told now.
+        seconds_left: i64,
+    },
+    /// It stopped.
+    Stopped {
+        /// Why.
+        reason: StopReason,
+        /// The final cost.
+        cost_micros: MicroCredits,
+    },
+    /// It could not start, or broke.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// One entry of a session's event trail (`GET /v1/sessions/{id}/events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionEvent {
+    /// Position in the database's event order (a cursor: later events have larger ones).
+    pub seq: u64,
+    /// The session.
+    pub session_id: SessionId,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What, and its figures.
+    #[serde(flatten)]
+    pub kind: SessionEventKind,
+    /// A sentence for people.
+    pub message: String,
 }

@@ -113,15 +113,17 @@ pub struct PtySize {
     pub cols: u16,
 }
 
-/// A connection to a session's terminal.
+/// A connection to a session's terminal. Methods take `&self`, so one task can read while
+/// another writes.
 #[async_trait]
-pub trait PtyConnection: Send + Debug {
+pub trait PtyConnection: Send + Sync + Debug {
     /// Writes keyboard input.
-    async fn write(&mut self, bytes: &[u8]) -> Result<()>;
-    /// Reads terminal output; `None` when the terminal closed.
-    async fn read(&mut self) -> Result<Option<Bytes>>;
+    async fn write(&self, bytes: &[u8]) -> Result<()>;
+    /// Reads terminal output; `None` when the terminal closed. Only one read at a time makes
+    /// sense: concurrent readers share the output between them.
+    async fn read(&self) -> Result<Option<Bytes>>;
     /// Changes the terminal size.
-    async fn resize(&mut self, size: PtySize) -> Result<()>;
+    async fn resize(&self, size: PtySize) -> Result<()>;
 }
 
 /// The state of a session's compute.

@@ -12,10 +12,11 @@ use chrono::{DateTime, Utc};
 
 use crate::api::{Page, PageRequest};
 use crate::error::Result;
-use crate::id::{ApiKeyId, TemplateId, UserId, WorkspaceId};
+use crate::id::{ApiKeyId, SessionId, TemplateId, UserId, WorkspaceId};
 use crate::model::{
-    AccountCounters, AccountRef, ApiKey, ApiKeyRecord, Balance, LedgerOp, Template,
-    TemplateCategory, Transfer, TransferId, TransferKind, User, Workspace,
+    AccountCounters, AccountRef, ApiKey, ApiKeyRecord, Balance, LedgerOp, Session, SessionEvent,
+    SessionEventKind, SessionRecord, SessionStatus, Template, TemplateCategory, Transfer,
+    TransferId, TransferKind, User, Workspace,
 };
 use crate::passport::KeyDigest;
 
@@ -57,6 +58,8 @@ pub trait Database: Send + Sync + Debug + 'static {
     fn workspaces(&self) -> &dyn WorkspaceRepo;
     /// Templates.
     fn templates(&self) -> &dyn TemplateRepo;
+    /// Sessions, their billing state and their events.
+    fn sessions(&self) -> &dyn SessionRepo;
     /// The credit ledger.
     fn ledger(&self) -> &dyn LedgerRepo;
     /// Stored responses of requests made with an idempotency key.
@@ -148,6 +151,86 @@ pub trait TemplateRepo: Send + Sync {
     ) -> Result<Page<Template>>;
     /// Deletes one of `owner`'s custom templates; returns whether it existed.
     async fn delete(&self, owner: UserId, id: TemplateId) -> Result<bool>;
+}
+
+/// Filters for listing sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// Only sessions of this workspace.
+    pub workspace: Option<WorkspaceId>,
+    /// Only sessions in this status.
+    pub status: Option<SessionStatus>,
+    /// Only sessions started from this template.
+    pub template: Option<TemplateId>,
+}
+
+/// A finished session, as the estimator learns from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSample {
+    /// How long it ran, in milliseconds.
+    pub duration_ms: i64,
+    /// What it cost.
+    pub cost_micros: i64,
+    /// Its hourly rate.
+    pub rate_micros_per_hour: i64,
+}
+
+/// Sessions, their billing state and their event trail.
+///
+/// Writes of a record are conditional on its version (optimistic locking), so two monitors, or a
+/// monitor and a user's stop, never both apply a change to the same state.
+#[async_trait]
+pub trait SessionRepo: Send + Sync {
+    /// Inserts a session and counts a use of its template, atomically.
+    async fn insert(&self, record: &SessionRecord) -> Result<()>;
+    /// One of `owner`'s sessions.
+    async fn get(&self, owner: UserId, id: SessionId) -> Result<Option<Session>>;
+    /// A session with its billing state, whoever owns it (for the monitor).
+    async fn record(&self, id: SessionId) -> Result<Option<SessionRecord>>;
+    /// A page of `owner`'s sessions, by id.
+    async fn list(
+        &self,
+        owner: UserId,
+        filter: &SessionFilter,
+        page: PageRequest<SessionId>,
+    ) -> Result<Page<Session>>;
+    /// Stores `record` if the stored version is `record.version - 1`, releasing any lease;
+    /// returns whether it wrote (`false`: someone else changed the session first).
+    async fn update(&self, record: &SessionRecord) -> Result<bool>;
+    /// Moves `last_activity_at` forward to `at` (never back).
+    async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<()>;
+    /// Leases to `holder`, until `until`, up to `limit` running sessions whose next check is due
+    /// at `now` and that nobody else holds (`FOR UPDATE SKIP LOCKED` where the database has it).
+    async fn claim_due(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SessionRecord>>;
+    /// The unfinished sessions whose compute is on `node`.
+    async fn unfinished_on(&self, node: &str) -> Result<Vec<SessionRecord>>;
+    /// Deletes one of `owner`'s sessions with its events if it has finished; returns whether it
+    /// did.
+    async fn delete_finished(&self, owner: UserId, id: SessionId) -> Result<bool>;
+    /// Appends to a session's event trail.
+    async fn append_event(
+        &self,
+        session: SessionId,
+        at: DateTime<Utc>,
+        kind: &SessionEventKind,
+        message: &str,
+    ) -> Result<SessionEvent>;
+    /// Up to `limit` events of a session with `seq > after`, oldest first.
+    async fn events(&self, session: SessionId, after: u64, limit: u32)
+    -> Result<Vec<SessionEvent>>;
+    /// The latest `limit` sessions of a template that ran and finished, of one owner or of all.
+    async fn history(
+        &self,
+        template: TemplateId,
+        owner: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<SessionSample>>;
 }
 
 /// The credit ledger (SPEC §4). Implementations apply each operation atomically: all of its

@@ -4,11 +4,13 @@
 mod api_keys;
 mod credits;
 mod templates;
+pub(crate) mod sessions;
 mod users;
 mod workspaces;
 
 pub use api_keys::ApiKeyService;
 pub use credits::CreditService;
 pub use templates::{BUILTIN_TEMPLATE_NAMES, TemplateService, builtin_templates};
+pub use sessions::SessionService;
 pub use users::UserService;
 pub use workspaces::WorkspaceService;

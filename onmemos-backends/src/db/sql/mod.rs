@@ -13,14 +13,15 @@ mod idempotency;
 mod ledger;
 mod repos;
 mod rows;
+mod sessions;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use onmemos_core::Result;
 use onmemos_core::ports::{
-    ApiKeyRepo, Database, DatabaseCapabilities, IdempotencyRepo, LedgerRepo, TemplateRepo,
-    UserRepo, WorkspaceRepo,
+    ApiKeyRepo, Database, DatabaseCapabilities, IdempotencyRepo, LedgerRepo, SessionRepo,
+    TemplateRepo, UserRepo, WorkspaceRepo,
 };
 use sqlx::AnyPool;
 
@@ -158,6 +159,10 @@ impl Database for SqlDatabase {
     }
 
     fn templates(&self) -> &dyn TemplateRepo {
+        self
+    }
+
+    fn sessions(&self) -> &dyn SessionRepo {
         self
     }
 

@@ -1,0 +1,409 @@
+//! Sessions, their billing state and their event trail.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use onmemos_core::api::{Page, PageRequest};
+use onmemos_core::id::{SessionId, TemplateId, UserId};
+use onmemos_core::model::{
+    Placement, Resources, Session, SessionEvent, SessionEventKind, SessionLimits, SessionRecord,
+    SessionStatus, StopReason, TransferId,
+};
+use onmemos_core::ports::{SessionFilter, SessionRepo, SessionSample};
+use onmemos_core::{Error, Result};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::error::{SqlxResultExt, corrupt};
+use super::rows::{after, at, int, json, ms, opt_at, overfetch, parse, to_json};
+use super::{Dialect, SqlDatabase};
+
+const COLUMNS: &str = "id, workspace_id, owner_id, template_id, status, placement, cpu_millis,
+    memory_mib, gpu, disk_gib, rate_micros, max_duration_secs, max_cost_micros,
+    idle_timeout_secs, cost_micros, stop_reason, failure, created_at, started_at, stopped_at,
+    last_activity_at, node, version, tick, hold_id, billed_ms, covered_until, next_check_at,
+    warned";
+
+/// The claim of due sessions, without the end of its sub-select (the dialects lock differently).
+macro_rules! claim {
+    () => {
+        "UPDATE sessions SET lease_holder = $1, lease_until = $3
+         WHERE id IN (
+             SELECT id FROM sessions
+             WHERE status = 'running' AND next_check_at <= $2
+               AND (lease_until IS NULL OR lease_until <= $2)
+             ORDER BY next_check_at LIMIT $4"
+    };
+}
+
+/// `INSERT` of every column, `$1` the id.
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    let placeholders = (1..=COLUMNS.split(',').count())
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>();
+    format!(
+        "INSERT INTO sessions ({COLUMNS}) VALUES ({})",
+        placeholders.join(", ")
+    )
+});
+
+/// `UPDATE` of every column but the id (`$1`), if the version is the last placeholder.
+static UPDATE: LazyLock<String> = LazyLock::new(|| {
+    let sets = COLUMNS
+        .split(',')
+        .map(str::trim)
+        .skip(1)
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 2))
+        .collect::<Vec<_>>();
+    format!(
+        "UPDATE sessions SET {}, lease_holder = NULL, lease_until = NULL
+         WHERE id = $1 AND version = ${}",
+        sets.join(", "),
+        sets.len() + 2
+    )
+});
+
+/// Binds every column of `COLUMNS` but `id`, in order, after `id`.
+fn bind_record<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    r: &'q SessionRecord,
+) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>> {
+    let s = &r.session;
+    let i = |v: u64, what: &'static str| -> Result<i64> {
+        i64::try_from(v).map_err(|_| Error::invalid(what, format!("{what} is too large")))
+    };
+    Ok(query
+        .bind(s.workspace_id.to_string())
+        .bind(s.owner_id.to_string())
+        .bind(s.template_id.to_string())
+        .bind(s.status.as_str())
+        .bind(s.placement.as_str())
+        .bind(i64::from(s.resources.cpu_millis))
+        .bind(i64::from(s.resources.memory_mib))
+        .bind(i64::from(s.resources.gpu))
+        .bind(i64::from(s.resources.disk_gib))
+        .bind(s.rate_micros_per_hour)
+        .bind(i(s.limits.max_duration_secs, "max_duration_secs")?)
+        .bind(s.limits.max_cost_micros)
+        .bind(i(s.limits.idle_timeout_secs, "idle_timeout_secs")?)
+        .bind(s.cost_micros)
+        .bind(s.stop_reason.map(StopReason::as_str))
+        .bind(s.failure.clone())
+        .bind(ms(s.created_at))
+        .bind(s.started_at.map(ms))
+        .bind(s.stopped_at.map(ms))
+        .bind(ms(s.last_activity_at))
+        .bind(r.node.clone())
+        .bind(i(r.version, "version")?)
+        .bind(i(r.tick, "tick")?)
+        .bind(r.hold.as_ref().map(|h| h.as_str().to_owned()))
+        .bind(r.billed_ms)
+        .bind(r.covered_until.map(ms))
+        .bind(r.next_check_at.map(ms))
+        .bind(i64::from(r.warned)))
+}
+
+fn record_from(row: &AnyRow) -> Result<SessionRecord> {
+    let text = |c: &'static str| -> Result<String> { row.try_get(c).db_context("read sessions") };
+    let opt_text =
+        |c: &'static str| -> Result<Option<String>> { row.try_get(c).db_context("read sessions") };
+    let num = |c: &'static str| -> Result<i64> { row.try_get(c).db_context("read sessions") };
+    let opt_num =
+        |c: &'static str| -> Result<Option<i64>> { row.try_get(c).db_context("read sessions") };
+    let status = text("status")?;
+    let placement = text("placement")?;
+    let stop_reason = opt_text("stop_reason")?
+        .map(|r| StopReason::parse(&r).ok_or_else(|| corrupt("sessions.stop_reason", &r)))
+        .transpose()?;
+    let hold = opt_text("hold_id")?
+        .map(|h| TransferId::new(h.clone()).map_err(|_| corrupt("sessions.hold_id", &h)))
+        .transpose()?;
+    let session = Session {
+        id: parse("sessions.id", &text("id")?)?,
+        workspace_id: parse("sessions.workspace_id", &text("workspace_id")?)?,
+        owner_id: parse("sessions.owner_id", &text("owner_id")?)?,
+        template_id: parse("sessions.template_id", &text("template_id")?)?,
+        status: SessionStatus::parse(&status).ok_or_else(|| corrupt("sessions.status", &status))?,
+        limits: SessionLimits {
+            max_duration_secs: int("sessions.max_duration_secs", num("max_duration_secs")?)?,
+            max_cost_micros: num("max_cost_micros")?,
+            idle_timeout_secs: int("sessions.idle_timeout_secs", num("idle_timeout_secs")?)?,
+        },
+        placement: Placement::parse(&placement)
+            .ok_or_else(|| corrupt("sessions.placement", &placement))?,
+        resources: Resources {
+            cpu_millis: int("sessions.cpu_millis", num("cpu_millis")?)?,
+            memory_mib: int("sessions.memory_mib", num("memory_mib")?)?,
+            gpu: int("sessions.gpu", num("gpu")?)?,
+            disk_gib: int("sessions.disk_gib", num("disk_gib")?)?,
+        },
+        rate_micros_per_hour: num("rate_micros")?,
+        cost_micros: num("cost_micros")?,
+        stop_reason,
+        failure: opt_text("failure")?,
+        created_at: at(num("created_at")?)?,
+        started_at: opt_at(opt_num("started_at")?)?,
+        stopped_at: opt_at(opt_num("stopped_at")?)?,
+        last_activity_at: at(num("last_activity_at")?)?,
+    };
+    Ok(SessionRecord {
+        session,
+        node: text("node")?,
+        version: int("sessions.version", num("version")?)?,
+        tick: int("sessions.tick", num("tick")?)?,
+        hold,
+        billed_ms: num("billed_ms")?,
+        covered_until: opt_at(opt_num("covered_until")?)?,
+        next_check_at: opt_at(opt_num("next_check_at")?)?,
+        warned: int("sessions.warned", num("warned")?)?,
+    })
+}
+
+fn event_from(row: &AnyRow) -> Result<SessionEvent> {
+    let data: String = row.try_get("data").db_context("read session_events")?;
+    let kind: SessionEventKind = json("session_events.data", &data)?;
+    let session_id: String = row
+        .try_get("session_id")
+        .db_context("read session_events")?;
+    Ok(SessionEvent {
+        seq: int(
+            "session_events.seq",
+            row.try_get::<i64, _>("seq")
+                .db_context("read session_events")?,
+        )?,
+        session_id: parse("session_events.session_id", &session_id)?,
+        at: at(row.try_get("at").db_context("read session_events")?)?,
+        kind,
+        message: row.try_get("message").db_context("read session_events")?,
+    })
+}
+
+#[async_trait]
+impl SessionRepo for SqlDatabase {
+    async fn insert(&self, record: &SessionRecord) -> Result<()> {
+        let mut tx = self.writer.begin().await.db_context("begin")?;
+        let query = sqlx::query(INSERT.as_str()).bind(record.session.id.to_string());
+        bind_record(query, record)?
+            .execute(&mut *tx)
+            .await
+            .db_context("insert session")?;
+        sqlx::query("UPDATE templates SET usage_count = usage_count + 1 WHERE id = $1")
+            .bind(record.session.template_id.to_string())
+            .execute(&mut *tx)
+            .await
+            .db_context("count template use")?;
+        tx.commit().await.db_context("commit")?;
+        Ok(())
+    }
+
+    async fn get(&self, owner: UserId, id: SessionId) -> Result<Option<Session>> {
+        sqlx::query("SELECT * FROM sessions WHERE id = $1 AND owner_id = $2")
+            .bind(id.to_string())
+            .bind(owner.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .db_context("get session")?
+            .as_ref()
+            .map(|row| record_from(row).map(|r| r.session))
+            .transpose()
+    }
+
+    async fn record(&self, id: SessionId) -> Result<Option<SessionRecord>> {
+        // From the writer: the monitor must see its own last write.
+        sqlx::query("SELECT * FROM sessions WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.writer)
+            .await
+            .db_context("get session")?
+            .as_ref()
+            .map(record_from)
+            .transpose()
+    }
+
+    async fn list(
+        &self,
+        owner: UserId,
+        filter: &SessionFilter,
+        page: PageRequest<SessionId>,
+    ) -> Result<Page<Session>> {
+        let rows = sqlx::query(
+            "SELECT * FROM sessions WHERE owner_id = $1 AND id > $2
+               AND ($3 = '' OR workspace_id = $3)
+               AND ($4 = '' OR status = $4)
+               AND ($5 = '' OR template_id = $5)
+             ORDER BY id LIMIT $6",
+        )
+        .bind(owner.to_string())
+        .bind(after(&page))
+        .bind(filter.workspace.map(|w| w.to_string()).unwrap_or_default())
+        .bind(filter.status.map(SessionStatus::as_str).unwrap_or_default())
+        .bind(filter.template.map(|t| t.to_string()).unwrap_or_default())
+        .bind(overfetch(page.limit))
+        .fetch_all(&self.reader)
+        .await
+        .db_context("list sessions")?;
+        let items = rows
+            .iter()
+            .map(|row| record_from(row).map(|r| r.session))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, page.limit, |s| s.id))
+    }
+
+    async fn update(&self, record: &SessionRecord) -> Result<bool> {
+        let expected = record
+            .version
+            .checked_sub(1)
+            .ok_or_else(|| Error::internal("a session update must bump the version"))?;
+        let query = sqlx::query(UPDATE.as_str()).bind(record.session.id.to_string());
+        let done = bind_record(query, record)?
+            .bind(int::<i64, u64>("version", expected)?)
+            .execute(&self.writer)
+            .await
+            .db_context("update session")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "UPDATE sessions SET last_activity_at = $2 WHERE id = $1 AND last_activity_at < $2",
+        )
+        .bind(id.to_string())
+        .bind(ms(at))
+        .execute(&self.writer)
+        .await
+        .db_context("record session activity")?;
+        Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SessionRecord>> {
+        let sql = match self.dialect {
+            Dialect::Sqlite => concat!(claim!(), ") RETURNING *"),
+            Dialect::Postgres => concat!(claim!(), " FOR UPDATE SKIP LOCKED) RETURNING *"),
+        };
+        let rows = sqlx::query(sql)
+            .bind(holder)
+            .bind(ms(now))
+            .bind(ms(until))
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await
+            .db_context("claim due sessions")?;
+        rows.iter().map(record_from).collect()
+    }
+
+    async fn unfinished_on(&self, node: &str) -> Result<Vec<SessionRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM sessions
+             WHERE node = $1 AND status IN ('pending', 'starting', 'running', 'stopping')
+             ORDER BY id",
+        )
+        .bind(node)
+        .fetch_all(&self.writer)
+        .await
+        .db_context("list unfinished sessions")?;
+        rows.iter().map(record_from).collect()
+    }
+
+    async fn delete_finished(&self, owner: UserId, id: SessionId) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE id = $1 AND owner_id = $2
+               AND status IN ('stopped', 'failed')",
+        )
+        .bind(id.to_string())
+        .bind(owner.to_string())
+        .execute(&self.writer)
+        .await
+        .db_context("delete session")?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn append_event(
+        &self,
+        session: SessionId,
+        at: DateTime<Utc>,
+        kind: &SessionEventKind,
+        message: &str,
+    ) -> Result<SessionEvent> {
+        let data = to_json(kind)?;
+        let kind_name = serde_json::to_value(kind)
+            .ok()
+            .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_owned)))
+            .unwrap_or_default();
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO session_events (session_id, at, type, data, message)
+             VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+        )
+        .bind(session.to_string())
+        .bind(ms(at))
+        .bind(kind_name)
+        .bind(data)
+        .bind(message)
+        .fetch_one(&self.writer)
+        .await
+        .db_context("append session event")?;
+        Ok(SessionEvent {
+            seq: int("session_events.seq", seq)?,
+            session_id: session,
+            at,
+            kind: kind.clone(),
+            message: message.to_owned(),
+        })
+    }
+
+    async fn events(
+        &self,
+        session: SessionId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<SessionEvent>> {
+        let rows = sqlx::query(
+            "SELECT * FROM session_events WHERE session_id = $1 AND seq > $2
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(session.to_string())
+        .bind(int::<i64, u64>("after", after)?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .db_context("list session events")?;
+        rows.iter().map(event_from).collect()
+    }
+
+    async fn history(
+        &self,
+        template: TemplateId,
+        owner: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<SessionSample>> {
+        let rows = sqlx::query(
+            "SELECT stopped_at - started_at AS duration_ms, cost_micros, rate_micros
+             FROM sessions
+             WHERE template_id = $1 AND ($2 = '' OR owner_id = $2)
+               AND status = 'stopped' AND started_at IS NOT NULL AND stopped_at IS NOT NULL
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(template.to_string())
+        .bind(owner.map(|o| o.to_string()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .db_context("read session history")?;
+        rows.iter()
+            .map(|row| {
+                Ok(SessionSample {
+                    duration_ms: row.try_get("duration_ms").db_context("read history")?,
+                    cost_micros: row.try_get("cost_micros").db_context("read history")?,
+                    rate_micros_per_hour: row.try_get("rate_micros").db_context("read history")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,116 @@
+//! Request and response bodies of the sessions API.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use validator::Validate;
+
+use crate::id::{TemplateId, WorkspaceId};
+use crate::model::{MicroCredits, Placement, SessionStatus};
+use crate::validation;
+
+/// Limits a session request may set; the template's defaults fill the rest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// Maximum run time in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration_secs: Option<u64>,
+    /// Maximum cost in micro-credits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_micros: Option<MicroCredits>,
+    /// Idle timeout in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_secs: Option<u64>,
+}
+
+/// `POST /v1/sessions`: start a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// The workspace to run in.
+    pub workspace_id: WorkspaceId,
+    /// The template: its id or its name (`python`, or one of the caller's own).
+    #[validate(length(min = 1, max = 128))]
+    pub template: String,
+    /// Limits, within the server's bounds; unset ones come from the template.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+    /// Spot or on-demand (default on-demand).
+    #[serde(default)]
+    pub placement: Placement,
+    /// Environment variables, over the template's and the workspace's.
+    #[serde(default)]
+    #[validate(custom(function = "validation::env_vars"))]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Query of `GET /v1/sessions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SessionListParams {
+    /// Only sessions of this workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_id: Option<WorkspaceId>,
+    /// Only sessions in this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<SessionStatus>,
+    /// Only sessions of this template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_id: Option<TemplateId>,
+    /// Items per page (1–200, default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// `POST /v1/sessions/{id}/exec`: run a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ExecCommand {
+    /// Program and arguments (no shell: use `["sh", "-c", "…"]` for one).
+    #[validate(length(min = 1, max = 256))]
+    pub command: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    #[validate(custom(function = "validation::env_vars"))]
+    pub env: BTreeMap<String, String>,
+    /// Text written to the command's standard input, then closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(max = 1048576))]
+    pub stdin: Option<String>,
+    /// Kill the command after this many seconds (1–3600, default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(range(min = 1, max = 3600))]
+    pub timeout_secs: Option<u64>,
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExecOutput {
+    /// Standard output (lossy UTF-8).
+    pub stdout: String,
+    /// Standard error (lossy UTF-8).
+    pub stderr: String,
+    /// The exit code; `null` when it was killed (signal or timeout).
+    pub exit_code: Option<i32>,
+    /// Whether it was killed for running past its timeout.
+    pub timed_out: bool,
+}
+
+/// Query of `GET /v1/sessions/{id}/events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventListParams {
+    /// Only events after this `seq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    /// At most this many (1–1000, default 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}

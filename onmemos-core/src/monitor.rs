@@ -1,0 +1,475 @@
+//! The session monitor: charges running sessions tick by tick, enforces their limits, warns
+//! before it stops them, and reconciles sessions with the compute that runs them.
+//!
+//! [`Monitor::run_once`] is one pass at the engine clock's "now", so tests drive it on simulated
+//! time; [`Monitor::spawn`] runs passes on a real timer. Several replicas may run monitors over
+//! one database: each pass leases the sessions it ticks (`FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL), every write is conditional on the version read, and the ledger's transfer ids
+//! are derived from (session, tick) — so a tick is charged once, whoever runs it.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::engine::Engine;
+use crate::error::{ErrorKind, Result};
+use crate::id::SessionId;
+use crate::model::{
+    LedgerOp, MicroCredits, SessionEventKind, SessionRecord, SessionStatus, StopReason, Warning,
+    cost_of,
+};
+use crate::ports::compute::ComputeStatus;
+use crate::services::sessions::{hold_id, ms_within_cost};
+
+/// How many sessions one claim takes.
+const CLAIM_BATCH: u32 = 64;
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Sessions charged and checked.
+    pub ticked: usize,
+    /// Sessions stopped, with why.
+    pub stopped: Vec<(SessionId, StopReason)>,
+    /// Processes of sessions that had ended, killed.
+    pub orphans_killed: usize,
+    /// Steps that failed (logged; retried on the next pass).
+    pub errors: usize,
+}
+
+/// The session monitor of one engine (one server replica).
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    engine: Engine,
+}
+
+/// A running monitor task; dropping it stops the task.
+#[derive(Debug)]
+pub struct MonitorHandle(tokio::task::JoinHandle<()>);
+
+impl Drop for MonitorHandle {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A limit and the moment it stops the session.
+struct Deadline {
+    at: DateTime<Utc>,
+    reason: StopReason,
+    warning: Warning,
+}
+
+impl Monitor {
+    pub(crate) fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+
+    /// Reconciles once ([`Self::reconcile_after_restart`]), then runs a pass every check
+    /// interval until the handle is dropped.
+    pub fn spawn(self) -> MonitorHandle {
+        MonitorHandle(tokio::spawn(async move {
+            match self.reconcile_after_restart().await {
+                Ok(report) if !report.stopped.is_empty() || report.orphans_killed > 0 => {
+                    tracing::info!(
+                        stopped = report.stopped.len(),
+                        orphans = report.orphans_killed,
+                        "reconciled sessions left by the previous run"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "could not reconcile sessions at start-up"),
+            }
+            let interval = std::time::Duration::from_millis(
+                self.engine.config().sessions.check_interval_ms,
+            );
+            let mut timer = tokio::time::interval(interval);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                timer.tick().await;
+                if let Err(e) = self.run_once().await {
+                    tracing::warn!(error = %e, "monitor pass failed");
+                }
+            }
+        }))
+    }
+
+    /// After a restart: every unfinished session of this node is stopped
+    /// (`server_restart_reconciled`), charged up to its last tick — the time since cannot be
+    /// proven — and its processes are killed; processes of sessions this node does not know
+    /// are killed too.
+    pub async fn reconcile_after_restart(&self) -> Result<PassReport> {
+        let mut report = PassReport::default();
+        let sessions = self.engine.sessions();
+        let db = self.engine.database();
+        for record in db.sessions().unfinished_on(self.engine.node()).await? {
+            let id = record.session.id;
+            let reason = match record.session.status {
+                SessionStatus::Running | SessionStatus::Stopping => {
+                    StopReason::ServerRestartReconciled
+                }
+                _ => StopReason::Failed,
+            };
+            let outcome = match record.session.status {
+                SessionStatus::Running | SessionStatus::Stopping => {
+                    let last_tick = record
+                        .session
+                        .started_at
+                        .map(|s| s + Duration::milliseconds(record.billed_ms))
+                        .unwrap_or_else(|| self.engine.clock().now());
+                    let now = self.engine.clock().now();
+                    sessions
+                        .finish(record, StopReason::ServerRestartReconciled, last_tick, now)
+                        .await
+                        .map(|_| ())
+                }
+                _ => {
+                    // It never got to run: fail it, releasing its hold.
+                    let now = self.engine.clock().now();
+                    let mut failed = record;
+                    failed.session.failure =
+                        Some("the server restarted while the session was starting".into());
+                    sessions
+                        .finish(failed, StopReason::Failed, now, now)
+                        .await
+                        .map(|_| ())
+                }
+            };
+            match outcome {
+                Ok(()) => report.stopped.push((id, reason)),
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::warn!(session = %id, error = %e, "could not reconcile a session");
+                }
+            }
+        }
+        report.orphans_killed += self.kill_orphans().await?;
+        Ok(report)
+    }
+
+    /// One pass at the clock's now: releases timed-out holds, sweeps this node's compute, and
+    /// ticks every due session this replica can lease.
+    pub async fn run_once(&self) -> Result<PassReport> {
+        let mut report = PassReport::default();
+        let now = self.engine.clock().now();
+        self.engine.database().ledger().expire_due(now).await?;
+        self.sweep(&mut report).await?;
+        let lease = Duration::seconds(
+            i64::try_from(self.engine.config().sessions.lease_secs).unwrap_or(60),
+        );
+        loop {
+            let claimed = self
+                .engine
+                .database()
+                .sessions()
+                .claim_due(self.engine.node(), now, now + lease, CLAIM_BATCH)
+                .await?;
+            if claimed.is_empty() {
+                break;
+            }
+            for record in claimed {
+                let id = record.session.id;
+                match self.tick(record, now).await {
+                    Ok(Some(reason)) => {
+                        report.ticked += 1;
+                        report.stopped.push((id, reason));
+                    }
+                    Ok(None) => report.ticked += 1,
+                    Err(e) => {
+                        report.errors += 1;
+                        tracing::warn!(session = %id, error = %e, "session tick failed");
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Stops running sessions of this node whose compute ended by itself, and kills processes
+    /// of sessions that have ended.
+    async fn sweep(&self, report: &mut PassReport) -> Result<()> {
+        let Some(compute) = self.engine.compute() else {
+            return Ok(());
+        };
+        let db = self.engine.database();
+        for record in db.sessions().unfinished_on(self.engine.node()).await? {
+            if record.session.status != SessionStatus::Running {
+                continue;
+            }
+            let id = record.session.id;
+            let gone = match compute.status(id).await {
+                Ok(ComputeStatus::Exited(code)) => Some(format!(
+                    "the session's shell exited{}",
+                    code.map(|c| format!(" with code {c}")).unwrap_or_default()
+                )),
+                Ok(ComputeStatus::Gone) => Some("the session's compute is gone".to_owned()),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "could not read a session's compute status");
+                    None
+                }
+            };
+            if let Some(why) = gone {
+                let now = self.engine.clock().now();
+                let mut failed = record.clone();
+                failed.session.failure = Some(why);
+                match self
+                    .engine
+                    .sessions()
+                    .finish(failed, StopReason::Failed, now, now)
+                    .await
+                {
+                    Ok(_) => report.stopped.push((id, StopReason::Failed)),
+                    Err(e) => {
+                        report.errors += 1;
+                        tracing::warn!(session = %id, error = %e, "could not stop a session whose compute ended");
+                    }
+                }
+            }
+        }
+        report.orphans_killed += self.kill_orphans().await?;
+        Ok(())
+    }
+
+    /// Kills the compute of every session this node runs that is not unfinished in the
+    /// database (stopped by another replica, or never known).
+    async fn kill_orphans(&self) -> Result<usize> {
+        let Some(compute) = self.engine.compute() else {
+            return Ok(0);
+        };
+        let live: std::collections::HashSet<SessionId> = self
+            .engine
+            .database()
+            .sessions()
+            .unfinished_on(self.engine.node())
+            .await?
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.session.status,
+                    SessionStatus::Running | SessionStatus::Starting | SessionStatus::Pending
+                )
+            })
+            .map(|r| r.session.id)
+            .collect();
+        let mut killed = 0;
+        for id in compute.running_sessions().await? {
+            if live.contains(&id) {
+                continue;
+            }
+            match compute.stop_session(id).await {
+                Ok(()) => {
+                    killed += 1;
+                    tracing::info!(session = %id, "killed the processes of a session that had ended");
+                }
+                Err(e) => tracing::warn!(session = %id, error = %e, "could not kill an orphaned session"),
+            }
+        }
+        Ok(killed)
+    }
+
+    /// The limits of a running session and when each stops it.
+    fn deadlines(record: &SessionRecord, started: DateTime<Utc>) -> Vec<Deadline> {
+        let s = &record.session;
+        let secs = |v: u64| Duration::seconds(i64::try_from(v).unwrap_or(i64::MAX / 1000));
+        let mut deadlines = vec![Deadline {
+            at: started + secs(s.limits.max_duration_secs),
+            reason: StopReason::DurationLimit,
+            warning: Warning::DurationLimit,
+        }];
+        if let Some(ms) = ms_within_cost(s.rate_micros_per_hour, s.limits.max_cost_micros) {
+            deadlines.push(Deadline {
+                at: started + Duration::milliseconds(ms),
+                reason: StopReason::CostLimit,
+                warning: Warning::CostLimit,
+            });
+        }
+        deadlines.push(Deadline {
+            at: s.last_activity_at + secs(s.limits.idle_timeout_secs),
+            reason: StopReason::IdleTimeout,
+            warning: Warning::IdleTimeout,
+        });
+        deadlines
+    }
+
+    /// One tick of a leased session at `now`: stops it if a limit passed (charging up to the
+    /// limit), else charges the time since the last tick, extends the hold — stopping it with
+    /// `credits_exhausted` when that is refused — and warns of limits that are near. Returns
+    /// the stop reason if it stopped.
+    async fn tick(&self, record: SessionRecord, now: DateTime<Utc>) -> Result<Option<StopReason>> {
+        let sessions = self.engine.sessions();
+        let Some(started) = record.session.started_at else {
+            return Ok(None);
+        };
+        let deadlines = Self::deadlines(&record, started);
+        if let Some(first) = deadlines
+            .iter()
+            .filter(|d| d.at <= now)
+            .min_by_key(|d| d.at)
+        {
+            sessions
+                .finish(record, first.reason, first.at, now)
+                .await?;
+            return Ok(Some(first.reason));
+        }
+
+        let id = record.session.id;
+        let rate = record.session.rate_micros_per_hour;
+        let mut next = record.clone();
+        next.version += 1;
+        let until = record.covered_until.map_or(now, |c| c.min(now));
+        let end_ms = (until - started).num_milliseconds().max(record.billed_ms);
+        let mut charged: MicroCredits = 0;
+        if let Some(hold) = &record.hold {
+            let due = cost_of(rate, end_ms) - record.session.cost_micros;
+            charged = sessions.settle(id, record.tick, hold, due.max(0)).await?;
+        }
+        next.session.cost_micros += charged;
+        next.billed_ms = end_ms;
+        next.tick = record.tick + 1;
+        next.hold = None;
+
+        let window = Duration::seconds(
+            i64::try_from(self.engine.config().sessions.billing_window_secs).unwrap_or(300),
+        );
+        let window_cost = cost_of(rate, window.num_milliseconds());
+        let amount = window_cost.min(next.session.limits.max_cost_micros - next.session.cost_micros);
+        if amount > 0 {
+            let op = LedgerOp::Hold {
+                id: hold_id(id, next.tick),
+                user: next.session.owner_id,
+                amount,
+                timeout_at: now + window + window,
+                reference: Some(format!("session {id}")),
+            };
+            match self.engine.credits().execute(&op).await {
+                Ok(_) => next.hold = Some(hold_id(id, next.tick)),
+                Err(e) if e.kind() == ErrorKind::InsufficientCredits => {
+                    // Paid up to now; it cannot run on credit it does not have.
+                    let mut paid = next.clone();
+                    paid.version = record.version;
+                    let paid = self.commit_tick(paid, charged).await?;
+                    sessions
+                        .finish(paid, StopReason::CreditsExhausted, now, now)
+                        .await?;
+                    return Ok(Some(StopReason::CreditsExhausted));
+                }
+                Err(e) if e.code() == crate::api::ErrorCode::IdempotencyKeyReused => {
+                    // Another replica ran this tick with other figures: its hold stands.
+                    next.hold = Some(hold_id(id, next.tick));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        next.covered_until = Some(now + window);
+        next.next_check_at = Some(now + sessions.check_interval());
+
+        // Warnings, once each, before a limit stops the session.
+        let lead = Duration::seconds(
+            i64::try_from(self.engine.config().sessions.warning_lead_secs).unwrap_or(300),
+        );
+        let mut warnings = Vec::new();
+        for d in &deadlines {
+            let left = d.at - now;
+            let bit = d.warning.bit();
+            if left <= lead {
+                if next.warned & bit == 0 {
+                    next.warned |= bit;
+                    warnings.push((d.warning, left.num_seconds(), d.reason));
+                }
+            } else {
+                // Activity pushed an idle deadline back: warn again next time it nears.
+                next.warned &= !bit;
+            }
+        }
+        let available = self
+            .engine
+            .database()
+            .ledger()
+            .balance(next.session.owner_id)
+            .await?
+            .available;
+        let low = Warning::CreditsLow.bit();
+        if available < window_cost && next.hold.is_some() {
+            if next.warned & low == 0 {
+                next.warned |= low;
+                let seconds_left = window.num_seconds();
+                warnings.push((Warning::CreditsLow, seconds_left, StopReason::CreditsExhausted));
+            }
+        } else {
+            next.warned &= !low;
+        }
+
+        let wrote = self.engine.database().sessions().update(&next).await?;
+        if !wrote {
+            return Err(crate::Error::conflict("the session changed during its tick"));
+        }
+        if charged > 0 {
+            sessions
+                .event(
+                    id,
+                    SessionEventKind::Charged {
+                        tick: next.tick,
+                        amount_micros: charged,
+                        cost_micros: next.session.cost_micros,
+                    },
+                    format!(
+                        "charged {charged} micro-credits; {} so far",
+                        next.session.cost_micros
+                    ),
+                )
+                .await;
+        }
+        for (warning, seconds_left, reason) in warnings {
+            sessions
+                .event(
+                    id,
+                    SessionEventKind::Warning {
+                        warning,
+                        seconds_left,
+                    },
+                    format!(
+                        "the session stops in about {} ({})",
+                        human_duration(seconds_left),
+                        reason.as_str()
+                    ),
+                )
+                .await;
+        }
+        Ok(None)
+    }
+
+    /// Stores a tick's charge when the session stops right after it (its hold was refused).
+    async fn commit_tick(&self, mut record: SessionRecord, charged: MicroCredits) -> Result<SessionRecord> {
+        record.version += 1;
+        if !self.engine.database().sessions().update(&record).await? {
+            return Err(crate::Error::conflict("the session changed during its tick"));
+        }
+        if charged > 0 {
+            self.engine
+                .sessions()
+                .event(
+                    record.session.id,
+                    SessionEventKind::Charged {
+                        tick: record.tick,
+                        amount_micros: charged,
+                        cost_micros: record.session.cost_micros,
+                    },
+                    format!(
+                        "charged {charged} micro-credits; {} so far",
+                        record.session.cost_micros
+                    ),
+                )
+                .await;
+        }
+        Ok(record)
+    }
+}
+
+/// `90` → `1 min 30 s`.
+fn human_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match (s / 60, s % 60) {
+        (0, s) => format!("{s} s"),
+        (m, 0) => format!("{m} min"),
+        (m, s) => format!("{m} min {s} s"),
+    }
+}

@@ -1,0 +1,690 @@
+//! Sessions: create (quote → hold → start), stop, exec, terminals, events — and the billing
+//! steps the monitor shares with them.
+//!
+//! Billing (SPEC §4): a session's credits are reserved one window ahead by a hold. Tick `k`
+//! posts what the time used since the previous tick cost against hold `k - 1` and places hold
+//! `k`; a stop posts the last part. Cost is `cost_of(rate, elapsed)` cumulative, so it is exact
+//! to the micro-credit however the time was split; transfer ids are `<session>.hold.<k>` and
+//! `<session>.settle.<k>`, so a repeated step is a replay in the ledger, never a second charge.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures_core::Stream;
+
+use crate::api::{
+    CreateSession, EventListParams, ExecCommand, ExecOutput, ListParams, Page, SessionListParams,
+};
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::{SessionId, TemplateId};
+use crate::model::{
+    LedgerOp, MicroCredits, Scope, Session, SessionEvent, SessionEventKind, SessionLimits,
+    SessionRecord, SessionStatus, StopReason, Template, TransferId, cost_of,
+};
+use crate::ports::compute::{
+    ComputeProvider, ExecEvent, ExecRequest, ExecStream, PtyConnection, PtySize, SessionSpec,
+    WorkspaceSpec,
+};
+use crate::ports::SessionFilter;
+use crate::principal::Principal;
+use crate::validation::validate;
+
+/// Activity is written to the database at most this often per session.
+const TOUCH_INTERVAL_MS: i64 = 1_000;
+/// The longest output `exec` collects into one response, per stream.
+const MAX_EXEC_OUTPUT: usize = 8 * 1024 * 1024;
+
+/// Sessions of the calling user.
+#[derive(Debug)]
+pub struct SessionService<'e> {
+    engine: &'e Engine,
+}
+
+/// The id of hold `k` of `session`.
+pub(crate) fn hold_id(session: SessionId, k: u64) -> TransferId {
+    TransferId::new(format!("{session}.hold.{k}")).unwrap_or_else(|_| TransferId::random("hold"))
+}
+
+/// The id of the transfer that settles hold `k` of `session`.
+pub(crate) fn settle_id(session: SessionId, k: u64) -> TransferId {
+    TransferId::new(format!("{session}.settle.{k}"))
+        .unwrap_or_else(|_| TransferId::random("settle"))
+}
+
+/// The longest running time whose cost stays within `max_cost` at `rate`, if the rate is
+/// positive: `floor(max_cost × 3,600,000 / rate)` ms.
+pub(crate) fn ms_within_cost(rate: MicroCredits, max_cost: MicroCredits) -> Option<i64> {
+    (rate > 0).then(|| {
+        let ms = i128::from(max_cost.max(0)) * 3_600_000 / i128::from(rate);
+        i64::try_from(ms).unwrap_or(i64::MAX)
+    })
+}
+
+impl<'e> SessionService<'e> {
+    pub(crate) fn new(engine: &'e Engine) -> Self {
+        Self { engine }
+    }
+
+    fn compute(&self) -> Result<&'e std::sync::Arc<dyn ComputeProvider>> {
+        self.engine
+            .compute()
+            .ok_or_else(|| Error::unavailable("this server runs no compute: sessions are off"))
+    }
+
+    /// The credits a hold reserves: one window of cost, no more than what is left under the
+    /// session's cost limit.
+    fn hold_amount(&self, session: &Session) -> MicroCredits {
+        let window = cost_of(
+            session.rate_micros_per_hour,
+            self.window().num_milliseconds(),
+        );
+        window.min(session.limits.max_cost_micros - session.cost_micros)
+    }
+
+    fn window(&self) -> chrono::Duration {
+        chrono::Duration::seconds(
+            i64::try_from(self.engine.config().sessions.billing_window_secs).unwrap_or(i64::MAX),
+        )
+    }
+
+    pub(crate) fn check_interval(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds(
+            i64::try_from(self.engine.config().sessions.check_interval_ms).unwrap_or(i64::MAX),
+        )
+    }
+
+    /// Starts a session: validate → quote → hold credits → start compute → `running`. A failed
+    /// step undoes the earlier ones and leaves the session `failed` with the reason.
+    pub async fn create(&self, caller: &Principal, request: CreateSession) -> Result<Session> {
+        caller.require(Scope::SessionsWrite)?;
+        validate(&request)?;
+        let compute = self.compute()?;
+        let db = self.engine.database();
+        let workspace = db
+            .workspaces()
+            .get(caller.user_id(), request.workspace_id)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found("workspace not found")
+                    .with_context("field", "workspace_id")
+                    .with_context("workspace", request.workspace_id.to_string())
+            })?;
+        let template = self.resolve_template(caller, &request.template).await?;
+        let limits = self.limits_for(&template, &request)?;
+        if request.placement == crate::model::Placement::Spot && !compute.capabilities().spot {
+            return Err(Error::invalid(
+                "placement",
+                format!(
+                    "spot placement is not available on {} compute",
+                    compute.capabilities().name
+                ),
+            ));
+        }
+        let rate = self
+            .engine
+            .config()
+            .pricing
+            .hourly_rate(&template.resources, request.placement);
+        let now = self.engine.clock().now();
+        let session = Session {
+            id: SessionId::new(),
+            workspace_id: workspace.id,
+            owner_id: caller.user_id(),
+            template_id: template.id,
+            status: SessionStatus::Starting,
+            limits,
+            placement: request.placement,
+            resources: template.resources,
+            rate_micros_per_hour: rate,
+            cost_micros: 0,
+            stop_reason: None,
+            failure: None,
+            created_at: now,
+            started_at: None,
+            stopped_at: None,
+            last_activity_at: now,
+        };
+        let mut record = SessionRecord {
+            session,
+            node: self.engine.node().to_owned(),
+            version: 0,
+            tick: 0,
+            hold: None,
+            billed_ms: 0,
+            covered_until: None,
+            next_check_at: None,
+            warned: 0,
+        };
+        db.sessions().insert(&record).await?;
+        let id = record.session.id;
+        self.event(
+            id,
+            SessionEventKind::Created {
+                rate_micros_per_hour: rate,
+            },
+            format!(
+                "created from template {} at {rate} micro-credits per hour",
+                template.name
+            ),
+        )
+        .await;
+
+        let amount = self.hold_amount(&record.session);
+        if amount > 0 {
+            let op = LedgerOp::Hold {
+                id: hold_id(id, 0),
+                user: caller.user_id(),
+                amount,
+                timeout_at: now + self.window() + self.window(),
+                reference: Some(format!("session {id}")),
+            };
+            if let Err(e) = self.engine.credits().execute(&op).await {
+                self.fail(record, &e).await;
+                return Err(e.with_context("session", id.to_string()));
+            }
+            record.hold = Some(hold_id(id, 0));
+        }
+
+        let mut env: BTreeMap<String, String> = template.env.clone();
+        env.extend(workspace.env.clone());
+        env.extend(request.env);
+        let spec = SessionSpec {
+            session: id,
+            workspace: workspace.id,
+            image: template.image.clone(),
+            resources: template.resources,
+            env,
+            placement: request.placement,
+        };
+        let started = async {
+            compute
+                .provision_workspace(&WorkspaceSpec {
+                    workspace: workspace.id,
+                    name: workspace.name.clone(),
+                })
+                .await?;
+            compute.start_session(&spec).await
+        }
+        .await;
+        if let Err(e) = started {
+            // Whatever part of it started goes.
+            if let Err(stop) = compute.stop_session(id).await {
+                tracing::warn!(session = %id, error = %stop, "could not tear down a failed start");
+            }
+            self.fail(record, &e).await;
+            return Err(e.with_context("session", id.to_string()));
+        }
+
+        let started_at = self.engine.clock().now();
+        let mut next = record.clone();
+        next.version += 1;
+        next.session.status = SessionStatus::Running;
+        next.session.started_at = Some(started_at);
+        next.session.last_activity_at = started_at;
+        next.covered_until = Some(started_at + self.window());
+        next.next_check_at = Some(started_at + self.check_interval());
+        if !db.sessions().update(&next).await? {
+            let _ = compute.stop_session(id).await;
+            return Err(Error::conflict("the session changed while it was starting"));
+        }
+        self.event(
+            id,
+            SessionEventKind::Started,
+            "compute is up; billing started".into(),
+        )
+        .await;
+        tracing::info!(session = %id, template = %template.name, rate, "session started");
+        Ok(next.session)
+    }
+
+    pub(crate) async fn resolve_template(&self, caller: &Principal, name_or_id: &str) -> Result<Template> {
+        let repo = self.engine.database().templates();
+        let found = match name_or_id.parse::<TemplateId>() {
+            Ok(id) => repo.get_visible(caller.user_id(), id).await?,
+            Err(_) => {
+                repo.find_visible_by_name(caller.user_id(), name_or_id)
+                    .await?
+            }
+        };
+        found.ok_or_else(|| {
+            Error::invalid(
+                "template",
+                format!("unknown template {name_or_id:?}: no built-in or template of yours has that name or id"),
+            )
+        })
+    }
+
+    fn limits_for(&self, template: &Template, request: &CreateSession) -> Result<SessionLimits> {
+        let d = template.default_limits;
+        let o = request.limits;
+        let limits = SessionLimits {
+            max_duration_secs: o.max_duration_secs.unwrap_or(d.max_duration_secs),
+            max_cost_micros: o.max_cost_micros.unwrap_or(d.max_cost_micros),
+            idle_timeout_secs: o.idle_timeout_secs.unwrap_or(d.idle_timeout_secs),
+        };
+        validate(&limits).map_err(|e| {
+            let field = format!("limits.{}", e.field().unwrap_or_default());
+            Error::invalid(field.clone(), format!("{field}: {}", e.message()))
+        })?;
+        limits.check_within(&self.engine.config().max_limits, "limits")?;
+        Ok(limits)
+    }
+
+    /// One of the caller's sessions. Reading a session counts as activity on it.
+    pub async fn get(&self, caller: &Principal, id: SessionId) -> Result<Session> {
+        caller.require(Scope::SessionsRead)?;
+        let session = self.owned(caller, id).await?;
+        if session.status == SessionStatus::Running {
+            self.touch(id).await;
+        }
+        Ok(session)
+    }
+
+    async fn owned(&self, caller: &Principal, id: SessionId) -> Result<Session> {
+        self.engine
+            .database()
+            .sessions()
+            .get(caller.user_id(), id)
+            .await?
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// A page of the caller's sessions.
+    pub async fn list(
+        &self,
+        caller: &Principal,
+        params: &SessionListParams,
+    ) -> Result<Page<Session>> {
+        caller.require(Scope::SessionsRead)?;
+        let page = ListParams {
+            limit: params.limit,
+            cursor: params.cursor.clone(),
+        }
+        .to_request()?;
+        let filter = SessionFilter {
+            workspace: params.workspace_id,
+            status: params.status,
+            template: params.template_id,
+        };
+        self.engine
+            .database()
+            .sessions()
+            .list(caller.user_id(), &filter, page)
+            .await
+    }
+
+    /// Stops one of the caller's sessions (reason `user`), charging it up to now. Stopping a
+    /// session that has already ended returns it as it is.
+    pub async fn stop(&self, caller: &Principal, id: SessionId) -> Result<Session> {
+        caller.require(Scope::SessionsWrite)?;
+        self.owned(caller, id).await?;
+        for _ in 0..5 {
+            let record = self
+                .engine
+                .database()
+                .sessions()
+                .record(id)
+                .await?
+                .ok_or_else(|| not_found(id))?;
+            match record.session.status {
+                SessionStatus::Stopped | SessionStatus::Failed => return Ok(record.session),
+                SessionStatus::Running | SessionStatus::Stopping => {}
+                SessionStatus::Pending | SessionStatus::Starting => {
+                    return Err(Error::conflict(
+                        "the session is still starting; stop it once it runs",
+                    ));
+                }
+            }
+            let now = self.engine.clock().now();
+            match self.finish(record, StopReason::User, now, now).await {
+                Ok(done) => return Ok(done.session),
+                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict("the session kept changing; try again").set_retryable(true))
+    }
+
+    /// Deletes one of the caller's sessions that has ended, with its events.
+    pub async fn delete(&self, caller: &Principal, id: SessionId) -> Result<()> {
+        caller.require(Scope::SessionsWrite)?;
+        let session = self.owned(caller, id).await?;
+        if !session.is_finished() {
+            return Err(Error::conflict(format!(
+                "session {id} is {}: stop it before deleting it",
+                session.status.as_str()
+            )));
+        }
+        if self
+            .engine
+            .database()
+            .sessions()
+            .delete_finished(caller.user_id(), id)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(not_found(id))
+        }
+    }
+
+    /// A running session of the caller whose compute this server can reach.
+    async fn running_here(&self, caller: &Principal, id: SessionId) -> Result<Session> {
+        let record = self
+            .engine
+            .database()
+            .sessions()
+            .record(id)
+            .await?
+            .filter(|r| r.session.owner_id == caller.user_id())
+            .ok_or_else(|| not_found(id))?;
+        if record.session.status != SessionStatus::Running {
+            return Err(Error::conflict(format!(
+                "session {id} is {}, not running",
+                record.session.status.as_str()
+            ))
+            .with_context("status", record.session.status.as_str()));
+        }
+        if record.node != self.engine.node() && self.compute()?.capabilities().name == "local" {
+            return Err(Error::conflict(format!(
+                "session {id} runs on server node {:?}; send this request there",
+                record.node
+            )));
+        }
+        Ok(record.session)
+    }
+
+    /// Runs a command in one of the caller's running sessions, streaming its output.
+    pub async fn exec_stream(
+        &self,
+        caller: &Principal,
+        id: SessionId,
+        command: ExecCommand,
+    ) -> Result<ExecStream> {
+        caller.require(Scope::SessionsWrite)?;
+        validate(&command)?;
+        self.running_here(caller, id).await?;
+        self.touch(id).await;
+        let request = ExecRequest {
+            command: command.command,
+            env: command.env,
+            stdin: command.stdin.map(bytes::Bytes::from),
+            timeout: Duration::from_secs(command.timeout_secs.unwrap_or(60)),
+        };
+        self.compute()?.exec(id, request).await
+    }
+
+    /// Runs a command and collects its output (up to 8 MiB per stream).
+    pub async fn exec(
+        &self,
+        caller: &Principal,
+        id: SessionId,
+        command: ExecCommand,
+    ) -> Result<ExecOutput> {
+        let timeout = Duration::from_secs(command.timeout_secs.unwrap_or(60));
+        let began = Instant::now();
+        let mut stream = self.exec_stream(caller, id, command).await?;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let mut exit_code = None;
+        while let Some(event) = next(&mut stream).await {
+            match event? {
+                ExecEvent::Stdout(b) => append_capped(&mut stdout, &b),
+                ExecEvent::Stderr(b) => append_capped(&mut stderr, &b),
+                ExecEvent::Exit(code) => {
+                    exit_code = code;
+                    break;
+                }
+            }
+        }
+        self.touch(id).await;
+        Ok(ExecOutput {
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            exit_code,
+            timed_out: exit_code.is_none() && began.elapsed() >= timeout,
+        })
+    }
+
+    /// Attaches to the terminal of one of the caller's running sessions.
+    pub async fn attach(
+        &self,
+        caller: &Principal,
+        id: SessionId,
+        size: PtySize,
+    ) -> Result<(Session, Box<dyn PtyConnection>)> {
+        caller.require(Scope::SessionsWrite)?;
+        if size.rows == 0 || size.cols == 0 || size.rows > 1000 || size.cols > 1000 {
+            return Err(Error::invalid(
+                "size",
+                "terminal rows and columns must be between 1 and 1000",
+            ));
+        }
+        let session = self.running_here(caller, id).await?;
+        self.touch(id).await;
+        let pty = self.compute()?.attach_pty(id, size).await?;
+        Ok((session, pty))
+    }
+
+    /// Events of one of the caller's sessions, oldest first.
+    pub async fn events(
+        &self,
+        caller: &Principal,
+        id: SessionId,
+        params: &EventListParams,
+    ) -> Result<Vec<SessionEvent>> {
+        caller.require(Scope::SessionsRead)?;
+        let limit = params.limit.unwrap_or(200);
+        if !(1..=1000).contains(&limit) {
+            return Err(Error::invalid("limit", "limit must be between 1 and 1000"));
+        }
+        self.owned(caller, id).await?;
+        self.engine
+            .database()
+            .sessions()
+            .events(id, params.after.unwrap_or(0), limit)
+            .await
+    }
+
+    /// Events of every session as they happen in this process (filter by `session_id`).
+    /// Events made by other replicas are in the database ([`Self::events`]).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
+        self.engine.inner.bus.subscribe()
+    }
+
+    /// Records activity on a session (at most one database write a second per session).
+    pub async fn touch(&self, id: SessionId) {
+        let now = self.engine.clock().now();
+        {
+            let mut seen = self
+                .engine
+                .inner
+                .activity
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match seen.get(&id) {
+                Some(last) if (now - *last).num_milliseconds() < TOUCH_INTERVAL_MS => return,
+                _ => {
+                    seen.insert(id, now);
+                }
+            }
+        }
+        if let Err(e) = self.engine.database().sessions().touch(id, now).await {
+            tracing::warn!(session = %id, error = %e, "could not record session activity");
+        }
+    }
+
+    /// Appends an event and tells this process's subscribers. An event that cannot be stored
+    /// is logged: it never undoes the step it reports.
+    pub(crate) async fn event(&self, id: SessionId, kind: SessionEventKind, message: String) {
+        let now = self.engine.clock().now();
+        match self
+            .engine
+            .database()
+            .sessions()
+            .append_event(id, now, &kind, &message)
+            .await
+        {
+            Ok(event) => {
+                // No subscriber is fine.
+                let _ = self.engine.inner.bus.send(event);
+            }
+            Err(e) => tracing::warn!(session = %id, error = %e, "could not store a session event"),
+        }
+    }
+
+    /// Marks a session that never ran `failed`, releasing its hold.
+    async fn fail(&self, record: SessionRecord, error: &Error) {
+        let id = record.session.id;
+        if let Some(hold) = &record.hold {
+            let void = LedgerOp::Void {
+                id: TransferId::new(format!("{id}.void.{}", record.tick))
+                    .unwrap_or_else(|_| TransferId::random("void")),
+                hold: hold.clone(),
+            };
+            if let Err(e) = self.engine.credits().execute(&void).await {
+                tracing::warn!(session = %id, error = %e, "could not void the hold of a failed start; it times out by itself");
+            }
+        }
+        let mut next = record;
+        next.version += 1;
+        next.hold = None;
+        next.session.status = SessionStatus::Failed;
+        next.session.stop_reason = Some(StopReason::Failed);
+        next.session.failure = Some(error.message().to_owned());
+        next.session.stopped_at = Some(self.engine.clock().now());
+        if let Err(e) = self.engine.database().sessions().update(&next).await {
+            tracing::warn!(session = %id, error = %e, "could not mark a session failed");
+        }
+        self.event(
+            id,
+            SessionEventKind::Failed {
+                error: error.message().to_owned(),
+            },
+            format!("failed: {}", error.message()),
+        )
+        .await;
+    }
+
+    /// Posts `amount` against `hold` as transfer `id` and returns what the ledger charged: the
+    /// stored amount when this step already ran (with other figures), nothing when the hold
+    /// timed out meanwhile.
+    pub(crate) async fn settle(
+        &self,
+        session: SessionId,
+        k: u64,
+        hold: &TransferId,
+        amount: MicroCredits,
+    ) -> Result<MicroCredits> {
+        let id = settle_id(session, k);
+        let op = LedgerOp::Post {
+            id: id.clone(),
+            hold: hold.clone(),
+            amount,
+        };
+        match self.engine.credits().execute(&op).await {
+            Ok(t) => Ok(t.amount),
+            Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::InvalidInput) => {
+                match self.engine.database().ledger().transfer(&id).await? {
+                    Some(done) => Ok(done.amount),
+                    None if e.kind() == ErrorKind::Conflict => {
+                        tracing::warn!(session = %session, hold = %hold, "the hold timed out before it was settled; that time is not charged");
+                        Ok(0)
+                    }
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends a running session for `reason`: charges it up to `bill_until` (no further than its
+    /// hold covers), releases the hold, marks it stopped, and stops its compute when it runs
+    /// here. `Conflict` when the session changed meanwhile (the caller re-reads).
+    pub(crate) async fn finish(
+        &self,
+        record: SessionRecord,
+        reason: StopReason,
+        bill_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<SessionRecord> {
+        let id = record.session.id;
+        let mut next = record.clone();
+        next.version += 1;
+        if let Some(hold) = &record.hold {
+            // A session that never started owes nothing: its hold is released in full.
+            let (end_ms, due) = match record.session.started_at {
+                Some(started) => {
+                    let until = record
+                        .covered_until
+                        .map_or(bill_until, |c| c.min(bill_until));
+                    let end_ms = (until - started)
+                        .num_milliseconds()
+                        .max(record.billed_ms);
+                    let due = cost_of(record.session.rate_micros_per_hour, end_ms)
+                        - record.session.cost_micros;
+                    (end_ms, due.max(0))
+                }
+                None => (record.billed_ms, 0),
+            };
+            let charged = self.settle(id, record.tick, hold, due).await?;
+            next.session.cost_micros += charged;
+            next.billed_ms = end_ms;
+        }
+        next.hold = None;
+        next.next_check_at = None;
+        next.session.status = if reason == StopReason::Failed {
+            SessionStatus::Failed
+        } else {
+            SessionStatus::Stopped
+        };
+        next.session.stop_reason = Some(reason);
+        next.session.stopped_at = Some(now);
+        if !self.engine.database().sessions().update(&next).await? {
+            return Err(Error::conflict("the session changed meanwhile"));
+        }
+        if next.node == self.engine.node()
+            && let Some(compute) = self.engine.compute()
+            && let Err(e) = compute.stop_session(id).await
+        {
+            // The monitor's sweep tries again.
+            tracing::warn!(session = %id, error = %e, "could not stop the session's compute");
+        }
+        self.engine
+            .inner
+            .activity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        self.event(
+            id,
+            SessionEventKind::Stopped {
+                reason,
+                cost_micros: next.session.cost_micros,
+            },
+            format!(
+                "stopped ({}); total cost {} micro-credits",
+                reason.as_str(),
+                next.session.cost_micros
+            ),
+        )
+        .await;
+        tracing::info!(session = %id, reason = reason.as_str(), cost = next.session.cost_micros, "session stopped");
+        Ok(next)
+    }
+}
+
+fn not_found(id: SessionId) -> Error {
+    Error::not_found("session not found").with_context("session", id.to_string())
+}
+
+fn append_capped(buf: &mut Vec<u8>, bytes: &[u8]) {
+    let room = MAX_EXEC_OUTPUT.saturating_sub(buf.len());
+    buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+}
+
+/// The next item of a stream.
+async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_next(cx)).await
+}
