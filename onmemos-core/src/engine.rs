@@ -92,7 +92,9 @@ impl SessionSettings {
             ));
         }
         if self.lease_secs == 0 {
-            return Err(Error::configuration("sessions.lease_secs must be at least 1"));
+            return Err(Error::configuration(
+                "sessions.lease_secs must be at least 1",
+            ));
         }
         if let Some(node) = &self.node
             && (node.is_empty() || node.len() > 128)

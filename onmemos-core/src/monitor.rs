@@ -78,9 +78,8 @@ impl Monitor {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "could not reconcile sessions at start-up"),
             }
-            let interval = std::time::Duration::from_millis(
-                self.engine.config().sessions.check_interval_ms,
-            );
+            let interval =
+                std::time::Duration::from_millis(self.engine.config().sessions.check_interval_ms);
             let mut timer = tokio::time::interval(interval);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -260,7 +259,9 @@ impl Monitor {
                     killed += 1;
                     tracing::info!(session = %id, "killed the processes of a session that had ended");
                 }
-                Err(e) => tracing::warn!(session = %id, error = %e, "could not kill an orphaned session"),
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "could not kill an orphaned session")
+                }
             }
         }
         Ok(killed)
@@ -305,9 +306,7 @@ impl Monitor {
             .filter(|d| d.at <= now)
             .min_by_key(|d| d.at)
         {
-            sessions
-                .finish(record, first.reason, first.at, now)
-                .await?;
+            sessions.finish(record, first.reason, first.at, now).await?;
             return Ok(Some(first.reason));
         }
 
@@ -331,7 +330,8 @@ impl Monitor {
             i64::try_from(self.engine.config().sessions.billing_window_secs).unwrap_or(300),
         );
         let window_cost = cost_of(rate, window.num_milliseconds());
-        let amount = window_cost.min(next.session.limits.max_cost_micros - next.session.cost_micros);
+        let amount =
+            window_cost.min(next.session.limits.max_cost_micros - next.session.cost_micros);
         if amount > 0 {
             let op = LedgerOp::Hold {
                 id: hold_id(id, next.tick),
@@ -392,7 +392,11 @@ impl Monitor {
             if next.warned & low == 0 {
                 next.warned |= low;
                 let seconds_left = window.num_seconds();
-                warnings.push((Warning::CreditsLow, seconds_left, StopReason::CreditsExhausted));
+                warnings.push((
+                    Warning::CreditsLow,
+                    seconds_left,
+                    StopReason::CreditsExhausted,
+                ));
             }
         } else {
             next.warned &= !low;
@@ -400,7 +404,9 @@ impl Monitor {
 
         let wrote = self.engine.database().sessions().update(&next).await?;
         if !wrote {
-            return Err(crate::Error::conflict("the session changed during its tick"));
+            return Err(crate::Error::conflict(
+                "the session changed during its tick",
+            ));
         }
         if charged > 0 {
             sessions
@@ -438,10 +444,16 @@ impl Monitor {
     }
 
     /// Stores a tick's charge when the session stops right after it (its hold was refused).
-    async fn commit_tick(&self, mut record: SessionRecord, charged: MicroCredits) -> Result<SessionRecord> {
+    async fn commit_tick(
+        &self,
+        mut record: SessionRecord,
+        charged: MicroCredits,
+    ) -> Result<SessionRecord> {
         record.version += 1;
         if !self.engine.database().sessions().update(&record).await? {
-            return Err(crate::Error::conflict("the session changed during its tick"));
+            return Err(crate::Error::conflict(
+                "the session changed during its tick",
+            ));
         }
         if charged > 0 {
             self.engine

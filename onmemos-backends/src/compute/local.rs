@@ -53,7 +53,9 @@ struct LocalSession {
     leader: i32,
     child: tokio::sync::Mutex<tokio::process::Child>,
     input: tokio::sync::Mutex<OwnedWritePty>,
-    output: broadcast::Sender<Bytes>,
+    /// The terminal's output, while it is open: the reader task clears it when the terminal
+    /// closes, so attachments see the end of output.
+    output: Arc<Mutex<Option<broadcast::Sender<Bytes>>>>,
     workdir: PathBuf,
     env: BTreeMap<String, String>,
     /// `ONMEMOS_SESSION=<id>@<root>`, in the environment of every process started for it.
@@ -62,6 +64,14 @@ struct LocalSession {
 }
 
 impl LocalSession {
+    /// A receiver of the terminal's output; an already closed one if the terminal closed.
+    fn subscribe(&self) -> broadcast::Receiver<Bytes> {
+        match &*self.output.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(sender) => sender.subscribe(),
+            None => broadcast::channel(1).1,
+        }
+    }
+
     fn processes(&self) -> Vec<procfs::ProcStat> {
         procfs::tree(&procfs::all(), self.leader, |pid| {
             procfs::has_marker(pid, &self.marker)
@@ -310,8 +320,9 @@ impl ComputeProvider for LocalCompute {
             .and_then(|id| i32::try_from(id).ok())
             .ok_or_else(|| io_error("start the session shell", "it exited at once"))?;
         let (mut read, write) = pty.into_split();
-        let (output, _) = broadcast::channel(OUTPUT_BACKLOG);
-        let sender = output.clone();
+        let (sender, _) = broadcast::channel(OUTPUT_BACKLOG);
+        let output = Arc::new(Mutex::new(Some(sender.clone())));
+        let open = output.clone();
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; 16 * 1024];
             // EIO when the last process holding the terminal exits: the end of output.
@@ -319,6 +330,8 @@ impl ComputeProvider for LocalCompute {
                 // No subscriber is fine: output nobody is attached to is dropped.
                 let _ = sender.send(Bytes::copy_from_slice(&buf[..n]));
             }
+            // Dropping the last sender ends every attachment's output.
+            open.lock().unwrap_or_else(|e| e.into_inner()).take();
         })
         .abort_handle();
         let session = LocalSession {
@@ -428,7 +441,7 @@ impl ComputeProvider for LocalCompute {
     ) -> Result<Box<dyn PtyConnection>> {
         let s = self.session(session)?;
         let connection = LocalPty {
-            output: tokio::sync::Mutex::new(s.output.subscribe()),
+            output: tokio::sync::Mutex::new(s.subscribe()),
             session: s,
         };
         let connection = Box::new(connection);

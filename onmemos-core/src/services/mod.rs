@@ -3,14 +3,14 @@
 
 mod api_keys;
 mod credits;
-mod templates;
 pub(crate) mod sessions;
+mod templates;
 mod users;
 mod workspaces;
 
 pub use api_keys::ApiKeyService;
 pub use credits::CreditService;
-pub use templates::{BUILTIN_TEMPLATE_NAMES, TemplateService, builtin_templates};
 pub use sessions::SessionService;
+pub use templates::{BUILTIN_TEMPLATE_NAMES, TemplateService, builtin_templates};
 pub use users::UserService;
 pub use workspaces::WorkspaceService;

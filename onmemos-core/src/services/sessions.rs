@@ -23,11 +23,11 @@ use crate::model::{
     LedgerOp, MicroCredits, Scope, Session, SessionEvent, SessionEventKind, SessionLimits,
     SessionRecord, SessionStatus, StopReason, Template, TransferId, cost_of,
 };
+use crate::ports::SessionFilter;
 use crate::ports::compute::{
     ComputeProvider, ExecEvent, ExecRequest, ExecStream, PtyConnection, PtySize, SessionSpec,
     WorkspaceSpec,
 };
-use crate::ports::SessionFilter;
 use crate::principal::Principal;
 use crate::validation::validate;
 
@@ -239,7 +239,11 @@ impl<'e> SessionService<'e> {
         Ok(next.session)
     }
 
-    pub(crate) async fn resolve_template(&self, caller: &Principal, name_or_id: &str) -> Result<Template> {
+    pub(crate) async fn resolve_template(
+        &self,
+        caller: &Principal,
+        name_or_id: &str,
+    ) -> Result<Template> {
         let repo = self.engine.database().templates();
         let found = match name_or_id.parse::<TemplateId>() {
             Ok(id) => repo.get_visible(caller.user_id(), id).await?,
@@ -619,9 +623,7 @@ impl<'e> SessionService<'e> {
                     let until = record
                         .covered_until
                         .map_or(bill_until, |c| c.min(bill_until));
-                    let end_ms = (until - started)
-                        .num_milliseconds()
-                        .max(record.billed_ms);
+                    let end_ms = (until - started).num_milliseconds().max(record.billed_ms);
                     let due = cost_of(record.session.rate_micros_per_hour, end_ms)
                         - record.session.cost_micros;
                     (end_ms, due.max(0))

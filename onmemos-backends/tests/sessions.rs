@@ -1,0 +1,711 @@
+//! Sessions on real local compute, billed and stopped by the monitor on a simulated clock, on
+//! SQLite and PostgreSQL.
+//!
+//! For every stop reason: the session stops at the first monitor pass at or after the moment
+//! the limit is reached (within one tick); the charge is `cost_of(rate, running time)` exactly,
+//! and equals the sum of the session's ledger posts; no credit stays held; the event trail is
+//! complete; and no process of the session survives.
+#![cfg(all(feature = "sqlite", feature = "postgres", feature = "local-compute"))]
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use onmemos_backends::compute::LocalCompute;
+use onmemos_backends::db::SqlDatabase;
+use onmemos_backends::testing::fresh_postgres_url;
+use onmemos_core::api::{CreateSession, CreateUser, CreateWorkspace, ExecCommand, LimitOverrides};
+use onmemos_core::clock::{Clock, ManualClock};
+use onmemos_core::id::{SessionId, WorkspaceId};
+use onmemos_core::model::{
+    GrantSource, LedgerOp, MicroCredits, Session, SessionEventKind, SessionStatus, StopReason,
+    TransferId, TransferKind, Warning, cost_of,
+};
+use onmemos_core::ports::Database;
+use onmemos_core::ports::compute::PtySize;
+use onmemos_core::{Engine, EngineConfig, ErrorKind, Principal, SessionSettings};
+
+const INTERVAL_S: i64 = 10;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 1, 9, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+struct World {
+    engine: Engine,
+    clock: Arc<ManualClock>,
+    user: Principal,
+    workspace: WorkspaceId,
+    db: Arc<dyn Database>,
+    root: std::path::PathBuf,
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        sessions: SessionSettings {
+            check_interval_ms: 10_000,
+            billing_window_secs: 60,
+            warning_lead_secs: 30,
+            lease_secs: 5,
+            node: Some("node-a".into()),
+        },
+        ..EngineConfig::default()
+    }
+}
+
+async fn engine_over(
+    db: Arc<dyn Database>,
+    clock: Arc<ManualClock>,
+    root: &std::path::Path,
+) -> Engine {
+    Engine::builder(db)
+        .with_clock(clock)
+        .with_compute(Arc::new(LocalCompute::unsandboxed(root)))
+        .with_config(config())
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("engine: {e}"))
+}
+
+async fn world(db: SqlDatabase, credits: MicroCredits) -> World {
+    let db: Arc<dyn Database> = Arc::new(db);
+    let clock = Arc::new(ManualClock::new(t0()));
+    let root = tempfile::tempdir()
+        .unwrap_or_else(|e| panic!("tempdir: {e}"))
+        .keep();
+    let engine = engine_over(db.clone(), clock.clone(), &root).await;
+    let created = engine
+        .users()
+        .bootstrap(CreateUser {
+            email: format!("{}@example.com", SessionId::new()),
+            name: None,
+            role: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("user: {e}"));
+    let user = Principal::for_user(&created.user);
+    let workspace = engine
+        .workspaces()
+        .create(
+            &user,
+            CreateWorkspace {
+                name: "lab".into(),
+                description: None,
+                env: Default::default(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("workspace: {e}"))
+        .id;
+    if credits > 0 {
+        engine
+            .credits()
+            .execute(&LedgerOp::Grant {
+                id: TransferId::random("grant"),
+                user: user.user_id(),
+                amount: credits,
+                source: GrantSource::Purchase,
+                priority: 0,
+                expires_at: None,
+                reference: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("grant: {e}"));
+    }
+    World {
+        engine,
+        clock,
+        user,
+        workspace,
+        db,
+        root,
+    }
+}
+
+async fn databases() -> Vec<(&'static str, SqlDatabase)> {
+    let dir = tempfile::tempdir()
+        .unwrap_or_else(|e| panic!("tempdir: {e}"))
+        .keep();
+    let mut dbs = vec![(
+        "sqlite",
+        SqlDatabase::open(&format!("sqlite://{}", dir.join("s.db").display()))
+            .await
+            .unwrap_or_else(|e| panic!("sqlite: {e}")),
+    )];
+    if let Some(url) = fresh_postgres_url().await {
+        dbs.push((
+            "postgres",
+            SqlDatabase::open(&url)
+                .await
+                .unwrap_or_else(|e| panic!("postgres: {e}")),
+        ));
+    }
+    dbs
+}
+
+impl World {
+    async fn start(&self, limits: LimitOverrides) -> Session {
+        self.engine
+            .sessions()
+            .create(
+                &self.user,
+                CreateSession {
+                    workspace_id: self.workspace,
+                    template: "python".into(),
+                    limits,
+                    placement: Default::default(),
+                    env: Default::default(),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create: {e}"))
+    }
+
+    /// Advances the clock one interval at a time, running a monitor pass after each, until the
+    /// session stops; returns it and the time of the pass that stopped it.
+    async fn run_until_stopped(
+        &self,
+        id: SessionId,
+        max_passes: usize,
+    ) -> (Session, DateTime<Utc>) {
+        let monitor = self.engine.monitor();
+        for _ in 0..max_passes {
+            self.clock.advance(Duration::seconds(INTERVAL_S));
+            let report = monitor
+                .run_once()
+                .await
+                .unwrap_or_else(|e| panic!("pass: {e}"));
+            assert_eq!(report.errors, 0, "a monitor pass failed: {report:?}");
+            let s = self.stored(id).await;
+            if s.is_finished() {
+                return (s, self.clock.now());
+            }
+        }
+        panic!("session {id} did not stop within {max_passes} passes");
+    }
+
+    /// The session as stored, without counting as activity.
+    async fn stored(&self, id: SessionId) -> Session {
+        self.db
+            .sessions()
+            .get(self.user.user_id(), id)
+            .await
+            .unwrap_or_else(|e| panic!("get: {e}"))
+            .unwrap_or_else(|| panic!("session {id} vanished"))
+    }
+
+    /// Checks the money: the charge is the cost of `ran_ms` at the session's rate, the ledger's
+    /// posts for the session add up to it, and nothing is held.
+    async fn check_charge(&self, s: &Session, ran_ms: i64) {
+        assert_eq!(
+            s.cost_micros,
+            cost_of(s.rate_micros_per_hour, ran_ms),
+            "charge of {ran_ms} ms at {} per hour",
+            s.rate_micros_per_hour
+        );
+        let mut posted = 0;
+        let mut after = None;
+        loop {
+            let page = self
+                .db
+                .ledger()
+                .transfers(
+                    None,
+                    Some(TransferKind::Post),
+                    onmemos_core::api::PageRequest { limit: 200, after },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("transfers: {e}"));
+            posted += page
+                .items
+                .iter()
+                .filter(|t| t.id.as_str().starts_with(&s.id.to_string()))
+                .map(|t| t.amount)
+                .sum::<MicroCredits>();
+            match page.next_cursor {
+                Some(c) => after = c.parse().ok(),
+                None => break,
+            }
+        }
+        assert_eq!(posted, s.cost_micros, "ledger posts against the session");
+        let balance = self
+            .db
+            .ledger()
+            .balance(self.user.user_id())
+            .await
+            .unwrap_or_else(|e| panic!("balance: {e}"));
+        assert_eq!(
+            balance.counters.debits_pending, 0,
+            "a hold outlived the session"
+        );
+        assert_eq!(
+            balance.counters.debits_posted, s.cost_micros,
+            "what the user paid"
+        );
+    }
+
+    async fn events(&self, id: SessionId) -> Vec<SessionEventKind> {
+        self.engine
+            .sessions()
+            .events(&self.user, id, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("events: {e}"))
+            .into_iter()
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    /// The trail starts created → started, has every tick's charge, and ends with the stop.
+    async fn check_trail(&self, s: &Session, warning: Option<Warning>) {
+        let events = self.events(s.id).await;
+        assert!(
+            matches!(events.first(), Some(SessionEventKind::Created { .. })),
+            "{events:?}"
+        );
+        assert!(
+            matches!(events.get(1), Some(SessionEventKind::Started)),
+            "{events:?}"
+        );
+        let charged_in_ticks: MicroCredits = events
+            .iter()
+            .filter_map(|e| match e {
+                SessionEventKind::Charged { amount_micros, .. } => Some(*amount_micros),
+                _ => None,
+            })
+            .sum();
+        let Some(SessionEventKind::Stopped {
+            reason,
+            cost_micros,
+        }) = events.last()
+        else {
+            panic!("the trail does not end with the stop: {events:?}");
+        };
+        assert_eq!(Some(*reason), s.stop_reason);
+        assert_eq!(*cost_micros, s.cost_micros);
+        assert!(charged_in_ticks <= s.cost_micros);
+        if let Some(w) = warning {
+            assert!(
+                events.iter().any(
+                    |e| matches!(e, SessionEventKind::Warning { warning, .. } if *warning == w)
+                ),
+                "no {w:?} warning before the stop: {events:?}"
+            );
+        }
+    }
+
+    /// No process of the session is alive (checked in /proc).
+    fn check_no_processes(&self, id: SessionId) {
+        let marker = format!("ONMEMOS_SESSION={id}@");
+        let alive: Vec<String> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let zombie = stat.rsplit_once(')')?.1.trim_start().starts_with('Z');
+                let ours = env
+                    .split(|b| *b == 0)
+                    .any(|v| v.starts_with(marker.as_bytes()));
+                (ours && !zombie).then(|| stat)
+            })
+            .collect();
+        assert!(alive.is_empty(), "processes of {id} survived: {alive:?}");
+        let _ = &self.root;
+    }
+}
+
+fn ms_between(a: DateTime<Utc>, b: DateTime<Utc>) -> i64 {
+    (b - a).num_milliseconds()
+}
+
+#[tokio::test]
+async fn duration_limit_stops_within_one_tick_and_charges_exactly() {
+    for (name, db) in databases().await {
+        let w = world(db, 1_000_000).await;
+        let s = w
+            .start(LimitOverrides {
+                max_duration_secs: Some(125),
+                ..Default::default()
+            })
+            .await;
+        let started = s.started_at.unwrap_or_default();
+        // Keep it busy so only the duration can stop it.
+        let (stopped, at) = {
+            let monitor = w.engine.monitor();
+            let mut result = None;
+            for _ in 0..20 {
+                w.clock.advance(Duration::seconds(INTERVAL_S));
+                w.engine.sessions().touch(s.id).await;
+                let report = monitor.run_once().await.unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(report.errors, 0, "{name}: {report:?}");
+                let now = w.stored(s.id).await;
+                if now.is_finished() {
+                    result = Some((now, w.clock.now()));
+                    break;
+                }
+            }
+            result.unwrap_or_else(|| panic!("{name}: never stopped"))
+        };
+        let deadline = started + Duration::seconds(125);
+        assert_eq!(
+            stopped.stop_reason,
+            Some(StopReason::DurationLimit),
+            "{name}"
+        );
+        assert!(
+            at >= deadline && at - deadline < Duration::seconds(INTERVAL_S),
+            "{name}"
+        );
+        w.check_charge(&stopped, 125_000).await;
+        w.check_trail(&stopped, Some(Warning::DurationLimit)).await;
+        w.check_no_processes(s.id);
+    }
+}
+
+#[tokio::test]
+async fn cost_limit_stops_at_the_limit_and_never_charges_past_it() {
+    for (name, db) in databases().await {
+        let w = world(db, 1_000_000).await;
+        let s = w
+            .start(LimitOverrides {
+                max_cost_micros: Some(1_000),
+                ..Default::default()
+            })
+            .await;
+        let started = s.started_at.unwrap_or_default();
+        let (stopped, at) = w.run_until_stopped(s.id, 20).await;
+        // 50,000 per hour: 1,000 micro-credits buy 72,000 ms.
+        let ms = 1_000 * 3_600_000 / s.rate_micros_per_hour;
+        assert_eq!(stopped.stop_reason, Some(StopReason::CostLimit), "{name}");
+        let deadline = started + Duration::milliseconds(ms);
+        assert!(
+            at >= deadline && at - deadline < Duration::seconds(INTERVAL_S),
+            "{name}"
+        );
+        w.check_charge(&stopped, ms).await;
+        assert!(
+            stopped.cost_micros <= 1_000,
+            "{name}: {}",
+            stopped.cost_micros
+        );
+        w.check_trail(&stopped, Some(Warning::CostLimit)).await;
+        w.check_no_processes(s.id);
+    }
+}
+
+#[tokio::test]
+async fn idle_timeout_stops_an_idle_session_and_activity_defers_it() {
+    for (name, db) in databases().await {
+        let w = world(db, 1_000_000).await;
+        let s = w
+            .start(LimitOverrides {
+                idle_timeout_secs: Some(60),
+                ..Default::default()
+            })
+            .await;
+        // Activity at +30 s moves the deadline to +90 s.
+        w.clock.advance(Duration::seconds(30));
+        let out = w
+            .engine
+            .sessions()
+            .exec(
+                &w.user,
+                s.id,
+                ExecCommand {
+                    command: vec!["echo".into(), "busy".into()],
+                    env: Default::default(),
+                    stdin: None,
+                    timeout_secs: None,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}: exec: {e}"));
+        assert_eq!(out.stdout, "busy\n");
+        let active_at = w.clock.now();
+        let (stopped, at) = w.run_until_stopped(s.id, 20).await;
+        let deadline = active_at + Duration::seconds(60);
+        assert_eq!(stopped.stop_reason, Some(StopReason::IdleTimeout), "{name}");
+        assert!(
+            at >= deadline && at - deadline < Duration::seconds(INTERVAL_S),
+            "{name}"
+        );
+        let started = s.started_at.unwrap_or_default();
+        w.check_charge(&stopped, ms_between(started, deadline))
+            .await;
+        w.check_trail(&stopped, Some(Warning::IdleTimeout)).await;
+        w.check_no_processes(s.id);
+    }
+}
+
+#[tokio::test]
+async fn credits_exhausted_stops_the_session_when_the_hold_cannot_be_extended() {
+    for (name, db) in databases().await {
+        // 2,000 micro-credits; each hold is 834 (one minute at 50,000 per hour).
+        let w = world(db, 2_000).await;
+        let s = w.start(LimitOverrides::default()).await;
+        let started = s.started_at.unwrap_or_default();
+        let (stopped, at) = {
+            let monitor = w.engine.monitor();
+            let mut result = None;
+            for _ in 0..30 {
+                w.clock.advance(Duration::seconds(INTERVAL_S));
+                w.engine.sessions().touch(s.id).await;
+                monitor.run_once().await.unwrap_or_else(|e| panic!("{e}"));
+                let now = w.stored(s.id).await;
+                if now.is_finished() {
+                    result = Some((now, w.clock.now()));
+                    break;
+                }
+            }
+            result.unwrap_or_else(|| panic!("{name}: never stopped"))
+        };
+        assert_eq!(
+            stopped.stop_reason,
+            Some(StopReason::CreditsExhausted),
+            "{name}"
+        );
+        // It stops at the first tick where the rest no longer covers a window.
+        let ran = ms_between(started, at);
+        let rate = s.rate_micros_per_hour;
+        let window = cost_of(rate, 60_000);
+        assert!(
+            2_000 - cost_of(rate, ran) < window,
+            "{name}: stopped too late"
+        );
+        assert!(
+            2_000 - cost_of(rate, ran - INTERVAL_S * 1000) >= window,
+            "{name}: stopped a tick too early"
+        );
+        w.check_charge(&stopped, ran).await;
+        w.check_trail(&stopped, Some(Warning::CreditsLow)).await;
+        w.check_no_processes(s.id);
+        // Never more than was there.
+        let balance =
+            w.db.ledger()
+                .balance(w.user.user_id())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(balance.available >= 0);
+    }
+}
+
+#[tokio::test]
+async fn a_user_stop_charges_up_to_now_and_is_idempotent() {
+    for (name, db) in databases().await {
+        let w = world(db, 1_000_000).await;
+        let s = w.start(LimitOverrides::default()).await;
+        let monitor = w.engine.monitor();
+        for _ in 0..3 {
+            w.clock.advance(Duration::seconds(INTERVAL_S));
+            monitor.run_once().await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        w.clock.advance(Duration::milliseconds(4_321));
+        let stopped = w
+            .engine
+            .sessions()
+            .stop(&w.user, s.id)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: stop: {e}"));
+        assert_eq!(stopped.stop_reason, Some(StopReason::User));
+        assert_eq!(stopped.status, SessionStatus::Stopped);
+        w.check_charge(&stopped, 34_321).await;
+        w.check_trail(&stopped, None).await;
+        w.check_no_processes(s.id);
+        let again = w
+            .engine
+            .sessions()
+            .stop(&w.user, s.id)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: second stop: {e}"));
+        assert_eq!(again, stopped, "{name}: a second stop changed the session");
+        // Exec on a stopped session is a conflict, and changes nothing.
+        let err = w
+            .engine
+            .sessions()
+            .exec(
+                &w.user,
+                s.id,
+                ExecCommand {
+                    command: vec!["true".into()],
+                    env: Default::default(),
+                    stdin: None,
+                    timeout_secs: None,
+                },
+            )
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{name}: exec on a stopped session ran"));
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert_eq!(w.stored(s.id).await, stopped);
+    }
+}
+
+#[tokio::test]
+async fn a_shell_that_exits_fails_the_session_and_charges_up_to_the_pass() {
+    for (name, db) in databases().await {
+        let w = world(db, 1_000_000).await;
+        let s = w.start(LimitOverrides::default()).await;
+        let (_, pty) = w
+            .engine
+            .sessions()
+            .attach(&w.user, s.id, PtySize { rows: 24, cols: 80 })
+            .await
+            .unwrap_or_else(|e| panic!("{name}: attach: {e}"));
+        pty.write(b"exit 3\n")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: write: {e}"));
+        // Wait (in real time) for the shell to go.
+        while pty.read().await.ok().flatten().is_some() {}
+        let started = s.started_at.unwrap_or_default();
+        let (stopped, at) = w.run_until_stopped(s.id, 3).await;
+        assert_eq!(stopped.stop_reason, Some(StopReason::Failed), "{name}");
+        assert_eq!(stopped.status, SessionStatus::Failed);
+        assert!(
+            stopped
+                .failure
+                .as_deref()
+                .unwrap_or_default()
+                .contains("code 3"),
+            "{name}: {:?}",
+            stopped.failure
+        );
+        w.check_charge(&stopped, ms_between(started, at)).await;
+        w.check_trail(&stopped, None).await;
+        w.check_no_processes(s.id);
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_server_reconciles_its_sessions_and_kills_their_processes() {
+    for (name, db) in databases().await {
+        let w = world(db, 1_000_000).await;
+        let s = w.start(LimitOverrides::default()).await;
+        let started = s.started_at.unwrap_or_default();
+        let monitor = w.engine.monitor();
+        for _ in 0..2 {
+            w.clock.advance(Duration::seconds(INTERVAL_S));
+            monitor.run_once().await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        let last_tick = w.clock.now();
+        w.clock.advance(Duration::seconds(7));
+        // A new server over the same database and directory; the old one's processes live on.
+        let restarted = engine_over(w.db.clone(), w.clock.clone(), &w.root).await;
+        let report = restarted
+            .monitor()
+            .reconcile_after_restart()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: reconcile: {e}"));
+        assert_eq!(
+            report.stopped,
+            vec![(s.id, StopReason::ServerRestartReconciled)],
+            "{name}"
+        );
+        let stopped = w.stored(s.id).await;
+        assert_eq!(
+            stopped.stop_reason,
+            Some(StopReason::ServerRestartReconciled)
+        );
+        // Charged up to the last tick, not for the time nobody watched.
+        w.check_charge(&stopped, ms_between(started, last_tick))
+            .await;
+        w.check_trail(&stopped, None).await;
+        w.check_no_processes(s.id);
+        assert!(report.orphans_killed <= 1);
+    }
+}
+
+#[tokio::test]
+async fn a_start_without_credits_fails_cleanly_and_holds_nothing() {
+    for (name, db) in databases().await {
+        let w = world(db, 100).await;
+        let err = w
+            .engine
+            .sessions()
+            .create(
+                &w.user,
+                CreateSession {
+                    workspace_id: w.workspace,
+                    template: "python".into(),
+                    limits: Default::default(),
+                    placement: Default::default(),
+                    env: Default::default(),
+                },
+            )
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{name}: started without credits"));
+        assert_eq!(err.kind(), ErrorKind::InsufficientCredits, "{name}");
+        let id: SessionId = err
+            .context_value("session")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: the error names no session: {err:?}"));
+        let failed = w.stored(id).await;
+        assert_eq!(failed.status, SessionStatus::Failed);
+        assert_eq!(failed.stop_reason, Some(StopReason::Failed));
+        assert!(failed.failure.is_some());
+        let balance =
+            w.db.ledger()
+                .balance(w.user.user_id())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (balance.counters.debits_pending, balance.available),
+            (0, 100),
+            "{name}"
+        );
+        w.check_no_processes(id);
+        // Unknown template and limits out of bounds: named, and nothing is created.
+        for (template, limits, field) in [
+            ("no-such-template", LimitOverrides::default(), "template"),
+            (
+                "python",
+                LimitOverrides {
+                    max_duration_secs: Some(10),
+                    ..Default::default()
+                },
+                "limits.max_duration_secs",
+            ),
+            (
+                "python",
+                LimitOverrides {
+                    idle_timeout_secs: Some(30 * 24 * 3600),
+                    ..Default::default()
+                },
+                "limits.idle_timeout_secs",
+            ),
+        ] {
+            let err = w
+                .engine
+                .sessions()
+                .create(
+                    &w.user,
+                    CreateSession {
+                        workspace_id: w.workspace,
+                        template: template.into(),
+                        limits,
+                        placement: Default::default(),
+                        env: Default::default(),
+                    },
+                )
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{name}: {template} {limits:?} was accepted"));
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{name}: {err}");
+            assert_eq!(err.field(), Some(field), "{name}: {err}");
+        }
+        let all = w
+            .engine
+            .sessions()
+            .list(&w.user, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            all.items.len(),
+            1,
+            "{name}: only the failed start is listed"
+        );
+    }
+}
