@@ -48,6 +48,9 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// The database URL; empty means `sqlite://<data_dir>/onmemos.db`.
     pub database_url: String,
+    /// Where sessions run: `local://` (processes under a PTY on this machine, sandboxed with
+    /// bubblewrap when installed), `local://?sandbox=off`, or `none` (no sessions).
+    pub compute_url: String,
     /// How log lines are written.
     pub log_format: LogFormat,
     /// Bounds on HTTP requests.
@@ -62,6 +65,7 @@ impl Default for ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("onmemos-data"),
             database_url: String::new(),
+            compute_url: "local://".into(),
             log_format: LogFormat::Pretty,
             server: ServerConfig::default(),
             engine: EngineConfig::default(),
@@ -147,10 +151,13 @@ impl ServeConfig {
             anyhow::anyhow!("cannot create data_dir {}: {e}", self.data_dir.display())
         })?;
         let db = onmemos_backends::db::connect(&self.database_url()).await?;
-        Ok(onmemos_core::Engine::builder(db)
-            .with_config(self.engine.clone())
-            .build()
-            .await?)
+        let mut builder = onmemos_core::Engine::builder(db).with_config(self.engine.clone());
+        if self.compute_url != "none" {
+            let compute = onmemos_backends::compute::connect(&self.compute_url, &self.data_dir)
+                .map_err(|e| anyhow::anyhow!("compute_url: {}", e.message()))?;
+            builder = builder.with_compute(compute);
+        }
+        Ok(builder.build().await?)
     }
 
     /// The database URL, defaulting to SQLite in the data directory.

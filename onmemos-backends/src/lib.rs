@@ -6,11 +6,11 @@
 //! | --- | --- | --- |
 //! | `Database` | [`db::sqlite`] | `sqlite` (default) |
 //! | `Database` | [`db::postgres`] | `postgres` |
+//! | `ComputeProvider` | `compute::LocalCompute` | `local-compute` (default) |
 //!
 //! Backends convert their errors into [`onmemos_core::Error`] at their boundary and are built
-//! from URLs with [`db::connect`].
+//! from URLs with [`db::connect`] and [`compute::connect`].
 
-#[cfg(feature = "local-compute")]
 pub mod compute;
 pub mod db;
 #[cfg(feature = "testing")]

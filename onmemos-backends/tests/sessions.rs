@@ -309,7 +309,7 @@ impl World {
                 let ours = env
                     .split(|b| *b == 0)
                     .any(|v| v.starts_with(marker.as_bytes()));
-                (ours && !zombie).then(|| stat)
+                (ours && !zombie).then_some(stat)
             })
             .collect();
         assert!(alive.is_empty(), "processes of {id} survived: {alive:?}");

@@ -10,6 +10,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Longest time a request may take, in seconds (answered with 503 and `Retry-After`).
     pub request_timeout_secs: u64,
+    /// How long a session's terminal stays attached after its last shell socket leaves, in
+    /// seconds: a socket that reconnects within it gets the same terminal and its scrollback.
+    pub shell_grace_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -17,6 +20,7 @@ impl Default for ServerConfig {
         Self {
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
+            shell_grace_secs: 60,
         }
     }
 }

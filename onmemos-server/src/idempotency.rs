@@ -117,6 +117,12 @@ async fn run(state: AppState, request: Request, next: Next) -> Result<Response, 
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     let (parts, body) = response.into_parts();
+    if is_stream(&parts.headers) {
+        // A stream (exec output, events) is not stored: it passes through as it is made, and
+        // the key is released.
+        repo.abandon(user, &key).await?;
+        return Ok(Response::from_parts(parts, body));
+    }
     let body = match to_bytes(body, MAX_STORED_RESPONSE).await {
         Ok(b) => b,
         Err(_) => {
@@ -142,6 +148,16 @@ async fn run(state: AppState, request: Request, next: Next) -> Result<Response, 
         repo.complete(user, &key, &stored).await?;
     }
     Ok(Response::from_parts(parts, Body::from(body)))
+}
+
+/// Whether a response is a stream (newline-delimited JSON or server-sent events).
+fn is_stream(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.starts_with("application/x-ndjson") || ct.starts_with("text/event-stream")
+        })
 }
 
 fn replay(stored: StoredResponse) -> Response {

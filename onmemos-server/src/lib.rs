@@ -23,6 +23,7 @@ mod extract;
 mod idempotency;
 mod metrics;
 mod routes;
+mod shell;
 mod state;
 
 use std::sync::Arc;
@@ -61,6 +62,7 @@ pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
         engine,
         metrics: Arc::new(Metrics::default()),
         config: Arc::new(config.clone()),
+        shells: Arc::default(),
     };
     let (api, openapi) = routes::api().split_for_parts();
     let openapi = Arc::new(openapi);

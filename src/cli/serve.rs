@@ -62,7 +62,15 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "no users yet: create the first admin with `onmemos admin create-user --email you@example.com --admin`"
         );
     }
-    tracing::info!(%addr, database = %engine.database().capabilities().name, "listening");
+    // Reconciles what a previous run left, then charges and watches sessions.
+    let _monitor = engine.compute().is_some().then(|| engine.monitor().spawn());
+    tracing::info!(
+        %addr,
+        database = %engine.database().capabilities().name,
+        compute = %engine.compute().map_or("none", |c| c.capabilities().name),
+        node = %engine.node(),
+        "listening"
+    );
     let app = onmemos::server::router_with(engine, config.server.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -15,5 +15,6 @@ pub use requests::{
     TemplateListParams, UpdateWorkspace,
 };
 pub use sessions::{
-    CreateSession, EventListParams, ExecCommand, ExecOutput, LimitOverrides, SessionListParams,
+    CreateSession, EventListParams, ExecCommand, ExecOutput, ExecStreamLine, LimitOverrides,
+    SessionListParams, ShellClientFrame, ShellServerFrame,
 };

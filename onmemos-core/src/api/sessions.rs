@@ -114,3 +114,85 @@ pub struct EventListParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }
+
+/// A control message from a shell client (a text frame on `/v1/sessions/{id}/shell`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ShellClientFrame {
+    /// The terminal changed size.
+    Resize {
+        /// Rows (1–1000).
+        rows: u16,
+        /// Columns (1–1000).
+        cols: u16,
+    },
+    /// Asks for a `status` frame.
+    Status,
+    /// Asks for a `credits` frame.
+    Credits,
+}
+
+/// A control message from the server (a text frame on `/v1/sessions/{id}/shell`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ShellServerFrame {
+    /// The session as it is now.
+    Status {
+        /// The session.
+        session: Box<crate::model::Session>,
+    },
+    /// The owner's balance.
+    Credits {
+        /// The balance.
+        balance: Box<crate::model::Balance>,
+    },
+    /// Something the user should know: a limit is near, or the session stopped.
+    Notice {
+        /// A sentence for people.
+        message: String,
+        /// The warning, when it is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        warning: Option<crate::model::Warning>,
+    },
+    /// The terminal ended; the server closes the socket after this.
+    Exit {
+        /// The shell's exit code, when it exited by itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<i32>,
+        /// The session's stop reason (`user`, `idle_timeout`, …), or `shell_exited`.
+        reason: String,
+    },
+    /// A control frame was not understood; the session is unharmed.
+    Error {
+        /// The wire code (`invalid_request`).
+        code: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// One line of `POST /v1/sessions/{id}/exec/stream` (newline-delimited JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExecStreamLine {
+    /// Bytes on standard output (lossy UTF-8).
+    Stdout {
+        /// The text.
+        data: String,
+    },
+    /// Bytes on standard error (lossy UTF-8).
+    Stderr {
+        /// The text.
+        data: String,
+    },
+    /// The command ended (`exit_code` null when killed).
+    Exit {
+        /// The exit code.
+        exit_code: Option<i32>,
+    },
+    /// The command could not be followed to its end.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}

@@ -458,17 +458,24 @@ impl<'e> SessionService<'e> {
         id: SessionId,
         size: PtySize,
     ) -> Result<(Session, Box<dyn PtyConnection>)> {
-        caller.require(Scope::SessionsWrite)?;
         if size.rows == 0 || size.cols == 0 || size.rows > 1000 || size.cols > 1000 {
             return Err(Error::invalid(
                 "size",
                 "terminal rows and columns must be between 1 and 1000",
             ));
         }
-        let session = self.running_here(caller, id).await?;
-        self.touch(id).await;
+        let session = self.attachable(caller, id).await?;
         let pty = self.compute()?.attach_pty(id, size).await?;
         Ok((session, pty))
+    }
+
+    /// Checks that the caller may use the terminal of session `id` now (theirs, running, on
+    /// this server's compute), counting it as activity.
+    pub async fn attachable(&self, caller: &Principal, id: SessionId) -> Result<Session> {
+        caller.require(Scope::SessionsWrite)?;
+        let session = self.running_here(caller, id).await?;
+        self.touch(id).await;
+        Ok(session)
     }
 
     /// Events of one of the caller's sessions, oldest first.

@@ -3,6 +3,7 @@
 mod api_keys;
 mod credits;
 mod health;
+mod sessions;
 mod templates;
 mod users;
 mod workspaces;
@@ -29,6 +30,7 @@ use crate::state::AppState;
         (name = "api-keys", description = "Scoped, revocable API keys"),
         (name = "workspaces", description = "Isolated environments of a user"),
         (name = "templates", description = "Recipes for sessions"),
+        (name = "sessions", description = "Running environments: lifecycle, exec, events, shell"),
         (name = "credits", description = "Prepaid credits, transfers and prices"),
     )
 )]
@@ -79,6 +81,14 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
             templates::list_templates
         ))
         .routes(routes!(templates::get_template, templates::delete_template))
+        .routes(routes!(sessions::create_session, sessions::list_sessions))
+        .routes(routes!(sessions::get_session, sessions::delete_session))
+        .routes(routes!(sessions::stop_session))
+        .routes(routes!(sessions::exec))
+        .routes(routes!(sessions::exec_stream))
+        .routes(routes!(sessions::events))
+        .routes(routes!(sessions::event_stream))
+        .routes(routes!(crate::shell::shell))
         .routes(routes!(credits::balance))
         .routes(routes!(credits::transfers))
         .routes(routes!(credits::purchase))

@@ -1,0 +1,228 @@
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use onmemos_core::api::{
+    CreateSession, ErrorBody, EventListParams, ExecCommand, ExecOutput, ExecStreamLine, Page,
+    SessionListParams,
+};
+use onmemos_core::id::SessionId;
+use onmemos_core::model::{Session, SessionEvent, SessionEventKind};
+use onmemos_core::ports::compute::ExecEvent;
+
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::state::AppState;
+
+/// Starts a session: quotes it, holds the credits for its first billing window, starts its
+/// compute. A start that fails leaves a `failed` session (listed, with the reason) and holds
+/// nothing.
+#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = CreateSession,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 201, body = Session), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn create_session(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiJson(body): ApiJson<CreateSession>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.engine.sessions().create(&p, body).await?),
+    ))
+}
+
+/// Lists the caller's sessions, oldest first, by workspace, status or template.
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions", params(SessionListParams),
+    responses((status = 200, body = Page<Session>), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn list_sessions(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<SessionListParams>,
+) -> Result<Json<Page<Session>>, ApiError> {
+    Ok(Json(s.engine.sessions().list(&p, &q).await?))
+}
+
+/// One of the caller's sessions.
+#[utoipa::path(get, path = "/v1/sessions/{session_id}", tag = "sessions",
+    params(("session_id" = SessionId, Path, description = "The session's id")),
+    responses((status = 200, body = Session), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn get_session(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(id): ApiPath<SessionId>,
+) -> Result<Json<Session>, ApiError> {
+    Ok(Json(s.engine.sessions().get(&p, id).await?))
+}
+
+/// Deletes a session that has ended, with its events.
+#[utoipa::path(delete, path = "/v1/sessions/{session_id}", tag = "sessions",
+    params(("session_id" = SessionId, Path, description = "The session's id")),
+    responses((status = 204, description = "Deleted"), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn delete_session(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(id): ApiPath<SessionId>,
+) -> Result<StatusCode, ApiError> {
+    s.engine.sessions().delete(&p, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Stops a session, charging it up to now (stopping an ended session returns it unchanged).
+#[utoipa::path(post, path = "/v1/sessions/{session_id}/stop", tag = "sessions",
+    params(("session_id" = SessionId, Path, description = "The session's id")),
+    responses((status = 200, body = Session), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn stop_session(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(id): ApiPath<SessionId>,
+) -> Result<Json<Session>, ApiError> {
+    Ok(Json(s.engine.sessions().stop(&p, id).await?))
+}
+
+/// Runs a command in a running session and returns its output and exit code.
+#[utoipa::path(post, path = "/v1/sessions/{session_id}/exec", tag = "sessions",
+    params(("session_id" = SessionId, Path, description = "The session's id")),
+    request_body = ExecCommand,
+    responses((status = 200, body = ExecOutput), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn exec(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(id): ApiPath<SessionId>,
+    ApiJson(body): ApiJson<ExecCommand>,
+) -> Result<Json<ExecOutput>, ApiError> {
+    Ok(Json(s.engine.sessions().exec(&p, id, body).await?))
+}
+
+/// Runs a command and streams its output as newline-delimited JSON (`stdout`, `stderr`, then
+/// one `exit` line).
+#[utoipa::path(post, path = "/v1/sessions/{session_id}/exec/stream", tag = "sessions",
+    params(("session_id" = SessionId, Path, description = "The session's id")),
+    request_body = ExecCommand,
+    responses((status = 200, body = ExecStreamLine, content_type = "application/x-ndjson"),
+        (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn exec_stream(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(id): ApiPath<SessionId>,
+    ApiJson(body): ApiJson<ExecCommand>,
+) -> Result<Response, ApiError> {
+    let stream = s.engine.sessions().exec_stream(&p, id, body).await?;
+    let lines = stream.map(|event| {
+        let line = match event {
+            Ok(ExecEvent::Stdout(b)) => ExecStreamLine::Stdout {
+                data: String::from_utf8_lossy(&b).into_owned(),
+            },
+            Ok(ExecEvent::Stderr(b)) => ExecStreamLine::Stderr {
+                data: String::from_utf8_lossy(&b).into_owned(),
+            },
+            Ok(ExecEvent::Exit(code)) => ExecStreamLine::Exit { exit_code: code },
+            Err(e) => ExecStreamLine::Error {
+                message: e.message().to_owned(),
+            },
+        };
+        let mut text = serde_json::to_string(&line).unwrap_or_default();
+        text.push('\n');
+        Ok::<_, Infallible>(text)
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(lines),
+    )
+        .into_response())
+}
+
+/// The session's events, oldest first (`after` a `seq` to page on).
+#[utoipa::path(get, path = "/v1/sessions/{session_id}/events", tag = "sessions",
+    params(("session_id" = SessionId, Path, description = "The session's id"), EventListParams),
+    responses((status = 200, body = Vec<SessionEvent>), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn events(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(id): ApiPath<SessionId>,
+    ApiQuery(q): ApiQuery<EventListParams>,
+) -> Result<Json<Vec<SessionEvent>>, ApiError> {
+    Ok(Json(s.engine.sessions().events(&p, id, &q).await?))
+}
+
+/// The session's events as server-sent events: those after `after`, then new ones as they
+/// happen (from any replica), until the session ends.
+#[utoipa::path(get, path = "/v1/sessions/{session_id}/events/stream", tag = "sessions",
+    params(("session_id" = SessionId, Path, description = "The session's id"), EventListParams),
+    responses((status = 200, body = SessionEvent, content_type = "text/event-stream"),
+        (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn event_stream(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(id): ApiPath<SessionId>,
+    ApiQuery(q): ApiQuery<EventListParams>,
+) -> Result<Response, ApiError> {
+    // Checks ownership and the parameters before the stream starts.
+    s.engine.sessions().events(&p, id, &q).await?;
+    let state = (
+        s,
+        p,
+        q.after.unwrap_or(0),
+        Vec::<SessionEvent>::new(),
+        false,
+    );
+    let stream = futures::stream::unfold(
+        state,
+        move |(s, p, mut after, mut pending, mut done)| async move {
+            let mut wake = s.engine.sessions().subscribe();
+            loop {
+                if let Some(event) = (!pending.is_empty()).then(|| pending.remove(0)) {
+                    after = event.seq;
+                    if matches!(
+                        event.kind,
+                        SessionEventKind::Stopped { .. } | SessionEventKind::Failed { .. }
+                    ) {
+                        done = true;
+                    }
+                    let sse = Event::default()
+                        .id(event.seq.to_string())
+                        .event(event_name(&event.kind))
+                        .json_data(&event)
+                        .unwrap_or_default();
+                    return Some((Ok::<_, Infallible>(sse), (s, p, after, pending, done)));
+                }
+                if done {
+                    return None;
+                }
+                let params = EventListParams {
+                    after: Some(after),
+                    limit: Some(1000),
+                };
+                match s.engine.sessions().events(&p, id, &params).await {
+                    Ok(found) if !found.is_empty() => {
+                        pending = found;
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+                // Woken by an event made here, or polling for those of other replicas.
+                let _ = tokio::time::timeout(Duration::from_millis(500), wake.recv()).await;
+            }
+        },
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn event_name(kind: &SessionEventKind) -> &'static str {
+    match kind {
+        SessionEventKind::Created { .. } => "created",
+        SessionEventKind::Started => "started",
+        SessionEventKind::Charged { .. } => "charged",
+        SessionEventKind::Warning { .. } => "warning",
+        SessionEventKind::Stopped { .. } => "stopped",
+        SessionEventKind::Failed { .. } => "failed",
+    }
+}
