@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
 use axum::response::Response;
 use bytes::Bytes;
 use onmemos_core::api::{ShellClientFrame, ShellServerFrame};
@@ -28,7 +29,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::error::ApiError;
-use crate::extract::{ApiPath, Auth};
+use crate::extract::{ApiPath, ApiQuery, Auth};
 use crate::state::AppState;
 
 /// How much recent output a re-attaching socket is sent.
@@ -184,14 +185,22 @@ pub(crate) async fn shell(
     State(s): State<AppState>,
     Auth(p): Auth,
     ApiPath(id): ApiPath<SessionId>,
-    Query(q): Query<ShellParams>,
-    ws: WebSocketUpgrade,
+    ApiQuery(q): ApiQuery<ShellParams>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let size = PtySize {
         rows: q.rows.unwrap_or(24),
         cols: q.cols.unwrap_or(80),
     };
-    // Everything that can be refused is refused before the upgrade, as a JSON error.
+    // Everything that can be refused is refused before the upgrade, as a JSON error: first
+    // whose session it is, then whether this is a WebSocket request at all.
+    s.engine.sessions().attachable(&p, id).await?;
+    let ws = ws.map_err(|e| {
+        ApiError(Error::invalid(
+            "upgrade",
+            format!("this endpoint speaks WebSocket: {e}"),
+        ))
+    })?;
     let hub = s.shells.hub(&s.engine, &p, id, size).await?;
     hub.clients.fetch_add(1, Ordering::SeqCst);
     let grace = Duration::from_secs(s.config.shell_grace_secs);

@@ -14,6 +14,7 @@ struct Alice {
     workspace: String,
     api_key: String,
     template: String,
+    session: String,
 }
 
 async fn alice(api: &TestApi) -> Alice {
@@ -51,12 +52,22 @@ async fn alice(api: &TestApi) -> Alice {
         )
         .await;
     assert_eq!(bought.status, StatusCode::CREATED, "{}", bought.text);
+    let session = api
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            Some(&key),
+            Some(json!({"workspace_id": ws.body["id"], "template": "python"})),
+        )
+        .await;
+    assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
     let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     Alice {
         user: s(&me.body["id"]),
         workspace: s(&ws.body["id"]),
         api_key: s(&k.body["key"]["id"]),
         template: s(&t.body["id"]),
+        session: s(&session.body["id"]),
         key,
     }
 }
@@ -66,6 +77,9 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
     match (method.as_str(), path) {
         ("PATCH", "/v1/workspaces/{workspace_id}") => {
             Some(json!({"name": "stolen", "env": {"X": "1"}}))
+        }
+        ("POST", p) if p.ends_with("/exec") || p.ends_with("/exec/stream") => {
+            Some(json!({"command": ["cat", "/etc/hostname"]}))
         }
         ("POST", _) | ("PUT", _) | ("PATCH", _) => Some(json!({})),
         _ => None,
@@ -79,6 +93,9 @@ async fn snapshot(api: &TestApi, a: &Alice) -> Vec<String> {
         format!("/v1/workspaces/{}", a.workspace),
         format!("/v1/api-keys/{}", a.api_key),
         format!("/v1/templates/{}", a.template),
+        format!("/v1/sessions/{}", a.session),
+        format!("/v1/sessions/{}/events", a.session),
+        "/v1/sessions".to_string(),
         "/v1/workspaces".to_string(),
         "/v1/templates".to_string(),
         "/v1/credits".to_string(),
@@ -115,6 +132,7 @@ async fn every_operation_refuses_other_tenants_resources() {
                 ("{key_id}", &a.api_key),
                 ("{user_id}", &a.user),
                 ("{template}", &a.template),
+                ("{session_id}", &a.session),
             ] {
                 if path.contains(param) {
                     path = path.replace(param, value);
@@ -137,6 +155,7 @@ async fn every_operation_refuses_other_tenants_resources() {
                 a.workspace.as_str(),
                 &a.api_key,
                 &a.template,
+                &a.session,
                 &a.user,
                 "secret-project",
             ]

@@ -276,14 +276,11 @@ impl<'e> SessionService<'e> {
         Ok(limits)
     }
 
-    /// One of the caller's sessions. Reading a session counts as activity on it.
+    /// One of the caller's sessions. Reading is not activity: a dashboard that polls a
+    /// session must not keep it from its idle timeout.
     pub async fn get(&self, caller: &Principal, id: SessionId) -> Result<Session> {
         caller.require(Scope::SessionsRead)?;
-        let session = self.owned(caller, id).await?;
-        if session.status == SessionStatus::Running {
-            self.touch(id).await;
-        }
-        Ok(session)
+        self.owned(caller, id).await
     }
 
     async fn owned(&self, caller: &Principal, id: SessionId) -> Result<Session> {

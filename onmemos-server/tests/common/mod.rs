@@ -44,7 +44,10 @@ impl TestApi {
         let db = SqlDatabase::open(&url)
             .await
             .unwrap_or_else(|e| panic!("db: {e}"));
+        let compute =
+            onmemos_backends::compute::LocalCompute::unsandboxed(dir.path().join("compute"));
         let engine = Engine::builder(Arc::new(db))
+            .with_compute(Arc::new(compute))
             .with_clock(clock)
             .build()
             .await
