@@ -709,3 +709,124 @@ async fn a_start_without_credits_fails_cleanly_and_holds_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn estimates_learn_percentiles_from_finished_sessions_and_offer_cheaper_options() {
+    use onmemos_core::api::{
+        CompareRequest, Confidence, EstimateRequest, HistorySource, TemplateListParams,
+        TemplateSort,
+    };
+    use onmemos_core::model::{Placement, Resources};
+    for (name, db) in databases().await {
+        let w = world(db, 100_000_000).await;
+        let durations = [300, 60, 600, 120, 240, 180];
+        let mut rate = 0;
+        for secs in durations {
+            let s = w.start(LimitOverrides::default()).await;
+            rate = s.rate_micros_per_hour;
+            w.clock.advance(Duration::seconds(secs));
+            w.engine
+                .sessions()
+                .stop(&w.user, s.id)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: stop: {e}"));
+        }
+        let quote =
+            |template: Option<&str>, resources: Option<Resources>, secs: u64| EstimateRequest {
+                template: template.map(str::to_owned),
+                resources,
+                duration_secs: secs,
+                placement: Placement::OnDemand,
+            };
+        let e = w
+            .engine
+            .estimates()
+            .quote(&w.user, quote(Some("python"), None, 3600))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: quote: {e}"));
+        assert_eq!(e.rate_micros_per_hour, rate);
+        assert_eq!(
+            e.expected_cost_micros, rate,
+            "{name}: one hour costs the hourly rate"
+        );
+        assert_eq!((e.history, e.samples), (HistorySource::User, 6), "{name}");
+        assert_eq!(e.confidence, Confidence::Medium);
+        // Nearest rank over 60, 120, 180, 240, 300, 600 s: p50 = 180 s, p90 = 600 s.
+        assert_eq!(e.p50_cost_micros, cost_of(rate, 180_000), "{name}");
+        assert_eq!(e.p90_cost_micros, cost_of(rate, 600_000), "{name}");
+        assert!(e.affordable);
+        assert!(!e.alternatives.is_empty());
+        for pair in e.alternatives.windows(2) {
+            assert!(pair[0].expected_cost_micros <= pair[1].expected_cost_micros);
+        }
+        for a in &e.alternatives {
+            assert_eq!(
+                a.saving_micros,
+                e.expected_cost_micros - a.expected_cost_micros
+            );
+            assert!(a.saving_micros > 0);
+            // Local compute has no spot capacity: offered, but marked unavailable.
+            assert_eq!(a.available, a.placement == Placement::OnDemand, "{a:?}");
+        }
+
+        let small = Resources {
+            cpu_millis: 250,
+            memory_mib: 256,
+            gpu: 0,
+            disk_gib: 1,
+        };
+        let cmp = w
+            .engine
+            .estimates()
+            .compare(
+                &w.user,
+                CompareRequest {
+                    configurations: vec![
+                        quote(Some("python"), None, 3600),
+                        quote(None, Some(small), 3600),
+                    ],
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}: compare: {e}"));
+        assert_eq!(cmp.cheapest, 1);
+        assert_eq!(cmp.estimates[1].history, HistorySource::None);
+        assert_eq!(cmp.estimates[1].confidence, Confidence::Low);
+
+        for (request, field) in [
+            (quote(None, None, 3600), "template"),
+            (quote(Some("python"), None, 10), "duration_secs"),
+            (quote(Some("fortran"), None, 3600), "template"),
+        ] {
+            let err = w
+                .engine
+                .estimates()
+                .quote(&w.user, request)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{name}: a bad estimate was accepted"));
+            assert_eq!(err.field(), Some(field), "{name}: {err}");
+        }
+
+        // Usage counts: python was used six times and leads the popular list.
+        let popular = w
+            .engine
+            .templates()
+            .list(
+                &w.user,
+                &TemplateListParams {
+                    sort: Some(TemplateSort::Popular),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}: templates: {e}"));
+        assert_eq!(popular.items[0].name, "python");
+        assert!(popular.items[0].usage_count >= 6, "{name}");
+        assert!(
+            popular.items[1..]
+                .iter()
+                .all(|t| t.usage_count <= popular.items[0].usage_count)
+        );
+    }
+}

@@ -29,7 +29,8 @@ use crate::error::{Error, Result};
 use crate::model::SessionLimits;
 use crate::ports::{ComputeProvider, Database, StorageProvider};
 use crate::services::{
-    ApiKeyService, CreditService, SessionService, TemplateService, UserService, WorkspaceService,
+    ApiKeyService, CreditService, EstimateService, SessionService, TemplateService, UserService,
+    WorkspaceService,
 };
 
 /// Settings of the engine. Deserializable, so a TOML file, env vars and code agree.
@@ -218,6 +219,11 @@ impl Engine {
     /// Sessions: create, stop, exec, terminals, events.
     pub fn sessions(&self) -> SessionService<'_> {
         SessionService::new(self)
+    }
+
+    /// Cost estimates: quotes, history percentiles, cheaper alternatives.
+    pub fn estimates(&self) -> EstimateService<'_> {
+        EstimateService::new(self)
     }
 
     /// The session monitor: billing ticks, limits, reconciliation.

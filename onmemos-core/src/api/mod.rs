@@ -3,16 +3,20 @@
 
 mod credits;
 mod error;
+mod estimates;
 mod pagination;
 mod requests;
 mod sessions;
 
 pub use credits::{CreditRequest, TransferListParams};
 pub use error::{ErrorBody, ErrorCode};
+pub use estimates::{
+    Alternative, CompareRequest, Comparison, Confidence, Estimate, EstimateRequest, HistorySource,
+};
 pub use pagination::{DEFAULT_PAGE_SIZE, ListParams, MAX_PAGE_SIZE, Page, PageRequest};
 pub use requests::{
     CreateApiKey, CreateTemplate, CreateUser, CreateWorkspace, CreatedApiKey, CreatedUser, Health,
-    TemplateListParams, UpdateWorkspace,
+    TemplateListParams, TemplateSort, UpdateWorkspace,
 };
 pub use sessions::{
     CreateSession, EventListParams, ExecCommand, ExecOutput, ExecStreamLine, LimitOverrides,

@@ -147,12 +147,23 @@ pub struct TemplateListParams {
     /// Only templates with this tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// `popular`: the most used first (by `usage_count`; one page, no cursor). Default: by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<TemplateSort>,
     /// Items per page (1–200, default 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+}
+
+/// How templates are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateSort {
+    /// The most used first.
+    Popular,
 }
 
 /// The body of `/healthz` and `/readyz`.

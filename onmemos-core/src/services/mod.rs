@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod credits;
+mod estimates;
 pub(crate) mod sessions;
 mod templates;
 mod users;
@@ -10,6 +11,7 @@ mod workspaces;
 
 pub use api_keys::ApiKeyService;
 pub use credits::CreditService;
+pub use estimates::EstimateService;
 pub use sessions::SessionService;
 pub use templates::{BUILTIN_TEMPLATE_NAMES, TemplateService, builtin_templates};
 pub use users::UserService;

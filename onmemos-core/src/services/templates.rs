@@ -154,11 +154,41 @@ impl<'e> TemplateService<'e> {
             category: params.category,
             tag: params.tag.clone(),
         };
-        self.engine
-            .database()
-            .templates()
-            .list_visible(caller.user_id(), &filter, page)
-            .await
+        let repo = self.engine.database().templates();
+        let Some(crate::api::TemplateSort::Popular) = params.sort else {
+            return repo.list_visible(caller.user_id(), &filter, page).await;
+        };
+        if page.after.is_some() {
+            return Err(Error::invalid(
+                "cursor",
+                "sort=popular returns one page: it takes no cursor",
+            ));
+        }
+        // The visible templates are the built-ins and the caller's own: few enough to rank here.
+        let mut all = Vec::new();
+        let mut next = crate::api::PageRequest {
+            limit: crate::api::MAX_PAGE_SIZE,
+            after: None,
+        };
+        loop {
+            let found = repo.list_visible(caller.user_id(), &filter, next).await?;
+            all.extend(found.items);
+            match found.next_cursor.and_then(|c| c.parse().ok()) {
+                Some(after) => {
+                    next = crate::api::PageRequest {
+                        limit: crate::api::MAX_PAGE_SIZE,
+                        after: Some(after),
+                    }
+                }
+                None => break,
+            }
+        }
+        all.sort_by(|a, b| b.usage_count.cmp(&a.usage_count).then(a.id.cmp(&b.id)));
+        all.truncate(page.limit as usize);
+        Ok(Page {
+            items: all,
+            next_cursor: None,
+        })
     }
 
     /// A template the caller can see, by id (`tpl_…`) or by name.

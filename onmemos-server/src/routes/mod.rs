@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod credits;
+mod estimates;
 mod health;
 mod sessions;
 mod templates;
@@ -31,6 +32,7 @@ use crate::state::AppState;
         (name = "workspaces", description = "Isolated environments of a user"),
         (name = "templates", description = "Recipes for sessions"),
         (name = "sessions", description = "Running environments: lifecycle, exec, events, shell"),
+        (name = "estimates", description = "What a session would cost"),
         (name = "credits", description = "Prepaid credits, transfers and prices"),
     )
 )]
@@ -89,6 +91,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(sessions::events))
         .routes(routes!(sessions::event_stream))
         .routes(routes!(crate::shell::shell))
+        .routes(routes!(estimates::quote))
+        .routes(routes!(estimates::compare))
         .routes(routes!(credits::balance))
         .routes(routes!(credits::transfers))
         .routes(routes!(credits::purchase))
