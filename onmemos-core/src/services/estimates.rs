@@ -224,7 +224,7 @@ impl<'e> EstimateService<'e> {
 
 /// `1500` → `1.5`.
 fn millis(m: u32) -> String {
-    if m % 1000 == 0 {
+    if m.is_multiple_of(1000) {
         format!("{}", m / 1000)
     } else {
         format!("{}", f64::from(m) / 1000.0)
