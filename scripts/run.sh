@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs OnMemOS on embedded defaults: SQLite and files under ./onmemos-data, listening on
 # 127.0.0.1:8080. On the first run it creates an admin and writes its credentials to
-# onmemos-data/credentials.env, then makes a first workspace, `demo`.
+# onmemos-data/credentials.env, then makes a first workspace, `demo`, gives the admin 10
+# credits, and starts a first session (template `python`) to open a shell into.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,18 @@ if [ ! -f "$DATA/credentials.env" ]; then
 fi
 set -a; . "$DATA/credentials.env"; set +a
 "$BIN" workspace get demo >/dev/null 2>&1 || "$BIN" workspace create demo --description "first workspace" >/dev/null
+# The id of a JSON object printed by --json, and of the first object of a printed list.
+json_id() { sed -n 's/^  "id": "\([^"]*\)".*/\1/p' | head -n1; }
+first_id() { sed -n 's/^    "id": "\([^"]*\)".*/\1/p' | head -n1; }
+WORKSPACE="$("$BIN" --json workspace get demo | json_id)"
+ME="$("$BIN" --json whoami | json_id)"
+if "$BIN" --json credits | grep -q '"available": 0,'; then
+  "$BIN" credits purchase --user "$ME" --amount 10 >/dev/null
+fi
+SESSION="$("$BIN" --json session list --workspace "$WORKSPACE" --status running | first_id)"
+if [ -z "$SESSION" ]; then
+  SESSION="$("$BIN" --json session create --workspace "$WORKSPACE" --template python --idle-timeout 2h | json_id)"
+fi
 
 cat <<TXT
 
@@ -36,6 +49,10 @@ OnMemOS is running on http://$LISTEN (Ctrl-C stops it).
 Use it from another terminal:
 
   set -a; . $DATA/credentials.env; set +a
+  $BIN shell $SESSION                     # the first session's terminal (/help for built-ins)
+  $BIN session exec $SESSION -- uname -a
+  $BIN session list
+  $BIN estimate --template python --duration 2h
   $BIN whoami
   $BIN workspace list
   $BIN template list

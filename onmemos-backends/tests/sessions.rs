@@ -544,37 +544,65 @@ async fn a_user_stop_charges_up_to_now_and_is_idempotent() {
 }
 
 #[tokio::test]
-async fn a_shell_that_exits_fails_the_session_and_charges_up_to_the_pass() {
+async fn a_shell_that_exits_ends_the_session_and_charges_up_to_the_pass() {
     for (name, db) in databases().await {
         let w = world(db, 1_000_000).await;
-        let s = w.start(LimitOverrides::default()).await;
-        let (_, pty) = w
-            .engine
-            .sessions()
-            .attach(&w.user, s.id, PtySize { rows: 24, cols: 80 })
-            .await
-            .unwrap_or_else(|e| panic!("{name}: attach: {e}"));
-        pty.write(b"exit 3\n")
-            .await
-            .unwrap_or_else(|e| panic!("{name}: write: {e}"));
-        // Wait (in real time) for the shell to go.
-        while pty.read().await.ok().flatten().is_some() {}
-        let started = s.started_at.unwrap_or_default();
-        let (stopped, at) = w.run_until_stopped(s.id, 3).await;
-        assert_eq!(stopped.stop_reason, Some(StopReason::Failed), "{name}");
-        assert_eq!(stopped.status, SessionStatus::Failed);
-        assert!(
-            stopped
-                .failure
-                .as_deref()
-                .unwrap_or_default()
-                .contains("code 3"),
-            "{name}: {:?}",
-            stopped.failure
-        );
-        w.check_charge(&stopped, ms_between(started, at)).await;
-        w.check_trail(&stopped, None).await;
-        w.check_no_processes(s.id);
+        // A clean `exit` is the user ending the session; any other code is a failure.
+        for (typed, reason, failure) in [
+            (&b"exit 3\n"[..], StopReason::Failed, Some("code 3")),
+            (&b"exit\n"[..], StopReason::User, None),
+        ] {
+            let s = w.start(LimitOverrides::default()).await;
+            let (_, pty) = w
+                .engine
+                .sessions()
+                .attach(&w.user, s.id, PtySize { rows: 24, cols: 80 })
+                .await
+                .unwrap_or_else(|e| panic!("{name}: attach: {e}"));
+            pty.write(typed)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: write: {e}"));
+            // Wait (in real time) for the shell to go.
+            while pty.read().await.ok().flatten().is_some() {}
+            let started = s.started_at.unwrap_or_default();
+            let paid_before = w
+                .db
+                .ledger()
+                .balance(w.user.user_id())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .counters
+                .debits_posted;
+            let (stopped, at) = w.run_until_stopped(s.id, 3).await;
+            assert_eq!(stopped.stop_reason, Some(reason), "{name}");
+            match failure {
+                Some(text) => {
+                    assert_eq!(stopped.status, SessionStatus::Failed);
+                    assert!(
+                        stopped.failure.as_deref().unwrap_or_default().contains(text),
+                        "{name}: {:?}",
+                        stopped.failure
+                    );
+                }
+                None => assert_eq!(stopped.status, SessionStatus::Stopped),
+            }
+            assert_eq!(
+                stopped.cost_micros,
+                cost_of(stopped.rate_micros_per_hour, ms_between(started, at)),
+                "{name}"
+            );
+            let paid_after = w
+                .db
+                .ledger()
+                .balance(w.user.user_id())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .counters;
+            assert_eq!(paid_after.debits_posted - paid_before, stopped.cost_micros);
+            assert_eq!(paid_after.debits_pending, 0);
+            w.check_trail(&stopped, None).await;
+            w.check_no_processes(s.id);
+        }
     }
 }
 

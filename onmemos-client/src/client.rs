@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::resources::{ApiKeys, Credits, Templates, Users, Workspaces};
+use crate::resources::{ApiKeys, Credits, Estimates, Sessions, Templates, Users, Workspaces};
 
 /// Where the client connects when `ONMEMOS_URL` is not set.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
@@ -155,6 +155,26 @@ impl Client {
     /// Credits: balance, transfers, purchases and grants, prices.
     pub fn credits(&self) -> Credits<'_> {
         Credits::new(self)
+    }
+
+    /// Sessions: lifecycle, exec, events.
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions::new(self)
+    }
+
+    /// Cost estimates.
+    pub fn estimates(&self) -> Estimates<'_> {
+        Estimates::new(self)
+    }
+
+    /// Opens the terminal of a running session over the shell WebSocket.
+    pub async fn shell(
+        &self,
+        session: onmemos_core::id::SessionId,
+        rows: u16,
+        cols: u16,
+    ) -> Result<crate::shell::Shell> {
+        crate::shell::Shell::connect(&self.base, self.api_key.as_deref(), session, rows, cols).await
     }
 
     /// `GET /healthz`.

@@ -19,10 +19,12 @@
 mod client;
 mod error;
 mod resources;
+mod shell;
 
 pub use client::{Client, ClientBuilder, DEFAULT_URL, RequestTimeout};
 pub use error::{Error, ErrorKind, Result, kind_of_code};
-pub use resources::{ApiKeys, Credits, Templates, Users, Workspaces};
+pub use resources::{ApiKeys, Credits, Estimates, Sessions, Templates, Users, Workspaces};
+pub use shell::{Shell, ShellEvent};
 
 /// The wire types the client sends and receives.
 pub use onmemos_core::api;

@@ -3,11 +3,15 @@
 use reqwest::Method;
 
 use onmemos_core::api::{
-    CreateApiKey, CreateTemplate, CreateUser, CreateWorkspace, CreatedApiKey, CreatedUser,
-    CreditRequest, ListParams, Page, TemplateListParams, TransferListParams, UpdateWorkspace,
+    CompareRequest, Comparison, CreateApiKey, CreateSession, CreateTemplate, CreateUser,
+    CreateWorkspace, CreatedApiKey, CreatedUser, CreditRequest, Estimate, EstimateRequest,
+    EventListParams, ExecCommand, ExecOutput, ListParams, Page, SessionListParams,
+    TemplateListParams, TransferListParams, UpdateWorkspace,
 };
-use onmemos_core::id::{ApiKeyId, UserId, WorkspaceId};
-use onmemos_core::model::{ApiKey, Balance, PriceBook, Template, Transfer, User, Workspace};
+use onmemos_core::id::{ApiKeyId, SessionId, UserId, WorkspaceId};
+use onmemos_core::model::{
+    ApiKey, Balance, PriceBook, Session, SessionEvent, Template, Transfer, User, Workspace,
+};
 
 use crate::client::Client;
 use crate::error::Result;
@@ -48,6 +52,83 @@ resource!(
     /// `/v1/credits` and `/v1/pricing`.
     Credits
 );
+
+resource!(
+    /// `/v1/sessions`.
+    Sessions
+);
+resource!(
+    /// `/v1/estimates`.
+    Estimates
+);
+
+impl Sessions<'_> {
+    /// Starts a session (quote, credit hold, compute): it is `running` when this returns.
+    pub async fn create(&self, request: &CreateSession) -> Result<Session> {
+        self.client
+            .send_json(Method::POST, "/v1/sessions", request)
+            .await
+    }
+
+    /// One page of the caller's sessions.
+    pub async fn list(&self, params: &SessionListParams) -> Result<Page<Session>> {
+        self.client.get_with("/v1/sessions", params).await
+    }
+
+    /// One session.
+    pub async fn get(&self, id: SessionId) -> Result<Session> {
+        self.client.get(&format!("/v1/sessions/{id}")).await
+    }
+
+    /// Stops a session, charging it up to now.
+    pub async fn stop(&self, id: SessionId) -> Result<Session> {
+        self.client
+            .send_json(Method::POST, &format!("/v1/sessions/{id}/stop"), &())
+            .await
+    }
+
+    /// Deletes a session that has ended.
+    pub async fn delete(&self, id: SessionId) -> Result<()> {
+        self.client
+            .delete_path::<serde_json::Value>(&format!("/v1/sessions/{id}"))
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs a command and returns its output and exit code.
+    pub async fn exec(&self, id: SessionId, command: &ExecCommand) -> Result<ExecOutput> {
+        self.client
+            .send_json(Method::POST, &format!("/v1/sessions/{id}/exec"), command)
+            .await
+    }
+
+    /// The session's events, oldest first.
+    pub async fn events(
+        &self,
+        id: SessionId,
+        params: &EventListParams,
+    ) -> Result<Vec<SessionEvent>> {
+        self.client
+            .get_with(&format!("/v1/sessions/{id}/events"), params)
+            .await
+    }
+}
+
+impl Estimates<'_> {
+    /// Quotes one configuration.
+    pub async fn quote(&self, request: &EstimateRequest) -> Result<Estimate> {
+        self.client
+            .send_json(Method::POST, "/v1/estimates", request)
+            .await
+    }
+
+    /// Quotes several configurations side by side.
+    pub async fn compare(&self, request: &CompareRequest) -> Result<Comparison> {
+        self.client
+            .send_json(Method::POST, "/v1/estimates/compare", request)
+            .await
+    }
+}
 
 impl Credits<'_> {
     /// The caller's balance.

@@ -194,29 +194,33 @@ impl Monitor {
                 continue;
             }
             let id = record.session.id;
+            // A shell that exits cleanly is its user ending the session; otherwise it failed.
             let gone = match compute.status(id).await {
-                Ok(ComputeStatus::Exited(code)) => Some(format!(
-                    "the session's shell exited{}",
-                    code.map(|c| format!(" with code {c}")).unwrap_or_default()
+                Ok(ComputeStatus::Exited(Some(0))) => Some((StopReason::User, None)),
+                Ok(ComputeStatus::Exited(code)) => Some((
+                    StopReason::Failed,
+                    Some(format!(
+                        "the session's shell exited{}",
+                        code.map(|c| format!(" with code {c}"))
+                            .unwrap_or_else(|| " on a signal".into())
+                    )),
                 )),
-                Ok(ComputeStatus::Gone) => Some("the session's compute is gone".to_owned()),
+                Ok(ComputeStatus::Gone) => Some((
+                    StopReason::Failed,
+                    Some("the session's compute is gone".to_owned()),
+                )),
                 Ok(_) => None,
                 Err(e) => {
                     tracing::warn!(session = %id, error = %e, "could not read a session's compute status");
                     None
                 }
             };
-            if let Some(why) = gone {
+            if let Some((reason, why)) = gone {
                 let now = self.engine.clock().now();
-                let mut failed = record.clone();
-                failed.session.failure = Some(why);
-                match self
-                    .engine
-                    .sessions()
-                    .finish(failed, StopReason::Failed, now, now)
-                    .await
-                {
-                    Ok(_) => report.stopped.push((id, StopReason::Failed)),
+                let mut ended = record.clone();
+                ended.session.failure = why;
+                match self.engine.sessions().finish(ended, reason, now, now).await {
+                    Ok(_) => report.stopped.push((id, reason)),
                     Err(e) => {
                         report.errors += 1;
                         tracing::warn!(session = %id, error = %e, "could not stop a session whose compute ended");

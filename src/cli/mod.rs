@@ -5,6 +5,8 @@ mod credits;
 mod output;
 mod resources;
 mod serve;
+mod sessions;
+mod shell;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +73,19 @@ enum Command {
         #[command(subcommand)]
         command: resources::KeyCommand,
     },
+    /// Start, list, stop and exec into sessions.
+    #[command(alias = "sessions")]
+    Session {
+        #[command(subcommand)]
+        command: sessions::SessionCommand,
+    },
+    /// Open a session's terminal here (built-ins: /help, /status, /credits, /clear).
+    Shell {
+        /// The session.
+        session: onmemos::client::id::SessionId,
+    },
+    /// What a session would cost, with cheaper alternatives; several templates are compared.
+    Estimate(sessions::EstimateArgs),
     /// Your credits; purchases and grants (admin).
     Credits {
         #[command(subcommand)]
@@ -99,6 +114,9 @@ pub(crate) async fn run() -> ExitCode {
                 Command::Template { command } => resources::template(&client, command, &out).await,
                 Command::Keys { command } => resources::keys(&client, command, &out).await,
                 Command::Credits { command } => credits::run(&client, command, &out).await,
+                Command::Session { command } => sessions::run(&client, command, &out).await,
+                Command::Shell { session } => shell::run(&client, session).await,
+                Command::Estimate(args) => sessions::estimate(&client, args, &out).await,
                 Command::Serve(_) | Command::Admin { .. } => Ok(()),
             },
             Err(e) => Err(e),

@@ -58,6 +58,9 @@ pub(crate) enum TemplateCommand {
         /// Only templates with this tag.
         #[arg(long)]
         tag: Option<String>,
+        /// The most used first.
+        #[arg(long)]
+        popular: bool,
     },
     /// Show a template (by id or name).
     Get { template: String },
@@ -260,16 +263,24 @@ pub(crate) async fn template(
                     t.resources.gpu.to_string(),
                     t.tags.join(","),
                     if t.builtin { "built-in" } else { "custom" }.into(),
+                    t.usage_count.to_string(),
                 ]
             })
             .collect()
     };
-    let headers = &["name", "category", "vCPU", "MiB", "GPU", "tags", "kind"];
+    let headers = &[
+        "name", "category", "vCPU", "MiB", "GPU", "tags", "kind", "used",
+    ];
     match command {
-        TemplateCommand::List { category, tag } => {
+        TemplateCommand::List {
+            category,
+            tag,
+            popular,
+        } => {
             let mut params = TemplateListParams {
                 category,
                 tag,
+                sort: popular.then_some(onmemos::client::api::TemplateSort::Popular),
                 limit: Some(200),
                 cursor: None,
             };
