@@ -565,21 +565,24 @@ async fn a_shell_that_exits_ends_the_session_and_charges_up_to_the_pass() {
             // Wait (in real time) for the shell to go.
             while pty.read().await.ok().flatten().is_some() {}
             let started = s.started_at.unwrap_or_default();
-            let paid_before = w
-                .db
-                .ledger()
-                .balance(w.user.user_id())
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .counters
-                .debits_posted;
+            let paid_before =
+                w.db.ledger()
+                    .balance(w.user.user_id())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .counters
+                    .debits_posted;
             let (stopped, at) = w.run_until_stopped(s.id, 3).await;
             assert_eq!(stopped.stop_reason, Some(reason), "{name}");
             match failure {
                 Some(text) => {
                     assert_eq!(stopped.status, SessionStatus::Failed);
                     assert!(
-                        stopped.failure.as_deref().unwrap_or_default().contains(text),
+                        stopped
+                            .failure
+                            .as_deref()
+                            .unwrap_or_default()
+                            .contains(text),
                         "{name}: {:?}",
                         stopped.failure
                     );
@@ -591,13 +594,12 @@ async fn a_shell_that_exits_ends_the_session_and_charges_up_to_the_pass() {
                 cost_of(stopped.rate_micros_per_hour, ms_between(started, at)),
                 "{name}"
             );
-            let paid_after = w
-                .db
-                .ledger()
-                .balance(w.user.user_id())
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .counters;
+            let paid_after =
+                w.db.ledger()
+                    .balance(w.user.user_id())
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .counters;
             assert_eq!(paid_after.debits_posted - paid_before, stopped.cost_micros);
             assert_eq!(paid_after.debits_pending, 0);
             w.check_trail(&stopped, None).await;

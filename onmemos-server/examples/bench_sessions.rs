@@ -75,9 +75,7 @@ impl Api {
             "{}/v1/sessions/{id}/shell?rows=50&cols=200",
             self.base.replace("http://", "ws://")
         );
-        let mut req = url
-            .into_client_request()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut req = url.into_client_request().unwrap_or_else(|e| panic!("{e}"));
         req.headers_mut().insert(
             "authorization",
             format!("Bearer {}", self.key)
@@ -118,7 +116,10 @@ async fn pty_until(pty: &mut pty_process::Pty, marker: &[u8]) -> usize {
     let mut tail: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = pty.read(&mut buf).await.unwrap_or_else(|e| panic!("pty: {e}"));
+        let n = pty
+            .read(&mut buf)
+            .await
+            .unwrap_or_else(|e| panic!("pty: {e}"));
         assert!(n > 0, "pty closed");
         total += n;
         tail.extend_from_slice(&buf[..n]);
@@ -149,7 +150,10 @@ async fn main() {
         .unwrap_or_else(|e| panic!("{e}"));
     println!(
         "compute: local, sandboxed: {}",
-        engine.compute().map(|c| c.capabilities().sandboxed).unwrap_or(false)
+        engine
+            .compute()
+            .map(|c| c.capabilities().sandboxed)
+            .unwrap_or(false)
     );
     let user = engine
         .users()
@@ -208,7 +212,8 @@ async fn main() {
             .await;
         ours.push(t.elapsed());
         assert_eq!(out["stdout"], "hi\n");
-        api.post(&format!("/v1/sessions/{id}/stop"), json!({})).await;
+        api.post(&format!("/v1/sessions/{id}/stop"), json!({}))
+            .await;
 
         let t = Instant::now();
         let out = tokio::process::Command::new("echo")
@@ -240,7 +245,12 @@ async fn main() {
             json!({"command": ["sh", "-c", format!("head -c {} /dev/urandom | base64 -w 100 > big.txt && wc -c < big.txt", bytes * 3 / 4)], "timeout_secs": 600}),
         )
         .await;
-    let file_bytes: usize = made["stdout"].as_str().unwrap_or("0").trim().parse().unwrap_or(0);
+    let file_bytes: usize = made["stdout"]
+        .as_str()
+        .unwrap_or("0")
+        .trim()
+        .parse()
+        .unwrap_or(0);
     let workdir = dir
         .path()
         .join("compute/workspaces")
@@ -255,9 +265,11 @@ async fn main() {
         .unwrap_or_else(|e| panic!("{e}"));
     ws_until(&mut ws, b"READY1").await;
     let t = Instant::now();
-    ws.send(Message::Binary(b"cat big.txt; echo DONE''1\n".to_vec().into()))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    ws.send(Message::Binary(
+        b"cat big.txt; echo DONE''1\n".to_vec().into(),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let got = ws_until(&mut ws, b"DONE1").await;
     let ws_secs = t.elapsed().as_secs_f64();
 
@@ -322,10 +334,13 @@ async fn main() {
         pty.write_all(b"x").await.unwrap_or_else(|e| panic!("{e}"));
         pty_until(&mut pty, b"x").await;
         bare.push(t.elapsed());
-        pty.write_all(b"\x7f").await.unwrap_or_else(|e| panic!("{e}"));
+        pty.write_all(b"\x7f")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         pty_until(&mut pty, b"\x08").await;
     }
     report("keystroke echo (200 keys)", &mut ours, &mut bare);
     let _ = child.kill().await;
-    api.post(&format!("/v1/sessions/{id}/stop"), json!({})).await;
+    api.post(&format!("/v1/sessions/{id}/stop"), json!({}))
+        .await;
 }

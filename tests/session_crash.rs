@@ -1,0 +1,249 @@
+//! `onmemos serve` is killed with SIGKILL while sessions run. The sessions' background jobs
+//! outlive it (their shells go with their terminals); when it is started again, it stops every such session (`server_restart_reconciled`),
+//! charges it exactly up to its last tick and no further, releases its hold, and kills its
+//! processes (checked in /proc).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use onmemos::client::Client;
+use onmemos::client::model::{MicroCredits, SessionStatus, StopReason, cost_of};
+use onmemos::core::api::{CreateSession, CreateWorkspace, CreditRequest, SessionListParams};
+
+const BIN: &str = env!("CARGO_BIN_EXE_onmemos");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn onmemos(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env_remove("ONMEMOS_API_KEY")
+        .env_remove("ONMEMOS_URL")
+        .env("ONMEMOS_DATA_DIR", dir.join("data"))
+        .env("ONMEMOS_DATABASE_URL", "")
+        .env("ONMEMOS_COMPUTE_URL", "local://?sandbox=off")
+        .env("ONMEMOS_ENGINE__SESSIONS__CHECK_INTERVAL_MS", "100")
+        .env("ONMEMOS_ENGINE__SESSIONS__NODE", "crash-test");
+    cmd
+}
+
+fn spawn(dir: &Path, port: u16) -> Child {
+    onmemos(dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn: {e}"))
+}
+
+async fn wait_ready(url: &str) {
+    let probe = Client::builder()
+        .base_url(url)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while probe.health().await.is_err() {
+        assert!(Instant::now() < deadline, "the server did not come up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn processes_of(session: &str) -> Vec<i32> {
+    let marker = format!("ONMEMOS_SESSION={session}@");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            if stat.rsplit_once(')')?.1.trim_start().starts_with('Z') {
+                return None;
+            }
+            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            env.split(|b| *b == 0)
+                .any(|v| v.starts_with(marker.as_bytes()))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_of_a_killed_server_are_reconciled_on_restart() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = onmemos(dir.path())
+        .args([
+            "--json",
+            "admin",
+            "create-user",
+            "--email",
+            "root@example.com",
+            "--admin",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let key = created["api_key"]["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let me = created["user"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = spawn(dir.path(), port);
+    wait_ready(&url).await;
+    let client = Client::builder()
+        .base_url(&url)
+        .api_key(&key)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    client
+        .credits()
+        .purchase(&CreditRequest {
+            user_id: me.parse().unwrap_or_else(|e| panic!("{e:?}")),
+            amount_micros: 100_000_000,
+            reference: None,
+            priority: None,
+            expires_at: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("purchase: {e}"));
+    let ws = client
+        .workspaces()
+        .create(&CreateWorkspace {
+            name: "crash".into(),
+            description: None,
+            env: Default::default(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut ids = Vec::new();
+    let first_created = Instant::now();
+    for _ in 0..3 {
+        let s = client
+            .sessions()
+            .create(&CreateSession {
+                workspace_id: ws.id,
+                template: "python".into(),
+                limits: Default::default(),
+                placement: Default::default(),
+                env: Default::default(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("create: {e}"));
+        // A background job: it outlives the server (the shell goes with its terminal).
+        let out = client
+            .sessions()
+            .exec(
+                s.id,
+                &onmemos::core::api::ExecCommand {
+                    command: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "sleep 1000 >/dev/null 2>&1 &".into(),
+                    ],
+                    env: Default::default(),
+                    stdin: None,
+                    timeout_secs: None,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("exec: {e}"));
+        assert_eq!(out.exit_code, Some(0));
+        ids.push(s.id);
+    }
+    // Let the monitor tick a few times, then kill the server mid-flight.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.kill().unwrap_or_else(|e| panic!("kill: {e}"));
+    let _ = server.wait();
+    let lived_ms = i64::try_from(first_created.elapsed().as_millis()).unwrap_or(i64::MAX);
+    for id in &ids {
+        assert!(
+            !processes_of(&id.to_string()).is_empty(),
+            "the session's background job died with the server: nothing left to reconcile"
+        );
+    }
+    let mut server = spawn(dir.path(), port);
+    wait_ready(&url).await;
+    // Reconciliation runs as the monitor starts.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sessions = loop {
+        let page = client
+            .sessions()
+            .list(&SessionListParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if page
+            .items
+            .iter()
+            .all(|s| s.status != SessionStatus::Running)
+        {
+            break page.items;
+        }
+        assert!(Instant::now() < deadline, "sessions were not reconciled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut total: MicroCredits = 0;
+    for s in &sessions {
+        assert_eq!(
+            s.stop_reason,
+            Some(StopReason::ServerRestartReconciled),
+            "{s:?}"
+        );
+        assert!(
+            processes_of(&s.id.to_string()).is_empty(),
+            "processes of {} survived the restart",
+            s.id
+        );
+        // Charged up to a tick of the first run: a whole number of billed milliseconds, and
+        // exactly what the ledger posted for it.
+        let events = client
+            .sessions()
+            .events(s.id, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let charged_by_ticks: MicroCredits = events
+            .iter()
+            .filter_map(|e| match e.kind {
+                onmemos::client::model::SessionEventKind::Charged { amount_micros, .. } => {
+                    Some(amount_micros)
+                }
+                _ => None,
+            })
+            .sum();
+        assert_eq!(
+            s.cost_micros, charged_by_ticks,
+            "{}: charged beyond its last tick",
+            s.id
+        );
+        assert!(s.cost_micros > 0, "{}: its ticks were never charged", s.id);
+        assert!(
+            s.cost_micros <= cost_of(s.rate_micros_per_hour, lived_ms),
+            "{}: charged more than it ran",
+            s.id
+        );
+        total += s.cost_micros;
+    }
+    let balance = client
+        .credits()
+        .balance()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        balance.counters.debits_pending, 0,
+        "a hold outlived its session"
+    );
+    assert_eq!(balance.counters.debits_posted, total);
+    let _ = server.kill();
+    let _ = server.wait();
+}
