@@ -860,3 +860,167 @@ async fn estimates_learn_percentiles_from_finished_sessions_and_offer_cheaper_op
         );
     }
 }
+
+/// Two replicas (each its own engine, pool, node and local compute) over one PostgreSQL, their
+/// monitors racing on the same simulated clock over 50 sessions: every tick of every session is
+/// charged exactly once, the load is shared, and the ledger reconciles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_one_postgres_charge_every_tick_exactly_once() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let open = || async {
+        Arc::new(
+            SqlDatabase::open(&url)
+                .await
+                .unwrap_or_else(|e| panic!("postgres: {e}")),
+        ) as Arc<dyn Database>
+    };
+    let clock = Arc::new(ManualClock::new(t0()));
+    let replica = |db: Arc<dyn Database>, node: &'static str| {
+        let clock = clock.clone();
+        async move {
+            let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")).keep();
+            let mut config = config();
+            config.sessions.node = Some(node.into());
+            Engine::builder(db)
+                .with_clock(clock)
+                .with_compute(Arc::new(LocalCompute::unsandboxed(root)))
+                .with_config(config)
+                .build()
+                .await
+                .unwrap_or_else(|e| panic!("engine: {e}"))
+        }
+    };
+    let a = replica(open().await, "replica-a").await;
+    let b = replica(open().await, "replica-b").await;
+    let created = a
+        .users()
+        .bootstrap(CreateUser {
+            email: "fleet@example.com".into(),
+            name: None,
+            role: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let user = Principal::for_user(&created.user);
+    a.credits()
+        .execute(&LedgerOp::Grant {
+            id: TransferId::random("grant"),
+            user: user.user_id(),
+            amount: 1_000_000_000,
+            source: GrantSource::Purchase,
+            priority: 0,
+            expires_at: None,
+            reference: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ws = a
+        .workspaces()
+        .create(
+            &user,
+            CreateWorkspace {
+                name: "fleet".into(),
+                description: None,
+                env: Default::default(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .id;
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let engine = if i % 2 == 0 { &a } else { &b };
+        let s = engine
+            .sessions()
+            .create(
+                &user,
+                CreateSession {
+                    workspace_id: ws,
+                    template: "python".into(),
+                    limits: Default::default(),
+                    placement: Default::default(),
+                    env: Default::default(),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create {i}: {e}"));
+        ids.push(s.id);
+    }
+    let (mut ticked_a, mut ticked_b) = (0, 0);
+    let (monitor_a, monitor_b) = (a.monitor(), b.monitor());
+    for _ in 0..12 {
+        clock.advance(Duration::seconds(INTERVAL_S));
+        let (ra, rb) = tokio::join!(monitor_a.run_once(), monitor_b.run_once());
+        let (ra, rb) = (
+            ra.unwrap_or_else(|e| panic!("replica a: {e}")),
+            rb.unwrap_or_else(|e| panic!("replica b: {e}")),
+        );
+        assert_eq!((ra.errors, rb.errors), (0, 0), "{ra:?} {rb:?}");
+        ticked_a += ra.ticked;
+        ticked_b += rb.ticked;
+    }
+    assert_eq!(
+        ticked_a + ticked_b,
+        50 * 12,
+        "every session ticked once per pass"
+    );
+    assert!(
+        ticked_a > 0 && ticked_b > 0,
+        "one replica did all the work: {ticked_a} / {ticked_b}"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let engine = if i % 2 == 0 { &a } else { &b };
+        engine
+            .sessions()
+            .stop(&user, *id)
+            .await
+            .unwrap_or_else(|e| panic!("stop: {e}"));
+    }
+    let db = open().await;
+    let mut posts: std::collections::HashMap<String, Vec<MicroCredits>> = Default::default();
+    let mut after = None;
+    loop {
+        let page = db
+            .ledger()
+            .transfers(
+                None,
+                Some(TransferKind::Post),
+                onmemos_core::api::PageRequest { limit: 200, after },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for t in &page.items {
+            let session = t.id.as_str().split(".settle.").next().unwrap_or_default();
+            posts.entry(session.to_owned()).or_default().push(t.amount);
+        }
+        match page.next_cursor {
+            Some(c) => after = c.parse().ok(),
+            None => break,
+        }
+    }
+    for id in &ids {
+        let s = db
+            .sessions()
+            .get(user.user_id(), *id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("{id} vanished"));
+        let charges = posts.get(&id.to_string()).cloned().unwrap_or_default();
+        // One settlement per hold: 12 ticks and the stop.
+        assert_eq!(charges.len(), 13, "{id}: {charges:?}");
+        assert_eq!(charges.iter().sum::<MicroCredits>(), s.cost_micros, "{id}");
+        let started = s.started_at.unwrap_or_default();
+        let stopped = s.stopped_at.unwrap_or_default();
+        assert_eq!(
+            s.cost_micros,
+            cost_of(s.rate_micros_per_hour, ms_between(started, stopped)),
+            "{id}"
+        );
+    }
+    let report = onmemos_core::ledger::reconcile(db.ledger())
+        .await
+        .unwrap_or_else(|e| panic!("reconcile: {e}"));
+    assert!(report.drift.is_empty(), "ledger drift: {:?}", report.drift);
+}
