@@ -26,6 +26,13 @@ scripts/check-core-deps.sh
 step "clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+step "bubblewrap (the session sandbox)"
+if ! command -v bwrap >/dev/null 2>&1; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } ||
+    echo "NOTICE: could not install bubblewrap: sandboxed sessions are not tested on this machine"
+fi
+command -v bwrap || true
+
 services_start
 
 step "examples"

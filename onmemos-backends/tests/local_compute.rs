@@ -308,8 +308,56 @@ async fn unknown_sessions_and_empty_commands_are_clear_errors() {
         .unwrap_or_else(|e| panic!("stop: {e}"));
 }
 
+/// Whether bubblewrap is installed and can create namespaces here.
 fn which_bwrap() -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("bwrap").is_file()))
-        .unwrap_or(false)
+    std::process::Command::new("bwrap")
+        .args(["--unshare-pid", "--ro-bind", "/", "/", "--", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test]
+async fn with_bubblewrap_a_session_sees_only_its_workspace_and_its_own_processes() {
+    if !which_bwrap() {
+        eprintln!(
+            "NOTICE: bubblewrap is not usable here (apt-get install bubblewrap); the sandbox is not tested"
+        );
+        return;
+    }
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let compute = LocalCompute::new(root.path());
+    assert!(compute.capabilities().sandboxed);
+    let workspace = WorkspaceId::new();
+    let session = started(&compute, workspace).await;
+    std::fs::write(compute.workspace_dir(workspace).join("mine.txt"), "ok")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let host_dir = root.path().display().to_string();
+    let script = format!(
+        "pwd; cat mine.txt; echo; test -e {host_dir} && echo host-visible; ls /proc | grep -c '^[0-9]'"
+    );
+    let (out, _, code) = run(&compute, session, &script, Duration::from_secs(10)).await;
+    assert_eq!(code, Some(0), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"/workspace"), "{out}");
+    assert_eq!(lines.get(1), Some(&"ok"), "{out}");
+    assert!(
+        !out.contains("host-visible"),
+        "the host's directories are visible: {out}"
+    );
+    // Its own PID namespace: a handful of processes, not the host's.
+    let visible: usize = lines
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(
+        visible < 10,
+        "{visible} processes visible inside the sandbox"
+    );
+    compute
+        .stop_session(session)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+    assert_eq!(marked(session), Vec::<i32>::new(), "orphans after stop");
 }

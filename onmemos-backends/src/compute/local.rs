@@ -112,7 +112,7 @@ impl LocalCompute {
         Self {
             root,
             tag,
-            bwrap: which("bwrap"),
+            bwrap: which("bwrap").filter(|bwrap| sandbox_works(bwrap)),
             prlimit: which("prlimit"),
             shell: which("bash").unwrap_or_else(|| PathBuf::from("/bin/sh")),
             sessions: Mutex::default(),
@@ -497,6 +497,35 @@ impl ComputeProvider for LocalCompute {
         }
         Ok(found.into_iter().collect())
     }
+}
+
+/// Whether bubblewrap can create the namespaces sessions run in here (it cannot in some
+/// containers); when it cannot, sessions run unsandboxed and a warning says so.
+fn sandbox_works(bwrap: &Path) -> bool {
+    let ok = std::process::Command::new(bwrap)
+        .args([
+            "--die-with-parent",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--ro-bind",
+            "/",
+            "/",
+            "--",
+            "true",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        tracing::warn!(
+            bwrap = %bwrap.display(),
+            "bubblewrap is installed but cannot create namespaces here: sessions run unsandboxed"
+        );
+    }
+    ok
 }
 
 /// The environment sessions start from: enough to find programs and a home.
