@@ -96,6 +96,7 @@ const ENV_KEYS: &[&str] = &[
     "listen",
     "data_dir",
     "database_url",
+    "compute_url",
     "log_format",
     "server",
     "engine",

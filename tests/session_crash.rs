@@ -55,25 +55,7 @@ async fn wait_ready(url: &str) {
     }
 }
 
-fn processes_of(session: &str) -> Vec<i32> {
-    let marker = format!("ONMEMOS_SESSION={session}@");
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            if stat.rsplit_once(')')?.1.trim_start().starts_with('Z') {
-                return None;
-            }
-            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-            env.split(|b| *b == 0)
-                .any(|v| v.starts_with(marker.as_bytes()))
-                .then_some(pid)
-        })
-        .collect()
-}
+use onmemos_backends::testing::session_processes as processes_of;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_of_a_killed_server_are_reconciled_on_restart() {

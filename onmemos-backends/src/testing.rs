@@ -81,3 +81,25 @@ mod tests {
         assert_eq!(r("postgres://u@h:1", "x"), "postgres://u@h:1/x");
     }
 }
+
+/// The live processes (zombies excluded) that carry the `LocalCompute` marker of `session`
+/// (`ONMEMOS_SESSION=<session>@…`), read from `/proc`: what must be empty once it stopped.
+pub fn session_processes(session: &str) -> Vec<i32> {
+    let marker = format!("ONMEMOS_SESSION={session}@");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            if stat.rsplit_once(')')?.1.trim_start().starts_with('Z') {
+                return None;
+            }
+            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            env.split(|b| *b == 0)
+                .any(|v| v.starts_with(marker.as_bytes()))
+                .then_some(pid)
+        })
+        .collect()
+}

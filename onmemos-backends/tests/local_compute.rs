@@ -85,26 +85,7 @@ async fn run(
 
 /// Live processes carrying the session's marker, from /proc.
 fn marked(session: SessionId) -> Vec<i32> {
-    // `ONMEMOS_SESSION=<session>@<compute root>`.
-    let marker = format!("ONMEMOS_SESSION={session}@");
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|pid| {
-                    let live = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                        .ok()
-                        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_owned()))
-                        .is_some_and(|r| !r.starts_with('Z'));
-                    live && std::fs::read(format!("/proc/{pid}/environ"))
-                        .map(|env| {
-                            env.split(|b| *b == 0)
-                                .any(|v| v.starts_with(marker.as_bytes()))
-                        })
-                        .unwrap_or(false)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    onmemos_backends::testing::session_processes(&session.to_string())
 }
 
 #[tokio::test]

@@ -296,24 +296,8 @@ impl World {
 
     /// No process of the session is alive (checked in /proc).
     fn check_no_processes(&self, id: SessionId) {
-        let marker = format!("ONMEMOS_SESSION={id}@");
-        let alive: Vec<String> = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-                let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                let zombie = stat.rsplit_once(')')?.1.trim_start().starts_with('Z');
-                let ours = env
-                    .split(|b| *b == 0)
-                    .any(|v| v.starts_with(marker.as_bytes()));
-                (ours && !zombie).then_some(stat)
-            })
-            .collect();
+        let alive = onmemos_backends::testing::session_processes(&id.to_string());
         assert!(alive.is_empty(), "processes of {id} survived: {alive:?}");
-        let _ = &self.root;
     }
 }
 

@@ -191,25 +191,7 @@ async fn control_frame(ws: &mut Socket, kind: &str) -> Value {
     }
 }
 
-fn session_processes(id: &str) -> Vec<i32> {
-    let marker = format!("ONMEMOS_SESSION={id}@");
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            if stat.rsplit_once(')')?.1.trim_start().starts_with('Z') {
-                return None;
-            }
-            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-            env.split(|b| *b == 0)
-                .any(|v| v.starts_with(marker.as_bytes()))
-                .then_some(pid)
-        })
-        .collect()
-}
+use onmemos_backends::testing::session_processes;
 
 #[tokio::test]
 async fn a_real_session_execs_serves_a_shell_and_leaves_no_process() {
