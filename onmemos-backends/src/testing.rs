@@ -68,20 +68,6 @@ pub fn replace_database(url: &str, name: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn replaces_the_database_and_keeps_the_query() {
-        use super::replace_database as r;
-        assert_eq!(r("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
-        assert_eq!(
-            r("postgres://u@h:1/postgres?sslmode=disable", "x"),
-            "postgres://u@h:1/x?sslmode=disable"
-        );
-        assert_eq!(r("postgres://u@h:1", "x"), "postgres://u@h:1/x");
-    }
-}
-
 /// The live processes (zombies excluded) that carry the `LocalCompute` marker of `session`
 /// (`ONMEMOS_SESSION=<session>@…`), read from `/proc`: what must be empty once it stopped.
 pub fn session_processes(session: &str) -> Vec<i32> {
@@ -102,4 +88,18 @@ pub fn session_processes(session: &str) -> Vec<i32> {
                 .then_some(pid)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_the_database_and_keeps_the_query() {
+        use super::replace_database as r;
+        assert_eq!(r("postgres://u@h:1/postgres", "x"), "postgres://u@h:1/x");
+        assert_eq!(
+            r("postgres://u@h:1/postgres?sslmode=disable", "x"),
+            "postgres://u@h:1/x?sslmode=disable"
+        );
+        assert_eq!(r("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+    }
 }
