@@ -427,6 +427,16 @@ async fn bad_input_gets_clear_errors_and_leaves_the_session_unharmed() {
         let (status, err) = post(format!("/v1/sessions/{id}/exec"), body.clone()).await;
         assert_eq!(status, 400, "{body} → {err}");
     }
+    // Deleting its workspace is refused while it runs.
+    let (status, err) = s
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/workspaces/{workspace}"),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{err}");
     // Deleting a running session is refused; it still runs.
     let (status, _) = s
         .call(

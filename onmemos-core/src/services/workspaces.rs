@@ -1,8 +1,9 @@
-use crate::api::{CreateWorkspace, ListParams, Page, UpdateWorkspace};
+use crate::api::{CreateWorkspace, ListParams, Page, PageRequest, UpdateWorkspace};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::id::WorkspaceId;
-use crate::model::{Scope, Workspace};
+use crate::model::{Scope, SessionStatus, Workspace};
+use crate::ports::SessionFilter;
 use crate::principal::Principal;
 use crate::validation::validate;
 
@@ -91,8 +92,41 @@ impl<'e> WorkspaceService<'e> {
     }
 
     /// Deletes one of the caller's workspaces.
+    ///
+    /// `Conflict` while a session of it has not ended: stop them first (deleting the workspace
+    /// deletes its ended sessions with it).
     pub async fn delete(&self, caller: &Principal, id: WorkspaceId) -> Result<()> {
         caller.require(Scope::WorkspacesWrite)?;
+        let db = self.engine.database();
+        for status in [
+            SessionStatus::Pending,
+            SessionStatus::Starting,
+            SessionStatus::Running,
+            SessionStatus::Stopping,
+        ] {
+            let filter = SessionFilter {
+                workspace: Some(id),
+                status: Some(status),
+                template: None,
+            };
+            let page = PageRequest {
+                limit: 1,
+                after: None,
+            };
+            if let Some(s) = db
+                .sessions()
+                .list(caller.user_id(), &filter, page)
+                .await?
+                .items
+                .first()
+            {
+                return Err(Error::conflict(format!(
+                    "workspace {id} has a {} session ({}): stop its sessions before deleting it",
+                    status.as_str(),
+                    s.id
+                )));
+            }
+        }
         if self
             .engine
             .database()
