@@ -169,9 +169,22 @@ impl World {
         id: SessionId,
         max_passes: usize,
     ) -> (Session, DateTime<Utc>) {
+        self.run_until_stopped_while(id, max_passes, false).await
+    }
+
+    /// The same, recording activity on the session before each pass when `busy`.
+    async fn run_until_stopped_while(
+        &self,
+        id: SessionId,
+        max_passes: usize,
+        busy: bool,
+    ) -> (Session, DateTime<Utc>) {
         let monitor = self.engine.monitor();
         for _ in 0..max_passes {
             self.clock.advance(Duration::seconds(INTERVAL_S));
+            if busy {
+                self.engine.sessions().touch(id).await;
+            }
             let report = monitor
                 .run_once()
                 .await
@@ -193,6 +206,21 @@ impl World {
             .await
             .unwrap_or_else(|e| panic!("get: {e}"))
             .unwrap_or_else(|| panic!("session {id} vanished"))
+    }
+
+    /// The session stopped for `reason` at the first pass at or after `deadline`.
+    fn check_stopped_in_time(
+        name: &str,
+        stopped: &Session,
+        at: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+        reason: StopReason,
+    ) {
+        assert_eq!(stopped.stop_reason, Some(reason), "{name}");
+        assert!(
+            at >= deadline && at - deadline < Duration::seconds(INTERVAL_S),
+            "{name}: stopped at {at}, the deadline was {deadline}"
+        );
     }
 
     /// Checks the money: the charge is the cost of `ran_ms` at the session's rate, the ledger's
@@ -317,32 +345,9 @@ async fn duration_limit_stops_within_one_tick_and_charges_exactly() {
             .await;
         let started = s.started_at.unwrap_or_default();
         // Keep it busy so only the duration can stop it.
-        let (stopped, at) = {
-            let monitor = w.engine.monitor();
-            let mut result = None;
-            for _ in 0..20 {
-                w.clock.advance(Duration::seconds(INTERVAL_S));
-                w.engine.sessions().touch(s.id).await;
-                let report = monitor.run_once().await.unwrap_or_else(|e| panic!("{e}"));
-                assert_eq!(report.errors, 0, "{name}: {report:?}");
-                let now = w.stored(s.id).await;
-                if now.is_finished() {
-                    result = Some((now, w.clock.now()));
-                    break;
-                }
-            }
-            result.unwrap_or_else(|| panic!("{name}: never stopped"))
-        };
+        let (stopped, at) = w.run_until_stopped_while(s.id, 20, true).await;
         let deadline = started + Duration::seconds(125);
-        assert_eq!(
-            stopped.stop_reason,
-            Some(StopReason::DurationLimit),
-            "{name}"
-        );
-        assert!(
-            at >= deadline && at - deadline < Duration::seconds(INTERVAL_S),
-            "{name}"
-        );
+        World::check_stopped_in_time(name, &stopped, at, deadline, StopReason::DurationLimit);
         w.check_charge(&stopped, 125_000).await;
         w.check_trail(&stopped, Some(Warning::DurationLimit)).await;
         w.check_no_processes(s.id);
@@ -363,12 +368,8 @@ async fn cost_limit_stops_at_the_limit_and_never_charges_past_it() {
         let (stopped, at) = w.run_until_stopped(s.id, 20).await;
         // 50,000 per hour: 1,000 micro-credits buy 72,000 ms.
         let ms = 1_000 * 3_600_000 / s.rate_micros_per_hour;
-        assert_eq!(stopped.stop_reason, Some(StopReason::CostLimit), "{name}");
         let deadline = started + Duration::milliseconds(ms);
-        assert!(
-            at >= deadline && at - deadline < Duration::seconds(INTERVAL_S),
-            "{name}"
-        );
+        World::check_stopped_in_time(name, &stopped, at, deadline, StopReason::CostLimit);
         w.check_charge(&stopped, ms).await;
         assert!(
             stopped.cost_micros <= 1_000,
@@ -411,11 +412,7 @@ async fn idle_timeout_stops_an_idle_session_and_activity_defers_it() {
         let active_at = w.clock.now();
         let (stopped, at) = w.run_until_stopped(s.id, 20).await;
         let deadline = active_at + Duration::seconds(60);
-        assert_eq!(stopped.stop_reason, Some(StopReason::IdleTimeout), "{name}");
-        assert!(
-            at >= deadline && at - deadline < Duration::seconds(INTERVAL_S),
-            "{name}"
-        );
+        World::check_stopped_in_time(name, &stopped, at, deadline, StopReason::IdleTimeout);
         let started = s.started_at.unwrap_or_default();
         w.check_charge(&stopped, ms_between(started, deadline))
             .await;
@@ -431,21 +428,7 @@ async fn credits_exhausted_stops_the_session_when_the_hold_cannot_be_extended() 
         let w = world(db, 2_000).await;
         let s = w.start(LimitOverrides::default()).await;
         let started = s.started_at.unwrap_or_default();
-        let (stopped, at) = {
-            let monitor = w.engine.monitor();
-            let mut result = None;
-            for _ in 0..30 {
-                w.clock.advance(Duration::seconds(INTERVAL_S));
-                w.engine.sessions().touch(s.id).await;
-                monitor.run_once().await.unwrap_or_else(|e| panic!("{e}"));
-                let now = w.stored(s.id).await;
-                if now.is_finished() {
-                    result = Some((now, w.clock.now()));
-                    break;
-                }
-            }
-            result.unwrap_or_else(|| panic!("{name}: never stopped"))
-        };
+        let (stopped, at) = w.run_until_stopped_while(s.id, 30, true).await;
         assert_eq!(
             stopped.stop_reason,
             Some(StopReason::CreditsExhausted),
