@@ -80,7 +80,32 @@ impl Default for SessionSettings {
     }
 }
 
+/// `n` units of `unit` as a duration, saturating (validated settings never come near).
+fn duration(n: u64, unit: chrono::Duration) -> chrono::Duration {
+    i32::try_from(n).map_or(chrono::Duration::MAX, |n| unit * n)
+}
+
 impl SessionSettings {
+    /// [`Self::check_interval_ms`] as a duration.
+    pub fn check_interval(&self) -> chrono::Duration {
+        duration(self.check_interval_ms, chrono::Duration::milliseconds(1))
+    }
+
+    /// [`Self::billing_window_secs`] as a duration.
+    pub fn billing_window(&self) -> chrono::Duration {
+        duration(self.billing_window_secs, chrono::Duration::seconds(1))
+    }
+
+    /// [`Self::warning_lead_secs`] as a duration.
+    pub fn warning_lead(&self) -> chrono::Duration {
+        duration(self.warning_lead_secs, chrono::Duration::seconds(1))
+    }
+
+    /// [`Self::lease_secs`] as a duration.
+    pub fn lease(&self) -> chrono::Duration {
+        duration(self.lease_secs, chrono::Duration::seconds(1))
+    }
+
     fn validate(&self) -> Result<()> {
         if self.check_interval_ms < 10 {
             return Err(Error::configuration(

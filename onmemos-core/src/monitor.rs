@@ -7,17 +7,16 @@
 //! PostgreSQL), every write is conditional on the version read, and the ledger's transfer ids
 //! are derived from (session, tick) — so a tick is charged once, whoever runs it.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Duration, Utc};
 
 use crate::engine::Engine;
 use crate::error::{ErrorKind, Result};
 use crate::id::SessionId;
-use crate::model::{
-    LedgerOp, MicroCredits, SessionEventKind, SessionRecord, SessionStatus, StopReason, Warning,
-    cost_of,
-};
+use crate::model::{SessionEventKind, SessionRecord, SessionStatus, StopReason, Warning, cost_of};
 use crate::ports::compute::ComputeStatus;
-use crate::services::sessions::{hold_id, ms_within_cost};
+use crate::services::sessions::ms_within_cost;
 
 /// How many sessions one claim takes.
 const CLAIM_BATCH: u32 = 64;
@@ -99,48 +98,33 @@ impl Monitor {
         let mut report = PassReport::default();
         let sessions = self.engine.sessions();
         let db = self.engine.database();
-        for record in db.sessions().unfinished_on(self.engine.node()).await? {
+        // Those that could not be reconciled stay as they are, processes included.
+        let mut kept = HashSet::new();
+        for mut record in db.sessions().unfinished_on(self.engine.node()).await? {
             let id = record.session.id;
-            let reason = match record.session.status {
-                SessionStatus::Running | SessionStatus::Stopping => {
-                    StopReason::ServerRestartReconciled
-                }
-                _ => StopReason::Failed,
-            };
-            let outcome = match record.session.status {
-                SessionStatus::Running | SessionStatus::Stopping => {
-                    let last_tick = record
-                        .session
-                        .started_at
-                        .map(|s| s + Duration::milliseconds(record.billed_ms))
-                        .unwrap_or_else(|| self.engine.clock().now());
-                    let now = self.engine.clock().now();
-                    sessions
-                        .finish(record, StopReason::ServerRestartReconciled, last_tick, now)
-                        .await
-                        .map(|_| ())
-                }
+            let now = self.engine.clock().now();
+            let (reason, bill_until) = match (record.session.status, record.session.started_at) {
+                (SessionStatus::Running | SessionStatus::Stopping, Some(started)) => (
+                    StopReason::ServerRestartReconciled,
+                    started + Duration::milliseconds(record.billed_ms),
+                ),
                 _ => {
                     // It never got to run: fail it, releasing its hold.
-                    let now = self.engine.clock().now();
-                    let mut failed = record;
-                    failed.session.failure =
+                    record.session.failure =
                         Some("the server restarted while the session was starting".into());
-                    sessions
-                        .finish(failed, StopReason::Failed, now, now)
-                        .await
-                        .map(|_| ())
+                    (StopReason::Failed, now)
                 }
             };
-            match outcome {
-                Ok(()) => report.stopped.push((id, reason)),
+            match sessions.finish(record, reason, bill_until, now).await {
+                Ok(_) => report.stopped.push((id, reason)),
                 Err(e) => {
                     report.errors += 1;
+                    kept.insert(id);
                     tracing::warn!(session = %id, error = %e, "could not reconcile a session");
                 }
             }
         }
-        report.orphans_killed += self.kill_orphans().await?;
+        report.orphans_killed += self.kill_orphans(&kept).await?;
         Ok(report)
     }
 
@@ -151,9 +135,7 @@ impl Monitor {
         let now = self.engine.clock().now();
         self.engine.database().ledger().expire_due(now).await?;
         self.sweep(&mut report).await?;
-        let lease = Duration::seconds(
-            i64::try_from(self.engine.config().sessions.lease_secs).unwrap_or(60),
-        );
+        let lease = self.engine.config().sessions.lease();
         loop {
             let claimed = self
                 .engine
@@ -188,8 +170,23 @@ impl Monitor {
         let Some(compute) = self.engine.compute() else {
             return Ok(());
         };
-        let db = self.engine.database();
-        for record in db.sessions().unfinished_on(self.engine.node()).await? {
+        let unfinished = self
+            .engine
+            .database()
+            .sessions()
+            .unfinished_on(self.engine.node())
+            .await?;
+        let mut live: HashSet<SessionId> = unfinished
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.session.status,
+                    SessionStatus::Running | SessionStatus::Starting | SessionStatus::Pending
+                )
+            })
+            .map(|r| r.session.id)
+            .collect();
+        for record in unfinished {
             if record.session.status != SessionStatus::Running {
                 continue;
             }
@@ -220,7 +217,10 @@ impl Monitor {
                 let mut ended = record.clone();
                 ended.session.failure = why;
                 match self.engine.sessions().finish(ended, reason, now, now).await {
-                    Ok(_) => report.stopped.push((id, reason)),
+                    Ok(_) => {
+                        live.remove(&id);
+                        report.stopped.push((id, reason));
+                    }
                     Err(e) => {
                         report.errors += 1;
                         tracing::warn!(session = %id, error = %e, "could not stop a session whose compute ended");
@@ -228,31 +228,16 @@ impl Monitor {
                 }
             }
         }
-        report.orphans_killed += self.kill_orphans().await?;
+        report.orphans_killed += self.kill_orphans(&live).await?;
         Ok(())
     }
 
-    /// Kills the compute of every session this node runs that is not unfinished in the
-    /// database (stopped by another replica, or never known).
-    async fn kill_orphans(&self) -> Result<usize> {
+    /// Kills the compute of every session this node runs that is not in `live` (stopped,
+    /// perhaps by another replica, or never known).
+    async fn kill_orphans(&self, live: &HashSet<SessionId>) -> Result<usize> {
         let Some(compute) = self.engine.compute() else {
             return Ok(0);
         };
-        let live: std::collections::HashSet<SessionId> = self
-            .engine
-            .database()
-            .sessions()
-            .unfinished_on(self.engine.node())
-            .await?
-            .iter()
-            .filter(|r| {
-                matches!(
-                    r.session.status,
-                    SessionStatus::Running | SessionStatus::Starting | SessionStatus::Pending
-                )
-            })
-            .map(|r| r.session.id)
-            .collect();
         let mut killed = 0;
         for id in compute.running_sessions().await? {
             if live.contains(&id) {
@@ -315,61 +300,34 @@ impl Monitor {
         }
 
         let id = record.session.id;
-        let rate = record.session.rate_micros_per_hour;
+        let settings = &self.engine.config().sessions;
+        let (end_ms, charged) = sessions.charge_until(&record, now).await?;
         let mut next = record.clone();
         next.version += 1;
-        let until = record.covered_until.map_or(now, |c| c.min(now));
-        let end_ms = (until - started).num_milliseconds().max(record.billed_ms);
-        let mut charged: MicroCredits = 0;
-        if let Some(hold) = &record.hold {
-            let due = cost_of(rate, end_ms) - record.session.cost_micros;
-            charged = sessions.settle(id, record.tick, hold, due.max(0)).await?;
-        }
         next.session.cost_micros += charged;
         next.billed_ms = end_ms;
         next.tick = record.tick + 1;
-        next.hold = None;
-
-        let window = Duration::seconds(
-            i64::try_from(self.engine.config().sessions.billing_window_secs).unwrap_or(300),
-        );
-        let window_cost = cost_of(rate, window.num_milliseconds());
-        let amount =
-            window_cost.min(next.session.limits.max_cost_micros - next.session.cost_micros);
-        if amount > 0 {
-            let op = LedgerOp::Hold {
-                id: hold_id(id, next.tick),
-                user: next.session.owner_id,
-                amount,
-                timeout_at: now + window + window,
-                reference: Some(format!("session {id}")),
-            };
-            match self.engine.credits().execute(&op).await {
-                Ok(_) => next.hold = Some(hold_id(id, next.tick)),
-                Err(e) if e.kind() == ErrorKind::InsufficientCredits => {
-                    // Paid up to now; it cannot run on credit it does not have.
-                    let mut paid = next.clone();
-                    paid.version = record.version;
-                    let paid = self.commit_tick(paid, charged).await?;
-                    sessions
-                        .finish(paid, StopReason::CreditsExhausted, now, now)
-                        .await?;
-                    return Ok(Some(StopReason::CreditsExhausted));
-                }
-                Err(e) if e.code() == crate::api::ErrorCode::IdempotencyKeyReused => {
-                    // Another replica ran this tick with other figures: its hold stands.
-                    next.hold = Some(hold_id(id, next.tick));
-                }
-                Err(e) => return Err(e),
+        next.hold = match sessions.place_hold(&next.session, next.tick, now).await {
+            Ok(hold) => hold,
+            Err(e) if e.kind() == ErrorKind::InsufficientCredits => {
+                // Paid up to now; it cannot run on credit it does not have. `finish` writes
+                // this tick's state with the stop, in one conditional update.
+                next.version = record.version;
+                next.hold = None;
+                sessions.charged_event(&next, charged).await;
+                sessions
+                    .finish(next, StopReason::CreditsExhausted, now, now)
+                    .await?;
+                return Ok(Some(StopReason::CreditsExhausted));
             }
-        }
+            Err(e) => return Err(e),
+        };
+        let window = settings.billing_window();
         next.covered_until = Some(now + window);
-        next.next_check_at = Some(now + sessions.check_interval());
+        next.next_check_at = Some(now + settings.check_interval());
 
         // Warnings, once each, before a limit stops the session.
-        let lead = Duration::seconds(
-            i64::try_from(self.engine.config().sessions.warning_lead_secs).unwrap_or(300),
-        );
+        let lead = settings.warning_lead();
         let mut warnings = Vec::new();
         for d in &deadlines {
             let left = d.at - now;
@@ -392,6 +350,7 @@ impl Monitor {
             .await?
             .available;
         let low = Warning::CreditsLow.bit();
+        let window_cost = cost_of(next.session.rate_micros_per_hour, window.num_milliseconds());
         if available < window_cost && next.hold.is_some() {
             if next.warned & low == 0 {
                 next.warned |= low;
@@ -412,22 +371,7 @@ impl Monitor {
                 "the session changed during its tick",
             ));
         }
-        if charged > 0 {
-            sessions
-                .event(
-                    id,
-                    SessionEventKind::Charged {
-                        tick: next.tick,
-                        amount_micros: charged,
-                        cost_micros: next.session.cost_micros,
-                    },
-                    format!(
-                        "charged {charged} micro-credits; {} so far",
-                        next.session.cost_micros
-                    ),
-                )
-                .await;
-        }
+        sessions.charged_event(&next, charged).await;
         for (warning, seconds_left, reason) in warnings {
             sessions
                 .event(
@@ -445,38 +389,6 @@ impl Monitor {
                 .await;
         }
         Ok(None)
-    }
-
-    /// Stores a tick's charge when the session stops right after it (its hold was refused).
-    async fn commit_tick(
-        &self,
-        mut record: SessionRecord,
-        charged: MicroCredits,
-    ) -> Result<SessionRecord> {
-        record.version += 1;
-        if !self.engine.database().sessions().update(&record).await? {
-            return Err(crate::Error::conflict(
-                "the session changed during its tick",
-            ));
-        }
-        if charged > 0 {
-            self.engine
-                .sessions()
-                .event(
-                    record.session.id,
-                    SessionEventKind::Charged {
-                        tick: record.tick,
-                        amount_micros: charged,
-                        cost_micros: record.session.cost_micros,
-                    },
-                    format!(
-                        "charged {charged} micro-credits; {} so far",
-                        record.session.cost_micros
-                    ),
-                )
-                .await;
-        }
-        Ok(record)
     }
 }
 

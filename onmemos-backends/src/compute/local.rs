@@ -251,6 +251,7 @@ async fn kill_all<F: std::future::Future<Output = ()>>(
 impl ComputeProvider for LocalCompute {
     fn capabilities(&self) -> ComputeCapabilities {
         ComputeCapabilities::new("local", self.bwrap.is_some(), false, false, true)
+            .with_node_local(true)
     }
 
     async fn provision_workspace(&self, spec: &WorkspaceSpec) -> Result<()> {

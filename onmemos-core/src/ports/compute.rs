@@ -30,6 +30,9 @@ pub struct ComputeCapabilities {
     pub spot: bool,
     /// Whether workspace storage is mounted into sessions.
     pub storage_mounts: bool,
+    /// Whether a session can only be reached (exec, terminal, stop) from the server node that
+    /// started it, as with processes on that machine; other nodes then point callers there.
+    pub node_local: bool,
 }
 
 impl ComputeCapabilities {
@@ -47,7 +50,14 @@ impl ComputeCapabilities {
             gpu,
             spot,
             storage_mounts,
+            node_local: false,
         }
+    }
+
+    /// The same, saying whether sessions are reachable only from the node that started them.
+    pub fn with_node_local(mut self, node_local: bool) -> Self {
+        self.node_local = node_local;
+        self
     }
 }
 

@@ -42,15 +42,25 @@ pub struct SessionService<'e> {
     engine: &'e Engine,
 }
 
-/// The id of hold `k` of `session`.
-pub(crate) fn hold_id(session: SessionId, k: u64) -> TransferId {
-    TransferId::new(format!("{session}.hold.{k}")).unwrap_or_else(|_| TransferId::random("hold"))
+/// The id of step `step` (`hold`, `settle`, `void`) of hold `k` of `session`:
+/// `<session>.<step>.<k>`. Derived, never random, so a repeated step is a ledger replay.
+pub(crate) fn transfer_id(session: SessionId, step: &str, k: u64) -> TransferId {
+    // A session id is `ses_` and hex: the id is always valid; the fallback only keeps the
+    // type total.
+    TransferId::new(format!("{session}.{step}.{k}")).unwrap_or_else(|_| TransferId::random(step))
 }
 
-/// The id of the transfer that settles hold `k` of `session`.
-pub(crate) fn settle_id(session: SessionId, k: u64) -> TransferId {
-    TransferId::new(format!("{session}.settle.{k}"))
-        .unwrap_or_else(|_| TransferId::random("settle"))
+/// What billing `record` up to `until` (no further than its hold covers) comes to: the running
+/// time then paid for, in ms, and what is still due for it. A session that never started owes
+/// nothing.
+fn due_until(record: &SessionRecord, until: DateTime<Utc>) -> (i64, MicroCredits) {
+    let Some(started) = record.session.started_at else {
+        return (record.billed_ms, 0);
+    };
+    let until = record.covered_until.map_or(until, |c| c.min(until));
+    let end_ms = (until - started).num_milliseconds().max(record.billed_ms);
+    let due = cost_of(record.session.rate_micros_per_hour, end_ms) - record.session.cost_micros;
+    (end_ms, due.max(0))
 }
 
 /// The longest running time whose cost stays within `max_cost` at `rate`, if the rate is
@@ -73,26 +83,45 @@ impl<'e> SessionService<'e> {
             .ok_or_else(|| Error::unavailable("this server runs no compute: sessions are off"))
     }
 
-    /// The credits a hold reserves: one window of cost, no more than what is left under the
-    /// session's cost limit.
-    fn hold_amount(&self, session: &Session) -> MicroCredits {
-        let window = cost_of(
-            session.rate_micros_per_hour,
-            self.window().num_milliseconds(),
-        );
-        window.min(session.limits.max_cost_micros - session.cost_micros)
+    /// Whether this server can reach the compute of `record`: always, unless the compute keeps
+    /// sessions on the node that started them and that is another node.
+    fn reaches(&self, record: &SessionRecord) -> bool {
+        record.node == self.engine.node()
+            || self
+                .engine
+                .compute()
+                .is_some_and(|c| !c.capabilities().node_local)
     }
 
-    fn window(&self) -> chrono::Duration {
-        chrono::Duration::seconds(
-            i64::try_from(self.engine.config().sessions.billing_window_secs).unwrap_or(i64::MAX),
-        )
-    }
-
-    pub(crate) fn check_interval(&self) -> chrono::Duration {
-        chrono::Duration::milliseconds(
-            i64::try_from(self.engine.config().sessions.check_interval_ms).unwrap_or(i64::MAX),
-        )
+    /// Places hold `k` of `session` at `now`: one billing window of cost, no more than what is
+    /// left under its cost limit, timing out a window after the window ends. `None` when there
+    /// is nothing to hold. A hold this step already placed (by another replica, with other
+    /// figures) stands.
+    pub(crate) async fn place_hold(
+        &self,
+        session: &Session,
+        k: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TransferId>> {
+        let window = self.engine.config().sessions.billing_window();
+        let amount = cost_of(session.rate_micros_per_hour, window.num_milliseconds())
+            .min(session.limits.max_cost_micros - session.cost_micros);
+        if amount <= 0 {
+            return Ok(None);
+        }
+        let id = transfer_id(session.id, "hold", k);
+        let op = LedgerOp::Hold {
+            id: id.clone(),
+            user: session.owner_id,
+            amount,
+            timeout_at: now + window + window,
+            reference: Some(format!("session {}", session.id)),
+        };
+        match self.engine.credits().execute(&op).await {
+            Ok(_) => Ok(Some(id)),
+            Err(e) if e.code() == crate::api::ErrorCode::IdempotencyKeyReused => Ok(Some(id)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Starts a session: validate → quote → hold credits → start compute → `running`. A failed
@@ -171,20 +200,12 @@ impl<'e> SessionService<'e> {
         )
         .await;
 
-        let amount = self.hold_amount(&record.session);
-        if amount > 0 {
-            let op = LedgerOp::Hold {
-                id: hold_id(id, 0),
-                user: caller.user_id(),
-                amount,
-                timeout_at: now + self.window() + self.window(),
-                reference: Some(format!("session {id}")),
-            };
-            if let Err(e) = self.engine.credits().execute(&op).await {
+        match self.place_hold(&record.session, 0, now).await {
+            Ok(hold) => record.hold = hold,
+            Err(e) => {
                 self.fail(record, &e).await;
                 return Err(e.with_context("session", id.to_string()));
             }
-            record.hold = Some(hold_id(id, 0));
         }
 
         let mut env: BTreeMap<String, String> = template.env.clone();
@@ -223,8 +244,9 @@ impl<'e> SessionService<'e> {
         next.session.status = SessionStatus::Running;
         next.session.started_at = Some(started_at);
         next.session.last_activity_at = started_at;
-        next.covered_until = Some(started_at + self.window());
-        next.next_check_at = Some(started_at + self.check_interval());
+        let settings = &self.engine.config().sessions;
+        next.covered_until = Some(started_at + settings.billing_window());
+        next.next_check_at = Some(started_at + settings.check_interval());
         if !db.sessions().update(&next).await? {
             let _ = compute.stop_session(id).await;
             return Err(Error::conflict("the session changed while it was starting"));
@@ -373,6 +395,7 @@ impl<'e> SessionService<'e> {
 
     /// A running session of the caller whose compute this server can reach.
     async fn running_here(&self, caller: &Principal, id: SessionId) -> Result<Session> {
+        self.compute()?;
         let record = self
             .engine
             .database()
@@ -388,7 +411,7 @@ impl<'e> SessionService<'e> {
             ))
             .with_context("status", record.session.status.as_str()));
         }
-        if record.node != self.engine.node() && self.compute()?.capabilities().name == "local" {
+        if !self.reaches(&record) {
             return Err(Error::conflict(format!(
                 "session {id} runs on server node {:?}; send this request there",
                 record.node
@@ -547,8 +570,7 @@ impl<'e> SessionService<'e> {
         let id = record.session.id;
         if let Some(hold) = &record.hold {
             let void = LedgerOp::Void {
-                id: TransferId::new(format!("{id}.void.{}", record.tick))
-                    .unwrap_or_else(|_| TransferId::random("void")),
+                id: transfer_id(id, "void", record.tick),
                 hold: hold.clone(),
             };
             if let Err(e) = self.engine.credits().execute(&void).await {
@@ -585,7 +607,7 @@ impl<'e> SessionService<'e> {
         hold: &TransferId,
         amount: MicroCredits,
     ) -> Result<MicroCredits> {
-        let id = settle_id(session, k);
+        let id = transfer_id(session, "settle", k);
         let op = LedgerOp::Post {
             id: id.clone(),
             hold: hold.clone(),
@@ -607,6 +629,42 @@ impl<'e> SessionService<'e> {
         }
     }
 
+    /// Charges `record` up to `until` against its open hold (see [`due_until`]); returns the
+    /// running time now paid for and what the ledger charged.
+    pub(crate) async fn charge_until(
+        &self,
+        record: &SessionRecord,
+        until: DateTime<Utc>,
+    ) -> Result<(i64, MicroCredits)> {
+        let (end_ms, due) = due_until(record, until);
+        let charged = match &record.hold {
+            Some(hold) => {
+                self.settle(record.session.id, record.tick, hold, due)
+                    .await?
+            }
+            None => 0,
+        };
+        Ok((end_ms, charged))
+    }
+
+    /// Records a tick's charge in the session's events (nothing when it charged nothing).
+    pub(crate) async fn charged_event(&self, record: &SessionRecord, charged: MicroCredits) {
+        if charged == 0 {
+            return;
+        }
+        let cost = record.session.cost_micros;
+        self.event(
+            record.session.id,
+            SessionEventKind::Charged {
+                tick: record.tick,
+                amount_micros: charged,
+                cost_micros: cost,
+            },
+            format!("charged {charged} micro-credits; {cost} so far"),
+        )
+        .await;
+    }
+
     /// Ends a running session for `reason`: charges it up to `bill_until` (no further than its
     /// hold covers), releases the hold, marks it stopped, and stops its compute when it runs
     /// here. `Conflict` when the session changed meanwhile (the caller re-reads).
@@ -620,24 +678,9 @@ impl<'e> SessionService<'e> {
         let id = record.session.id;
         let mut next = record.clone();
         next.version += 1;
-        if let Some(hold) = &record.hold {
-            // A session that never started owes nothing: its hold is released in full.
-            let (end_ms, due) = match record.session.started_at {
-                Some(started) => {
-                    let until = record
-                        .covered_until
-                        .map_or(bill_until, |c| c.min(bill_until));
-                    let end_ms = (until - started).num_milliseconds().max(record.billed_ms);
-                    let due = cost_of(record.session.rate_micros_per_hour, end_ms)
-                        - record.session.cost_micros;
-                    (end_ms, due.max(0))
-                }
-                None => (record.billed_ms, 0),
-            };
-            let charged = self.settle(id, record.tick, hold, due).await?;
-            next.session.cost_micros += charged;
-            next.billed_ms = end_ms;
-        }
+        let (end_ms, charged) = self.charge_until(&record, bill_until).await?;
+        next.session.cost_micros += charged;
+        next.billed_ms = end_ms;
         next.hold = None;
         next.next_check_at = None;
         next.session.status = if reason == StopReason::Failed {
@@ -650,7 +693,7 @@ impl<'e> SessionService<'e> {
         if !self.engine.database().sessions().update(&next).await? {
             return Err(Error::conflict("the session changed meanwhile"));
         }
-        if next.node == self.engine.node()
+        if self.reaches(&next)
             && let Some(compute) = self.engine.compute()
             && let Err(e) = compute.stop_session(id).await
         {
