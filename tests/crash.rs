@@ -4,13 +4,14 @@
 //! restart, each operation the server acknowledged is still there, and the ledger reconciles
 //! with zero drift. The seed is printed; `ONMEMOS_SEED` replays it.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
-use onmemos::client::Client;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{client, create_user, free_port, secret, serve, wait_ready};
 use onmemos::core::api::{
     CreateUser, CreateWorkspace, CreditRequest, ListParams, TransferListParams,
 };
@@ -18,45 +19,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Mutex;
 
-const BIN: &str = env!("CARGO_BIN_EXE_onmemos");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// `onmemos` in `dir`, on the test's database (SQLite in `dir` when `database` is empty).
 fn onmemos(dir: &Path, database: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .env_remove("ONMEMOS_API_KEY")
-        .env_remove("ONMEMOS_URL")
-        .env("ONMEMOS_DATA_DIR", dir.join("data"))
-        .env("ONMEMOS_DATABASE_URL", database);
+    let mut cmd = common::onmemos(dir);
+    cmd.env("ONMEMOS_DATABASE_URL", database);
     cmd
 }
 
 fn spawn(dir: &Path, database: &str, port: u16) -> Child {
-    onmemos(dir, database)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn: {e}"))
-}
-
-async fn wait_ready(url: &str) {
-    let probe = Client::builder()
-        .base_url(url)
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while probe.health().await.is_err() {
-        assert!(Instant::now() < deadline, "server did not come back");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    serve(onmemos(dir, database), port)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -84,31 +55,16 @@ async fn kill_nine_during_load(database: &str) {
     eprintln!("seed: {seed} (replay with ONMEMOS_SEED={seed}), {rounds} kills");
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let out = onmemos(dir.path(), database)
-        .args([
-            "--json",
-            "admin",
-            "create-user",
-            "--email",
-            "root@example.com",
-            "--admin",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let admin_key = created["api_key"]["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let admin_key = secret(&create_user(
+        onmemos(dir.path(), database),
+        "root@example.com",
+        true,
+    ));
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut child = spawn(dir.path(), database, port);
     wait_ready(&url).await;
-    let admin = Client::builder()
-        .base_url(&url)
-        .api_key(&admin_key)
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let admin = client(&url, &admin_key);
     let member = admin
         .users()
         .create(&CreateUser {
@@ -118,11 +74,7 @@ async fn kill_nine_during_load(database: &str) {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let member_client = Client::builder()
-        .base_url(&url)
-        .api_key(&member.api_key.secret)
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let member_client = client(&url, &member.api_key.secret);
 
     // Acknowledged: (transfer id, amount) and workspace ids the server answered 2xx for.
     let credited: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();

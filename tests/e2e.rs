@@ -1,18 +1,17 @@
 //! End to end over a real loopback socket: `onmemos serve` as a process, `onmemos admin
 //! create-user` bootstrapping the first admin, and the typed client doing the rest.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use onmemos::client::{Client, ErrorKind};
+use std::path::Path;
+use std::process::Child;
+
+use common::{client, create_user, free_port, onmemos, secret, serve, wait_ready};
+use onmemos::client::ErrorKind;
 use onmemos::core::api::{
     CreateApiKey, CreateUser, CreateWorkspace, ListParams, TemplateListParams,
 };
 use onmemos::core::model::{Scope, TemplateCategory};
-
-const BIN: &str = env!("CARGO_BIN_EXE_onmemos");
 
 struct Server {
     child: Child,
@@ -26,87 +25,20 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
-
-fn onmemos(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .env_remove("ONMEMOS_API_KEY")
-        .env_remove("ONMEMOS_URL")
-        .env_remove("ONMEMOS_CONFIG")
-        .env("ONMEMOS_DATA_DIR", dir.join("data"));
-    cmd
-}
-
-/// Creates a user with `onmemos admin create-user` (on the database directly) and returns the
-/// JSON it printed.
-fn create_user(dir: &Path, email: &str, admin: bool) -> serde_json::Value {
-    let mut args = vec!["--json", "admin", "create-user", "--email", email];
-    if admin {
-        args.push("--admin");
-    }
-    let out = onmemos(dir)
-        .args(&args)
-        .output()
-        .unwrap_or_else(|e| panic!("admin create-user: {e}"));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
-}
-
-/// The secret of the key `create_user` printed.
-fn secret(created: &serde_json::Value) -> String {
-    created["api_key"]["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn client(url: &str, key: &str) -> Client {
-    Client::builder()
-        .base_url(url)
-        .api_key(key)
-        .build()
-        .unwrap_or_else(|e| panic!("client: {e}"))
-}
-
 async fn start(dir: &Path) -> Server {
     let port = free_port();
-    let child = onmemos(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn onmemos serve: {e}"));
-    let url = format!("http://127.0.0.1:{port}");
-    let server = Server { child, url };
-    let probe = Client::builder()
-        .base_url(&server.url)
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while probe.health().await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the server did not answer /healthz within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let server = Server {
+        child: serve(onmemos(dir), port),
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    wait_ready(&server.url).await;
     server
 }
 
 #[tokio::test]
 async fn serve_bootstrap_and_client_round_trip() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let created = create_user(dir.path(), "Root@Example.com", true);
+    let created = create_user(onmemos(dir.path()), "Root@Example.com", true);
     let admin_key = secret(&created);
     assert!(admin_key.starts_with("onm_"), "{created}");
     assert_eq!(
@@ -245,7 +177,7 @@ async fn serve_bootstrap_and_client_round_trip() {
 #[tokio::test]
 async fn data_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let created = create_user(dir.path(), "keep@example.com", false);
+    let created = create_user(onmemos(dir.path()), "keep@example.com", false);
     let key = secret(&created);
     let ws = {
         let server = start(dir.path()).await;
@@ -298,7 +230,7 @@ fn invalid_settings_stop_startup_naming_the_key() {
 #[tokio::test]
 async fn credits_through_cli_and_client_then_reconcile() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let created = create_user(dir.path(), "ops@example.com", true);
+    let created = create_user(onmemos(dir.path()), "ops@example.com", true);
     let admin_key = secret(&created);
     let server = start(dir.path()).await;
     let admin = client(&server.url, &admin_key);

@@ -1,33 +1,23 @@
 //! `onmemos serve` is killed with SIGKILL while sessions run. The sessions' background jobs
-//! outlive it (their shells go with their terminals); when it is started again, it stops every such session (`server_restart_reconciled`),
-//! charges it exactly up to its last tick and no further, releases its hold, and kills its
-//! processes (checked in /proc).
+//! outlive it (their shells go with their terminals); when it is started again, it stops every
+//! such session (`server_restart_reconciled`), charges it exactly up to its last tick and no
+//! further, releases its hold, and kills its processes (checked in /proc).
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use onmemos::client::Client;
+use common::{client, create_user, free_port, secret, serve, wait_ready};
 use onmemos::client::model::{MicroCredits, SessionStatus, StopReason, cost_of};
 use onmemos::core::api::{CreateSession, CreateWorkspace, CreditRequest, SessionListParams};
 
-const BIN: &str = env!("CARGO_BIN_EXE_onmemos");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
+/// `onmemos` in `dir` on SQLite, with unsandboxed local compute (so background jobs outlive
+/// the commands that start them) and a fast monitor.
 fn onmemos(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .env_remove("ONMEMOS_API_KEY")
-        .env_remove("ONMEMOS_URL")
-        .env("ONMEMOS_DATA_DIR", dir.join("data"))
-        .env("ONMEMOS_DATABASE_URL", "")
+    let mut cmd = common::onmemos(dir);
+    cmd.env("ONMEMOS_DATABASE_URL", "")
         .env("ONMEMOS_COMPUTE_URL", "local://?sandbox=off")
         .env("ONMEMOS_ENGINE__SESSIONS__CHECK_INTERVAL_MS", "100")
         .env("ONMEMOS_ENGINE__SESSIONS__NODE", "crash-test");
@@ -35,24 +25,7 @@ fn onmemos(dir: &Path) -> Command {
 }
 
 fn spawn(dir: &Path, port: u16) -> Child {
-    onmemos(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn: {e}"))
-}
-
-async fn wait_ready(url: &str) {
-    let probe = Client::builder()
-        .base_url(url)
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while probe.health().await.is_err() {
-        assert!(Instant::now() < deadline, "the server did not come up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    serve(onmemos(dir), port)
 }
 
 use onmemos_backends::testing::session_processes as processes_of;
@@ -60,22 +33,8 @@ use onmemos_backends::testing::session_processes as processes_of;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_of_a_killed_server_are_reconciled_on_restart() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let out = onmemos(dir.path())
-        .args([
-            "--json",
-            "admin",
-            "create-user",
-            "--email",
-            "root@example.com",
-            "--admin",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let key = created["api_key"]["secret"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let created = create_user(onmemos(dir.path()), "root@example.com", true);
+    let key = secret(&created);
     let me = created["user"]["id"]
         .as_str()
         .unwrap_or_default()
@@ -84,11 +43,7 @@ async fn sessions_of_a_killed_server_are_reconciled_on_restart() {
     let url = format!("http://127.0.0.1:{port}");
     let mut server = spawn(dir.path(), port);
     wait_ready(&url).await;
-    let client = Client::builder()
-        .base_url(&url)
-        .api_key(&key)
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let client = client(&url, &key);
     client
         .credits()
         .purchase(&CreditRequest {

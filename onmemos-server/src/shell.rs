@@ -117,33 +117,24 @@ impl std::fmt::Debug for ShellHubs {
 }
 
 impl ShellHubs {
-    /// The hub of a session, attaching to its terminal if none is open.
-    async fn hub(
-        &self,
-        engine: &Engine,
-        caller: &Principal,
-        id: SessionId,
-        size: PtySize,
-    ) -> Result<Arc<Hub>, Error> {
-        let existing = self
-            .hubs
+    /// The open hub of a session, if there is one.
+    fn open(&self, id: SessionId) -> Option<Arc<Hub>> {
+        self.hubs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
             .filter(|h| !*h.closed.borrow())
-            .cloned();
-        if let Some(hub) = existing {
-            engine.sessions().attachable(caller, id).await?;
-            hub.pty.resize(size).await?;
-            return Ok(hub);
-        }
-        let (_, pty) = engine.sessions().attach(caller, id, size).await?;
+            .cloned()
+    }
+
+    /// A new hub over a session's terminal.
+    fn start(&self, id: SessionId, pty: Box<dyn PtyConnection>) -> Arc<Hub> {
         let hub = Hub::start(pty);
         self.hubs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, hub.clone());
-        Ok(hub)
+        hub
     }
 
     /// Called when a socket leaves: after `grace`, a hub nobody re-attached to is closed.
@@ -193,21 +184,33 @@ pub(crate) async fn shell(
         cols: q.cols.unwrap_or(80),
     };
     // Everything that can be refused is refused before the upgrade, as a JSON error: first
-    // whose session it is, then whether this is a WebSocket request at all.
-    s.engine.sessions().attachable(&p, id).await?;
+    // whose session it is (checked once, by `attachable` or `attach`), then whether this is a
+    // WebSocket request at all.
     let ws = ws.map_err(|e| {
         ApiError(Error::invalid(
             "upgrade",
             format!("this endpoint speaks WebSocket: {e}"),
         ))
-    })?;
-    let hub = s.shells.hub(&s.engine, &p, id, size).await?;
-    hub.clients.fetch_add(1, Ordering::SeqCst);
+    });
+    let sessions = s.engine.sessions();
+    let (ws, hub) = match s.shells.open(id) {
+        Some(hub) => {
+            sessions.attachable(&p, id, size).await?;
+            let ws = ws?;
+            hub.pty.resize(size).await?;
+            (ws, hub)
+        }
+        None => {
+            let (_, pty) = sessions.attach(&p, id, size).await?;
+            (ws?, s.shells.start(id, pty))
+        }
+    };
     let grace = Duration::from_secs(s.config.shell_grace_secs);
     Ok(ws.on_upgrade(move |socket| async move {
-        let shells = s.shells.clone();
+        // Counted from the upgrade on: a request that never upgrades holds nothing.
+        hub.clients.fetch_add(1, Ordering::SeqCst);
         serve(socket, &s.engine, &p, id, &hub).await;
-        shells.leave(id, &hub, grace);
+        s.shells.leave(id, &hub, grace);
     }))
 }
 

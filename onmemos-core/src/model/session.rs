@@ -284,6 +284,26 @@ pub enum SessionEventKind {
     },
 }
 
+impl SessionEventKind {
+    /// The wire name of the kind (the `type` field): `created`, `started`, `charged`,
+    /// `warning`, `stopped`, `failed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "created",
+            Self::Started => "started",
+            Self::Charged { .. } => "charged",
+            Self::Warning { .. } => "warning",
+            Self::Stopped { .. } => "stopped",
+            Self::Failed { .. } => "failed",
+        }
+    }
+
+    /// Whether this event ends the session's trail.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Stopped { .. } | Self::Failed { .. })
+    }
+}
+
 /// One entry of a session's event trail (`GET /v1/sessions/{id}/events`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SessionEvent {
@@ -298,4 +318,37 @@ pub struct SessionEvent {
     pub kind: SessionEventKind,
     /// A sentence for people.
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_kind_names_are_their_wire_tags() {
+        let kinds = [
+            SessionEventKind::Created {
+                rate_micros_per_hour: 1,
+            },
+            SessionEventKind::Started,
+            SessionEventKind::Charged {
+                tick: 1,
+                amount_micros: 1,
+                cost_micros: 1,
+            },
+            SessionEventKind::Warning {
+                warning: Warning::CostLimit,
+                seconds_left: 1,
+            },
+            SessionEventKind::Stopped {
+                reason: StopReason::User,
+                cost_micros: 1,
+            },
+            SessionEventKind::Failed { error: "x".into() },
+        ];
+        for kind in kinds {
+            let wire = serde_json::to_value(&kind).unwrap_or_default();
+            assert_eq!(wire["type"], kind.name(), "{kind:?}");
+        }
+    }
 }

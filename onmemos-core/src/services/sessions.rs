@@ -478,22 +478,27 @@ impl<'e> SessionService<'e> {
         id: SessionId,
         size: PtySize,
     ) -> Result<(Session, Box<dyn PtyConnection>)> {
-        if size.rows == 0 || size.cols == 0 || size.rows > 1000 || size.cols > 1000 {
-            return Err(Error::invalid(
-                "size",
-                "terminal rows and columns must be between 1 and 1000",
-            ));
-        }
-        let session = self.attachable(caller, id).await?;
+        let session = self.attachable(caller, id, size).await?;
         let pty = self.compute()?.attach_pty(id, size).await?;
         Ok((session, pty))
     }
 
     /// Checks that the caller may use the terminal of session `id` now (theirs, running, on
-    /// this server's compute), counting it as activity.
-    pub async fn attachable(&self, caller: &Principal, id: SessionId) -> Result<Session> {
+    /// this server's compute) at `size`, counting it as activity.
+    pub async fn attachable(
+        &self,
+        caller: &Principal,
+        id: SessionId,
+        size: PtySize,
+    ) -> Result<Session> {
         caller.require(Scope::SessionsWrite)?;
         let session = self.running_here(caller, id).await?;
+        if !(1..=1000).contains(&size.rows) || !(1..=1000).contains(&size.cols) {
+            return Err(Error::invalid(
+                "size",
+                "terminal rows and columns must be between 1 and 1000",
+            ));
+        }
         self.touch(id).await;
         Ok(session)
     }

@@ -1,3 +1,4 @@
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use onmemos_core::api::{
     SessionListParams,
 };
 use onmemos_core::id::SessionId;
-use onmemos_core::model::{Session, SessionEvent, SessionEventKind};
+use onmemos_core::model::{Session, SessionEvent};
 use onmemos_core::ports::compute::ExecEvent;
 
 use crate::error::ApiError;
@@ -164,65 +165,66 @@ pub(crate) async fn event_stream(
 ) -> Result<Response, ApiError> {
     // Checks ownership and the parameters before the stream starts.
     s.engine.sessions().events(&p, id, &q).await?;
-    let state = (
-        s,
-        p,
-        q.after.unwrap_or(0),
-        Vec::<SessionEvent>::new(),
-        false,
-    );
-    let stream = futures::stream::unfold(
-        state,
-        move |(s, p, mut after, mut pending, mut done)| async move {
-            let mut wake = s.engine.sessions().subscribe();
-            loop {
-                if let Some(event) = (!pending.is_empty()).then(|| pending.remove(0)) {
-                    after = event.seq;
-                    if matches!(
-                        event.kind,
-                        SessionEventKind::Stopped { .. } | SessionEventKind::Failed { .. }
-                    ) {
-                        done = true;
-                    }
-                    let sse = Event::default()
-                        .id(event.seq.to_string())
-                        .event(event_name(&event.kind))
-                        .json_data(&event)
-                        .unwrap_or_default();
-                    return Some((Ok::<_, Infallible>(sse), (s, p, after, pending, done)));
-                }
-                if done {
-                    return None;
-                }
-                let params = EventListParams {
-                    after: Some(after),
-                    limit: Some(1000),
-                };
-                match s.engine.sessions().events(&p, id, &params).await {
-                    Ok(found) if !found.is_empty() => {
-                        pending = found;
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(_) => return None,
-                }
-                // Woken by an event made here, or polling for those of other replicas.
-                let _ = tokio::time::timeout(Duration::from_millis(500), wake.recv()).await;
-            }
-        },
-    );
+    let follow = Follow {
+        state: s,
+        caller: p,
+        session: id,
+        after: q.after.unwrap_or(0),
+        pending: VecDeque::new(),
+        done: false,
+    };
+    let stream = futures::stream::unfold(follow, |mut follow| async move {
+        let event = follow.next().await?;
+        let sse = Event::default()
+            .id(event.seq.to_string())
+            .event(event.kind.name())
+            .json_data(&event)
+            .unwrap_or_default();
+        Some((Ok::<_, Infallible>(sse), follow))
+    });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
 }
 
-fn event_name(kind: &SessionEventKind) -> &'static str {
-    match kind {
-        SessionEventKind::Created { .. } => "created",
-        SessionEventKind::Started => "started",
-        SessionEventKind::Charged { .. } => "charged",
-        SessionEventKind::Warning { .. } => "warning",
-        SessionEventKind::Stopped { .. } => "stopped",
-        SessionEventKind::Failed { .. } => "failed",
+/// Follows a session's events from `after` until its final one.
+struct Follow {
+    state: AppState,
+    caller: onmemos_core::Principal,
+    session: SessionId,
+    after: u64,
+    pending: VecDeque<SessionEvent>,
+    done: bool,
+}
+
+impl Follow {
+    /// The next event; `None` after the final one, or when the session can no longer be read.
+    async fn next(&mut self) -> Option<SessionEvent> {
+        let sessions = self.state.engine.sessions();
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                self.after = event.seq;
+                self.done = event.kind.is_final();
+                return Some(event);
+            }
+            if self.done {
+                return None;
+            }
+            // Subscribed before reading, so an event made here in between still wakes us.
+            let mut wake = sessions.subscribe();
+            let params = EventListParams {
+                after: Some(self.after),
+                limit: Some(1000),
+            };
+            let found = sessions
+                .events(&self.caller, self.session, &params)
+                .await
+                .ok()?;
+            if found.is_empty() {
+                // Woken by an event made here, or polling for those of other replicas.
+                let _ = tokio::time::timeout(Duration::from_millis(500), wake.recv()).await;
+            }
+            self.pending.extend(found);
+        }
     }
 }

@@ -333,17 +333,13 @@ impl SessionRepo for SqlDatabase {
         message: &str,
     ) -> Result<SessionEvent> {
         let data = to_json(kind)?;
-        let kind_name = serde_json::to_value(kind)
-            .ok()
-            .and_then(|v| v.get("type").and_then(|t| t.as_str().map(str::to_owned)))
-            .unwrap_or_default();
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO session_events (session_id, at, type, data, message)
              VALUES ($1, $2, $3, $4, $5) RETURNING seq",
         )
         .bind(session.to_string())
         .bind(ms(at))
-        .bind(kind_name)
+        .bind(kind.name())
         .bind(data)
         .bind(message)
         .fetch_one(&self.writer)
@@ -371,7 +367,7 @@ impl SessionRepo for SqlDatabase {
         .bind(session.to_string())
         .bind(int::<i64, u64>("after", after)?)
         .bind(i64::from(limit))
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await
         .db_context("list session events")?;
         rows.iter().map(event_from).collect()
