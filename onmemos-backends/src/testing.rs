@@ -4,8 +4,6 @@
 //! one and sets it). Each call makes a fresh database on it. Without the variable, tests are
 //! skipped loudly on a developer machine and fail in CI (`CI` set), so they never skip there.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 /// The variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "ONMEMOS_TEST_POSTGRES_URL";
 
@@ -19,6 +17,7 @@ pub const POSTGRES_URL_VAR: &str = "ONMEMOS_TEST_POSTGRES_URL";
 pub async fn fresh_postgres_url() -> Option<String> {
     use sqlx::Connection;
 
+    use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let Some(admin_url) = std::env::var(POSTGRES_URL_VAR)
         .ok()

@@ -123,6 +123,28 @@ async fn world(db: SqlDatabase, credits: MicroCredits) -> World {
     }
 }
 
+/// Every post in the ledger, oldest first.
+async fn all_posts(db: &dyn Database) -> Vec<onmemos_core::model::Transfer> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = db
+            .ledger()
+            .transfers(
+                None,
+                Some(TransferKind::Post),
+                onmemos_core::api::PageRequest { limit: 200, after },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("transfers: {e}"));
+        all.extend(page.items);
+        match page.next_cursor {
+            Some(c) => after = c.parse().ok(),
+            None => return all,
+        }
+    }
+}
+
 async fn databases() -> Vec<(&'static str, SqlDatabase)> {
     let dir = tempfile::tempdir()
         .unwrap_or_else(|e| panic!("tempdir: {e}"))
@@ -232,30 +254,13 @@ impl World {
             "charge of {ran_ms} ms at {} per hour",
             s.rate_micros_per_hour
         );
-        let mut posted = 0;
-        let mut after = None;
-        loop {
-            let page = self
-                .db
-                .ledger()
-                .transfers(
-                    None,
-                    Some(TransferKind::Post),
-                    onmemos_core::api::PageRequest { limit: 200, after },
-                )
-                .await
-                .unwrap_or_else(|e| panic!("transfers: {e}"));
-            posted += page
-                .items
-                .iter()
-                .filter(|t| t.id.as_str().starts_with(&s.id.to_string()))
-                .map(|t| t.amount)
-                .sum::<MicroCredits>();
-            match page.next_cursor {
-                Some(c) => after = c.parse().ok(),
-                None => break,
-            }
-        }
+        let prefix = format!("{}.", s.id);
+        let posted: MicroCredits = all_posts(self.db.as_ref())
+            .await
+            .iter()
+            .filter(|t| t.id.as_str().starts_with(&prefix))
+            .map(|t| t.amount)
+            .sum();
         assert_eq!(posted, s.cost_micros, "ledger posts against the session");
         let balance = self
             .db
@@ -947,25 +952,9 @@ async fn two_replicas_on_one_postgres_charge_every_tick_exactly_once() {
     }
     let db = open().await;
     let mut posts: std::collections::HashMap<String, Vec<MicroCredits>> = Default::default();
-    let mut after = None;
-    loop {
-        let page = db
-            .ledger()
-            .transfers(
-                None,
-                Some(TransferKind::Post),
-                onmemos_core::api::PageRequest { limit: 200, after },
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        for t in &page.items {
-            let session = t.id.as_str().split(".settle.").next().unwrap_or_default();
-            posts.entry(session.to_owned()).or_default().push(t.amount);
-        }
-        match page.next_cursor {
-            Some(c) => after = c.parse().ok(),
-            None => break,
-        }
+    for t in all_posts(db.as_ref()).await {
+        let session = t.id.as_str().split(".settle.").next().unwrap_or_default();
+        posts.entry(session.to_owned()).or_default().push(t.amount);
     }
     for id in &ids {
         let s = db
