@@ -89,6 +89,13 @@ pub struct ExecCommand {
     pub timeout_secs: Option<u64>,
 }
 
+impl ExecCommand {
+    /// The timeout asked for, 60 seconds when none was.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs.unwrap_or(60))
+    }
+}
+
 /// What a command printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ExecOutput {

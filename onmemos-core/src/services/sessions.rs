@@ -8,7 +8,7 @@
 //! `<session>.settle.<k>`, so a repeated step is a replay in the ledger, never a second charge.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures_core::Stream;
@@ -432,10 +432,10 @@ impl<'e> SessionService<'e> {
         self.running_here(caller, id).await?;
         self.touch(id).await;
         let request = ExecRequest {
+            timeout: command.timeout(),
             command: command.command,
             env: command.env,
             stdin: command.stdin.map(bytes::Bytes::from),
-            timeout: Duration::from_secs(command.timeout_secs.unwrap_or(60)),
         };
         self.compute()?.exec(id, request).await
     }
@@ -447,7 +447,7 @@ impl<'e> SessionService<'e> {
         id: SessionId,
         command: ExecCommand,
     ) -> Result<ExecOutput> {
-        let timeout = Duration::from_secs(command.timeout_secs.unwrap_or(60));
+        let timeout = command.timeout();
         let began = Instant::now();
         let mut stream = self.exec_stream(caller, id, command).await?;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
