@@ -7,12 +7,16 @@
 //! | `Database` | [`db::sqlite`] | `sqlite` (default) |
 //! | `Database` | [`db::postgres`] | `postgres` |
 //! | `ComputeProvider` | `compute::LocalCompute` | `local-compute` (default) |
+//! | `StorageProvider` | [`storage::ObjectStorage`] on the local file system | `local-storage` (default) |
+//! | `StorageProvider` | [`storage::ObjectStorage`] on S3, GCS, Azure Blob | `s3`, `gcs`, `azure` |
+//! | `StorageProvider` | [`storage::ObjectStorage`] in memory | always |
 //!
 //! Backends convert their errors into [`onmemos_core::Error`] at their boundary and are built
-//! from URLs with [`db::connect`] and [`compute::connect`].
+//! from URLs with [`db::connect`], [`storage::connect`] and [`compute::connect`].
 
 pub mod compute;
 pub mod db;
+pub mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
 

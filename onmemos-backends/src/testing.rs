@@ -1,11 +1,34 @@
-//! Helpers for tests that need a real database (feature `testing`).
+//! Helpers for tests that need real services (feature `testing`).
 //!
-//! PostgreSQL tests read the server from `ONMEMOS_TEST_POSTGRES_URL` (`scripts/test.sh` starts
-//! one and sets it). Each call makes a fresh database on it. Without the variable, tests are
-//! skipped loudly on a developer machine and fail in CI (`CI` set), so they never skip there.
+//! Tests read each service from a variable that `scripts/test.sh` sets after starting it:
+//! PostgreSQL from `ONMEMOS_TEST_POSTGRES_URL` (each call makes a fresh database on it), S3
+//! (moto) from `ONMEMOS_TEST_S3_ENDPOINT`, Azure Blob (Azurite) from
+//! `ONMEMOS_TEST_AZURE_ENDPOINT` and GCS (fake-gcs-server) from `ONMEMOS_TEST_GCS_ENDPOINT`, each
+//! with a bucket or container `onmemos-test`. Without the variable, tests are skipped loudly on
+//! a developer machine and fail in CI (`CI` set), so they never skip there.
 
 /// The variable naming the PostgreSQL server for tests.
 pub const POSTGRES_URL_VAR: &str = "ONMEMOS_TEST_POSTGRES_URL";
+
+/// The value of `var`, naming a test service: `None` (after saying so on stderr) when it is
+/// unset outside CI.
+///
+/// # Panics
+/// In CI when the variable is unset: there the suites that need the service never skip.
+pub fn service_url(var: &str, service: &str, example: &str) -> Option<String> {
+    match std::env::var(var).ok().filter(|u| !u.is_empty()) {
+        Some(url) => Some(url),
+        None if std::env::var_os("CI").is_some() => panic!(
+            "{var} is not set: in CI the {service} tests must run (scripts/test.sh starts the service)"
+        ),
+        None => {
+            eprintln!(
+                "SKIPPED: {service} test without a server; run scripts/test.sh (it installs and starts one), or set {var}={example}"
+            );
+            None
+        }
+    }
+}
 
 /// The URL of a new, empty database on the test PostgreSQL server, or `None` (after saying so
 /// on stderr) when no server is configured outside CI.
@@ -19,20 +42,7 @@ pub async fn fresh_postgres_url() -> Option<String> {
 
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let Some(admin_url) = std::env::var(POSTGRES_URL_VAR)
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "{POSTGRES_URL_VAR} is not set: in CI the PostgreSQL tests must run (scripts/test.sh starts a server)"
-            );
-        }
-        eprintln!(
-            "SKIPPED: PostgreSQL test without a server; run scripts/test.sh, or set {POSTGRES_URL_VAR}=postgres://…"
-        );
-        return None;
-    };
+    let admin_url = service_url(POSTGRES_URL_VAR, "PostgreSQL", "postgres://…")?;
     let name = format!(
         "onmemos_t{}_{}_{}",
         std::process::id(),
@@ -87,6 +97,69 @@ pub fn session_processes(session: &str) -> Vec<i32> {
                 .then_some(pid)
         })
         .collect()
+}
+
+/// The bucket (or container) the test script creates on each object-store emulator.
+pub const TEST_BUCKET: &str = "onmemos-test";
+
+/// The variable naming the S3 endpoint (moto) for tests.
+pub const S3_ENDPOINT_VAR: &str = "ONMEMOS_TEST_S3_ENDPOINT";
+/// The variable naming the Azure Blob endpoint (Azurite, with the account in its path).
+pub const AZURE_ENDPOINT_VAR: &str = "ONMEMOS_TEST_AZURE_ENDPOINT";
+/// The variable naming the GCS endpoint (fake-gcs-server) for tests.
+pub const GCS_ENDPOINT_VAR: &str = "ONMEMOS_TEST_GCS_ENDPOINT";
+/// The well-known key of Azurite's development account `devstoreaccount1`.
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The URL and options of a fresh prefix of the test bucket on the emulator of `scheme`
+/// (`s3`, `az` or `gs`), or `None` when it is not configured outside CI.
+pub fn emulator_store(scheme: &str) -> Option<(String, crate::storage::StorageOptions)> {
+    let (var, service, example) = match scheme {
+        "s3" => (S3_ENDPOINT_VAR, "S3 (moto)", "http://127.0.0.1:PORT"),
+        "az" => (
+            AZURE_ENDPOINT_VAR,
+            "Azure Blob (Azurite)",
+            "http://127.0.0.1:PORT/devstoreaccount1",
+        ),
+        _ => (
+            GCS_ENDPOINT_VAR,
+            "GCS (fake-gcs-server)",
+            "http://127.0.0.1:PORT",
+        ),
+    };
+    let endpoint = service_url(var, service, example)?;
+    let options: &[(&str, &str)] = match scheme {
+        "s3" => &[
+            ("endpoint", &endpoint),
+            ("allow_http", "true"),
+            ("region", "us-east-1"),
+            ("access_key_id", "test"),
+            ("secret_access_key", "test"),
+            ("virtual_hosted_style_request", "false"),
+        ],
+        "az" => &[
+            ("endpoint", &endpoint),
+            ("allow_http", "true"),
+            ("account_name", "devstoreaccount1"),
+            ("access_key", AZURITE_KEY),
+        ],
+        _ => &[
+            ("base_url", &endpoint),
+            (
+                "service_account_key",
+                r#"{"disable_oauth":true,"client_email":"","private_key":"","private_key_id":""}"#,
+            ),
+        ],
+    };
+    let prefix = uuid::Uuid::now_v7().simple();
+    Some((
+        format!("{scheme}://{TEST_BUCKET}/t{prefix}"),
+        options
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    ))
 }
 
 #[cfg(test)]

@@ -58,6 +58,8 @@ error_codes! {
     PayloadTooLarge = ("payload_too_large", 413, InvalidInput),
     /// The request body has a content type the endpoint does not accept.
     UnsupportedMediaType = ("unsupported_media_type", 415, InvalidInput),
+    /// The requested byte range does not overlap the object.
+    RangeNotSatisfiable = ("range_not_satisfiable", 416, InvalidInput),
     /// No API key was sent.
     MissingApiKey = ("missing_api_key", 401, Unauthenticated),
     /// The API key is malformed or unknown.
@@ -78,6 +80,8 @@ error_codes! {
     MethodNotAllowed = ("method_not_allowed", 405, InvalidInput),
     /// The request conflicts with the current state (e.g. the name is taken).
     Conflict = ("conflict", 409, Conflict),
+    /// A condition of the request (`If-Match`, the object's version) no longer holds.
+    PreconditionFailed = ("precondition_failed", 412, Conflict),
     /// A request with the same idempotency key is still being processed.
     IdempotencyInFlight = ("idempotency_in_flight", 409, Conflict),
     /// The idempotency key was already used with a different request.
@@ -138,6 +142,8 @@ impl ErrorCode {
             409 => ErrorCode::Conflict,
             413 => ErrorCode::PayloadTooLarge,
             415 => ErrorCode::UnsupportedMediaType,
+            416 => ErrorCode::RangeNotSatisfiable,
+            412 => ErrorCode::PreconditionFailed,
             429 => ErrorCode::RateLimited,
             501 => ErrorCode::Unsupported,
             503 => ErrorCode::Unavailable,

@@ -35,6 +35,25 @@ pub struct StorageCapabilities {
     pub conditional_put: bool,
 }
 
+impl StorageCapabilities {
+    /// Capabilities with these values (the struct is non-exhaustive: later fields default).
+    pub fn new(
+        name: &'static str,
+        presign: bool,
+        multipart: bool,
+        server_side_copy: bool,
+        conditional_put: bool,
+    ) -> Self {
+        Self {
+            name,
+            presign,
+            multipart,
+            server_side_copy,
+            conditional_put,
+        }
+    }
+}
+
 /// An object's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -60,9 +79,10 @@ pub struct PutOptions {
 /// Options of a `get`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GetOptions {
-    /// Only these bytes.
+    /// Only these bytes (clipped to the object's end; a range starting at or past the end is a
+    /// `range_not_satisfiable` error).
     pub range: Option<Range<u64>>,
-    /// Fail with `Conflict` unless the object's etag equals this.
+    /// Fail with `precondition_failed` unless the object's etag equals this.
     pub if_match: Option<String>,
 }
 
@@ -114,7 +134,8 @@ pub trait StorageProvider: Send + Sync + Debug + 'static {
     async fn get(&self, path: &str, options: GetOptions) -> Result<GetResult>;
     /// An object's metadata.
     async fn head(&self, path: &str) -> Result<ObjectMeta>;
-    /// Up to `limit` objects under `prefix` whose paths sort after `after`.
+    /// Up to `limit` objects whose paths start with `prefix` (as strings: `rep` matches
+    /// `report.txt`) and sort after `after`, in path order.
     async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListResult>;
     /// Copies an object.
     async fn copy(&self, from: &str, to: &str) -> Result<()>;
@@ -131,4 +152,10 @@ pub trait StorageProvider: Send + Sync + Debug + 'static {
     ) -> Result<String>;
     /// The total size in bytes of the objects under `prefix`.
     async fn usage_bytes(&self, prefix: &str) -> Result<u64>;
+    /// The directory on this machine that holds the objects under `prefix` as files, when the
+    /// store keeps them that way (the local file system), so local sessions can see them.
+    fn local_dir(&self, prefix: &str) -> Option<std::path::PathBuf> {
+        let _ = prefix;
+        None
+    }
 }

@@ -10,3 +10,4 @@
 
 pub mod database;
 pub mod ledger;
+pub mod storage;

@@ -1,0 +1,28 @@
+//! The `StorageProvider` conformance suite on the local file system and in memory.
+
+use std::sync::Arc;
+
+use onmemos_backends::storage::ObjectStorage;
+use onmemos_core::ports::StorageProvider;
+
+mod local {
+    use super::*;
+
+    async fn fresh() -> Option<Arc<dyn StorageProvider>> {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let store = ObjectStorage::local(&dir.keep()).unwrap_or_else(|e| panic!("local: {e}"));
+        Some(Arc::new(store))
+    }
+
+    onmemos_core::storage_conformance!(|| fresh());
+}
+
+mod memory {
+    use super::*;
+
+    async fn fresh() -> Option<Arc<dyn StorageProvider>> {
+        Some(Arc::new(ObjectStorage::memory()))
+    }
+
+    onmemos_core::storage_conformance!(|| fresh());
+}
