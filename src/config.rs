@@ -51,6 +51,14 @@ pub struct ServeConfig {
     /// Where sessions run: `local://` (processes under a PTY on this machine, sandboxed with
     /// bubblewrap when installed), `local://?sandbox=off`, or `none` (no sessions).
     pub compute_url: String,
+    /// Where workspace files live: `file://` (under `<data_dir>/storage`), `file:///dir`,
+    /// `memory://`, `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, or
+    /// `none` (no storage).
+    pub storage_url: String,
+    /// Options of the object store, by the `object_store` crate's keys (`endpoint`,
+    /// `allow_http`, `region`…); credentials otherwise come from the environment, the cloud's
+    /// usual way.
+    pub storage_options: std::collections::BTreeMap<String, String>,
     /// How log lines are written.
     pub log_format: LogFormat,
     /// Bounds on HTTP requests.
@@ -66,6 +74,8 @@ impl Default for ServeConfig {
             data_dir: PathBuf::from("onmemos-data"),
             database_url: String::new(),
             compute_url: "local://".into(),
+            storage_url: "file://".into(),
+            storage_options: Default::default(),
             log_format: LogFormat::Pretty,
             server: ServerConfig::default(),
             engine: EngineConfig::default(),
@@ -97,6 +107,8 @@ const ENV_KEYS: &[&str] = &[
     "data_dir",
     "database_url",
     "compute_url",
+    "storage_url",
+    "storage_options",
     "log_format",
     "server",
     "engine",
@@ -157,6 +169,15 @@ impl ServeConfig {
             let compute = onmemos_backends::compute::connect(&self.compute_url, &self.data_dir)
                 .map_err(|e| anyhow::anyhow!("compute_url: {}", e.message()))?;
             builder = builder.with_compute(compute);
+        }
+        if self.storage_url != "none" {
+            let storage = onmemos_backends::storage::connect(
+                &self.storage_url,
+                &self.storage_options,
+                &self.data_dir,
+            )
+            .map_err(|e| anyhow::anyhow!("storage_url: {}", e.message()))?;
+            builder = builder.with_storage(storage);
         }
         Ok(builder.build().await?)
     }

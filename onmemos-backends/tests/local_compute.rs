@@ -27,6 +27,7 @@ fn spec(session: SessionId, workspace: WorkspaceId) -> SessionSpec {
         },
         env: BTreeMap::from([("FROM_TEMPLATE".to_owned(), "yes".to_owned())]),
         placement: Placement::OnDemand,
+        files_dir: None,
     }
 }
 

@@ -29,8 +29,8 @@ use crate::error::{Error, Result};
 use crate::model::SessionLimits;
 use crate::ports::{ComputeProvider, Database, StorageProvider};
 use crate::services::{
-    ApiKeyService, CreditService, EstimateService, SessionService, TemplateService, UserService,
-    WorkspaceService,
+    ApiKeyService, CreditService, EstimateService, SessionService, StorageService, TemplateService,
+    UserService, WorkspaceService,
 };
 
 /// Settings of the engine. Deserializable, so a TOML file, env vars and code agree.
@@ -47,6 +47,52 @@ pub struct EngineConfig {
     pub pricing: crate::model::PriceBook,
     /// How sessions are billed and watched.
     pub sessions: SessionSettings,
+    /// Workspace storage: quota, billing, presigned URLs.
+    pub storage: StorageSettings,
+}
+
+/// Settings of workspace storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// The most one workspace may store, in bytes.
+    pub quota_bytes: u64,
+    /// How often each workspace's usage is sampled and charged, in seconds.
+    pub billing_interval_secs: u64,
+    /// The longest a presigned URL may work, in seconds (S3 allows at most 7 days).
+    pub presign_max_secs: u64,
+}
+
+impl Default for StorageSettings {
+    /// 10 GiB per workspace, sampled hourly, presigned URLs for up to an hour.
+    fn default() -> Self {
+        Self {
+            quota_bytes: 10 << 30,
+            billing_interval_secs: 3600,
+            presign_max_secs: 3600,
+        }
+    }
+}
+
+impl StorageSettings {
+    /// [`Self::billing_interval_secs`] as a duration.
+    pub fn billing_interval(&self) -> chrono::Duration {
+        duration(self.billing_interval_secs, chrono::Duration::seconds(1))
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.billing_interval_secs == 0 {
+            return Err(Error::configuration(
+                "storage.billing_interval_secs must be at least 1",
+            ));
+        }
+        if !(1..=7 * 86_400).contains(&self.presign_max_secs) {
+            return Err(Error::configuration(
+                "storage.presign_max_secs must be between 1 and 604800 (7 days)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How sessions are billed and watched by the monitor.
@@ -145,6 +191,7 @@ impl Default for EngineConfig {
             key_touch_interval_secs: 60,
             pricing: crate::model::PriceBook::default(),
             sessions: SessionSettings::default(),
+            storage: StorageSettings::default(),
         }
     }
 }
@@ -161,6 +208,7 @@ impl EngineConfig {
             .map_err(|e| Error::configuration(format!("{} (max_limits)", e.message())))?;
         self.pricing.validate()?;
         self.sessions.validate()?;
+        self.storage.validate()?;
         if self.key_touch_interval_secs == 0 {
             return Err(Error::configuration(
                 "key_touch_interval_secs must be at least 1",
@@ -181,6 +229,8 @@ pub(crate) struct Inner {
     /// Session events made in this process, for shells and streams.
     pub(crate) bus: tokio::sync::broadcast::Sender<crate::model::SessionEvent>,
     /// When activity on each session was last written.
+    /// Bytes being uploaded per workspace, counted against the quota.
+    pub(crate) uploads: crate::services::storage::InFlight,
     pub(crate) activity: std::sync::Mutex<
         std::collections::HashMap<crate::id::SessionId, chrono::DateTime<chrono::Utc>>,
     >,
@@ -271,8 +321,13 @@ impl Engine {
         &self.inner.db
     }
 
+    /// Workspace storage: uploads, downloads, listings, presigned URLs, usage.
+    pub fn storage(&self) -> StorageService<'_> {
+        StorageService::new(self)
+    }
+
     /// The storage port, when one is configured.
-    pub fn storage(&self) -> Option<&Arc<dyn StorageProvider>> {
+    pub fn storage_provider(&self) -> Option<&Arc<dyn StorageProvider>> {
         self.inner.storage.as_ref()
     }
 
@@ -353,6 +408,7 @@ impl EngineBuilder {
                 node,
                 bus: tokio::sync::broadcast::channel(1024).0,
                 activity: std::sync::Mutex::default(),
+                uploads: Default::default(),
             }),
         };
         engine.templates().seed_builtins().await?;

@@ -26,6 +26,6 @@ pub mod validation;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use engine::{Engine, EngineBuilder, EngineConfig, SessionSettings};
+pub use engine::{Engine, EngineBuilder, EngineConfig, SessionSettings, StorageSettings};
 pub use error::{Error, ErrorKind, Result};
 pub use principal::Principal;

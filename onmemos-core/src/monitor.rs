@@ -30,6 +30,8 @@ pub struct PassReport {
     pub stopped: Vec<(SessionId, StopReason)>,
     /// Processes of sessions that had ended, killed.
     pub orphans_killed: usize,
+    /// Workspaces whose storage was sampled and charged.
+    pub storage_sampled: usize,
     /// Steps that failed (logged; retried on the next pass).
     pub errors: usize,
 }
@@ -161,6 +163,13 @@ impl Monitor {
                 }
             }
         }
+        let (sampled, failed) = self
+            .engine
+            .storage()
+            .bill_due(self.engine.node(), now)
+            .await?;
+        report.storage_sampled = sampled;
+        report.errors += failed;
         Ok(report)
     }
 

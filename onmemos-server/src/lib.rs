@@ -37,7 +37,6 @@ use onmemos_core::{Engine, Error};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use config::ServerConfig;
@@ -65,7 +64,7 @@ pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
         shells: Arc::default(),
     };
     let (api, openapi) = routes::api().split_for_parts();
-    let openapi = Arc::new(openapi);
+    let openapi = Arc::new(openapi_paths(openapi));
     let router = api
         .route(
             "/openapi.json",
@@ -101,9 +100,9 @@ pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
                         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
                 )
                 .layer(CatchPanicLayer::new())
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                .layer(axum::middleware::from_fn_with_state(
                     Duration::from_secs(config.request_timeout_secs.max(1)),
+                    request_timeout,
                 ))
                 .layer(DefaultBodyLimit::max(config.max_body_bytes)),
         )
@@ -115,6 +114,22 @@ pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
             idempotency::layer,
         ));
     with_request_ids(router)
+}
+
+/// Answers 503 when a handler takes longer than `limit` to produce its response head. Object
+/// uploads are exempt: their handler reads the whole body, which has an idle timeout instead.
+async fn request_timeout(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if routes::storage::is_upload(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(StatusCode::SERVICE_UNAVAILABLE),
+    }
 }
 
 /// Wraps a router in the outermost layers of the OnMemOS router: request ids and error
@@ -137,7 +152,16 @@ fn with_request_ids<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Rout
 
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes::api().split_for_parts().1
+    openapi_paths(routes::api().split_for_parts().1)
+}
+
+/// The document with paths as OpenAPI spells them: axum's wildcard `{*path}` is `{path}`.
+fn openapi_paths(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    doc.paths.paths = std::mem::take(&mut doc.paths.paths)
+        .into_iter()
+        .map(|(path, item)| (path.replace("{*", "{"), item))
+        .collect();
+    doc
 }
 
 async fn route_not_found() -> ApiError {

@@ -61,6 +61,18 @@ async fn alice(api: &TestApi) -> Alice {
         )
         .await;
     assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
+    let file = api
+        .send(
+            axum::http::Request::put(format!(
+                "/v1/workspaces/{}/files/secret.txt",
+                ws.body["id"].as_str().unwrap_or_default()
+            ))
+            .header("authorization", format!("Bearer {key}"))
+            .body(axum::body::Body::from("alice-file-content"))
+            .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .await;
+    assert_eq!(file.status, StatusCode::CREATED, "{}", file.text);
     let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     Alice {
         user: s(&me.body["id"]),
@@ -81,6 +93,9 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("POST", p) if p.ends_with("/exec") || p.ends_with("/exec/stream") => {
             Some(json!({"command": ["cat", "/etc/hostname"]}))
         }
+        ("POST", p) if p.ends_with("files:presign") => {
+            Some(json!({"path": "secret.txt", "method": "GET"}))
+        }
         ("POST", _) | ("PUT", _) | ("PATCH", _) => Some(json!({})),
         _ => None,
     }
@@ -95,6 +110,8 @@ async fn snapshot(api: &TestApi, a: &Alice) -> Vec<String> {
         format!("/v1/templates/{}", a.template),
         format!("/v1/sessions/{}", a.session),
         format!("/v1/sessions/{}/events", a.session),
+        format!("/v1/workspaces/{}/files", a.workspace),
+        format!("/v1/workspaces/{}/files/secret.txt", a.workspace),
         "/v1/sessions".to_string(),
         "/v1/workspaces".to_string(),
         "/v1/templates".to_string(),
@@ -133,6 +150,7 @@ async fn every_operation_refuses_other_tenants_resources() {
                 ("{user_id}", &a.user),
                 ("{template}", &a.template),
                 ("{session_id}", &a.session),
+                ("{path}", &"secret.txt".to_owned()),
             ] {
                 if path.contains(param) {
                     path = path.replace(param, value);
@@ -158,6 +176,7 @@ async fn every_operation_refuses_other_tenants_resources() {
                 &a.session,
                 &a.user,
                 "secret-project",
+                "alice-file-content",
             ]
             .into_iter()
             .find(|id| r.text.contains(id));

@@ -1,14 +1,14 @@
 //! A real session over real sockets: the router served on loopback, local compute with real
 //! processes under a real PTY, HTTP with reqwest and the shell over a real WebSocket.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use onmemos_backends::compute::LocalCompute;
 use onmemos_backends::db::SqlDatabase;
-use onmemos_core::api::CreateUser;
-use onmemos_core::model::{GrantSource, LedgerOp, Role, TransferId};
 use onmemos_core::{Engine, EngineConfig, SessionSettings};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -43,14 +43,7 @@ async fn server() -> Server {
         .build()
         .await
         .unwrap_or_else(|e| panic!("engine: {e}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let app = onmemos_server::router(engine.clone());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = common::serve(engine.clone()).await;
     Server {
         base: format!("http://{addr}"),
         engine,
@@ -62,30 +55,7 @@ async fn server() -> Server {
 impl Server {
     /// A user with `credits` micro-credits and a workspace: their key and the workspace id.
     async fn user(&self, email: &str, credits: i64) -> (String, String) {
-        let created = self
-            .engine
-            .users()
-            .bootstrap(CreateUser {
-                email: email.into(),
-                name: None,
-                role: Some(Role::Member),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("user: {e}"));
-        self.engine
-            .credits()
-            .execute(&LedgerOp::Grant {
-                id: TransferId::random("grant"),
-                user: created.user.id,
-                amount: credits,
-                source: GrantSource::Purchase,
-                priority: 0,
-                expires_at: None,
-                reference: None,
-            })
-            .await
-            .unwrap_or_else(|e| panic!("grant: {e}"));
-        let key = created.api_key.secret;
+        let key = common::funded_member(&self.engine, email, credits).await;
         let (status, ws) = self
             .call(
                 reqwest::Method::POST,

@@ -57,6 +57,8 @@ struct LocalSession {
     /// closes, so attachments see the end of output.
     output: Arc<Mutex<Option<broadcast::Sender<Bytes>>>>,
     workdir: PathBuf,
+    /// The workspace's files on this machine, linked as `files` in the working directory.
+    files: Option<PathBuf>,
     env: BTreeMap<String, String>,
     /// `ONMEMOS_SESSION=<id>@<root>`, in the environment of every process started for it.
     marker: String,
@@ -142,8 +144,16 @@ impl LocalCompute {
     }
 
     /// The program and arguments that run `command` for a session working in `workdir`:
-    /// inside bubblewrap when sandboxed, under `prlimit` when memory is limited.
-    fn wrap(&self, workdir: &Path, memory_mib: Option<u32>, command: &[String]) -> Vec<String> {
+    /// inside bubblewrap when sandboxed (with the workspace's `files` directory bound at its
+    /// own path, so the `files` link resolves inside too), under `prlimit` when memory is
+    /// limited.
+    fn wrap(
+        &self,
+        workdir: &Path,
+        files: Option<&Path>,
+        memory_mib: Option<u32>,
+        command: &[String],
+    ) -> Vec<String> {
         let mut argv = Vec::new();
         if let (Some(prlimit), Some(mib)) = (&self.prlimit, memory_mib) {
             let bytes = u64::from(mib) * 1024 * 1024;
@@ -183,12 +193,14 @@ impl LocalCompute {
                 "--bind",
                 &dir,
                 "/workspace",
-                "--chdir",
-                "/workspace",
-                "--",
             ] {
                 argv.push(a.to_owned());
             }
+            if let Some(files) = files {
+                let files = files.display().to_string();
+                argv.extend(["--bind".into(), files.clone(), files]);
+            }
+            argv.extend(["--chdir", "/workspace", "--"].map(str::to_owned));
         }
         argv.extend(command.iter().cloned());
         argv
@@ -215,6 +227,33 @@ impl LocalCompute {
         }
         killed
     }
+}
+
+/// Makes `<workdir>/files` a link to the workspace's files at `files` (created if missing),
+/// replacing an older link; a real file or directory of that name is left alone.
+async fn link_files(workdir: &Path, files: &Path) -> Result<()> {
+    tokio::fs::create_dir_all(files)
+        .await
+        .map_err(|e| io_error("create the workspace's files directory", e))?;
+    let link = workdir.join("files");
+    match tokio::fs::symlink_metadata(&link).await {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            if tokio::fs::read_link(&link).await.ok().as_deref() == Some(files) {
+                return Ok(());
+            }
+            tokio::fs::remove_file(&link)
+                .await
+                .map_err(|e| io_error("replace the files link", e))?;
+        }
+        Ok(_) => {
+            tracing::warn!(path = %link.display(), "the workspace has its own `files`; its stored files are not linked");
+            return Ok(());
+        }
+        Err(_) => {}
+    }
+    tokio::fs::symlink(files, &link)
+        .await
+        .map_err(|e| io_error("link the workspace's files", e))
 }
 
 /// Sends SIGKILL to every process `find` returns until it returns none (calling `between`
@@ -296,9 +335,13 @@ impl ComputeProvider for LocalCompute {
         tokio::fs::create_dir_all(&workdir)
             .await
             .map_err(|e| io_error("create the workspace directory", e))?;
+        if let Some(files) = &spec.files_dir {
+            link_files(&workdir, files).await?;
+        }
         let shell = self.shell.display().to_string();
         let argv = self.wrap(
             &workdir,
+            spec.files_dir.as_deref(),
             Some(spec.resources.memory_mib),
             &[shell, "-i".into()],
         );
@@ -341,6 +384,7 @@ impl ComputeProvider for LocalCompute {
             input: tokio::sync::Mutex::new(write),
             output,
             workdir,
+            files: spec.files_dir.clone(),
             env: spec.env.clone(),
             marker,
             reader,
@@ -374,7 +418,7 @@ impl ComputeProvider for LocalCompute {
         if request.command.is_empty() {
             return Err(Error::invalid("command", "the command is empty"));
         }
-        let argv = self.wrap(&s.workdir, None, &request.command);
+        let argv = self.wrap(&s.workdir, s.files.as_deref(), None, &request.command);
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .env_clear()

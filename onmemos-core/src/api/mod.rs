@@ -7,6 +7,7 @@ mod estimates;
 mod pagination;
 mod requests;
 mod sessions;
+mod storage;
 
 pub use credits::{CreditRequest, TransferListParams};
 pub use error::{ErrorBody, ErrorCode};
@@ -22,3 +23,4 @@ pub use sessions::{
     CreateSession, EventListParams, ExecCommand, ExecOutput, ExecStreamLine, LimitOverrides,
     SessionListParams, ShellClientFrame, ShellServerFrame,
 };
+pub use storage::{ObjectListParams, PresignMethod, PresignRequest, PresignedUrl, StoredObject};

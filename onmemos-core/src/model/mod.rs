@@ -4,6 +4,7 @@ mod api_key;
 mod ledger;
 mod pricing;
 mod session;
+mod storage;
 mod template;
 mod user;
 mod workspace;
@@ -18,6 +19,7 @@ pub use session::{
     Placement, Session, SessionEvent, SessionEventKind, SessionLimits, SessionRecord,
     SessionStatus, StopReason, Warning,
 };
+pub use storage::{GIB_MONTH_BYTE_MS, StorageUsage, StorageUsageRecord};
 pub use template::{Resources, Template, TemplateCategory};
 pub use user::{Role, User};
 pub use workspace::Workspace;

@@ -85,6 +85,9 @@ pub struct SessionSpec {
     pub env: BTreeMap<String, String>,
     /// Spot or on-demand.
     pub placement: Placement,
+    /// The workspace's stored files as a directory on this machine (local storage), shown in
+    /// the session as `/workspace/files`; other stores are mounted by the compute itself.
+    pub files_dir: Option<std::path::PathBuf>,
 }
 
 /// A command to run in a session.

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::api::{Page, PageRequest};
 use crate::error::Result;
 use crate::id::{ApiKeyId, SessionId, TemplateId, UserId, WorkspaceId};
+use crate::model::StorageUsageRecord;
 use crate::model::{
     AccountCounters, AccountRef, ApiKey, ApiKeyRecord, Balance, LedgerOp, Session, SessionEvent,
     SessionEventKind, SessionRecord, SessionStatus, Template, TemplateCategory, Transfer,
@@ -64,6 +65,8 @@ pub trait Database: Send + Sync + Debug + 'static {
     fn ledger(&self) -> &dyn LedgerRepo;
     /// Stored responses of requests made with an idempotency key.
     fn idempotency(&self) -> &dyn IdempotencyRepo;
+    /// Storage billing state.
+    fn storage_usage(&self) -> &dyn StorageUsageRepo;
 }
 
 /// Users.
@@ -119,6 +122,29 @@ pub trait WorkspaceRepo: Send + Sync {
     async fn update(&self, workspace: &Workspace) -> Result<()>;
     /// Deletes one of `owner`'s workspaces; returns whether it existed.
     async fn delete(&self, owner: UserId, id: WorkspaceId) -> Result<bool>;
+}
+
+/// The storage billing state of workspaces. Writes are conditional on the version, and due
+/// records are leased like sessions, so replicas share the sampling.
+#[async_trait]
+pub trait StorageUsageRepo: Send + Sync {
+    /// Gives every workspace without a record one, sampled at `now` with 0 bytes and due at
+    /// once; returns how many were added.
+    async fn enroll(&self, now: DateTime<Utc>) -> Result<u64>;
+    /// The record of a workspace.
+    async fn get(&self, workspace: WorkspaceId) -> Result<Option<StorageUsageRecord>>;
+    /// Leases up to `limit` records due at `now` (`next_sample_at <= now`, no live lease) to
+    /// `holder` until `until`, and returns them.
+    async fn claim_due(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<StorageUsageRecord>>;
+    /// Writes `record` if the stored version is `record.version - 1`, releasing the lease;
+    /// returns whether it was written.
+    async fn update(&self, record: &StorageUsageRecord) -> Result<bool>;
 }
 
 /// Filters for listing templates.

@@ -11,8 +11,8 @@ pub mod storage;
 pub use compute::{ComputeCapabilities, ComputeProvider};
 pub use database::{
     ApiKeyRepo, Database, DatabaseCapabilities, IdempotencyBegin, IdempotencyRepo, LedgerRepo,
-    SessionFilter, SessionRepo, SessionSample, StoredResponse, TemplateFilter, TemplateRepo,
-    UserRepo, WorkspaceRepo,
+    SessionFilter, SessionRepo, SessionSample, StorageUsageRepo, StoredResponse, TemplateFilter,
+    TemplateRepo, UserRepo, WorkspaceRepo,
 };
 pub use optimizer::{Optimizer, OptimizerCapabilities};
 pub use storage::{StorageCapabilities, StorageProvider};

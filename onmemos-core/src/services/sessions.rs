@@ -218,6 +218,14 @@ impl<'e> SessionService<'e> {
             resources: template.resources,
             env,
             placement: request.placement,
+            // Files kept on this machine can be shown to sessions running on it.
+            files_dir: self
+                .engine
+                .storage_provider()
+                .filter(|_| compute.capabilities().node_local)
+                .and_then(|s| {
+                    s.local_dir(&crate::services::storage::workspace_prefix(workspace.id))
+                }),
         };
         let started = async {
             compute

@@ -127,6 +127,11 @@ impl<'e> WorkspaceService<'e> {
                 )));
             }
         }
+        // Its objects first: if that fails, the workspace stays and the delete can be retried.
+        if db.workspaces().get(caller.user_id(), id).await?.is_none() {
+            return Err(not_found(id));
+        }
+        let removed = self.engine.storage().remove_all(id).await?;
         if self
             .engine
             .database()
@@ -134,6 +139,7 @@ impl<'e> WorkspaceService<'e> {
             .delete(caller.user_id(), id)
             .await?
         {
+            tracing::info!(workspace = %id, objects = removed, "workspace storage removed");
             tracing::info!(workspace = %id, "workspace deleted");
             Ok(())
         } else {

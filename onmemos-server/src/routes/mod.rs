@@ -5,6 +5,7 @@ mod credits;
 mod estimates;
 mod health;
 mod sessions;
+pub(crate) mod storage;
 mod templates;
 mod users;
 mod workspaces;
@@ -34,6 +35,7 @@ use crate::state::AppState;
         (name = "sessions", description = "Running environments: lifecycle, exec, events, shell"),
         (name = "estimates", description = "What a session would cost"),
         (name = "credits", description = "Prepaid credits, transfers and prices"),
+        (name = "storage", description = "Workspace files: streaming upload and download, listings, presigned URLs, usage"),
     )
 )]
 struct ApiDoc;
@@ -98,4 +100,13 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(credits::purchase))
         .routes(routes!(credits::grant))
         .routes(routes!(credits::pricing))
+        .routes(routes!(
+            storage::put_object,
+            storage::get_object,
+            storage::head_object,
+            storage::delete_object
+        ))
+        .routes(routes!(storage::list_objects))
+        .routes(routes!(storage::presign))
+        .routes(routes!(storage::usage))
 }

@@ -46,8 +46,11 @@ impl TestApi {
             .unwrap_or_else(|e| panic!("db: {e}"));
         let compute =
             onmemos_backends::compute::LocalCompute::unsandboxed(dir.path().join("compute"));
+        let storage = onmemos_backends::storage::ObjectStorage::local(&dir.path().join("storage"))
+            .unwrap_or_else(|e| panic!("storage: {e}"));
         let engine = Engine::builder(Arc::new(db))
             .with_compute(Arc::new(compute))
+            .with_storage(Arc::new(storage))
             .with_clock(clock)
             .build()
             .await
@@ -152,4 +155,45 @@ impl Reply {
             "empty message"
         );
     }
+}
+
+/// Serves the router over `engine` on a loopback port; returns its address.
+pub async fn serve(engine: Engine) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let app = onmemos_server::router(engine);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    addr
+}
+
+/// A member with `credits` micro-credits: their API key.
+pub async fn funded_member(engine: &Engine, email: &str, credits: i64) -> String {
+    use onmemos_core::model::{GrantSource, LedgerOp, TransferId};
+    let created = engine
+        .users()
+        .bootstrap(CreateUser {
+            email: email.into(),
+            name: None,
+            role: Some(Role::Member),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("user: {e}"));
+    engine
+        .credits()
+        .execute(&LedgerOp::Grant {
+            id: TransferId::random("grant"),
+            user: created.user.id,
+            amount: credits,
+            source: GrantSource::Purchase,
+            priority: 0,
+            expires_at: None,
+            reference: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("grant: {e}"));
+    created.api_key.secret
 }

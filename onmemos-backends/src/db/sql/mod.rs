@@ -14,6 +14,7 @@ mod ledger;
 mod repos;
 mod rows;
 mod sessions;
+mod storage_usage;
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use async_trait::async_trait;
 use onmemos_core::Result;
 use onmemos_core::ports::{
     ApiKeyRepo, Database, DatabaseCapabilities, IdempotencyRepo, LedgerRepo, SessionRepo,
-    TemplateRepo, UserRepo, WorkspaceRepo,
+    StorageUsageRepo, TemplateRepo, UserRepo, WorkspaceRepo,
 };
 use sqlx::AnyPool;
 
@@ -50,6 +51,33 @@ pub struct SqlDatabase {
     group: GroupCommit,
     /// Tasks that live as long as the database handle (SQLite's checkpoints).
     background: Arc<BackgroundTasks>,
+}
+
+impl SqlDatabase {
+    /// Runs a lease claim — `$1` the holder, `$2` now, `$3` the lease's end, `$4` the most rows
+    /// — in this dialect's text (`(sqlite, postgres)`), returning the claimed rows.
+    pub(crate) async fn claim_rows(
+        &self,
+        sql: (&'static str, &'static str),
+        holder: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        until: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+        what: &'static str,
+    ) -> Result<Vec<sqlx::any::AnyRow>> {
+        let sql = match self.dialect {
+            Dialect::Sqlite => sql.0,
+            Dialect::Postgres => sql.1,
+        };
+        sqlx::query(sql)
+            .bind(holder)
+            .bind(rows::ms(now))
+            .bind(rows::ms(until))
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await
+            .db_context(what)
+    }
 }
 
 /// Background tasks of a database, stopped when the last handle is dropped.
@@ -171,6 +199,10 @@ impl Database for SqlDatabase {
     }
 
     fn idempotency(&self) -> &dyn IdempotencyRepo {
+        self
+    }
+
+    fn storage_usage(&self) -> &dyn StorageUsageRepo {
         self
     }
 }

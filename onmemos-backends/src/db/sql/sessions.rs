@@ -15,9 +15,9 @@ use onmemos_core::{Error, Result};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::SqlDatabase;
 use super::error::{SqlxResultExt, corrupt};
 use super::rows::{after, at, int, json, ms, opt_at, overfetch, parse, to_json};
-use super::{Dialect, SqlDatabase};
 
 const COLUMNS: &str = "id, workspace_id, owner_id, template_id, status, placement, cpu_millis,
     memory_mib, gpu, disk_gib, rate_micros, max_duration_secs, max_cost_micros,
@@ -284,18 +284,13 @@ impl SessionRepo for SqlDatabase {
         until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<SessionRecord>> {
-        let sql = match self.dialect {
-            Dialect::Sqlite => concat!(claim!(), ") RETURNING *"),
-            Dialect::Postgres => concat!(claim!(), " FOR UPDATE SKIP LOCKED) RETURNING *"),
-        };
-        let rows = sqlx::query(sql)
-            .bind(holder)
-            .bind(ms(now))
-            .bind(ms(until))
-            .bind(i64::from(limit))
-            .fetch_all(&self.writer)
-            .await
-            .db_context("claim due sessions")?;
+        let sql = (
+            concat!(claim!(), ") RETURNING *"),
+            concat!(claim!(), " FOR UPDATE SKIP LOCKED) RETURNING *"),
+        );
+        let rows = self
+            .claim_rows(sql, holder, now, until, limit, "claim due sessions")
+            .await?;
         rows.iter().map(record_from).collect()
     }
 

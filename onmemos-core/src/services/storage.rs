@@ -1,0 +1,687 @@
+//! Workspace storage: objects under each workspace's own prefix of the object store, within a
+//! quota, billed per GiB-month from usage samples.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+
+use crate::Engine;
+use crate::api::{
+    ErrorCode, ObjectListParams, Page, PresignMethod, PresignRequest, PresignedUrl, StoredObject,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::WorkspaceId;
+use crate::model::{
+    GIB_MONTH_BYTE_MS, LedgerOp, MicroCredits, Scope, StorageUsage, StorageUsageRecord, TransferId,
+    Workspace,
+};
+use crate::ports::StorageProvider;
+use crate::ports::storage::{self, ByteStream, GetOptions, ObjectMeta, PutOptions};
+use crate::principal::Principal;
+
+/// The longest object path, in bytes (S3's and GCS's limit).
+pub const MAX_PATH_BYTES: usize = 1024;
+/// The longest segment of an object path, in bytes (a file name on most file systems).
+pub const MAX_SEGMENT_BYTES: usize = 255;
+/// Items per page of a listing when the caller does not say.
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+/// The most items a page of a listing can hold.
+pub const MAX_LIST_LIMIT: u32 = 1000;
+/// How long a presigned URL works when the caller does not say.
+pub const DEFAULT_PRESIGN_SECS: u64 = 900;
+
+/// The prefix of the object store holding `workspace`'s objects.
+pub fn workspace_prefix(workspace: WorkspaceId) -> String {
+    format!("workspaces/{workspace}/")
+}
+
+/// Checks a path a user sent for an object inside a workspace: relative, `/`-separated, no
+/// empty, `.` or `..` segment, no control character (NUL included) or backslash, no
+/// percent-encoding left after the URL was decoded, at most [`MAX_PATH_BYTES`] bytes with
+/// segments of at most [`MAX_SEGMENT_BYTES`], and no name ending in `#` and digits (the local
+/// store's temporary files).
+pub fn validate_object_path(path: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::invalid(
+            "path",
+            format!("invalid object path {path:?}: {why}"),
+        ))
+    };
+    if path.is_empty() {
+        return bad("it is empty");
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return bad(&format!("it is longer than {MAX_PATH_BYTES} bytes"));
+    }
+    if path.starts_with('/') {
+        return bad("it must be relative to the workspace (no leading `/`)");
+    }
+    if let Some(c) = path.chars().find(|c| c.is_control()) {
+        return bad(&format!("it contains the control character {c:?}"));
+    }
+    if path.contains('\\') {
+        return bad("it contains a backslash");
+    }
+    if has_percent_encoding(path) {
+        return bad("it still contains percent-encoding after decoding (`%XX`)");
+    }
+    for segment in path.split('/') {
+        match segment {
+            "" => return bad("it has an empty segment (`//` or a trailing `/`)"),
+            "." | ".." => return bad("it has a `.` or `..` segment"),
+            s if s.len() > MAX_SEGMENT_BYTES => {
+                return bad(&format!(
+                    "a segment is longer than {MAX_SEGMENT_BYTES} bytes"
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some((_, suffix)) = path.rsplit('/').next().unwrap_or(path).rsplit_once('#')
+        && !suffix.is_empty()
+        && suffix.bytes().all(|b| b.is_ascii_digit())
+    {
+        return bad("names ending in `#` and digits are reserved");
+    }
+    Ok(())
+}
+
+/// Checks a listing prefix: empty, or a path whose last segment may be partial or empty.
+fn validate_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    // A prefix ending in `/` is a directory; otherwise its last segment is partial.
+    let whole = prefix.trim_end_matches('/');
+    let checked = if whole.is_empty() {
+        Err(Error::invalid("prefix", "a prefix must not start with `/`"))
+    } else {
+        validate_object_path(whole)
+    };
+    checked.map_err(|e| Error::invalid("prefix", e.message().replace("object path", "prefix")))?;
+    if prefix.ends_with("//") {
+        return Err(Error::invalid("prefix", "a prefix must not end with `//`"));
+    }
+    Ok(())
+}
+
+fn has_percent_encoding(path: &str) -> bool {
+    path.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+}
+
+/// How an upload is made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upload {
+    /// The length the client announced (`Content-Length`), checked against the quota before
+    /// any byte is read.
+    pub length: Option<u64>,
+    /// The content type to record, where the store keeps one.
+    pub content_type: Option<String>,
+    /// Fail with `conflict` if the object exists.
+    pub if_absent: bool,
+}
+
+/// An object being downloaded.
+pub struct Download {
+    /// The object.
+    pub object: StoredObject,
+    /// The bytes in `body`.
+    pub range: Range<u64>,
+    /// The content.
+    pub body: ByteStream,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("object", &self.object)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes being uploaded per workspace on this server, counted against the quota before they
+/// are stored.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight(Mutex<HashMap<WorkspaceId, Arc<AtomicU64>>>);
+
+impl InFlight {
+    fn counter(&self, workspace: WorkspaceId) -> Arc<AtomicU64> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, c| Arc::strong_count(c) > 1 || c.load(Ordering::Relaxed) > 0);
+        map.entry(workspace).or_default().clone()
+    }
+}
+
+/// The bytes one upload has counted in its workspace's in-flight total; released when the
+/// upload ends, however it ends.
+struct Reservation {
+    counter: Arc<AtomicU64>,
+    mine: u64,
+}
+
+impl Reservation {
+    /// Counts `n` more bytes; returns the workspace's in-flight total.
+    fn add(&mut self, n: u64) -> u64 {
+        self.mine += n;
+        self.counter.fetch_add(n, Ordering::SeqCst) + n
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.mine, Ordering::SeqCst);
+    }
+}
+
+fn quota_exceeded(workspace: WorkspaceId, would: u64, quota: u64) -> Error {
+    Error::with_code(
+        ErrorCode::QuotaExceeded,
+        format!(
+            "workspace {workspace} would hold {would} bytes, over its storage quota of {quota} bytes"
+        ),
+    )
+    .with_context("quota_bytes", quota.to_string())
+}
+
+/// Workspace storage, reached through [`Engine::storage_service`].
+#[derive(Debug)]
+pub struct StorageService<'a> {
+    engine: &'a Engine,
+}
+
+impl<'a> StorageService<'a> {
+    pub(crate) fn new(engine: &'a Engine) -> Self {
+        Self { engine }
+    }
+
+    fn store(&self) -> Result<&'a Arc<dyn StorageProvider>> {
+        self.engine.storage_provider().ok_or_else(|| {
+            Error::with_code(
+                ErrorCode::Unsupported,
+                "this server has no object store configured (storage_url)",
+            )
+        })
+    }
+
+    /// The caller's workspace `id`, after checking the caller has `scope`.
+    async fn workspace(
+        &self,
+        caller: &Principal,
+        id: WorkspaceId,
+        scope: Scope,
+    ) -> Result<Workspace> {
+        caller.require(scope)?;
+        self.engine
+            .database()
+            .workspaces()
+            .get(caller.user_id(), id)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found("workspace not found").with_context("workspace", id.to_string())
+            })
+    }
+
+    fn object(&self, workspace: WorkspaceId, meta: ObjectMeta) -> StoredObject {
+        let prefix = workspace_prefix(workspace);
+        StoredObject {
+            path: meta
+                .path
+                .strip_prefix(&prefix)
+                .unwrap_or(&meta.path)
+                .to_owned(),
+            size: meta.size,
+            last_modified: meta.last_modified,
+            etag: meta.etag,
+        }
+    }
+
+    /// Stores `body` at `path` in workspace `id`, streaming it to the object store. The quota
+    /// is checked before reading when the length is announced, and as the bytes arrive
+    /// otherwise; an upload that would pass it, or whose body fails, leaves nothing behind.
+    pub async fn upload(
+        &self,
+        caller: &Principal,
+        id: WorkspaceId,
+        path: &str,
+        body: ByteStream,
+        upload: Upload,
+    ) -> Result<StoredObject> {
+        self.workspace(caller, id, Scope::StorageWrite).await?;
+        validate_object_path(path)?;
+        let store = self.store()?;
+        let prefix = workspace_prefix(id);
+        let key = format!("{prefix}{path}");
+        let quota = self.engine.config().storage.quota_bytes;
+        let replaced = match store.head(&key).await {
+            Ok(meta) => meta.size,
+            Err(e) if e.kind() == ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        let stored = store.usage_bytes(&prefix).await?.saturating_sub(replaced);
+        let counter = self.engine.inner.uploads.counter(id);
+        if let Some(length) = upload.length {
+            let would = stored + counter.load(Ordering::SeqCst) + length;
+            if would > quota {
+                return Err(quota_exceeded(id, would, quota));
+            }
+        }
+        let mut reservation = Reservation { counter, mine: 0 };
+        let body = body
+            .map(move |chunk| {
+                let chunk = chunk?;
+                let in_flight = reservation.add(chunk.len() as u64);
+                if stored + in_flight > quota {
+                    return Err(quota_exceeded(id, stored + in_flight, quota));
+                }
+                Ok(chunk)
+            })
+            .boxed();
+        let options = PutOptions {
+            if_absent: upload.if_absent,
+            content_type: upload.content_type,
+        };
+        let meta = store.put(&key, body, options).await?;
+        tracing::debug!(workspace = %id, path, size = meta.size, "object stored");
+        Ok(self.object(id, meta))
+    }
+
+    /// The metadata of the object at `path`.
+    pub async fn head(
+        &self,
+        caller: &Principal,
+        id: WorkspaceId,
+        path: &str,
+    ) -> Result<StoredObject> {
+        self.workspace(caller, id, Scope::StorageRead).await?;
+        validate_object_path(path)?;
+        let meta = self
+            .store()?
+            .head(&format!("{}{path}", workspace_prefix(id)))
+            .await
+            .map_err(|e| object_error(e, path))?;
+        Ok(self.object(id, meta))
+    }
+
+    /// The object at `path` (or `range` of it), streamed; `if_match` makes the read fail with
+    /// `precondition_failed` if the object changed since its etag was read.
+    pub async fn download(
+        &self,
+        caller: &Principal,
+        id: WorkspaceId,
+        path: &str,
+        range: Option<Range<u64>>,
+        if_match: Option<String>,
+    ) -> Result<Download> {
+        self.workspace(caller, id, Scope::StorageRead).await?;
+        validate_object_path(path)?;
+        let got = self
+            .store()?
+            .get(
+                &format!("{}{path}", workspace_prefix(id)),
+                GetOptions { range, if_match },
+            )
+            .await
+            .map_err(|e| object_error(e, path))?;
+        Ok(Download {
+            object: self.object(id, got.meta),
+            range: got.range,
+            body: got.body,
+        })
+    }
+
+    /// Deletes the object at `path` (deleting a missing object is not an error).
+    pub async fn delete(&self, caller: &Principal, id: WorkspaceId, path: &str) -> Result<()> {
+        self.workspace(caller, id, Scope::StorageWrite).await?;
+        validate_object_path(path)?;
+        self.store()?
+            .delete(&format!("{}{path}", workspace_prefix(id)))
+            .await
+    }
+
+    /// A page of the workspace's objects in path order.
+    pub async fn list(
+        &self,
+        caller: &Principal,
+        id: WorkspaceId,
+        params: &ObjectListParams,
+    ) -> Result<Page<StoredObject>> {
+        self.workspace(caller, id, Scope::StorageRead).await?;
+        let limit = params.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+            return Err(Error::invalid(
+                "limit",
+                format!("limit must be between 1 and {MAX_LIST_LIMIT}"),
+            ));
+        }
+        let prefix = params.prefix.as_deref().unwrap_or("");
+        validate_prefix(prefix)?;
+        if let Some(cursor) = &params.cursor
+            && validate_object_path(cursor).is_err()
+        {
+            return Err(Error::with_code(
+                ErrorCode::InvalidCursor,
+                "cursor is not one this list returned",
+            )
+            .with_context("field", "cursor"));
+        }
+        let base = workspace_prefix(id);
+        let after = params.cursor.as_ref().map(|c| format!("{base}{c}"));
+        let listed = self
+            .store()?
+            .list(&format!("{base}{prefix}"), after.as_deref(), limit as usize)
+            .await?;
+        let items: Vec<StoredObject> = listed
+            .objects
+            .into_iter()
+            .map(|m| self.object(id, m))
+            .collect();
+        let next_cursor = listed
+            .next
+            .map(|n| n.strip_prefix(&base).unwrap_or(&n).to_owned());
+        Ok(Page { items, next_cursor })
+    }
+
+    /// A URL that allows one method on one object straight at the object store, without
+    /// credentials, until it expires. Uploads through it bypass the quota (billing still
+    /// counts them).
+    pub async fn presign(
+        &self,
+        caller: &Principal,
+        id: WorkspaceId,
+        request: &PresignRequest,
+    ) -> Result<PresignedUrl> {
+        let scope = match request.method {
+            PresignMethod::Get => Scope::StorageRead,
+            PresignMethod::Put => Scope::StorageWrite,
+        };
+        self.workspace(caller, id, scope).await?;
+        validate_object_path(&request.path)?;
+        let max = self.engine.config().storage.presign_max_secs;
+        let secs = request
+            .expires_in_secs
+            .unwrap_or(DEFAULT_PRESIGN_SECS.min(max));
+        if !(1..=max).contains(&secs) {
+            return Err(Error::invalid(
+                "expires_in_secs",
+                format!("expires_in_secs must be between 1 and {max}"),
+            ));
+        }
+        let method = match request.method {
+            PresignMethod::Get => storage::PresignMethod::Get,
+            PresignMethod::Put => storage::PresignMethod::Put,
+        };
+        let url = self
+            .store()?
+            .presign(
+                method,
+                &format!("{}{}", workspace_prefix(id), request.path),
+                Duration::from_secs(secs),
+            )
+            .await?;
+        let expires_at = self.engine.clock().now()
+            + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX));
+        Ok(PresignedUrl {
+            url,
+            method: request.method,
+            expires_at,
+        })
+    }
+
+    /// What the workspace stores now, its quota and its storage bill.
+    pub async fn usage(&self, caller: &Principal, id: WorkspaceId) -> Result<StorageUsage> {
+        self.workspace(caller, id, Scope::StorageRead).await?;
+        let bytes = self.store()?.usage_bytes(&workspace_prefix(id)).await?;
+        let record = self.engine.database().storage_usage().get(id).await?;
+        let sampled = record.as_ref().filter(|r| r.step > 0);
+        Ok(StorageUsage {
+            workspace_id: id,
+            bytes,
+            quota_bytes: self.engine.config().storage.quota_bytes,
+            sampled_bytes: sampled.map(|r| r.bytes),
+            sampled_at: sampled.map(|r| r.sampled_at),
+            charged_micros: record.as_ref().map_or(0, |r| r.charged),
+            owed_micros: record
+                .as_ref()
+                .map_or(0, |r| r.owed + r.pending.unwrap_or(0)),
+        })
+    }
+
+    /// Removes every object of a workspace (when it is deleted).
+    pub(crate) async fn remove_all(&self, id: WorkspaceId) -> Result<u64> {
+        match self.engine.storage_provider() {
+            Some(store) => store.delete_prefix(&workspace_prefix(id)).await,
+            None => Ok(0),
+        }
+    }
+
+    /// One billing pass at `now`: enrolls new workspaces, then samples and charges those due,
+    /// leased to `holder`. Returns how many workspaces were sampled and how many steps failed
+    /// (logged, and retried on the next pass).
+    pub(crate) async fn bill_due(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(usize, usize)> {
+        let Some(store) = self.engine.storage_provider() else {
+            return Ok((0, 0));
+        };
+        let repo = self.engine.database().storage_usage();
+        repo.enroll(now).await?;
+        let lease = self.engine.config().sessions.lease();
+        let (mut sampled, mut failed) = (0, 0);
+        loop {
+            let due = repo.claim_due(holder, now, now + lease, 100).await?;
+            if due.is_empty() {
+                return Ok((sampled, failed));
+            }
+            for record in due {
+                let ws = record.workspace_id;
+                match self.bill(store.as_ref(), record, now).await {
+                    Ok(true) => sampled += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(workspace = %ws, error = %e, "a storage billing step failed; it is retried on the next pass");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Samples one workspace and charges the time since its last sample; `false` when another
+    /// replica got there first.
+    async fn bill(
+        &self,
+        store: &dyn StorageProvider,
+        record: StorageUsageRecord,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let repo = self.engine.database().storage_usage();
+        // A charge written by an earlier pass that did not reach the ledger.
+        let record = match record.pending {
+            Some(_) => match self.pay(record).await? {
+                Some(paid) => paid,
+                None => return Ok(false),
+            },
+            None => record,
+        };
+        let bytes = store
+            .usage_bytes(&workspace_prefix(record.workspace_id))
+            .await?;
+        let elapsed = (now - record.sampled_at).num_milliseconds().max(0);
+        let price = i128::from(self.engine.config().pricing.storage_gib_month);
+        let total =
+            i128::from(record.carry) + price * i128::from(record.bytes) * i128::from(elapsed);
+        let due = MicroCredits::try_from(total / GIB_MONTH_BYTE_MS)
+            .map_err(|_| Error::internal("a storage charge overflows"))?;
+        let amount = due + record.owed;
+        let interval = self.engine.config().storage.billing_interval();
+        let next = StorageUsageRecord {
+            step: record.step + 1,
+            sampled_at: now,
+            bytes,
+            carry: i64::try_from(total % GIB_MONTH_BYTE_MS)
+                .map_err(|_| Error::internal("a storage carry overflows"))?,
+            owed: 0,
+            pending: (amount > 0).then_some(amount),
+            next_sample_at: now + interval,
+            version: record.version + 1,
+            ..record
+        };
+        if !repo.update(&next).await? {
+            return Ok(false);
+        }
+        if next.pending.is_some() {
+            self.pay(next).await?;
+        }
+        Ok(true)
+    }
+
+    /// Posts the pending charge of `record` as transfer `<workspace>.storage.<step>`; what the
+    /// owner's credits cannot cover becomes owed. Returns the record as written, `None` when
+    /// another replica changed it meanwhile.
+    async fn pay(&self, record: StorageUsageRecord) -> Result<Option<StorageUsageRecord>> {
+        let Some(amount) = record.pending else {
+            return Ok(Some(record));
+        };
+        let ws = record.workspace_id;
+        let id = |step: &str| TransferId::new(format!("{ws}.{step}.{}", record.step));
+        let hold = id("storage-hold")?;
+        let now = self.engine.clock().now();
+        let held = self
+            .engine
+            .credits()
+            .execute(&LedgerOp::Hold {
+                id: hold.clone(),
+                user: record.owner_id,
+                amount,
+                timeout_at: now + chrono::Duration::hours(1),
+                reference: Some(format!("storage of workspace {ws}")),
+            })
+            .await;
+        let paid = match held {
+            Ok(_) => true,
+            Err(e) if e.code() == ErrorCode::IdempotencyKeyReused => true,
+            Err(e) if e.kind() == ErrorKind::InsufficientCredits => false,
+            Err(e) => return Err(e),
+        };
+        let charged = if paid {
+            let post = LedgerOp::Post {
+                id: id("storage")?,
+                hold,
+                amount,
+            };
+            match self.engine.credits().execute(&post).await {
+                Ok(t) => t.amount,
+                Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::InvalidInput) => {
+                    match self
+                        .engine
+                        .database()
+                        .ledger()
+                        .transfer(&id("storage")?)
+                        .await?
+                    {
+                        Some(done) => done.amount,
+                        None => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            tracing::warn!(workspace = %ws, amount, "the owner's credits do not cover the storage charge; it is carried as owed");
+            0
+        };
+        let settled = StorageUsageRecord {
+            charged: record.charged + charged,
+            owed: record.owed + amount - charged,
+            pending: None,
+            version: record.version + 1,
+            ..record
+        };
+        let written = self
+            .engine
+            .database()
+            .storage_usage()
+            .update(&settled)
+            .await?;
+        Ok(written.then_some(settled))
+    }
+}
+
+/// A missing object is reported with its path.
+fn object_error(e: Error, path: &str) -> Error {
+    if e.kind() == ErrorKind::NotFound {
+        Error::not_found(format!("no object at {path:?} in this workspace"))
+            .with_context("path", path.to_owned())
+    } else {
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_paths_that_could_escape_or_confuse_are_refused() {
+        for ok in [
+            "a",
+            "data/train.csv",
+            "ünï cödé/файл с пробелом.txt",
+            "50% off.txt",
+            "a#b",
+            "x#",
+        ] {
+            assert!(
+                validate_object_path(ok).is_ok(),
+                "{ok:?} should be accepted"
+            );
+        }
+        let long_segment = "a".repeat(256);
+        let long_path = ["b"; 600].join("/");
+        for (bad, why) in [
+            ("", "empty"),
+            ("/etc/passwd", "leading"),
+            ("../x", "`..`"),
+            ("a/../../x", "`..`"),
+            ("a/./b", "`..`"),
+            ("a//b", "empty segment"),
+            ("a/", "empty segment"),
+            ("a\0b", "control"),
+            ("a\nb", "control"),
+            ("..\\x", "backslash"),
+            ("%2e%2e/x", "percent"),
+            ("a%2Fb", "percent"),
+            ("file#12", "reserved"),
+            (long_segment.as_str(), "segment is longer"),
+            (long_path.as_str(), "longer than 1024"),
+        ] {
+            let e = validate_object_path(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            assert_eq!(e.field(), Some("path"));
+            assert!(e.message().contains(why), "{bad:?}: {}", e.message());
+        }
+    }
+
+    #[test]
+    fn prefixes_may_end_in_a_partial_segment_or_a_slash() {
+        for ok in ["", "data/", "data/tr", "rep"] {
+            assert!(validate_prefix(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["/", "../", "a//", "/abs", "a/../b/"] {
+            let e = validate_prefix(bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?} was accepted"));
+            assert_eq!(e.field(), Some("prefix"));
+        }
+    }
+}
