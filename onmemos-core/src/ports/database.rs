@@ -133,8 +133,8 @@ pub trait StorageUsageRepo: Send + Sync {
     async fn enroll(&self, now: DateTime<Utc>) -> Result<u64>;
     /// The record of a workspace.
     async fn get(&self, workspace: WorkspaceId) -> Result<Option<StorageUsageRecord>>;
-    /// Leases up to `limit` records due at `now` (`next_sample_at <= now`, no live lease) to
-    /// `holder` until `until`, and returns them.
+    /// Leases up to `limit` records due at `now` (`next_sample_at <= now`, or a charge
+    /// pending; no live lease) to `holder` until `until`, and returns them.
     async fn claim_due(
         &self,
         holder: &str,

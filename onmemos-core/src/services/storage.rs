@@ -513,6 +513,10 @@ impl<'a> StorageService<'a> {
             },
             None => record,
         };
+        if record.next_sample_at > now {
+            // Claimed for its pending charge only; the lease is released by the write above.
+            return Ok(true);
+        }
         let bytes = store
             .usage_bytes(&workspace_prefix(record.workspace_id))
             .await?;

@@ -19,7 +19,8 @@ macro_rules! claim {
         "UPDATE storage_usage SET lease_holder = $1, lease_until = $3
          WHERE workspace_id IN (
              SELECT workspace_id FROM storage_usage
-             WHERE next_sample_at <= $2 AND (lease_until IS NULL OR lease_until <= $2)
+             WHERE (next_sample_at <= $2 OR pending_micros IS NOT NULL)
+               AND (lease_until IS NULL OR lease_until <= $2)
              ORDER BY next_sample_at LIMIT $4"
     };
 }
