@@ -157,6 +157,11 @@ impl Client {
         Credits::new(self)
     }
 
+    /// Workspace storage: streamed uploads and downloads, listings, presigned URLs.
+    pub fn storage(&self) -> crate::storage::Storage<'_> {
+        crate::storage::Storage::new(self)
+    }
+
     /// Sessions: lifecycle, exec, events.
     pub fn sessions(&self) -> Sessions<'_> {
         Sessions::new(self)
@@ -221,6 +226,32 @@ impl Client {
         }
     }
 
+    /// A request to `path` with the caller's credentials, to be sent with [`Self::execute`].
+    pub(crate) fn raw(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.api_key {
+            Some(key) => req.bearer_auth(key),
+            None => req,
+        }
+    }
+
+    /// Sends `req`; an error answer becomes the matching [`Error`].
+    pub(crate) async fn execute(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req.send().await.map_err(Error::transport)?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = resp.bytes().await.map_err(Error::transport)?;
+        Err(Error::from_response(status, &bytes, retry_after))
+    }
+
     async fn send<Q: Serialize + ?Sized, B: Serialize + ?Sized>(
         &self,
         method: Method,
@@ -229,13 +260,10 @@ impl Client {
         body: Option<&B>,
     ) -> Result<bytes::Bytes> {
         let is_post = method == Method::POST;
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let mut req = self.raw(method, path);
         if is_post {
             // Every POST carries an idempotency key, so a retry cannot apply it twice.
             req = req.header("idempotency-key", uuid::Uuid::now_v7().to_string());
-        }
-        if let Some(key) = &self.api_key {
-            req = req.bearer_auth(key);
         }
         if let Some(query) = query {
             req = req.query(query);
@@ -243,20 +271,8 @@ impl Client {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(Error::transport)?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let bytes = resp.bytes().await.map_err(Error::transport)?;
-        if (200..300).contains(&status) {
-            Ok(bytes)
-        } else {
-            Err(Error::from_response(status, &bytes, retry_after))
-        }
+        let resp = self.execute(req).await?;
+        resp.bytes().await.map_err(Error::transport)
     }
 }
 

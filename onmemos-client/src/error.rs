@@ -34,6 +34,8 @@ pub enum ErrorKind {
     Decode,
     /// The client was configured wrongly (bad URL, missing key).
     Configuration,
+    /// A local file could not be read or written (uploads from and downloads to files).
+    Io,
 }
 
 /// The kind a wire error code belongs to, for the client.

@@ -20,11 +20,13 @@ mod client;
 mod error;
 mod resources;
 mod shell;
+mod storage;
 
 pub use client::{Client, ClientBuilder, DEFAULT_URL, RequestTimeout};
 pub use error::{Error, ErrorKind, Result, kind_of_code};
 pub use resources::{ApiKeys, Credits, Estimates, Sessions, Templates, Users, Workspaces};
 pub use shell::{Shell, ShellEvent};
+pub use storage::{ByteStream, Download, Progress, Storage, TRANSFER_TIMEOUT};
 
 /// The wire types the client sends and receives.
 pub use onmemos_core::api;

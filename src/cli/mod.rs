@@ -7,6 +7,7 @@ mod resources;
 mod serve;
 mod sessions;
 mod shell;
+mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +85,12 @@ enum Command {
         /// The session.
         session: onmemos::client::id::SessionId,
     },
+    /// Copy, list and delete workspace files (`WORKSPACE:PATH`).
+    #[command(alias = "files")]
+    Storage {
+        #[command(subcommand)]
+        command: storage::StorageCommand,
+    },
     /// What a session would cost, with cheaper alternatives; several templates are compared.
     Estimate(sessions::EstimateArgs),
     /// Your credits; purchases and grants (admin).
@@ -116,6 +123,7 @@ pub(crate) async fn run() -> ExitCode {
                 Command::Credits { command } => credits::run(&client, command, &out).await,
                 Command::Session { command } => sessions::run(&client, command, &out).await,
                 Command::Shell { session } => shell::run(&client, session).await,
+                Command::Storage { command } => storage::run(&client, command, &out).await,
                 Command::Estimate(args) => sessions::estimate(&client, args, &out).await,
                 Command::Serve(_) | Command::Admin { .. } => Ok(()),
             },

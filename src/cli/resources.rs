@@ -153,7 +153,10 @@ async fn all_workspaces(client: &Client) -> anyhow::Result<Vec<Workspace>> {
     }
 }
 
-async fn resolve_workspace(client: &Client, id_or_name: &str) -> anyhow::Result<WorkspaceId> {
+pub(crate) async fn resolve_workspace(
+    client: &Client,
+    id_or_name: &str,
+) -> anyhow::Result<WorkspaceId> {
     if id_or_name.starts_with("ws_") {
         return Ok(id_or_name.parse()?);
     }
