@@ -58,6 +58,7 @@ pub struct ServeConfig {
     /// Options of the object store, by the `object_store` crate's keys (`endpoint`,
     /// `allow_http`, `region`…); credentials otherwise come from the environment, the cloud's
     /// usual way.
+    #[serde(deserialize_with = "scalar_map")]
     pub storage_options: std::collections::BTreeMap<String, String>,
     /// How log lines are written.
     pub log_format: LogFormat,
@@ -190,6 +191,34 @@ impl ServeConfig {
             self.database_url.clone()
         }
     }
+}
+
+/// A map of option values given as text, numbers or booleans (environment variables such as
+/// `ONMEMOS_STORAGE_OPTIONS__ALLOW_HTTP=true` arrive typed), kept as text.
+fn scalar_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Flag(bool),
+        Int(i64),
+        Float(f64),
+    }
+    let map = std::collections::BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Scalar::Text(s) => s,
+                Scalar::Flag(b) => b.to_string(),
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+            };
+            (k, text)
+        })
+        .collect())
 }
 
 fn describe(errors: figment::Error) -> String {
