@@ -73,7 +73,7 @@ impl Drop for Server {
     }
 }
 
-fn onmemos(bin: &Path, data: &Path, storage: &[(&str, String)]) -> Command {
+fn onmemos(bin: &Path, data: &Path, storage: &[(String, String)]) -> Command {
     let mut cmd = Command::new(bin);
     cmd.env_remove("ONMEMOS_API_KEY")
         .env_remove("ONMEMOS_URL")
@@ -89,7 +89,7 @@ fn onmemos(bin: &Path, data: &Path, storage: &[(&str, String)]) -> Command {
     cmd
 }
 
-async fn start(bin: &Path, data: &Path, storage: &[(&str, String)]) -> (Server, String) {
+async fn start(bin: &Path, data: &Path, storage: &[(String, String)]) -> (Server, String) {
     let out = onmemos(bin, data, storage)
         .args([
             "--json",
@@ -181,7 +181,7 @@ async fn direct(store: Arc<dyn ObjectStore>, file: &Path) -> (Duration, Duration
 async fn through_server(
     bin: &Path,
     data: &Path,
-    storage: &[(&str, String)],
+    storage: &[(String, String)],
     file: &Path,
 ) -> (Duration, Duration, u64, u64, u64) {
     let (server, key) = start(bin, data, storage).await;
@@ -315,13 +315,15 @@ async fn main() {
         }
         let store = Arc::new(builder.build().unwrap_or_else(|e| panic!("{e}")));
         let base = direct(store, &file).await;
-        let mut env: Vec<(&str, String)> =
-            vec![("ONMEMOS_STORAGE_URL", "s3://onmemos-test/server".into())];
+        let mut env = vec![(
+            "ONMEMOS_STORAGE_URL".to_owned(),
+            "s3://onmemos-test/server".to_owned(),
+        )];
         for (k, v) in options {
-            let name: &'static str = Box::leak(
-                format!("ONMEMOS_STORAGE_OPTIONS__{}", k.to_uppercase()).into_boxed_str(),
-            );
-            env.push((name, v.to_owned()));
+            env.push((
+                format!("ONMEMOS_STORAGE_OPTIONS__{}", k.to_uppercase()),
+                v.to_owned(),
+            ));
         }
         let ours = through_server(&bin, &dir.path().join("server-s3"), &env, &file).await;
         report("s3 (moto)", bytes, ours, base);

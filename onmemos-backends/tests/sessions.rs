@@ -7,6 +7,8 @@
 //! complete; and no process of the session survives.
 #![cfg(all(feature = "sqlite", feature = "postgres", feature = "local-compute"))]
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -18,7 +20,7 @@ use onmemos_core::clock::{Clock, ManualClock};
 use onmemos_core::id::{SessionId, WorkspaceId};
 use onmemos_core::model::{
     GrantSource, LedgerOp, MicroCredits, Session, SessionEventKind, SessionStatus, StopReason,
-    TransferId, TransferKind, Warning, cost_of,
+    TransferId, Warning, cost_of,
 };
 use onmemos_core::ports::Database;
 use onmemos_core::ports::compute::PtySize;
@@ -75,44 +77,7 @@ async fn world(db: SqlDatabase, credits: MicroCredits) -> World {
         .unwrap_or_else(|e| panic!("tempdir: {e}"))
         .keep();
     let engine = engine_over(db.clone(), clock.clone(), &root).await;
-    let created = engine
-        .users()
-        .bootstrap(CreateUser {
-            email: format!("{}@example.com", SessionId::new()),
-            name: None,
-            role: None,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("user: {e}"));
-    let user = Principal::for_user(&created.user);
-    let workspace = engine
-        .workspaces()
-        .create(
-            &user,
-            CreateWorkspace {
-                name: "lab".into(),
-                description: None,
-                env: Default::default(),
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("workspace: {e}"))
-        .id;
-    if credits > 0 {
-        engine
-            .credits()
-            .execute(&LedgerOp::Grant {
-                id: TransferId::random("grant"),
-                user: user.user_id(),
-                amount: credits,
-                source: GrantSource::Purchase,
-                priority: 0,
-                expires_at: None,
-                reference: None,
-            })
-            .await
-            .unwrap_or_else(|e| panic!("grant: {e}"));
-    }
+    let (user, workspace) = common::member_with_workspace(&engine, "lab", credits).await;
     World {
         engine,
         clock,
@@ -121,49 +86,6 @@ async fn world(db: SqlDatabase, credits: MicroCredits) -> World {
         db,
         root,
     }
-}
-
-/// Every post in the ledger, oldest first.
-async fn all_posts(db: &dyn Database) -> Vec<onmemos_core::model::Transfer> {
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let page = db
-            .ledger()
-            .transfers(
-                None,
-                Some(TransferKind::Post),
-                onmemos_core::api::PageRequest { limit: 200, after },
-            )
-            .await
-            .unwrap_or_else(|e| panic!("transfers: {e}"));
-        all.extend(page.items);
-        match page.next_cursor {
-            Some(c) => after = c.parse().ok(),
-            None => return all,
-        }
-    }
-}
-
-async fn databases() -> Vec<(&'static str, SqlDatabase)> {
-    let dir = tempfile::tempdir()
-        .unwrap_or_else(|e| panic!("tempdir: {e}"))
-        .keep();
-    let mut dbs = vec![(
-        "sqlite",
-        SqlDatabase::open(&format!("sqlite://{}", dir.join("s.db").display()))
-            .await
-            .unwrap_or_else(|e| panic!("sqlite: {e}")),
-    )];
-    if let Some(url) = fresh_postgres_url().await {
-        dbs.push((
-            "postgres",
-            SqlDatabase::open(&url)
-                .await
-                .unwrap_or_else(|e| panic!("postgres: {e}")),
-        ));
-    }
-    dbs
 }
 
 impl World {
@@ -255,7 +177,7 @@ impl World {
             s.rate_micros_per_hour
         );
         let prefix = format!("{}.", s.id);
-        let posted: MicroCredits = all_posts(self.db.as_ref())
+        let posted: MicroCredits = common::all_posts(self.db.as_ref())
             .await
             .iter()
             .filter(|t| t.id.as_str().starts_with(&prefix))
@@ -340,7 +262,7 @@ fn ms_between(a: DateTime<Utc>, b: DateTime<Utc>) -> i64 {
 
 #[tokio::test]
 async fn duration_limit_stops_within_one_tick_and_charges_exactly() {
-    for (name, db) in databases().await {
+    for (name, db) in common::databases().await {
         let w = world(db, 1_000_000).await;
         let s = w
             .start(LimitOverrides {
@@ -361,7 +283,7 @@ async fn duration_limit_stops_within_one_tick_and_charges_exactly() {
 
 #[tokio::test]
 async fn cost_limit_stops_at_the_limit_and_never_charges_past_it() {
-    for (name, db) in databases().await {
+    for (name, db) in common::databases().await {
         let w = world(db, 1_000_000).await;
         let s = w
             .start(LimitOverrides {
@@ -388,7 +310,7 @@ async fn cost_limit_stops_at_the_limit_and_never_charges_past_it() {
 
 #[tokio::test]
 async fn idle_timeout_stops_an_idle_session_and_activity_defers_it() {
-    for (name, db) in databases().await {
+    for (name, db) in common::databases().await {
         let w = world(db, 1_000_000).await;
         let s = w
             .start(LimitOverrides {
@@ -428,7 +350,7 @@ async fn idle_timeout_stops_an_idle_session_and_activity_defers_it() {
 
 #[tokio::test]
 async fn credits_exhausted_stops_the_session_when_the_hold_cannot_be_extended() {
-    for (name, db) in databases().await {
+    for (name, db) in common::databases().await {
         // 2,000 micro-credits; each hold is 834 (one minute at 50,000 per hour).
         let w = world(db, 2_000).await;
         let s = w.start(LimitOverrides::default()).await;
@@ -466,7 +388,7 @@ async fn credits_exhausted_stops_the_session_when_the_hold_cannot_be_extended() 
 
 #[tokio::test]
 async fn a_user_stop_charges_up_to_now_and_is_idempotent() {
-    for (name, db) in databases().await {
+    for (name, db) in common::databases().await {
         let w = world(db, 1_000_000).await;
         let s = w.start(LimitOverrides::default()).await;
         let monitor = w.engine.monitor();
@@ -517,7 +439,7 @@ async fn a_user_stop_charges_up_to_now_and_is_idempotent() {
 
 #[tokio::test]
 async fn a_shell_that_exits_ends_the_session_and_charges_up_to_the_pass() {
-    for (name, db) in databases().await {
+    for (name, db) in common::databases().await {
         let w = world(db, 1_000_000).await;
         // A clean `exit` is the user ending the session; any other code is a failure.
         for (typed, reason, failure) in [
@@ -582,7 +504,7 @@ async fn a_shell_that_exits_ends_the_session_and_charges_up_to_the_pass() {
 
 #[tokio::test]
 async fn a_restarted_server_reconciles_its_sessions_and_kills_their_processes() {
-    for (name, db) in databases().await {
+    for (name, db) in common::databases().await {
         let w = world(db, 1_000_000).await;
         let s = w.start(LimitOverrides::default()).await;
         let started = s.started_at.unwrap_or_default();
@@ -621,7 +543,7 @@ async fn a_restarted_server_reconciles_its_sessions_and_kills_their_processes() 
 
 #[tokio::test]
 async fn a_start_without_credits_fails_cleanly_and_holds_nothing() {
-    for (name, db) in databases().await {
+    for (name, db) in common::databases().await {
         let w = world(db, 100).await;
         let err = w
             .engine
@@ -719,7 +641,7 @@ async fn estimates_learn_percentiles_from_finished_sessions_and_offer_cheaper_op
         TemplateSort,
     };
     use onmemos_core::model::{Placement, Resources};
-    for (name, db) in databases().await {
+    for (name, db) in common::databases().await {
         let w = world(db, 100_000_000).await;
         let durations = [300, 60, 600, 120, 240, 180];
         let mut rate = 0;
@@ -952,7 +874,7 @@ async fn two_replicas_on_one_postgres_charge_every_tick_exactly_once() {
     }
     let db = open().await;
     let mut posts: std::collections::HashMap<String, Vec<MicroCredits>> = Default::default();
-    for t in all_posts(db.as_ref()).await {
+    for t in common::all_posts(db.as_ref()).await {
         let session = t.id.as_str().split(".settle.").next().unwrap_or_default();
         posts.entry(session.to_owned()).or_default().push(t.amount);
     }

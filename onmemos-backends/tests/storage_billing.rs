@@ -4,19 +4,18 @@
 //! nothing more), and what the credits cannot cover is carried as owed.
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use onmemos_backends::db::SqlDatabase;
 use onmemos_backends::storage::ObjectStorage;
-use onmemos_backends::testing::fresh_postgres_url;
-use onmemos_core::api::{CreateUser, CreateWorkspace};
 use onmemos_core::clock::ManualClock;
 use onmemos_core::id::WorkspaceId;
 use onmemos_core::model::{
-    GIB_MONTH_BYTE_MS, GrantSource, LedgerOp, MicroCredits, PriceBook, StorageUsageRecord,
-    TransferId, TransferKind,
+    GIB_MONTH_BYTE_MS, LedgerOp, MicroCredits, PriceBook, StorageUsageRecord, TransferId,
 };
 use onmemos_core::ports::{Database, StorageProvider};
 use onmemos_core::services::Upload;
@@ -42,27 +41,6 @@ struct World {
     workspace: WorkspaceId,
 }
 
-async fn databases() -> Vec<(&'static str, SqlDatabase)> {
-    let dir = tempfile::tempdir()
-        .unwrap_or_else(|e| panic!("tempdir: {e}"))
-        .keep();
-    let mut dbs = vec![(
-        "sqlite",
-        SqlDatabase::open(&format!("sqlite://{}", dir.join("s.db").display()))
-            .await
-            .unwrap_or_else(|e| panic!("sqlite: {e}")),
-    )];
-    if let Some(url) = fresh_postgres_url().await {
-        dbs.push((
-            "postgres",
-            SqlDatabase::open(&url)
-                .await
-                .unwrap_or_else(|e| panic!("postgres: {e}")),
-        ));
-    }
-    dbs
-}
-
 async fn world(db: SqlDatabase, credits: MicroCredits) -> World {
     let db: Arc<dyn Database> = Arc::new(db);
     let clock = Arc::new(ManualClock::new(t0()));
@@ -85,59 +63,20 @@ async fn world(db: SqlDatabase, credits: MicroCredits) -> World {
         .build()
         .await
         .unwrap_or_else(|e| panic!("engine: {e}"));
-    let created = engine
-        .users()
-        .bootstrap(CreateUser {
-            email: format!("{}@example.com", WorkspaceId::new()),
-            name: None,
-            role: None,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("user: {e}"));
-    let user = Principal::for_user(&created.user);
-    let workspace = engine
-        .workspaces()
-        .create(
-            &user,
-            CreateWorkspace {
-                name: "data".into(),
-                description: None,
-                env: Default::default(),
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("workspace: {e}"))
-        .id;
-    let w = World {
+    let (user, workspace) = common::member_with_workspace(&engine, "data", credits).await;
+    World {
         engine,
         db,
         store,
         clock,
         user,
         workspace,
-    };
-    w.grant(credits).await;
-    w
+    }
 }
 
 impl World {
     async fn grant(&self, amount: MicroCredits) {
-        if amount == 0 {
-            return;
-        }
-        self.engine
-            .credits()
-            .execute(&LedgerOp::Grant {
-                id: TransferId::random("grant"),
-                user: self.user.user_id(),
-                amount,
-                source: GrantSource::Purchase,
-                priority: 0,
-                expires_at: None,
-                reference: None,
-            })
-            .await
-            .unwrap_or_else(|e| panic!("grant: {e}"));
+        common::grant(&self.engine, self.user.user_id(), amount).await;
     }
 
     /// Makes the workspace hold exactly `bytes` bytes (one object).
@@ -176,30 +115,12 @@ impl World {
     /// The storage charges in the ledger: (transfer id, amount).
     async fn storage_posts(&self) -> Vec<(String, MicroCredits)> {
         let prefix = format!("{}.storage.", self.workspace);
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .db
-                .ledger()
-                .transfers(
-                    None,
-                    Some(TransferKind::Post),
-                    onmemos_core::api::PageRequest { limit: 200, after },
-                )
-                .await
-                .unwrap_or_else(|e| panic!("transfers: {e}"));
-            out.extend(
-                page.items
-                    .iter()
-                    .filter(|t| t.id.as_str().starts_with(&prefix))
-                    .map(|t| (t.id.as_str().to_owned(), t.amount)),
-            );
-            match page.next_cursor {
-                Some(c) => after = c.parse().ok(),
-                None => return out,
-            }
-        }
+        common::all_posts(self.db.as_ref())
+            .await
+            .iter()
+            .filter(|t| t.id.as_str().starts_with(&prefix))
+            .map(|t| (t.id.as_str().to_owned(), t.amount))
+            .collect()
     }
 
     async fn available(&self) -> MicroCredits {
@@ -219,7 +140,7 @@ fn exact(byte_ms: i128) -> MicroCredits {
 
 #[tokio::test]
 async fn storage_is_charged_per_gib_month_exactly_and_once() {
-    for (name, db) in databases().await {
+    for (name, db) in common::databases().await {
         let w = world(db, 1_000_000_000).await;
         let start = w.available().await;
         w.pass().await;
@@ -302,7 +223,7 @@ async fn storage_is_charged_per_gib_month_exactly_and_once() {
 
 #[tokio::test]
 async fn a_step_interrupted_halfway_is_finished_once() {
-    for (name, db) in databases().await {
+    for (name, db) in common::databases().await {
         let w = world(db, 1_000_000_000).await;
         w.pass().await;
         w.hold_bytes(4_000_000).await;
@@ -375,7 +296,7 @@ async fn a_step_interrupted_halfway_is_finished_once() {
 
 #[tokio::test]
 async fn storage_the_credits_cannot_cover_is_carried_as_owed() {
-    for (name, db) in databases().await {
+    for (name, db) in common::databases().await {
         let w = world(db, 10).await;
         w.pass().await;
         w.hold_bytes(6_000_000).await;
@@ -416,7 +337,7 @@ async fn storage_the_credits_cannot_cover_is_carried_as_owed() {
 
 #[tokio::test]
 async fn uploads_are_confined_by_the_quota_in_process_too() {
-    let (_, db) = databases().await.remove(0);
+    let (_, db) = common::databases().await.remove(0);
     let w = world(db, 0).await;
     let engine = Engine::builder(w.db.clone())
         .with_storage(w.store.clone())

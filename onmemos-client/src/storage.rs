@@ -235,14 +235,12 @@ impl<'c> Storage<'c> {
         progress: Option<Progress>,
     ) -> Result<StoredObject> {
         let object = self.head(workspace, path).await?;
-        let part = dest.with_extension(match dest.extension() {
-            Some(ext) => format!("{}.part", ext.to_string_lossy()),
-            None => "part".into(),
-        });
-        let tag = part.with_extension(match part.extension() {
-            Some(ext) => format!("{}.etag", ext.to_string_lossy()),
-            None => "etag".into(),
-        });
+        let beside = |suffix: &str| {
+            let mut name = dest.as_os_str().to_owned();
+            name.push(suffix);
+            std::path::PathBuf::from(name)
+        };
+        let (part, tag) = (beside(".part"), beside(".part.etag"));
         let version = object.etag.clone().unwrap_or_default();
         let mut have = 0;
         if resume

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use onmemos_backends::compute::LocalCompute;
-use onmemos_backends::db::SqlDatabase;
+use onmemos_core::clock::SystemClock;
 use onmemos_core::{Engine, EngineConfig, SessionSettings};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -23,9 +22,6 @@ struct Server {
 
 async fn server() -> Server {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let db = SqlDatabase::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
-        .await
-        .unwrap_or_else(|e| panic!("db: {e}"));
     let config = EngineConfig {
         sessions: SessionSettings {
             check_interval_ms: 200,
@@ -35,14 +31,7 @@ async fn server() -> Server {
         },
         ..EngineConfig::default()
     };
-    let engine = Engine::builder(Arc::new(db))
-        .with_compute(Arc::new(LocalCompute::unsandboxed(
-            dir.path().join("compute"),
-        )))
-        .with_config(config)
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("engine: {e}"));
+    let engine = common::engine_in(dir.path(), Arc::new(SystemClock), config).await;
     let addr = common::serve(engine.clone()).await;
     Server {
         base: format!("http://{addr}"),

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use onmemos_backends::compute::LocalCompute;
-use onmemos_backends::db::SqlDatabase;
-use onmemos_backends::storage::ObjectStorage;
+use onmemos_core::clock::SystemClock;
 use onmemos_core::{Engine, EngineConfig, StorageSettings};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,11 +25,7 @@ struct Server {
 
 async fn server(quota_bytes: u64) -> Server {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let db = SqlDatabase::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
-        .await
-        .unwrap_or_else(|e| panic!("db: {e}"));
     let storage_dir = dir.path().join("storage");
-    let storage = ObjectStorage::local(&storage_dir).unwrap_or_else(|e| panic!("storage: {e}"));
     let config = EngineConfig {
         storage: StorageSettings {
             quota_bytes,
@@ -39,15 +33,7 @@ async fn server(quota_bytes: u64) -> Server {
         },
         ..EngineConfig::default()
     };
-    let engine = Engine::builder(Arc::new(db))
-        .with_storage(Arc::new(storage))
-        .with_compute(Arc::new(LocalCompute::unsandboxed(
-            dir.path().join("compute"),
-        )))
-        .with_config(config)
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("engine: {e}"));
+    let engine = common::engine_in(dir.path(), Arc::new(SystemClock), config).await;
     let addr = common::serve(engine.clone()).await;
     Server {
         base: format!("http://{addr}"),

@@ -196,7 +196,7 @@ pub(crate) async fn run(
         StorageCommand::Usage { workspace } => {
             let ws = resolve_workspace(client, &workspace).await?;
             let usage = storage.usage(ws).await?;
-            let credits = |micros| super::credits::credits(micros);
+            let credits = super::credits::credits;
             out.print(
                 &usage,
                 &["stored", "quota", "charged", "owed"],

@@ -49,6 +49,9 @@ pub struct ObjectStorage {
     copy_if_absent: bool,
     /// Whether the store records attributes such as the content type (not the file system).
     attributes: bool,
+    /// Whether large uploads go to the store in parts it assembles (the cloud stores), rather
+    /// than to one temporary object renamed or swapped into place.
+    parts: bool,
     part_size: usize,
 }
 
@@ -96,11 +99,13 @@ impl ObjectStorage {
         storage.local_root = Some(dir);
         storage.sorted_listing = false;
         storage.attributes = false;
+        storage.parts = false;
         Ok(storage)
     }
 
     /// Any `object_store` store, named `name`, with every path under `root`. Stores listing
-    /// in path order and supporting `copy_if_not_exists` are assumed; see the `with_` methods.
+    /// in path order, uploading in parts and supporting `copy_if_not_exists` are assumed; see
+    /// the `with_` methods.
     pub fn over(name: &'static str, store: Arc<dyn ObjectStore>, root: &str) -> Self {
         Self {
             name,
@@ -112,6 +117,7 @@ impl ObjectStorage {
             sorted_listing: true,
             copy_if_absent: true,
             attributes: true,
+            parts: true,
             part_size: DEFAULT_PART_SIZE,
         }
     }
@@ -302,7 +308,7 @@ impl StorageProvider for ObjectStorage {
         StorageCapabilities::new(
             self.name,
             self.can_presign(),
-            self.name != "memory" && self.name != "local",
+            self.parts,
             self.local_root.is_none(),
             true,
         )

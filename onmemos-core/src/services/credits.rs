@@ -2,7 +2,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{CreditRequest, ListParams, Page, PageRequest, TransferListParams};
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::{
     AccountRef, Balance, GrantSource, LedgerOp, PriceBook, Reconciliation, Scope, Transfer,
     TransferId,
@@ -18,6 +18,15 @@ pub struct CreditService<'e> {
 
 /// The transfer id of a request: derived from its idempotency key when it has one (so a retry
 /// lands on the same transfer), random otherwise.
+/// The id of step `step` (`hold`, `settle`, `void`, `storage`…) number `k` of `owner` (a
+/// session or a workspace): `<owner>.<step>.<k>`. Derived, never random, so a repeated step is
+/// a ledger replay.
+pub(crate) fn step_id(owner: impl std::fmt::Display, step: &str, k: u64) -> TransferId {
+    // Owners are typed ids (`ses_…`, `ws_…`): the id is always valid; the fallback only keeps
+    // the type total.
+    TransferId::new(format!("{owner}.{step}.{k}")).unwrap_or_else(|_| TransferId::random(step))
+}
+
 fn transfer_id(prefix: &str, idempotency_key: Option<&str>) -> TransferId {
     match idempotency_key {
         Some(key) => {
@@ -130,6 +139,25 @@ impl<'e> CreditService<'e> {
         let now = self.engine.clock().now();
         op.validate_at(now)?;
         self.engine.database().ledger().execute(op, now).await
+    }
+
+    /// [`Self::execute`], where an operation already applied under the same id (by an earlier
+    /// run of the same step, possibly with other figures) returns the stored transfer instead
+    /// of an error: derived ids make a repeated step a replay.
+    pub(crate) async fn execute_or_replayed(&self, op: &LedgerOp) -> Result<Transfer> {
+        match self.execute(op).await {
+            Ok(t) => Ok(t),
+            Err(e)
+                if e.code() == crate::api::ErrorCode::IdempotencyKeyReused
+                    || matches!(e.kind(), ErrorKind::Conflict | ErrorKind::InvalidInput) =>
+            {
+                match self.engine.database().ledger().transfer(op.id()).await? {
+                    Some(done) => Ok(done),
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Releases holds whose timeout passed and expires grants whose expiry passed.

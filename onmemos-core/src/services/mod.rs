@@ -2,7 +2,7 @@
 //! [`Principal`](crate::Principal), checks its scopes and confines it to its own resources.
 
 mod api_keys;
-mod credits;
+pub(crate) mod credits;
 mod estimates;
 pub(crate) mod sessions;
 pub(crate) mod storage;

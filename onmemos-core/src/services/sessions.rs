@@ -43,11 +43,9 @@ pub struct SessionService<'e> {
 }
 
 /// The id of step `step` (`hold`, `settle`, `void`) of hold `k` of `session`:
-/// `<session>.<step>.<k>`. Derived, never random, so a repeated step is a ledger replay.
+/// `<session>.<step>.<k>`.
 pub(crate) fn transfer_id(session: SessionId, step: &str, k: u64) -> TransferId {
-    // A session id is `ses_` and hex: the id is always valid; the fallback only keeps the
-    // type total.
-    TransferId::new(format!("{session}.{step}.{k}")).unwrap_or_else(|_| TransferId::random(step))
+    super::credits::step_id(session, step, k)
 }
 
 /// What billing `record` up to `until` (no further than its hold covers) comes to: the running
@@ -117,11 +115,8 @@ impl<'e> SessionService<'e> {
             timeout_at: now + window + window,
             reference: Some(format!("session {}", session.id)),
         };
-        match self.engine.credits().execute(&op).await {
-            Ok(_) => Ok(Some(id)),
-            Err(e) if e.code() == crate::api::ErrorCode::IdempotencyKeyReused => Ok(Some(id)),
-            Err(e) => Err(e),
-        }
+        self.engine.credits().execute_or_replayed(&op).await?;
+        Ok(Some(id))
     }
 
     /// Starts a session: validate → quote → hold credits → start compute → `running`. A failed
@@ -626,17 +621,11 @@ impl<'e> SessionService<'e> {
             hold: hold.clone(),
             amount,
         };
-        match self.engine.credits().execute(&op).await {
+        match self.engine.credits().execute_or_replayed(&op).await {
             Ok(t) => Ok(t.amount),
-            Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::InvalidInput) => {
-                match self.engine.database().ledger().transfer(&id).await? {
-                    Some(done) => Ok(done.amount),
-                    None if e.kind() == ErrorKind::Conflict => {
-                        tracing::warn!(session = %session, hold = %hold, "the hold timed out before it was settled; that time is not charged");
-                        Ok(0)
-                    }
-                    None => Err(e),
-                }
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                tracing::warn!(session = %session, hold = %hold, "the hold timed out before it was settled; that time is not charged");
+                Ok(0)
             }
             Err(e) => Err(e),
         }

@@ -17,12 +17,12 @@ use crate::api::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::WorkspaceId;
 use crate::model::{
-    GIB_MONTH_BYTE_MS, LedgerOp, MicroCredits, Scope, StorageUsage, StorageUsageRecord, TransferId,
-    Workspace,
+    GIB_MONTH_BYTE_MS, LedgerOp, MicroCredits, Scope, StorageUsage, StorageUsageRecord, Workspace,
 };
 use crate::ports::StorageProvider;
 use crate::ports::storage::{self, ByteStream, GetOptions, ObjectMeta, PutOptions};
 use crate::principal::Principal;
+use crate::services::credits::step_id;
 
 /// The longest object path, in bytes (S3's and GCS's limit).
 pub const MAX_PATH_BYTES: usize = 1024;
@@ -46,10 +46,15 @@ pub fn workspace_prefix(workspace: WorkspaceId) -> String {
 /// segments of at most [`MAX_SEGMENT_BYTES`], and no name ending in `#` and digits (the local
 /// store's temporary files).
 pub fn validate_object_path(path: &str) -> Result<()> {
+    check_path(path, "path", "object path")
+}
+
+/// The checks of [`validate_object_path`], reported against `field` as a `noun`.
+fn check_path(path: &str, field: &'static str, noun: &str) -> Result<()> {
     let bad = |why: &str| {
         Err(Error::invalid(
-            "path",
-            format!("invalid object path {path:?}: {why}"),
+            field,
+            format!("invalid {noun} {path:?}: {why}"),
         ))
     };
     if path.is_empty() {
@@ -97,17 +102,11 @@ fn validate_prefix(prefix: &str) -> Result<()> {
         return Ok(());
     }
     // A prefix ending in `/` is a directory; otherwise its last segment is partial.
-    let whole = prefix.trim_end_matches('/');
-    let checked = if whole.is_empty() {
-        Err(Error::invalid("prefix", "a prefix must not start with `/`"))
-    } else {
-        validate_object_path(whole)
-    };
-    checked.map_err(|e| Error::invalid("prefix", e.message().replace("object path", "prefix")))?;
-    if prefix.ends_with("//") {
-        return Err(Error::invalid("prefix", "a prefix must not end with `//`"));
+    let whole = prefix.strip_suffix('/').unwrap_or(prefix);
+    if whole.is_empty() {
+        return Err(Error::invalid("prefix", "a prefix must not start with `/`"));
     }
-    Ok(())
+    check_path(whole, "prefix", "prefix")
 }
 
 fn has_percent_encoding(path: &str) -> bool {
@@ -557,13 +556,11 @@ impl<'a> StorageService<'a> {
             return Ok(Some(record));
         };
         let ws = record.workspace_id;
-        let id = |step: &str| TransferId::new(format!("{ws}.{step}.{}", record.step));
-        let hold = id("storage-hold")?;
+        let hold = step_id(ws, "storage-hold", record.step);
         let now = self.engine.clock().now();
-        let held = self
-            .engine
-            .credits()
-            .execute(&LedgerOp::Hold {
+        let credits = self.engine.credits();
+        let held = credits
+            .execute_or_replayed(&LedgerOp::Hold {
                 id: hold.clone(),
                 user: record.owner_id,
                 amount,
@@ -571,37 +568,20 @@ impl<'a> StorageService<'a> {
                 reference: Some(format!("storage of workspace {ws}")),
             })
             .await;
-        let paid = match held {
-            Ok(_) => true,
-            Err(e) if e.code() == ErrorCode::IdempotencyKeyReused => true,
-            Err(e) if e.kind() == ErrorKind::InsufficientCredits => false,
-            Err(e) => return Err(e),
-        };
-        let charged = if paid {
-            let post = LedgerOp::Post {
-                id: id("storage")?,
-                hold,
-                amount,
-            };
-            match self.engine.credits().execute(&post).await {
-                Ok(t) => t.amount,
-                Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::InvalidInput) => {
-                    match self
-                        .engine
-                        .database()
-                        .ledger()
-                        .transfer(&id("storage")?)
-                        .await?
-                    {
-                        Some(done) => done.amount,
-                        None => return Err(e),
-                    }
-                }
-                Err(e) => return Err(e),
+        let charged = match held {
+            Ok(_) => {
+                let post = LedgerOp::Post {
+                    id: step_id(ws, "storage", record.step),
+                    hold,
+                    amount,
+                };
+                credits.execute_or_replayed(&post).await?.amount
             }
-        } else {
-            tracing::warn!(workspace = %ws, amount, "the owner's credits do not cover the storage charge; it is carried as owed");
-            0
+            Err(e) if e.kind() == ErrorKind::InsufficientCredits => {
+                tracing::warn!(workspace = %ws, amount, "the owner's credits do not cover the storage charge; it is carried as owed");
+                0
+            }
+            Err(e) => return Err(e),
         };
         let settled = StorageUsageRecord {
             charged: record.charged + charged,

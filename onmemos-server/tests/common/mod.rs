@@ -40,21 +40,7 @@ impl TestApi {
 
     pub async fn with(clock: Arc<dyn Clock>, config: onmemos_server::ServerConfig) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = SqlDatabase::open(&url)
-            .await
-            .unwrap_or_else(|e| panic!("db: {e}"));
-        let compute =
-            onmemos_backends::compute::LocalCompute::unsandboxed(dir.path().join("compute"));
-        let storage = onmemos_backends::storage::ObjectStorage::local(&dir.path().join("storage"))
-            .unwrap_or_else(|e| panic!("storage: {e}"));
-        let engine = Engine::builder(Arc::new(db))
-            .with_compute(Arc::new(compute))
-            .with_storage(Arc::new(storage))
-            .with_clock(clock)
-            .build()
-            .await
-            .unwrap_or_else(|e| panic!("engine: {e}"));
+        let engine = engine_in(dir.path(), clock, onmemos_core::EngineConfig::default()).await;
         let admin = engine
             .users()
             .bootstrap(CreateUser {
@@ -196,4 +182,27 @@ pub async fn funded_member(engine: &Engine, email: &str, credits: i64) -> String
         .await
         .unwrap_or_else(|e| panic!("grant: {e}"));
     created.api_key.secret
+}
+
+/// An engine over a new SQLite file in `dir`, with unsandboxed local compute and the local
+/// file store there too.
+pub async fn engine_in(
+    dir: &std::path::Path,
+    clock: Arc<dyn Clock>,
+    config: onmemos_core::EngineConfig,
+) -> Engine {
+    let db = SqlDatabase::open(&format!("sqlite://{}", dir.join("t.db").display()))
+        .await
+        .unwrap_or_else(|e| panic!("db: {e}"));
+    let compute = onmemos_backends::compute::LocalCompute::unsandboxed(dir.join("compute"));
+    let storage = onmemos_backends::storage::ObjectStorage::local(&dir.join("storage"))
+        .unwrap_or_else(|e| panic!("storage: {e}"));
+    Engine::builder(Arc::new(db))
+        .with_compute(Arc::new(compute))
+        .with_storage(Arc::new(storage))
+        .with_clock(clock)
+        .with_config(config)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("engine: {e}"))
 }
