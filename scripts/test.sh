@@ -12,6 +12,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain"
 cargo --version
+# A link that runs out of disk dies with a bus error; say how much there was.
+df -h . | tail -1
 if ! cargo nextest --version >/dev/null 2>&1; then
   step "installing cargo-nextest"
   cargo install --locked cargo-nextest
