@@ -183,7 +183,7 @@ async fn through_server(
     data: &Path,
     storage: &[(String, String)],
     file: &Path,
-) -> (Duration, Duration, u64, u64, u64) {
+) -> Measured {
     let (server, key) = start(bin, data, storage).await;
     let pid = server.child.id();
     let client = Client::builder()
@@ -227,33 +227,85 @@ async fn through_server(
     let down = started.elapsed();
     let peak_down = peak.finish().await;
     assert_eq!(n, std::fs::metadata(file).map(|m| m.len()).unwrap_or(0));
+    let peak = PeakRss::start(pid);
+    let started = Instant::now();
+    client
+        .storage()
+        .upload_file_resumable(ws, "parts.bin", file, None, |_| {}, None)
+        .await
+        .unwrap_or_else(|e| panic!("upload in parts: {e}"));
+    let parts = started.elapsed();
+    let peak_parts = peak.finish().await;
     drop(server);
-    (up, down, idle, peak_up, peak_down)
+    Measured {
+        up,
+        down,
+        parts,
+        idle,
+        peak_up,
+        peak_down,
+        peak_parts,
+    }
 }
 
-fn report(
-    name: &str,
-    bytes: u64,
-    ours: (Duration, Duration, u64, u64, u64),
-    base: (Duration, Duration),
-) {
-    let (up, down, idle, peak_up, peak_down) = ours;
+/// One server's figures: transfer times, and resident memory idle and at its peak during
+/// each transfer (KiB).
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    up: Duration,
+    down: Duration,
+    parts: Duration,
+    idle: u64,
+    peak_up: u64,
+    peak_down: u64,
+    peak_parts: u64,
+}
+
+/// The faster of two baseline runs, per direction (one before and one after the server's,
+/// so neither order nor a warming cache favours either side).
+fn best(a: (Duration, Duration), b: (Duration, Duration)) -> (Duration, Duration) {
+    (a.0.min(b.0), a.1.min(b.1))
+}
+
+/// Reads `file` in 1 MiB chunks: the most a download from the local disk could do.
+async fn raw_read(file: &Path) -> Duration {
+    let started = Instant::now();
+    let mut f = tokio::fs::File::open(file)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut n = 0;
+    loop {
+        let got = f.read(&mut buf).await.unwrap_or_else(|e| panic!("{e}"));
+        if got == 0 {
+            break;
+        }
+        n += got;
+    }
+    assert!(n > 0);
+    started.elapsed()
+}
+
+fn report(name: &str, bytes: u64, ours: Measured, base: (Duration, Duration)) {
+    let ratio = |base: Duration, ours: Duration| base.as_secs_f64() / ours.as_secs_f64();
     println!(
-        "{name}: upload {:.0} MiB/s vs direct {:.0} MiB/s (ratio {:.2}); download {:.0} MiB/s vs direct {:.0} MiB/s (ratio {:.2})",
-        mib_s(bytes, up),
+        "{name}: upload {:.0} MiB/s vs direct {:.0} MiB/s (ratio {:.2}); download {:.0} MiB/s vs direct {:.0} MiB/s (ratio {:.2}); resumable upload in parts {:.0} MiB/s (ratio {:.2})",
+        mib_s(bytes, ours.up),
         mib_s(bytes, base.0),
-        base.0.as_secs_f64() / up.as_secs_f64(),
-        mib_s(bytes, down),
+        ratio(base.0, ours.up),
+        mib_s(bytes, ours.down),
         mib_s(bytes, base.1),
-        base.1.as_secs_f64() / down.as_secs_f64(),
+        ratio(base.1, ours.down),
+        mib_s(bytes, ours.parts),
+        ratio(base.0, ours.parts),
     );
+    let mb = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "{name}: server RSS idle {:.1} MB, peak during upload {:.1} MB (+{:.1}), during download {:.1} MB (+{:.1})",
-        idle as f64 / 1024.0,
-        peak_up as f64 / 1024.0,
-        peak_up.saturating_sub(idle) as f64 / 1024.0,
-        peak_down as f64 / 1024.0,
-        peak_down.saturating_sub(idle) as f64 / 1024.0,
+        "{name}: server RSS idle {:.1} MB; peak during upload +{:.1} MB, download +{:.1} MB, upload in parts +{:.1} MB",
+        mb(ours.idle),
+        mb(ours.peak_up.saturating_sub(ours.idle)),
+        mb(ours.peak_down.saturating_sub(ours.idle)),
+        mb(ours.peak_parts.saturating_sub(ours.idle)),
     );
 }
 
@@ -275,6 +327,8 @@ async fn main() {
         for _ in 0..mib {
             std::io::Write::write_all(&mut f, &chunk).unwrap_or_else(|e| panic!("{e}"));
         }
+        // Written back now, so no run pays for it.
+        f.sync_all().unwrap_or_else(|e| panic!("{e}"));
     }
     let bytes = mib * 1024 * 1024;
     println!("file: {mib} MiB");
@@ -286,11 +340,19 @@ async fn main() {
         object_store::local::LocalFileSystem::new_with_prefix(&base_dir)
             .unwrap_or_else(|e| panic!("{e}")),
     );
-    let base = direct(store, &file).await;
-    let _ = std::fs::remove_dir_all(&base_dir);
+    let before = direct(store.clone(), &file).await;
     let ours = through_server(&bin, &dir.path().join("server-local"), &[], &file).await;
     let _ = std::fs::remove_dir_all(dir.path().join("server-local"));
-    report("local", bytes, ours, base);
+    let after = direct(store, &file).await;
+    let _ = std::fs::remove_dir_all(&base_dir);
+    report("local", bytes, ours, best(before, after));
+    let read = raw_read(&file).await;
+    println!(
+        "local: download {:.0} MiB/s vs reading the file in 1 MiB chunks {:.0} MiB/s (ratio {:.2})",
+        mib_s(bytes, ours.down),
+        mib_s(bytes, read),
+        read.as_secs_f64() / ours.down.as_secs_f64(),
+    );
 
     // S3 on moto.
     if let Some(endpoint) = s3 {
@@ -314,7 +376,7 @@ async fn main() {
             builder = builder.with_config(k.parse().unwrap_or_else(|e| panic!("{e}")), v);
         }
         let store = Arc::new(builder.build().unwrap_or_else(|e| panic!("{e}")));
-        let base = direct(store, &file).await;
+        let before = direct(store.clone(), &file).await;
         let mut env = vec![(
             "ONMEMOS_STORAGE_URL".to_owned(),
             "s3://onmemos-test/server".to_owned(),
@@ -326,6 +388,7 @@ async fn main() {
             ));
         }
         let ours = through_server(&bin, &dir.path().join("server-s3"), &env, &file).await;
-        report("s3 (moto)", bytes, ours, base);
+        let after = direct(store, &file).await;
+        report("s3 (moto)", bytes, ours, best(before, after));
     }
 }

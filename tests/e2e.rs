@@ -402,3 +402,106 @@ async fn storage_cp_ls_rm_through_the_cli_on_the_default_local_store() {
     // The default store keeps files under the data directory.
     assert!(dir.path().join("data/storage").is_dir());
 }
+
+#[tokio::test]
+async fn storage_cp_continues_an_interrupted_upload() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let created = create_user(onmemos(dir.path()), "resume@example.com", false);
+    let key = secret(&created);
+    let server = start(dir.path()).await;
+    let me = client(&server.url, &key);
+    let ws = me
+        .workspaces()
+        .create(&CreateWorkspace {
+            name: "lab".into(),
+            description: None,
+            env: Default::default(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("workspace: {e}"))
+        .id;
+    let source = dir.path().join("big.bin");
+    let data: Vec<u8> = (0..20_000_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    std::fs::write(&source, &data).unwrap_or_else(|e| panic!("{e}"));
+
+    // An earlier `cp` started the upload and got its first part through (marked, to tell it
+    // from a part sent again), then died; its state file names the upload.
+    let upload = me
+        .storage()
+        .create_upload(
+            ws,
+            &onmemos::core::api::CreateUpload {
+                path: "big.bin".into(),
+                size: data.len() as u64,
+                content_type: None,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create_upload: {e}"));
+    let first = upload.part_size as usize;
+    me.storage()
+        .put_part(ws, upload.id, 0, vec![0xEE; first].into())
+        .await
+        .unwrap_or_else(|e| panic!("put_part: {e}"));
+    let meta = std::fs::metadata(&source).unwrap_or_else(|e| panic!("{e}"));
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let state_key = format!(
+        "{} {ws}:big.bin {} {} {modified}",
+        server.url,
+        source.canonicalize().unwrap_or_default().display(),
+        data.len()
+    );
+    let state = dir.path().join("state/uploads.json");
+    std::fs::create_dir_all(dir.path().join("state")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        &state,
+        serde_json::json!({ state_key: upload.id }).to_string(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let up = cli_json(
+        dir.path(),
+        &server,
+        &key,
+        &["storage", "cp", "big.bin", "lab:"],
+    );
+    assert_eq!(up["size"], data.len());
+    let stored = me
+        .storage()
+        .download(ws, "big.bin", None)
+        .await
+        .unwrap_or_else(|e| panic!("download: {e}"));
+    let mut got = Vec::new();
+    let mut body = stored.body;
+    while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+        got.extend_from_slice(&chunk.unwrap_or_else(|e| panic!("{e}")));
+    }
+    assert_eq!(got.len(), data.len());
+    assert!(
+        got[..first].iter().all(|b| *b == 0xEE),
+        "part 0 was sent again"
+    );
+    assert!(got[first..] == data[first..], "the continued parts differ");
+    // The upload is done and forgotten, on both sides.
+    let status = me.storage().upload_status(ws, upload.id).await;
+    assert_eq!(
+        status.map_err(|e| e.kind()).err(),
+        Some(ErrorKind::NotFound)
+    );
+    let left: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap_or_default()).unwrap_or_default();
+    assert_eq!(left, serde_json::json!({}));
+
+    // With --no-resume, a large file is uploaded whole again, still in parts.
+    let again = cli_json(
+        dir.path(),
+        &server,
+        &key,
+        &["storage", "cp", "--no-resume", "big.bin", "lab:copy.bin"],
+    );
+    assert_eq!(again["size"], data.len());
+}

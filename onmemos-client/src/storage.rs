@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use onmemos_core::api::{ObjectListParams, Page, PresignRequest, PresignedUrl, StoredObject};
-use onmemos_core::id::WorkspaceId;
-use onmemos_core::model::StorageUsage;
+use onmemos_core::api::{
+    CreateUpload, ObjectListParams, Page, PresignRequest, PresignedUrl, StoredObject,
+};
+use onmemos_core::id::{UploadId, WorkspaceId};
+use onmemos_core::model::{StorageUsage, Upload, UploadPart};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, header};
 use tokio::io::AsyncWriteExt;
@@ -30,6 +32,8 @@ pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// Chunks read from a local file per write.
 const FILE_CHUNK: usize = 1024 * 1024;
+/// Parts of a resumable upload sent at once.
+const PARTS_IN_FLIGHT: usize = 3;
 
 /// Characters escaped in an object path (`/` stays a separator).
 const PATH_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
@@ -135,6 +139,31 @@ async fn file_stream(file: &Path) -> Result<(ByteStream, u64)> {
     Ok((stream.boxed(), len))
 }
 
+/// Where part `number` of `upload` starts in the file, and its length.
+fn part_span(upload: &Upload, number: u32) -> (u64, usize) {
+    let start = u64::from(number) * upload.part_size;
+    let len = upload.size.saturating_sub(start).min(upload.part_size);
+    (start, usize::try_from(len).unwrap_or(usize::MAX))
+}
+
+/// `len` bytes of `file` from `start`.
+async fn read_span(file: &Path, start: u64, len: usize) -> Result<Bytes> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut handle = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| io_error(file, "open", e))?;
+    handle
+        .seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| io_error(file, "read", e))?;
+    let mut buf = vec![0; len];
+    handle
+        .read_exact(&mut buf)
+        .await
+        .map_err(|e| io_error(file, "read (did it shrink?)", e))?;
+    Ok(Bytes::from(buf))
+}
+
 fn io_error(file: &Path, what: &str, e: std::io::Error) -> Error {
     Error::new(
         ErrorKind::Io,
@@ -182,6 +211,141 @@ impl<'c> Storage<'c> {
         let (stream, len) = file_stream(file).await?;
         self.upload(workspace, path, stream, Some(len), progress)
             .await
+    }
+
+    /// Starts a resumable upload of `request.size` bytes (see [`Self::upload_file_resumable`]
+    /// for the whole procedure).
+    pub async fn create_upload(
+        &self,
+        workspace: WorkspaceId,
+        request: &CreateUpload,
+    ) -> Result<Upload> {
+        self.client
+            .send_json(
+                Method::POST,
+                &format!("/v1/workspaces/{workspace}/uploads"),
+                request,
+            )
+            .await
+    }
+
+    /// A resumable upload and the parts the server has.
+    pub async fn upload_status(&self, workspace: WorkspaceId, upload: UploadId) -> Result<Upload> {
+        self.client
+            .get(&format!("/v1/workspaces/{workspace}/uploads/{upload}"))
+            .await
+    }
+
+    /// Sends part `number` of an upload: exactly `upload.part_size` bytes (what is left, for
+    /// the last part). Sending a part again replaces it.
+    pub async fn put_part(
+        &self,
+        workspace: WorkspaceId,
+        upload: UploadId,
+        number: u32,
+        body: Bytes,
+    ) -> Result<UploadPart> {
+        let req = self
+            .client
+            .raw(
+                Method::PUT,
+                &format!("/v1/workspaces/{workspace}/uploads/{upload}/parts/{number}"),
+            )
+            .timeout(TRANSFER_TIMEOUT)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        let resp = self.client.execute(req).await?;
+        resp.json().await.map_err(Error::transport)
+    }
+
+    /// Assembles an upload whose parts all arrived into its object.
+    pub async fn complete_upload(
+        &self,
+        workspace: WorkspaceId,
+        upload: UploadId,
+    ) -> Result<StoredObject> {
+        let req = self
+            .client
+            .raw(
+                Method::POST,
+                &format!("/v1/workspaces/{workspace}/uploads/{upload}/complete"),
+            )
+            .timeout(TRANSFER_TIMEOUT);
+        let resp = self.client.execute(req).await?;
+        resp.json().await.map_err(Error::transport)
+    }
+
+    /// Abandons an upload and frees its parts.
+    pub async fn abort_upload(&self, workspace: WorkspaceId, upload: UploadId) -> Result<()> {
+        self.client
+            .delete_path::<serde_json::Value>(&format!(
+                "/v1/workspaces/{workspace}/uploads/{upload}"
+            ))
+            .await
+            .map(|_| ())
+    }
+
+    /// Uploads the local file `file` to `path` in parts, so an interruption costs at most the
+    /// parts in flight. With `resume`, the upload an earlier attempt started (for the same
+    /// path and size) is continued and the parts the server has are not sent again; an
+    /// upload the server no longer has is started over. `started` is told the upload before
+    /// any part is sent, so the caller can keep its id for a later resume.
+    pub async fn upload_file_resumable(
+        &self,
+        workspace: WorkspaceId,
+        path: &str,
+        file: &Path,
+        resume: Option<UploadId>,
+        started: impl FnOnce(&Upload),
+        progress: Option<Progress>,
+    ) -> Result<StoredObject> {
+        let size = tokio::fs::metadata(file)
+            .await
+            .map_err(|e| io_error(file, "read", e))?
+            .len();
+        let previous = match resume {
+            Some(id) => match self.upload_status(workspace, id).await {
+                Ok(upload) if upload.path == path && upload.size == size => Some(upload),
+                Ok(_) => None,
+                Err(e) if e.kind() == ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let upload = match previous {
+            Some(upload) => upload,
+            None => {
+                let request = CreateUpload {
+                    path: path.to_owned(),
+                    size,
+                    content_type: None,
+                };
+                self.create_upload(workspace, &request).await?
+            }
+        };
+        started(&upload);
+        let done = std::sync::atomic::AtomicU64::new(upload.parts.iter().map(|p| p.size).sum());
+        let report = |n: u64| {
+            let now = done.fetch_add(n, std::sync::atomic::Ordering::SeqCst) + n;
+            if let Some(p) = &progress {
+                p(now, Some(size));
+            }
+        };
+        report(0);
+        let parts = futures::stream::iter(upload.missing())
+            .map(|number| {
+                let (start, len) = part_span(&upload, number);
+                async move {
+                    let body = read_span(file, start, len).await?;
+                    self.put_part(workspace, upload.id, number, body).await
+                }
+            })
+            .buffer_unordered(PARTS_IN_FLIGHT);
+        futures::pin_mut!(parts);
+        while let Some(part) = parts.next().await {
+            report(part?.size);
+        }
+        self.complete_upload(workspace, upload.id).await
     }
 
     /// Streams the object at `path`, or `range` of it.

@@ -61,15 +61,20 @@ pub struct StorageSettings {
     pub billing_interval_secs: u64,
     /// The longest a presigned URL may work, in seconds (S3 allows at most 7 days).
     pub presign_max_secs: u64,
+    /// How long a resumable upload may stay incomplete before it is abandoned and its parts
+    /// freed, in seconds.
+    pub upload_ttl_secs: u64,
 }
 
 impl Default for StorageSettings {
-    /// 10 GiB per workspace, sampled hourly, presigned URLs for up to an hour.
+    /// 10 GiB per workspace, sampled hourly, presigned URLs for up to an hour, resumable
+    /// uploads kept for a day.
     fn default() -> Self {
         Self {
             quota_bytes: 10 << 30,
             billing_interval_secs: 3600,
             presign_max_secs: 3600,
+            upload_ttl_secs: 86_400,
         }
     }
 }
@@ -84,6 +89,11 @@ impl StorageSettings {
         if self.billing_interval_secs == 0 {
             return Err(Error::configuration(
                 "storage.billing_interval_secs must be at least 1",
+            ));
+        }
+        if self.upload_ttl_secs == 0 {
+            return Err(Error::configuration(
+                "storage.upload_ttl_secs must be at least 1",
             ));
         }
         if !(1..=7 * 86_400).contains(&self.presign_max_secs) {

@@ -135,6 +135,10 @@ define_id!(
     /// Identifies a [`Session`](crate::model::Session).
     SessionId, "ses", "session"
 );
+define_id!(
+    /// Identifies an [`Upload`](crate::model::Upload) in parts.
+    UploadId, "upl", "upload"
+);
 
 #[cfg(test)]
 mod tests {

@@ -32,6 +32,8 @@ pub struct PassReport {
     pub orphans_killed: usize,
     /// Workspaces whose storage was sampled and charged.
     pub storage_sampled: usize,
+    /// Resumable uploads abandoned because they expired.
+    pub uploads_expired: usize,
     /// Steps that failed (logged; retried on the next pass).
     pub errors: usize,
 }
@@ -169,6 +171,9 @@ impl Monitor {
             .bill_due(self.engine.node(), now)
             .await?;
         report.storage_sampled = sampled;
+        report.errors += failed;
+        let (expired, failed) = self.engine.storage().expire_uploads(now).await?;
+        report.uploads_expired = expired;
         report.errors += failed;
         Ok(report)
     }

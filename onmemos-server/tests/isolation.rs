@@ -15,6 +15,7 @@ struct Alice {
     api_key: String,
     template: String,
     session: String,
+    upload: String,
 }
 
 async fn alice(api: &TestApi) -> Alice {
@@ -73,6 +74,18 @@ async fn alice(api: &TestApi) -> Alice {
         )
         .await;
     assert_eq!(file.status, StatusCode::CREATED, "{}", file.text);
+    let upload = api
+        .call(
+            Method::POST,
+            &format!(
+                "/v1/workspaces/{}/uploads",
+                ws.body["id"].as_str().unwrap_or_default()
+            ),
+            Some(&key),
+            Some(json!({"path": "pending.bin", "size": 12})),
+        )
+        .await;
+    assert_eq!(upload.status, StatusCode::CREATED, "{}", upload.text);
     let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     Alice {
         user: s(&me.body["id"]),
@@ -80,6 +93,7 @@ async fn alice(api: &TestApi) -> Alice {
         api_key: s(&k.body["key"]["id"]),
         template: s(&t.body["id"]),
         session: s(&session.body["id"]),
+        upload: s(&upload.body["id"]),
         key,
     }
 }
@@ -96,6 +110,7 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("POST", p) if p.ends_with("files:presign") => {
             Some(json!({"path": "secret.txt", "method": "GET"}))
         }
+        ("POST", p) if p.ends_with("/uploads") => Some(json!({"path": "stolen.bin", "size": 1})),
         ("POST", _) | ("PUT", _) | ("PATCH", _) => Some(json!({})),
         _ => None,
     }
@@ -112,6 +127,7 @@ async fn snapshot(api: &TestApi, a: &Alice) -> Vec<String> {
         format!("/v1/sessions/{}/events", a.session),
         format!("/v1/workspaces/{}/files", a.workspace),
         format!("/v1/workspaces/{}/files/secret.txt", a.workspace),
+        format!("/v1/workspaces/{}/uploads/{}", a.workspace, a.upload),
         "/v1/sessions".to_string(),
         "/v1/workspaces".to_string(),
         "/v1/templates".to_string(),
@@ -151,6 +167,8 @@ async fn every_operation_refuses_other_tenants_resources() {
                 ("{template}", &a.template),
                 ("{session_id}", &a.session),
                 ("{path}", &"secret.txt".to_owned()),
+                ("{upload_id}", &a.upload),
+                ("{part}", &"0".to_owned()),
             ] {
                 if path.contains(param) {
                     path = path.replace(param, value);
@@ -175,6 +193,7 @@ async fn every_operation_refuses_other_tenants_resources() {
                 &a.template,
                 &a.session,
                 &a.user,
+                &a.upload,
                 "secret-project",
                 "alice-file-content",
             ]

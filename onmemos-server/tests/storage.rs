@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use onmemos_core::clock::SystemClock;
+use onmemos_core::clock::{Clock, ManualClock, SystemClock};
 use onmemos_core::{Engine, EngineConfig, StorageSettings};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +24,10 @@ struct Server {
 }
 
 async fn server(quota_bytes: u64) -> Server {
+    server_with(quota_bytes, Arc::new(SystemClock)).await
+}
+
+async fn server_with(quota_bytes: u64, clock: Arc<dyn Clock>) -> Server {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let storage_dir = dir.path().join("storage");
     let config = EngineConfig {
@@ -33,7 +37,7 @@ async fn server(quota_bytes: u64) -> Server {
         },
         ..EngineConfig::default()
     };
-    let engine = common::engine_in(dir.path(), Arc::new(SystemClock), config).await;
+    let engine = common::engine_in(dir.path(), clock, config).await;
     let addr = common::serve(engine.clone()).await;
     Server {
         base: format!("http://{addr}"),
@@ -451,6 +455,195 @@ async fn the_quota_refuses_uploads_before_and_while_they_stream() {
         files_under(&s.storage_dir),
         [format!("workspaces/{ws}/a.bin")]
     );
+}
+
+impl Server {
+    /// Starts a resumable upload; returns its JSON.
+    async fn start_upload(&self, key: &str, ws: &str, path: &str, size: u64) -> Reply {
+        let req = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/workspaces/{ws}/uploads"),
+                key,
+            )
+            .json(&json!({"path": path, "size": size}));
+        self.send(req).await
+    }
+
+    async fn put_part(&self, key: &str, ws: &str, upload: &str, n: u32, body: Vec<u8>) -> Reply {
+        let path = format!("/v1/workspaces/{ws}/uploads/{upload}/parts/{n}");
+        self.send(self.request(reqwest::Method::PUT, &path, key).body(body))
+            .await
+    }
+
+    async fn upload_call(
+        &self,
+        method: reqwest::Method,
+        key: &str,
+        ws: &str,
+        upload: &str,
+        tail: &str,
+    ) -> Reply {
+        let path = format!("/v1/workspaces/{ws}/uploads/{upload}{tail}");
+        self.send(self.request(method, &path, key)).await
+    }
+}
+
+/// The numbers of the parts an upload's JSON lists.
+fn part_numbers(upload: &Value) -> Vec<u64> {
+    upload["parts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["number"].as_u64())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_resumable_upload_survives_failed_parts_and_completes() {
+    let s = server(1 << 30).await;
+    let (key, ws) = s.user("resume@example.com").await;
+    let size = 2 * 8 * 1024 * 1024 + 12_345;
+    let content = pattern(size);
+    let started = s.start_upload(&key, &ws, "data/big.bin", size as u64).await;
+    assert_eq!(started.status, 201, "{:?}", started.json());
+    let upload = started.json();
+    let id = upload["id"].as_str().unwrap_or_default().to_owned();
+    let part_size = upload["part_size"].as_u64().unwrap_or(0) as usize;
+    assert_eq!(upload["part_count"], json!(size.div_ceil(part_size)));
+    let part = |n: usize| content[n * part_size..((n + 1) * part_size).min(size)].to_vec();
+
+    // Part 1 arrives; part 0 is cut short (the connection failed, say) and refused.
+    assert_eq!(s.put_part(&key, &ws, &id, 1, part(1)).await.status, 200);
+    let short = s
+        .put_part(&key, &ws, &id, 0, part(0)[..1000].to_vec())
+        .await;
+    assert_eq!(
+        (short.status, short.code().as_str()),
+        (400, "invalid_request")
+    );
+    assert!(
+        short.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("must be")
+    );
+    let too_far = s.put_part(&key, &ws, &id, 3, part(2)).await;
+    assert_eq!(too_far.status, 400, "{:?}", too_far.json());
+
+    // A client resuming asks what arrived, and completing early names what is missing.
+    let status = s
+        .upload_call(reqwest::Method::GET, &key, &ws, &id, "")
+        .await;
+    assert_eq!(part_numbers(&status.json()), [1]);
+    let early = s
+        .upload_call(reqwest::Method::POST, &key, &ws, &id, "/complete")
+        .await;
+    assert_eq!(early.status, 409, "{:?}", early.json());
+    assert!(
+        early.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("0, 2")
+    );
+    assert_eq!(s.get(&key, &ws, "data/big.bin").await.status, 404);
+
+    for n in [2, 0] {
+        assert_eq!(
+            s.put_part(&key, &ws, &id, n as u32, part(n)).await.status,
+            200
+        );
+    }
+    let done = s
+        .upload_call(reqwest::Method::POST, &key, &ws, &id, "/complete")
+        .await;
+    assert_eq!(done.status, 201, "{:?}", done.json());
+    assert_eq!(done.json()["size"], json!(size));
+    let got = s.get(&key, &ws, "data/big.bin").await;
+    assert!(
+        got.bytes[..] == content[..],
+        "the object is the parts in order"
+    );
+    // The upload is gone, and so are its staged parts.
+    let gone = s
+        .upload_call(reqwest::Method::GET, &key, &ws, &id, "")
+        .await;
+    assert_eq!(gone.status, 404);
+    assert_eq!(
+        files_under(&s.storage_dir),
+        [format!("workspaces/{ws}/data/big.bin")]
+    );
+}
+
+#[tokio::test]
+async fn uploads_in_progress_count_against_the_quota_until_they_end() {
+    let quota = 1024 * 1024;
+    let s = server(quota).await;
+    let (key, ws) = s.user("promise@example.com").await;
+    let over = s.start_upload(&key, &ws, "huge.bin", quota + 1).await;
+    assert_eq!((over.status, over.code().as_str()), (413, "quota_exceeded"));
+
+    let promised = s.start_upload(&key, &ws, "a.bin", quota * 6 / 10).await;
+    assert_eq!(promised.status, 201);
+    let id = promised.json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    // The promised bytes are not free for anything else...
+    let put = s.put(&key, &ws, "b.bin", pattern(quota as usize / 2)).await;
+    assert_eq!((put.status, put.code().as_str()), (413, "quota_exceeded"));
+    let second = s.start_upload(&key, &ws, "c.bin", quota / 2).await;
+    assert_eq!(second.status, 413);
+    // ...until the upload is abandoned.
+    let aborted = s
+        .upload_call(reqwest::Method::DELETE, &key, &ws, &id, "")
+        .await;
+    assert_eq!(aborted.status, 204);
+    assert_eq!(
+        s.put(&key, &ws, "b.bin", pattern(quota as usize / 2))
+            .await
+            .status,
+        201
+    );
+}
+
+#[tokio::test]
+async fn an_abandoned_upload_expires_and_frees_its_parts() {
+    let clock = Arc::new(ManualClock::at_unix_millis(1_800_000_000_000));
+    let s = server_with(1 << 30, clock.clone()).await;
+    let (key, ws) = s.user("late@example.com").await;
+    let started = s.start_upload(&key, &ws, "late.bin", 100).await;
+    let id = started.json()["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        s.put_part(&key, &ws, &id, 0, pattern(100)).await.status,
+        200
+    );
+    assert_eq!(files_under(&s.storage_dir).len(), 1, "the staged part");
+
+    let ttl = StorageSettings::default().upload_ttl_secs;
+    clock.advance(chrono::Duration::seconds(
+        i64::try_from(ttl).unwrap_or(0) - 1,
+    ));
+    let pass = s
+        .engine
+        .monitor()
+        .run_once()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pass.uploads_expired, 0);
+    clock.advance(chrono::Duration::seconds(2));
+    let pass = s
+        .engine
+        .monitor()
+        .run_once()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pass.uploads_expired, 1);
+    let gone = s
+        .upload_call(reqwest::Method::GET, &key, &ws, &id, "")
+        .await;
+    assert_eq!(gone.status, 404);
+    assert_eq!(files_under(&s.storage_dir), Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ pub(crate) enum StorageCommand {
         /// The destination: a local file or directory, or `WORKSPACE:PATH` (a path ending in
         /// `/` keeps the source's file name).
         to: String,
-        /// Start an interrupted download over instead of continuing it.
+        /// Start an interrupted transfer over instead of continuing it.
         #[arg(long)]
         no_resume: bool,
         /// No progress bar.
@@ -124,9 +124,15 @@ pub(crate) async fn run(
                     path
                 };
                 let bar = bar(quiet || out.json, &path);
-                let stored = storage
-                    .upload_file(ws, &path, &file, bar.as_ref().map(|(_, p)| p.clone()))
-                    .await;
+                let progress = bar.as_ref().map(|(_, p)| p.clone());
+                let len = std::fs::metadata(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+                    .len();
+                let stored = if len >= RESUMABLE_FROM {
+                    upload_in_parts(client, ws, &path, &file, !no_resume, progress).await
+                } else {
+                    storage.upload_file(ws, &path, &file, progress).await
+                };
                 if let Some((bar, _)) = &bar {
                     bar.finish_and_clear();
                 }
@@ -209,6 +215,124 @@ pub(crate) async fn run(
             )
         }
     }
+}
+
+/// Uploads of files at least this large go in parts and resume after an interruption.
+const RESUMABLE_FROM: u64 = 16 * 1024 * 1024;
+
+/// Uploads in progress, kept in `uploads.json` of the state directory (`ONMEMOS_STATE_DIR`,
+/// else `$XDG_STATE_HOME/onmemos`, else `~/.local/state/onmemos`) so that running the same
+/// `cp` again continues where it stopped.
+struct UploadState {
+    file: Option<PathBuf>,
+}
+
+impl UploadState {
+    fn open() -> Self {
+        let var = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let dir = var("ONMEMOS_STATE_DIR")
+            .or_else(|| var("XDG_STATE_HOME").map(|d| d.join("onmemos")))
+            .or_else(|| var("HOME").map(|d| d.join(".local/state/onmemos")));
+        Self {
+            file: dir.map(|d| d.join("uploads.json")),
+        }
+    }
+
+    /// What identifies one upload: the server, the destination, and the source file as it
+    /// is now (a file changed since is uploaded afresh).
+    fn key(client: &Client, ws: WorkspaceId, path: &str, file: &Path) -> anyhow::Result<String> {
+        let meta = std::fs::metadata(file)?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let source = std::fs::canonicalize(file)?;
+        Ok(format!(
+            "{} {ws}:{path} {} {} {modified}",
+            client.base_url(),
+            source.display(),
+            meta.len()
+        ))
+    }
+
+    fn load(&self) -> std::collections::BTreeMap<String, String> {
+        self.file
+            .as_ref()
+            .and_then(|f| std::fs::read(f).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        self.load().remove(key)
+    }
+
+    /// Records (or with `None`, forgets) the upload of `key`; a state that cannot be written
+    /// only costs the ability to resume.
+    fn set(&self, key: &str, upload: Option<&str>) {
+        let Some(file) = &self.file else { return };
+        let mut all = self.load();
+        match upload {
+            Some(id) => all.insert(key.to_owned(), id.to_owned()),
+            None => all.remove(key),
+        };
+        let written = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                std::fs::write(file, serde_json::to_vec_pretty(&all).unwrap_or_default())
+            });
+        if let Err(e) = written {
+            tracing::warn!(file = %file.display(), error = %e, "cannot record the upload to resume it later");
+        }
+    }
+}
+
+/// Uploads `file` in parts, continuing an earlier interrupted `cp` of the same file when
+/// `resume`.
+async fn upload_in_parts(
+    client: &Client,
+    ws: WorkspaceId,
+    path: &str,
+    file: &Path,
+    resume: bool,
+    progress: Option<Progress>,
+) -> onmemos::client::Result<onmemos::client::api::StoredObject> {
+    let state = UploadState::open();
+    let key = UploadState::key(client, ws, path, file).ok();
+    let previous = key
+        .as_deref()
+        .filter(|_| resume)
+        .and_then(|k| state.get(k))
+        .and_then(|id| id.parse().ok());
+    let stored = client
+        .storage()
+        .upload_file_resumable(
+            ws,
+            path,
+            file,
+            previous,
+            |upload| {
+                if let Some(key) = &key {
+                    state.set(key, Some(&upload.id.to_string()));
+                }
+            },
+            progress,
+        )
+        .await;
+    match (&stored, &key) {
+        (Ok(_), Some(key)) => state.set(key, None),
+        (Err(_), Some(_)) if resume => {
+            eprintln!("the upload stopped; run the same command again to continue it");
+        }
+        _ => {}
+    }
+    stored
 }
 
 async fn download(

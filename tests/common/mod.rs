@@ -28,7 +28,8 @@ pub fn onmemos(dir: &Path) -> Command {
         .env_remove("ONMEMOS_API_KEY")
         .env_remove("ONMEMOS_URL")
         .env_remove("ONMEMOS_CONFIG")
-        .env("ONMEMOS_DATA_DIR", dir.join("data"));
+        .env("ONMEMOS_DATA_DIR", dir.join("data"))
+        .env("ONMEMOS_STATE_DIR", dir.join("state"));
     cmd
 }
 

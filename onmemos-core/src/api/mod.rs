@@ -23,4 +23,6 @@ pub use sessions::{
     CreateSession, EventListParams, ExecCommand, ExecOutput, ExecStreamLine, LimitOverrides,
     SessionListParams, ShellClientFrame, ShellServerFrame,
 };
-pub use storage::{ObjectListParams, PresignMethod, PresignRequest, PresignedUrl, StoredObject};
+pub use storage::{
+    CreateUpload, ObjectListParams, PresignMethod, PresignRequest, PresignedUrl, StoredObject,
+};

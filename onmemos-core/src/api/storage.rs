@@ -65,3 +65,16 @@ pub struct PresignedUrl {
     /// When it stops working.
     pub expires_at: DateTime<Utc>,
 }
+
+/// The body of `POST /v1/workspaces/{id}/uploads`: an object to upload in parts, resumably.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUpload {
+    /// The object's path inside the workspace.
+    pub path: String,
+    /// The object's size in bytes (counted against the quota until the upload ends).
+    pub size: u64,
+    /// The content type to record, where the store keeps one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}

@@ -19,7 +19,9 @@ pub use session::{
     Placement, Session, SessionEvent, SessionEventKind, SessionLimits, SessionRecord,
     SessionStatus, StopReason, Warning,
 };
-pub use storage::{GIB_MONTH_BYTE_MS, StorageUsage, StorageUsageRecord};
+pub use storage::{
+    GIB_MONTH_BYTE_MS, StorageUsage, StorageUsageRecord, Upload, UploadPart, UploadRecord,
+};
 pub use template::{Resources, Template, TemplateCategory};
 pub use user::{Role, User};
 pub use workspace::Workspace;

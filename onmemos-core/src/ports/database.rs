@@ -12,13 +12,13 @@ use chrono::{DateTime, Utc};
 
 use crate::api::{Page, PageRequest};
 use crate::error::Result;
-use crate::id::{ApiKeyId, SessionId, TemplateId, UserId, WorkspaceId};
-use crate::model::StorageUsageRecord;
+use crate::id::{ApiKeyId, SessionId, TemplateId, UploadId, UserId, WorkspaceId};
 use crate::model::{
     AccountCounters, AccountRef, ApiKey, ApiKeyRecord, Balance, LedgerOp, Session, SessionEvent,
     SessionEventKind, SessionRecord, SessionStatus, Template, TemplateCategory, Transfer,
     TransferId, TransferKind, User, Workspace,
 };
+use crate::model::{StorageUsageRecord, UploadPart, UploadRecord};
 use crate::passport::KeyDigest;
 
 /// What a database implementation supports.
@@ -67,6 +67,8 @@ pub trait Database: Send + Sync + Debug + 'static {
     fn idempotency(&self) -> &dyn IdempotencyRepo;
     /// Storage billing state.
     fn storage_usage(&self) -> &dyn StorageUsageRepo;
+    /// Resumable uploads in progress.
+    fn uploads(&self) -> &dyn UploadRepo;
 }
 
 /// Users.
@@ -145,6 +147,35 @@ pub trait StorageUsageRepo: Send + Sync {
     /// Writes `record` if the stored version is `record.version - 1`, releasing the lease;
     /// returns whether it was written.
     async fn update(&self, record: &StorageUsageRecord) -> Result<bool>;
+}
+
+/// Resumable uploads in progress and the parts they received. Rows go with their workspace.
+#[async_trait]
+pub trait UploadRepo: Send + Sync {
+    /// Records a new upload.
+    async fn insert(&self, upload: &UploadRecord) -> Result<()>;
+    /// The upload `id` of `owner`'s workspace `workspace`.
+    async fn get(
+        &self,
+        owner: UserId,
+        workspace: WorkspaceId,
+        id: UploadId,
+    ) -> Result<Option<UploadRecord>>;
+    /// Records part `part` of upload `id` (replacing an earlier one with its number).
+    async fn put_part(&self, id: UploadId, part: &UploadPart) -> Result<()>;
+    /// The parts upload `id` received, by number.
+    async fn parts(&self, id: UploadId) -> Result<Vec<UploadPart>>;
+    /// Forgets upload `id` and its parts; returns whether it existed.
+    async fn delete(&self, id: UploadId) -> Result<bool>;
+    /// The bytes announced by the uploads in progress into `workspace`.
+    async fn pending_bytes(&self, workspace: WorkspaceId) -> Result<u64>;
+    /// Up to `limit` uploads that expired at `now`, or every upload of `workspace` when given.
+    async fn abandoned(
+        &self,
+        now: DateTime<Utc>,
+        workspace: Option<WorkspaceId>,
+        limit: u32,
+    ) -> Result<Vec<UploadRecord>>;
 }
 
 /// Filters for listing templates.

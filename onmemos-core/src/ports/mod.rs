@@ -12,7 +12,7 @@ pub use compute::{ComputeCapabilities, ComputeProvider};
 pub use database::{
     ApiKeyRepo, Database, DatabaseCapabilities, IdempotencyBegin, IdempotencyRepo, LedgerRepo,
     SessionFilter, SessionRepo, SessionSample, StorageUsageRepo, StoredResponse, TemplateFilter,
-    TemplateRepo, UserRepo, WorkspaceRepo,
+    TemplateRepo, UploadRepo, UserRepo, WorkspaceRepo,
 };
 pub use optimizer::{Optimizer, OptimizerCapabilities};
 pub use storage::{StorageCapabilities, StorageProvider};

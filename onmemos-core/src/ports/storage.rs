@@ -27,7 +27,8 @@ pub struct StorageCapabilities {
     pub name: &'static str,
     /// Whether presigned URLs can be issued.
     pub presign: bool,
-    /// Whether large uploads go in parts (and can resume).
+    /// Whether uploads in parts ([`PartUpload`]) are assembled by the store itself; without
+    /// it the parts are staged as objects and copied into place when the upload completes.
     pub multipart: bool,
     /// Whether copies happen inside the store without streaming through the server.
     pub server_side_copy: bool,
@@ -123,6 +124,16 @@ pub enum PresignMethod {
     Put,
 }
 
+/// An upload in parts that a client can resume: parts are written one request each, in any
+/// order, and the object appears only when the upload is completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartUpload {
+    /// The store's id of the upload.
+    pub id: String,
+    /// The size every part but the last must have.
+    pub part_size: u64,
+}
+
 /// An object store.
 #[async_trait]
 pub trait StorageProvider: Send + Sync + Debug + 'static {
@@ -152,10 +163,44 @@ pub trait StorageProvider: Send + Sync + Debug + 'static {
     ) -> Result<String>;
     /// The total size in bytes of the objects under `prefix`.
     async fn usage_bytes(&self, prefix: &str) -> Result<u64>;
+    /// Starts an upload of `path` in parts (see [`PartUpload`]). Content types are kept where
+    /// the store records them.
+    async fn create_upload(&self, path: &str, content_type: Option<&str>) -> Result<PartUpload> {
+        let _ = content_type;
+        Err(unsupported_upload(path))
+    }
+    /// Writes part `number` (from 0) of the upload `upload` of `path`; returns the tag that
+    /// [`StorageProvider::complete_upload`] needs for it. Writing a part again replaces it.
+    async fn put_part(&self, path: &str, upload: &str, number: u32, body: Bytes) -> Result<String> {
+        let _ = (upload, number, body);
+        Err(unsupported_upload(path))
+    }
+    /// Assembles the parts, given by their tags in order, into the object at `path`.
+    async fn complete_upload(
+        &self,
+        path: &str,
+        upload: &str,
+        parts: &[String],
+    ) -> Result<ObjectMeta> {
+        let _ = (upload, parts);
+        Err(unsupported_upload(path))
+    }
+    /// Abandons an upload and frees its parts.
+    async fn abort_upload(&self, path: &str, upload: &str) -> Result<()> {
+        let _ = upload;
+        Err(unsupported_upload(path))
+    }
     /// The directory on this machine that holds the objects under `prefix` as files, when the
     /// store keeps them that way (the local file system), so local sessions can see them.
     fn local_dir(&self, prefix: &str) -> Option<std::path::PathBuf> {
         let _ = prefix;
         None
     }
+}
+
+fn unsupported_upload(path: &str) -> crate::Error {
+    crate::Error::with_code(
+        crate::api::ErrorCode::Unsupported,
+        format!("this store cannot upload {path:?} in parts"),
+    )
 }

@@ -12,12 +12,14 @@ use futures_util::StreamExt;
 
 use crate::Engine;
 use crate::api::{
-    ErrorCode, ObjectListParams, Page, PresignMethod, PresignRequest, PresignedUrl, StoredObject,
+    CreateUpload, ErrorCode, ObjectListParams, Page, PresignMethod, PresignRequest, PresignedUrl,
+    StoredObject,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::WorkspaceId;
+use crate::id::{UploadId, WorkspaceId};
 use crate::model::{
-    GIB_MONTH_BYTE_MS, LedgerOp, MicroCredits, Scope, StorageUsage, StorageUsageRecord, Workspace,
+    self, GIB_MONTH_BYTE_MS, LedgerOp, MicroCredits, Scope, StorageUsage, StorageUsageRecord,
+    UploadPart, UploadRecord, Workspace,
 };
 use crate::ports::StorageProvider;
 use crate::ports::storage::{self, ByteStream, GetOptions, ObjectMeta, PutOptions};
@@ -34,6 +36,8 @@ pub const DEFAULT_LIST_LIMIT: u32 = 100;
 pub const MAX_LIST_LIMIT: u32 = 1000;
 /// How long a presigned URL works when the caller does not say.
 pub const DEFAULT_PRESIGN_SECS: u64 = 900;
+/// The most parts one resumable upload has (S3's limit): larger objects get larger parts.
+pub const MAX_UPLOAD_PARTS: u64 = 10_000;
 
 /// The prefix of the object store holding `workspace`'s objects.
 pub fn workspace_prefix(workspace: WorkspaceId) -> String {
@@ -256,15 +260,9 @@ impl<'a> StorageService<'a> {
         self.workspace(caller, id, Scope::StorageWrite).await?;
         validate_object_path(path)?;
         let store = self.store()?;
-        let prefix = workspace_prefix(id);
-        let key = format!("{prefix}{path}");
+        let key = format!("{}{path}", workspace_prefix(id));
         let quota = self.engine.config().storage.quota_bytes;
-        let replaced = match store.head(&key).await {
-            Ok(meta) => meta.size,
-            Err(e) if e.kind() == ErrorKind::NotFound => 0,
-            Err(e) => return Err(e),
-        };
-        let stored = store.usage_bytes(&prefix).await?.saturating_sub(replaced);
+        let stored = self.committed_bytes(store.as_ref(), id, &key).await?;
         let counter = self.engine.inner.uploads.counter(id);
         if let Some(length) = upload.length {
             let would = stored + counter.load(Ordering::SeqCst) + length;
@@ -290,6 +288,278 @@ impl<'a> StorageService<'a> {
         let meta = store.put(&key, body, options).await?;
         tracing::debug!(workspace = %id, path, size = meta.size, "object stored");
         Ok(self.object(id, meta))
+    }
+
+    /// The bytes workspace `id` holds or has promised, not counting the object at `key` (which
+    /// an upload replaces): stored objects plus resumable uploads in progress.
+    async fn committed_bytes(
+        &self,
+        store: &dyn StorageProvider,
+        id: WorkspaceId,
+        key: &str,
+    ) -> Result<u64> {
+        let replaced = match store.head(key).await {
+            Ok(meta) => meta.size,
+            Err(e) if e.kind() == ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        let stored = store.usage_bytes(&workspace_prefix(id)).await?;
+        let promised = self.engine.database().uploads().pending_bytes(id).await?;
+        Ok((stored + promised).saturating_sub(replaced))
+    }
+
+    /// Starts a resumable upload of `request.size` bytes to `request.path`: the client then
+    /// sends each part ([`Self::put_part`]) and completes it ([`Self::complete_upload`]). The
+    /// whole size counts against the quota from now until the upload ends.
+    pub async fn create_upload(
+        &self,
+        caller: &Principal,
+        id: WorkspaceId,
+        request: &CreateUpload,
+    ) -> Result<model::Upload> {
+        self.workspace(caller, id, Scope::StorageWrite).await?;
+        validate_object_path(&request.path)?;
+        let store = self.store()?;
+        let key = format!("{}{}", workspace_prefix(id), request.path);
+        let quota = self.engine.config().storage.quota_bytes;
+        let in_flight = self.engine.inner.uploads.counter(id).load(Ordering::SeqCst);
+        let would =
+            self.committed_bytes(store.as_ref(), id, &key).await? + in_flight + request.size;
+        if would > quota {
+            return Err(quota_exceeded(id, would, quota));
+        }
+        let started = store
+            .create_upload(&key, request.content_type.as_deref())
+            .await?;
+        let now = self.engine.clock().now();
+        let ttl = self.engine.config().storage.upload_ttl_secs;
+        let record = UploadRecord {
+            id: UploadId::new(),
+            workspace_id: id,
+            owner_id: caller.user_id(),
+            path: request.path.clone(),
+            size: request.size,
+            part_size: started
+                .part_size
+                .max(request.size.div_ceil(MAX_UPLOAD_PARTS)),
+            content_type: request.content_type.clone(),
+            store_upload_id: started.id,
+            created_at: now,
+            expires_at: now + chrono::Duration::seconds(i64::try_from(ttl).unwrap_or(i64::MAX)),
+        };
+        if let Err(e) = self.engine.database().uploads().insert(&record).await {
+            self.abandon(store.as_ref(), &record).await;
+            return Err(e);
+        }
+        tracing::debug!(workspace = %id, upload = %record.id, path = record.path, size = record.size, "upload started");
+        Ok(model::Upload::new(&record, Vec::new()))
+    }
+
+    /// The caller's upload `upload` into workspace `id`.
+    async fn upload_record(
+        &self,
+        caller: &Principal,
+        id: WorkspaceId,
+        upload: UploadId,
+        scope: Scope,
+    ) -> Result<UploadRecord> {
+        self.workspace(caller, id, scope).await?;
+        self.engine
+            .database()
+            .uploads()
+            .get(caller.user_id(), id, upload)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found("upload not found").with_context("upload", upload.to_string())
+            })
+    }
+
+    /// A resumable upload and the parts it received so far (what a client resumes from).
+    pub async fn upload_status(
+        &self,
+        caller: &Principal,
+        id: WorkspaceId,
+        upload: UploadId,
+    ) -> Result<model::Upload> {
+        let record = self
+            .upload_record(caller, id, upload, Scope::StorageWrite)
+            .await?;
+        let parts = self.engine.database().uploads().parts(upload).await?;
+        Ok(model::Upload::new(&record, parts))
+    }
+
+    /// Stores part `number` of an upload. The part must be exactly its size (`part_size`, or
+    /// what is left for the last); it is held in memory while it is written, so parts are
+    /// bounded. Sending a part again replaces it.
+    pub async fn put_part(
+        &self,
+        caller: &Principal,
+        id: WorkspaceId,
+        upload: UploadId,
+        number: u32,
+        length: Option<u64>,
+        mut body: ByteStream,
+    ) -> Result<UploadPart> {
+        let record = self
+            .upload_record(caller, id, upload, Scope::StorageWrite)
+            .await?;
+        let count = record.part_count();
+        if number >= count {
+            return Err(Error::invalid(
+                "part",
+                format!(
+                    "upload {upload} has parts 0 to {}; there is no part {number}",
+                    count - 1
+                ),
+            ));
+        }
+        let expected = record.part_len(number);
+        let wrong_size = |got: u64| {
+            Error::invalid(
+                "part",
+                format!("part {number} of upload {upload} must be {expected} bytes, not {got}"),
+            )
+        };
+        if let Some(length) = length
+            && length != expected
+        {
+            return Err(wrong_size(length));
+        }
+        let mut buf = bytes::BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            if (buf.len() + chunk.len()) as u64 > expected {
+                return Err(wrong_size((buf.len() + chunk.len()) as u64));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        if buf.len() as u64 != expected {
+            return Err(wrong_size(buf.len() as u64));
+        }
+        let key = format!("{}{}", workspace_prefix(id), record.path);
+        let tag = self
+            .store()?
+            .put_part(&key, &record.store_upload_id, number, buf.freeze())
+            .await?;
+        let part = UploadPart {
+            number,
+            size: expected,
+            tag,
+        };
+        self.engine
+            .database()
+            .uploads()
+            .put_part(upload, &part)
+            .await?;
+        Ok(part)
+    }
+
+    /// Assembles an upload whose parts all arrived into its object, and forgets the upload.
+    pub async fn complete_upload(
+        &self,
+        caller: &Principal,
+        id: WorkspaceId,
+        upload: UploadId,
+    ) -> Result<StoredObject> {
+        let record = self
+            .upload_record(caller, id, upload, Scope::StorageWrite)
+            .await?;
+        let uploads = self.engine.database().uploads();
+        let parts = uploads.parts(upload).await?;
+        let missing = model::Upload::new(&record, parts.clone()).missing();
+        if !missing.is_empty() {
+            let shown: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
+            return Err(Error::conflict(format!(
+                "upload {upload} is missing {} of its {} parts: {}{}",
+                missing.len(),
+                record.part_count(),
+                shown.join(", "),
+                if missing.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ))
+            .with_context("upload", upload.to_string()));
+        }
+        let tags: Vec<String> = parts.into_iter().map(|p| p.tag).collect();
+        let key = format!("{}{}", workspace_prefix(id), record.path);
+        let meta = self
+            .store()?
+            .complete_upload(&key, &record.store_upload_id, &tags)
+            .await?;
+        uploads.delete(upload).await?;
+        tracing::debug!(workspace = %id, upload = %upload, path = record.path, size = meta.size, "upload completed");
+        Ok(self.object(id, meta))
+    }
+
+    /// Abandons an upload and frees its parts.
+    pub async fn abort_upload(
+        &self,
+        caller: &Principal,
+        id: WorkspaceId,
+        upload: UploadId,
+    ) -> Result<()> {
+        let record = self
+            .upload_record(caller, id, upload, Scope::StorageWrite)
+            .await?;
+        self.store()?
+            .abort_upload(
+                &format!("{}{}", workspace_prefix(id), record.path),
+                &record.store_upload_id,
+            )
+            .await?;
+        self.engine.database().uploads().delete(upload).await?;
+        Ok(())
+    }
+
+    /// Frees the store's side of an upload, logging a failure (the store expires it too).
+    async fn abandon(&self, store: &dyn StorageProvider, record: &UploadRecord) -> bool {
+        let key = format!("{}{}", workspace_prefix(record.workspace_id), record.path);
+        match store.abort_upload(&key, &record.store_upload_id).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(upload = %record.id, error = %e, "the parts of an abandoned upload could not be freed");
+                false
+            }
+        }
+    }
+
+    /// Abandons the uploads that expired at `now` (or all of `workspace`'s): frees their parts
+    /// and forgets them. Returns how many were abandoned and how many could not be.
+    pub(crate) async fn expire_uploads_of(
+        &self,
+        now: DateTime<Utc>,
+        workspace: Option<WorkspaceId>,
+    ) -> Result<(usize, usize)> {
+        let Some(store) = self.engine.storage_provider() else {
+            return Ok((0, 0));
+        };
+        let uploads = self.engine.database().uploads();
+        let (mut done, mut failed) = (0, 0);
+        loop {
+            let batch = uploads.abandoned(now, workspace, 100).await?;
+            if batch.is_empty() {
+                return Ok((done, failed));
+            }
+            for record in &batch {
+                if self.abandon(store.as_ref(), record).await {
+                    uploads.delete(record.id).await?;
+                    done += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            if failed > 0 {
+                // Retried on the next pass rather than spun on here.
+                return Ok((done, failed));
+            }
+        }
+    }
+
+    /// Abandons the uploads that expired at `now`.
+    pub(crate) async fn expire_uploads(&self, now: DateTime<Utc>) -> Result<(usize, usize)> {
+        self.expire_uploads_of(now, None).await
     }
 
     /// The metadata of the object at `path`.
@@ -453,8 +723,16 @@ impl<'a> StorageService<'a> {
         })
     }
 
-    /// Removes every object of a workspace (when it is deleted).
+    /// Removes every object and upload of a workspace (when it is deleted).
     pub(crate) async fn remove_all(&self, id: WorkspaceId) -> Result<u64> {
+        let (_, failed) = self
+            .expire_uploads_of(self.engine.clock().now(), Some(id))
+            .await?;
+        if failed > 0 {
+            return Err(Error::unavailable(format!(
+                "{failed} uploads into workspace {id} could not be aborted; try again"
+            )));
+        }
         match self.engine.storage_provider() {
             Some(store) => store.delete_prefix(&workspace_prefix(id)).await,
             None => Ok(0),

@@ -596,6 +596,90 @@ pub async fn failed_upload_leaves_nothing(store: Arc<dyn StorageProvider>) {
     assert_eq!(paths, [kept.as_str()]);
 }
 
+/// An upload in parts: parts go in any order and may be written again, nothing is visible
+/// before completion, the object is the parts in order after it, and an aborted upload leaves
+/// nothing.
+pub async fn uploads_in_parts(store: Arc<dyn StorageProvider>) {
+    let at = scope("parts");
+    let path = format!("{at}big.bin");
+    let upload = store
+        .create_upload(&path, Some("application/octet-stream"))
+        .await
+        .unwrap_or_else(|e| panic!("create_upload: {e}"));
+    let part_size = usize::try_from(upload.part_size).unwrap_or_else(|e| panic!("{e}"));
+    let sizes = [part_size, part_size, part_size / 3 + 1];
+    let parts: Vec<Bytes> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| Bytes::from(pattern(i as u64 + 7, len)))
+        .collect();
+    let mut tags = vec![String::new(); parts.len()];
+    for number in [2u32, 0, 1] {
+        if number == 1 {
+            // A part written again replaces the first attempt.
+            store
+                .put_part(&path, &upload.id, 1, Bytes::from(pattern(99, part_size)))
+                .await
+                .unwrap_or_else(|e| panic!("put_part 1 (first attempt): {e}"));
+        }
+        let body = parts[number as usize].clone();
+        tags[number as usize] = store
+            .put_part(&path, &upload.id, number, body)
+            .await
+            .unwrap_or_else(|e| panic!("put_part {number}: {e}"));
+    }
+    expect_kind(
+        "head before completion",
+        store.head(&path).await,
+        ErrorKind::NotFound,
+    );
+    let listed = store
+        .list(&at, None, 10)
+        .await
+        .unwrap_or_else(|e| panic!("list: {e}"));
+    assert!(listed.objects.is_empty(), "{:?}", listed.objects);
+    let meta = store
+        .complete_upload(&path, &upload.id, &tags)
+        .await
+        .unwrap_or_else(|e| panic!("complete_upload: {e}"));
+    assert_eq!(meta.size, sizes.iter().sum::<usize>() as u64);
+    let expected: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+    assert!(
+        content(&*store, &path).await == expected,
+        "the parts in order"
+    );
+
+    let abandoned = format!("{at}abandoned.bin");
+    let upload = store
+        .create_upload(&abandoned, None)
+        .await
+        .unwrap_or_else(|e| panic!("create_upload: {e}"));
+    store
+        .put_part(
+            &abandoned,
+            &upload.id,
+            0,
+            Bytes::from(pattern(3, part_size)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("put_part: {e}"));
+    store
+        .abort_upload(&abandoned, &upload.id)
+        .await
+        .unwrap_or_else(|e| panic!("abort_upload: {e}"));
+    expect_kind(
+        "head of an aborted upload",
+        store.head(&abandoned).await,
+        ErrorKind::NotFound,
+    );
+    let listed = store
+        .list(&at, None, 10)
+        .await
+        .unwrap_or_else(|e| panic!("list: {e}"));
+    let paths: Vec<&str> = listed.objects.iter().map(|o| o.path.as_str()).collect();
+    assert_eq!(paths, [path.as_str()]);
+}
+
 /// Presigning works exactly when the capabilities say so.
 pub async fn presign_matches_capabilities(store: Arc<dyn StorageProvider>) {
     let path = format!("{}signed.txt", scope("presign"));
@@ -668,6 +752,7 @@ macro_rules! storage_conformance {
             concurrent_writers_to_one_key,
             copy_is_independent,
             failed_upload_leaves_nothing,
+            uploads_in_parts,
             presign_matches_capabilities,
         );
     };

@@ -109,4 +109,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(storage::list_objects))
         .routes(routes!(storage::presign))
         .routes(routes!(storage::usage))
+        .routes(routes!(storage::create_upload))
+        .routes(routes!(storage::get_upload, storage::abort_upload))
+        .routes(routes!(storage::put_part))
+        .routes(routes!(storage::complete_upload))
 }

@@ -12,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 use onmemos_core::Error;
 use onmemos_core::api::{
-    ErrorBody, ErrorCode, ObjectListParams, Page, PresignRequest, PresignedUrl, StoredObject,
+    CreateUpload, ErrorBody, ErrorCode, ObjectListParams, Page, PresignRequest, PresignedUrl,
+    StoredObject,
 };
-use onmemos_core::id::WorkspaceId;
-use onmemos_core::model::StorageUsage;
+use onmemos_core::id::{UploadId, WorkspaceId};
+use onmemos_core::model::{StorageUsage, Upload as PartsUpload, UploadPart};
 use onmemos_core::services::Upload;
 
 use crate::error::ApiError;
@@ -55,17 +56,81 @@ impl<S: Send + Sync> FromRequestParts<S> for ObjectPath {
                 "route lacks workspace_id or path",
             )));
         };
-        let workspace = workspace.parse().map_err(|e| {
-            ApiError(
-                Error::with_code(ErrorCode::InvalidParameter, format!("workspace_id: {e}"))
-                    .with_context("field", "workspace_id"),
-            )
-        })?;
         Ok(Self {
-            workspace,
+            workspace: parse_param("workspace_id", workspace)?,
             path: path.to_owned(),
         })
     }
+}
+
+/// A path parameter parsed with `FromStr`; a bad one is a 400 naming it.
+fn parse_param<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e| {
+        ApiError(
+            Error::with_code(ErrorCode::InvalidParameter, format!("{name}: {e}"))
+                .with_context("field", name.to_owned()),
+        )
+    })
+}
+
+/// The workspace, the upload and (on part routes) the part number of a
+/// `/v1/workspaces/{workspace_id}/uploads/{upload_id}…` route.
+#[derive(Debug)]
+pub(crate) struct UploadPath {
+    workspace: WorkspaceId,
+    upload: UploadId,
+    part: Option<u32>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for UploadPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError(Error::with_code(ErrorCode::InvalidParameter, e.body_text())))?;
+        let (mut workspace, mut upload, mut part) = (None, None, None);
+        for (name, value) in &params {
+            match name {
+                "workspace_id" => workspace = Some(parse_param(name, value)?),
+                "upload_id" => upload = Some(parse_param(name, value)?),
+                "part" => part = Some(parse_param(name, value)?),
+                _ => {}
+            }
+        }
+        let (Some(workspace), Some(upload)) = (workspace, upload) else {
+            return Err(ApiError(Error::internal(
+                "route lacks workspace_id or upload_id",
+            )));
+        };
+        Ok(Self {
+            workspace,
+            upload,
+            part,
+        })
+    }
+}
+
+/// The `Content-Length` a request announced.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    let length = value
+        .to_str()
+        .ok()
+        .and_then(|l| l.parse::<u64>().ok())
+        .ok_or_else(|| {
+            Error::with_code(
+                ErrorCode::InvalidParameter,
+                "Content-Length is not a number",
+            )
+            .with_context("field", "Content-Length")
+        })?;
+    Ok(Some(length))
 }
 
 /// Headers describing an object.
@@ -214,18 +279,8 @@ pub(crate) async fn put_object(
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let length = match text(header::CONTENT_LENGTH) {
-        Some(l) => Some(l.parse::<u64>().map_err(|_| {
-            Error::with_code(
-                ErrorCode::InvalidParameter,
-                "Content-Length is not a number",
-            )
-            .with_context("field", "Content-Length")
-        })?),
-        None => None,
-    };
     let upload = Upload {
-        length,
+        length: content_length(&headers)?,
         content_type: text(header::CONTENT_TYPE).map(str::to_owned),
         if_absent: text(header::IF_NONE_MATCH).is_some_and(|v| v.trim() == "*"),
     };
@@ -400,10 +455,118 @@ pub(crate) async fn usage(
     Ok(Json(s.engine.storage().usage(&p, id).await?))
 }
 
-/// Whether a request is an object upload, whose handler reads the whole body and so is not
-/// bound by the request timeout (its body has an idle timeout instead).
+/// Starts a resumable upload of an object in parts. The answer says how large each part must
+/// be; the object's whole size counts against the quota until the upload ends (an upload
+/// left incomplete is abandoned after `storage.upload_ttl_secs`).
+#[utoipa::path(post, path = "/v1/workspaces/{workspace_id}/uploads", tag = "storage",
+    params(("workspace_id" = WorkspaceId, Path, description = "The workspace's id")),
+    request_body = CreateUpload,
+    responses((status = 201, body = PartsUpload), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn create_upload(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiPath(id): ApiPath<WorkspaceId>,
+    ApiJson(body): ApiJson<CreateUpload>,
+) -> Result<(StatusCode, Json<PartsUpload>), ApiError> {
+    let upload = s.engine.storage().create_upload(&p, id, &body).await?;
+    Ok((StatusCode::CREATED, Json(upload)))
+}
+
+/// A resumable upload and the parts it received (what a client resumes from).
+#[utoipa::path(get, path = "/v1/workspaces/{workspace_id}/uploads/{upload_id}", tag = "storage",
+    params(("workspace_id" = WorkspaceId, Path, description = "The workspace's id"),
+        ("upload_id" = UploadId, Path, description = "The upload's id")),
+    responses((status = 200, body = PartsUpload), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn get_upload(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    at: UploadPath,
+) -> Result<Json<PartsUpload>, ApiError> {
+    let upload = s
+        .engine
+        .storage()
+        .upload_status(&p, at.workspace, at.upload)
+        .await?;
+    Ok(Json(upload))
+}
+
+/// Abandons a resumable upload and frees its parts.
+#[utoipa::path(delete, path = "/v1/workspaces/{workspace_id}/uploads/{upload_id}", tag = "storage",
+    params(("workspace_id" = WorkspaceId, Path, description = "The workspace's id"),
+        ("upload_id" = UploadId, Path, description = "The upload's id")),
+    responses((status = 204, description = "Abandoned"), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn abort_upload(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    at: UploadPath,
+) -> Result<StatusCode, ApiError> {
+    s.engine
+        .storage()
+        .abort_upload(&p, at.workspace, at.upload)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Stores one part of a resumable upload: exactly `part_size` bytes (what is left, for the
+/// last part). Sending a part again replaces it.
+#[utoipa::path(put, path = "/v1/workspaces/{workspace_id}/uploads/{upload_id}/parts/{part}", tag = "storage",
+    params(("workspace_id" = WorkspaceId, Path, description = "The workspace's id"),
+        ("upload_id" = UploadId, Path, description = "The upload's id"),
+        ("part" = u32, Path, description = "The part's number, from 0")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = UploadPart), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn put_part(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    at: UploadPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<UploadPart>, ApiError> {
+    let Some(number) = at.part else {
+        return Err(ApiError(Error::internal("route lacks part")));
+    };
+    let idle = Duration::from_secs(s.config.request_timeout_secs.max(1));
+    let part = s
+        .engine
+        .storage()
+        .put_part(
+            &p,
+            at.workspace,
+            at.upload,
+            number,
+            content_length(&headers)?,
+            body_stream(body, idle),
+        )
+        .await?;
+    Ok(Json(part))
+}
+
+/// Assembles a resumable upload whose parts all arrived into its object (409 naming the
+/// missing parts otherwise).
+#[utoipa::path(post, path = "/v1/workspaces/{workspace_id}/uploads/{upload_id}/complete", tag = "storage",
+    params(("workspace_id" = WorkspaceId, Path, description = "The workspace's id"),
+        ("upload_id" = UploadId, Path, description = "The upload's id")),
+    responses((status = 201, body = StoredObject), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn complete_upload(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    at: UploadPath,
+) -> Result<Response, ApiError> {
+    let stored = s
+        .engine
+        .storage()
+        .complete_upload(&p, at.workspace, at.upload)
+        .await?;
+    let headers = object_headers(&stored);
+    Ok((StatusCode::CREATED, headers, Json(stored)).into_response())
+}
+
+/// Whether a request carries an object or a part of one, whose handler reads the whole body
+/// and so is not bound by the request timeout (its body has an idle timeout instead).
 pub(crate) fn is_upload(method: &http::Method, path: &str) -> bool {
-    method == http::Method::PUT && path.starts_with("/v1/workspaces/") && path.contains("/files/")
+    method == http::Method::PUT
+        && path.starts_with("/v1/workspaces/")
+        && (path.contains("/files/") || path.contains("/parts/"))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod repos;
 mod rows;
 mod sessions;
 mod storage_usage;
+mod uploads;
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use async_trait::async_trait;
 use onmemos_core::Result;
 use onmemos_core::ports::{
     ApiKeyRepo, Database, DatabaseCapabilities, IdempotencyRepo, LedgerRepo, SessionRepo,
-    StorageUsageRepo, TemplateRepo, UserRepo, WorkspaceRepo,
+    StorageUsageRepo, TemplateRepo, UploadRepo, UserRepo, WorkspaceRepo,
 };
 use sqlx::AnyPool;
 
@@ -203,6 +204,10 @@ impl Database for SqlDatabase {
     }
 
     fn storage_usage(&self) -> &dyn StorageUsageRepo {
+        self
+    }
+
+    fn uploads(&self) -> &dyn UploadRepo {
         self
     }
 }

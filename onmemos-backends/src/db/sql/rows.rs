@@ -46,6 +46,11 @@ pub(crate) fn int<T: TryFrom<V>, V: Copy + std::fmt::Display>(
     T::try_from(value).map_err(|_| corrupt(column, value))
 }
 
+/// `value` as a column value, or an error naming `what` when it does not fit.
+pub(crate) fn i64_of(value: u64, what: &'static str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| Error::invalid(what, format!("{what} is too large")))
+}
+
 pub(crate) fn user_from(row: &AnyRow) -> Result<User> {
     let role: String = row.try_get("role").db_context("read users.role")?;
     Ok(User {

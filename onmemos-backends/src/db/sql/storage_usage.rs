@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 
 use super::SqlDatabase;
 use super::error::SqlxResultExt;
-use super::rows::{at, int, ms, parse};
+use super::rows::{at, i64_of, int, ms, parse};
 
 /// The lease of due records, without the end of its sub-select (the dialects lock differently).
 macro_rules! claim {
@@ -45,10 +45,6 @@ fn record_from(row: &AnyRow) -> Result<StorageUsageRecord> {
         next_sample_at: at(num("next_sample_at")?)?,
         version: int("storage_usage.version", num("version")?)?,
     })
-}
-
-fn i64_of(value: u64, what: &'static str) -> Result<i64> {
-    i64::try_from(value).map_err(|_| Error::invalid(what, format!("{what} is too large")))
 }
 
 #[async_trait]
