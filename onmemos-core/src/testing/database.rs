@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::api::PageRequest;
 use crate::error::ErrorKind;
-use crate::id::{ApiKeyId, TemplateId, UserId, WorkspaceId};
+use crate::id::{ApiKeyId, TemplateId, UploadId, UserId, WorkspaceId};
 use crate::model::{
     ApiKey, ApiKeyRecord, Resources, Role, Scope, SessionLimits, Template, TemplateCategory, User,
     Workspace,
@@ -588,6 +588,122 @@ pub async fn templates_visibility_filters_and_builtins(db: Arc<dyn Database>) {
     );
 }
 
+/// Uploads: owner-scoped reads, parts replaced by number and listed in order, pending bytes
+/// per workspace, expiry, and rows going with their workspace.
+pub async fn uploads_parts_pending_and_expiry(db: Arc<dyn Database>) {
+    use crate::model::{UploadPart, UploadRecord};
+    let alice = new_user(&db).await;
+    let bob = new_user(&db).await;
+    let w = workspace(alice.id, "uploads");
+    let other = workspace(alice.id, "uploads-2");
+    for ws in [&w, &other] {
+        db.workspaces()
+            .insert(ws)
+            .await
+            .unwrap_or_else(|e| panic!("workspace: {e}"));
+    }
+    let upload = |ws: WorkspaceId, size: u64, expires: i64| UploadRecord {
+        id: UploadId::new(),
+        workspace_id: ws,
+        owner_id: alice.id,
+        path: "data/big.bin".into(),
+        size,
+        part_size: 8,
+        content_type: Some("text/csv".into()),
+        store_upload_id: "store-id".into(),
+        created_at: t0(),
+        expires_at: t0() + Duration::seconds(expires),
+    };
+    let repo = db.uploads();
+    let (a, b, c) = (
+        upload(w.id, 20, 60),
+        upload(w.id, 5, 120),
+        upload(other.id, 7, 60),
+    );
+    for u in [&a, &b, &c] {
+        repo.insert(u)
+            .await
+            .unwrap_or_else(|e| panic!("insert: {e}"));
+    }
+    assert_eq!(
+        repo.get(alice.id, w.id, a.id).await.ok().flatten(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        repo.get(bob.id, w.id, a.id).await.ok().flatten(),
+        None,
+        "bob reads alice's upload"
+    );
+    assert_eq!(
+        repo.get(alice.id, other.id, a.id).await.ok().flatten(),
+        None,
+        "another workspace"
+    );
+    assert_eq!(repo.pending_bytes(w.id).await.ok(), Some(25));
+
+    let part = |number, size, tag: &str| UploadPart {
+        number,
+        size,
+        tag: tag.into(),
+    };
+    for p in [
+        part(2, 4, "c"),
+        part(0, 8, "a"),
+        part(1, 8, "old"),
+        part(1, 8, "b"),
+    ] {
+        repo.put_part(a.id, &p)
+            .await
+            .unwrap_or_else(|e| panic!("put_part: {e}"));
+    }
+    let parts = repo.parts(a.id).await.unwrap_or_default();
+    let tags: Vec<(u32, &str)> = parts.iter().map(|p| (p.number, p.tag.as_str())).collect();
+    assert_eq!(tags, [(0, "a"), (1, "b"), (2, "c")]);
+
+    let expired = |at: i64| {
+        let repo = db.uploads();
+        async move {
+            let mut ids: Vec<UploadId> = repo
+                .abandoned(t0() + Duration::seconds(at), None, 10)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|u| u.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(expired(59).await, Vec::<UploadId>::new());
+    let mut due = vec![a.id, c.id];
+    due.sort();
+    assert_eq!(expired(60).await, due);
+    let of_other = repo
+        .abandoned(t0(), Some(other.id), 10)
+        .await
+        .unwrap_or_default();
+    assert_eq!(of_other.iter().map(|u| u.id).collect::<Vec<_>>(), [c.id]);
+
+    assert_eq!(repo.delete(a.id).await.ok(), Some(true));
+    assert_eq!(repo.delete(a.id).await.ok(), Some(false));
+    assert_eq!(
+        repo.parts(a.id).await.unwrap_or_default(),
+        Vec::new(),
+        "parts go with it"
+    );
+    assert_eq!(repo.pending_bytes(w.id).await.ok(), Some(5));
+    db.workspaces()
+        .delete(alice.id, w.id)
+        .await
+        .unwrap_or_else(|e| panic!("delete workspace: {e}"));
+    assert_eq!(
+        repo.get(alice.id, w.id, b.id).await.ok().flatten(),
+        None,
+        "rows go with the workspace"
+    );
+    assert_eq!(repo.pending_bytes(w.id).await.ok(), Some(0));
+}
+
 /// Runs every check of the `Database` conformance suite, each with a database from `make`,
 /// an async factory returning `Option<Arc<dyn Database>>` (`None` skips the check: the factory
 /// says why, e.g. no server configured on a developer machine).
@@ -606,6 +722,7 @@ macro_rules! database_conformance {
             workspaces_crud_and_owner_scoping,
             workspaces_paginate,
             templates_visibility_filters_and_builtins,
+            uploads_parts_pending_and_expiry,
         );
         $crate::database_conformance!(@ledger $make;
             ledger_holds_posts_and_voids,
