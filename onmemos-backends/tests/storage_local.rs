@@ -26,3 +26,16 @@ mod memory {
 
     onmemos_core::storage_conformance!(|| fresh());
 }
+
+/// A store without multipart uploads of its own (memory, used plainly): uploads in parts are
+/// staged as objects and streamed into place.
+mod staged {
+    use super::*;
+
+    async fn fresh() -> Option<Arc<dyn StorageProvider>> {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        Some(Arc::new(ObjectStorage::over("staged", store, "root")))
+    }
+
+    onmemos_core::storage_conformance!(|| fresh());
+}

@@ -64,17 +64,21 @@ pub struct StorageSettings {
     /// How long a resumable upload may stay incomplete before it is abandoned and its parts
     /// freed, in seconds.
     pub upload_ttl_secs: u64,
+    /// How many parts of resumable uploads the server holds in memory at once (each up to a
+    /// part, 8 MiB); further parts wait, unread, for their turn.
+    pub parts_in_memory: usize,
 }
 
 impl Default for StorageSettings {
     /// 10 GiB per workspace, sampled hourly, presigned URLs for up to an hour, resumable
-    /// uploads kept for a day.
+    /// uploads kept for a day with two parts in memory at once.
     fn default() -> Self {
         Self {
             quota_bytes: 10 << 30,
             billing_interval_secs: 3600,
             presign_max_secs: 3600,
             upload_ttl_secs: 86_400,
+            parts_in_memory: 2,
         }
     }
 }
@@ -89,6 +93,11 @@ impl StorageSettings {
         if self.billing_interval_secs == 0 {
             return Err(Error::configuration(
                 "storage.billing_interval_secs must be at least 1",
+            ));
+        }
+        if self.parts_in_memory == 0 {
+            return Err(Error::configuration(
+                "storage.parts_in_memory must be at least 1",
             ));
         }
         if self.upload_ttl_secs == 0 {
@@ -238,9 +247,11 @@ pub(crate) struct Inner {
     pub(crate) node: String,
     /// Session events made in this process, for shells and streams.
     pub(crate) bus: tokio::sync::broadcast::Sender<crate::model::SessionEvent>,
-    /// When activity on each session was last written.
     /// Bytes being uploaded per workspace, counted against the quota.
     pub(crate) uploads: crate::services::storage::InFlight,
+    /// Parts of resumable uploads this server may hold in memory at once.
+    pub(crate) part_buffers: tokio::sync::Semaphore,
+    /// When activity on each session was last written.
     pub(crate) activity: std::sync::Mutex<
         std::collections::HashMap<crate::id::SessionId, chrono::DateTime<chrono::Utc>>,
     >,
@@ -408,6 +419,7 @@ impl EngineBuilder {
     pub async fn build(self) -> Result<Engine> {
         self.config.validate()?;
         let node = self.config.sessions.node.clone().unwrap_or_else(host_name);
+        let parts_in_memory = self.config.storage.parts_in_memory;
         let engine = Engine {
             inner: Arc::new(Inner {
                 db: self.db,
@@ -419,6 +431,7 @@ impl EngineBuilder {
                 bus: tokio::sync::broadcast::channel(1024).0,
                 activity: std::sync::Mutex::default(),
                 uploads: Default::default(),
+                part_buffers: tokio::sync::Semaphore::new(parts_in_memory),
             }),
         };
         engine.templates().seed_builtins().await?;

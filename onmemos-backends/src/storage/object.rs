@@ -549,11 +549,27 @@ impl StorageProvider for ObjectStorage {
             .await
     }
 
-    async fn create_upload(&self, path: &str, content_type: Option<&str>) -> Result<PartUpload> {
+    async fn create_upload(
+        &self,
+        path: &str,
+        size: u64,
+        content_type: Option<&str>,
+    ) -> Result<PartUpload> {
         let location = self.location(path)?;
-        let part_size = self.part_size as u64;
+        let part_size = PartUpload::part_size_for(size, self.part_size as u64);
         let Some(multipart) = &self.multipart else {
             let id = uuid::Uuid::now_v7().to_string();
+            #[cfg(feature = "local-storage")]
+            if let Some(root) = &self.local_root {
+                let data = root.join(Self::staged_upload(&id)?).join(ASSEMBLY);
+                local_io(path, "start", async move {
+                    if let Some(dir) = data.parent() {
+                        tokio::fs::create_dir_all(dir).await?;
+                    }
+                    tokio::fs::File::create(&data).await?.set_len(size).await
+                })
+                .await?;
+            }
             return Ok(PartUpload { id, part_size });
         };
         let mut attributes = Attributes::new();
@@ -574,19 +590,42 @@ impl StorageProvider for ObjectStorage {
         Ok(PartUpload { id, part_size })
     }
 
-    async fn put_part(&self, path: &str, upload: &str, number: u32, body: Bytes) -> Result<String> {
+    async fn put_part(
+        &self,
+        path: &str,
+        upload: &PartUpload,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String> {
         let location = self.location(path)?;
         let Some(multipart) = &self.multipart else {
-            let part = format!("{}{number:05}", Self::staged_upload(upload)?);
+            let dir = Self::staged_upload(&upload.id)?;
+            #[cfg(feature = "local-storage")]
+            if let Some(root) = &self.local_root {
+                // Written in place in the object-to-be: completing is a rename.
+                let data = root.join(dir).join(ASSEMBLY);
+                let offset = u64::from(number) * upload.part_size;
+                local_io(path, "write a part of", async move {
+                    tokio::task::spawn_blocking(move || {
+                        use std::os::unix::fs::FileExt;
+                        let file = std::fs::OpenOptions::new().write(true).open(&data)?;
+                        file.write_all_at(&body, offset)
+                    })
+                    .await
+                    .map_err(std::io::Error::other)?
+                })
+                .await?;
+                return Ok(number.to_string());
+            }
+            let part = format!("{dir}{number:05}");
             self.store
                 .put(&self.location(&part)?, body.into())
                 .await
                 .map_err(|e| store_error(e, path))?;
             return Ok(number.to_string());
         };
-        let id = upload.to_owned();
         let part = multipart
-            .put_part(&location, &id, number as usize, body.into())
+            .put_part(&location, &upload.id, number as usize, body.into())
             .await
             .map_err(|e| store_error(e, path))?;
         Ok(part.content_id)
@@ -595,12 +634,26 @@ impl StorageProvider for ObjectStorage {
     async fn complete_upload(
         &self,
         path: &str,
-        upload: &str,
+        upload: &PartUpload,
         parts: &[String],
     ) -> Result<ObjectMeta> {
         let location = self.location(path)?;
         let Some(multipart) = &self.multipart else {
-            let dir = Self::staged_upload(upload)?;
+            let dir = Self::staged_upload(&upload.id)?;
+            #[cfg(feature = "local-storage")]
+            if let Some(root) = &self.local_root {
+                let (data, target) = (root.join(&dir).join(ASSEMBLY), root.join(location.as_ref()));
+                local_io(path, "complete", async move {
+                    if let Some(parent) = target.parent() {
+                        tokio::fs::create_dir_all(parent).await?;
+                    }
+                    tokio::fs::rename(&data, &target).await
+                })
+                .await?;
+                self.abort_upload(path, upload).await?;
+                return self.head(path).await;
+            }
+            // The staged parts, read in order, are one more streamed put.
             let names = parts
                 .iter()
                 .map(|tag| {
@@ -610,19 +663,6 @@ impl StorageProvider for ObjectStorage {
                     Ok(format!("{dir}{number:05}"))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            #[cfg(feature = "local-storage")]
-            if let Some(root) = &self.local_root {
-                let target = root.join(location.as_ref());
-                let parts = names.iter().map(|n| root.join(n)).collect();
-                concatenate(root.join(&dir).join("assembled"), parts, target)
-                    .await
-                    .map_err(|e| {
-                        Error::unavailable(format!("assembling the upload of {path:?}: {e}"))
-                    })?;
-                self.abort_upload(path, upload).await?;
-                return self.head(path).await;
-            }
-            // The staged parts, read in order, are one more streamed put.
             let this = self.clone();
             let body = futures_util::stream::iter(names)
                 .then(move |name| {
@@ -635,7 +675,6 @@ impl StorageProvider for ObjectStorage {
             self.abort_upload(path, upload).await?;
             return Ok(meta);
         };
-        let id = upload.to_owned();
         let parts = parts
             .iter()
             .map(|tag| PartId {
@@ -643,20 +682,31 @@ impl StorageProvider for ObjectStorage {
             })
             .collect();
         multipart
-            .complete_multipart(&location, &id, parts)
+            .complete_multipart(&location, &upload.id, parts)
             .await
             .map_err(|e| store_error(e, path))?;
         self.head(path).await
     }
 
-    async fn abort_upload(&self, path: &str, upload: &str) -> Result<()> {
+    async fn abort_upload(&self, path: &str, upload: &PartUpload) -> Result<()> {
         let location = self.location(path)?;
         let Some(multipart) = &self.multipart else {
-            self.delete_prefix(&Self::staged_upload(upload)?).await?;
+            let dir = Self::staged_upload(&upload.id)?;
+            #[cfg(feature = "local-storage")]
+            if let Some(root) = &self.local_root {
+                let dir = root.join(dir);
+                return local_io(path, "abort", async move {
+                    match tokio::fs::remove_dir_all(&dir).await {
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                        done => done,
+                    }
+                })
+                .await;
+            }
+            self.delete_prefix(&dir).await?;
             return Ok(());
         };
-        let id = upload.to_owned();
-        match multipart.abort_multipart(&location, &id).await {
+        match multipart.abort_multipart(&location, &upload.id).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(store_error(e, path)),
         }
@@ -669,27 +719,24 @@ impl StorageProvider for ObjectStorage {
     }
 }
 
-/// Writes `parts`, in order, into `scratch`, then renames it to `target` (so readers never see
-/// half an object). The kernel copies the bytes (`copy_file_range`), not this process; like
-/// the store's other writes, nothing is synced to disk here.
+/// The file of a local upload in parts, in its staging directory: created at the object's
+/// size, each part written at its offset, renamed into place on completion.
 #[cfg(feature = "local-storage")]
-async fn concatenate(
-    scratch: PathBuf,
-    parts: Vec<PathBuf>,
-    target: PathBuf,
-) -> std::io::Result<()> {
-    tokio::task::spawn_blocking(move || {
-        let mut out = std::fs::File::create(&scratch)?;
-        for part in &parts {
-            std::io::copy(&mut std::fs::File::open(part)?, &mut out)?;
+const ASSEMBLY: &str = "object";
+
+/// Runs local file work for an upload of `path`, naming what failed.
+#[cfg(feature = "local-storage")]
+async fn local_io(
+    path: &str,
+    what: &str,
+    work: impl std::future::Future<Output = std::io::Result<()>>,
+) -> Result<()> {
+    work.await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::not_found(format!("no upload in progress for {path:?}"))
         }
-        if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::rename(&scratch, &target)
+        _ => Error::unavailable(format!("cannot {what} the upload of {path:?}: {e}")),
     })
-    .await
-    .map_err(std::io::Error::other)?
 }
 
 /// Bytes read from a local file at a time (object_store reads 8 KiB at a time, which caps a

@@ -99,6 +99,14 @@ impl UploadRecord {
         u32::try_from(self.size.div_ceil(self.part_size.max(1)).max(1)).unwrap_or(u32::MAX)
     }
 
+    /// The store's handle of the upload.
+    pub fn handle(&self) -> crate::ports::storage::PartUpload {
+        crate::ports::storage::PartUpload {
+            id: self.store_upload_id.clone(),
+            part_size: self.part_size,
+        }
+    }
+
     /// The exact size part `number` must have.
     pub fn part_len(&self, number: u32) -> u64 {
         let start = u64::from(number).saturating_mul(self.part_size);

@@ -134,6 +134,16 @@ pub struct PartUpload {
     pub part_size: u64,
 }
 
+/// The most parts one upload has (S3's limit): larger objects get larger parts.
+pub const MAX_PARTS: u64 = 10_000;
+
+impl PartUpload {
+    /// The part size for `size` bytes in parts of at least `preferred` bytes.
+    pub fn part_size_for(size: u64, preferred: u64) -> u64 {
+        preferred.max(size.div_ceil(MAX_PARTS)).max(1)
+    }
+}
+
 /// An object store.
 #[async_trait]
 pub trait StorageProvider: Send + Sync + Debug + 'static {
@@ -163,15 +173,27 @@ pub trait StorageProvider: Send + Sync + Debug + 'static {
     ) -> Result<String>;
     /// The total size in bytes of the objects under `prefix`.
     async fn usage_bytes(&self, prefix: &str) -> Result<u64>;
-    /// Starts an upload of `path` in parts (see [`PartUpload`]). Content types are kept where
-    /// the store records them.
-    async fn create_upload(&self, path: &str, content_type: Option<&str>) -> Result<PartUpload> {
-        let _ = content_type;
+    /// Starts an upload of `size` bytes to `path` in parts (see [`PartUpload`]); the store
+    /// picks the part size. Content types are kept where the store records them.
+    async fn create_upload(
+        &self,
+        path: &str,
+        size: u64,
+        content_type: Option<&str>,
+    ) -> Result<PartUpload> {
+        let _ = (size, content_type);
         Err(unsupported_upload(path))
     }
-    /// Writes part `number` (from 0) of the upload `upload` of `path`; returns the tag that
+    /// Writes part `number` (from 0) of `upload`: bytes `number × part_size` on, exactly
+    /// `part_size` of them but for the last part. Returns the tag that
     /// [`StorageProvider::complete_upload`] needs for it. Writing a part again replaces it.
-    async fn put_part(&self, path: &str, upload: &str, number: u32, body: Bytes) -> Result<String> {
+    async fn put_part(
+        &self,
+        path: &str,
+        upload: &PartUpload,
+        number: u32,
+        body: Bytes,
+    ) -> Result<String> {
         let _ = (upload, number, body);
         Err(unsupported_upload(path))
     }
@@ -179,14 +201,14 @@ pub trait StorageProvider: Send + Sync + Debug + 'static {
     async fn complete_upload(
         &self,
         path: &str,
-        upload: &str,
+        upload: &PartUpload,
         parts: &[String],
     ) -> Result<ObjectMeta> {
         let _ = (upload, parts);
         Err(unsupported_upload(path))
     }
     /// Abandons an upload and frees its parts.
-    async fn abort_upload(&self, path: &str, upload: &str) -> Result<()> {
+    async fn abort_upload(&self, path: &str, upload: &PartUpload) -> Result<()> {
         let _ = upload;
         Err(unsupported_upload(path))
     }

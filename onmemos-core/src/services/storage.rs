@@ -36,8 +36,6 @@ pub const DEFAULT_LIST_LIMIT: u32 = 100;
 pub const MAX_LIST_LIMIT: u32 = 1000;
 /// How long a presigned URL works when the caller does not say.
 pub const DEFAULT_PRESIGN_SECS: u64 = 900;
-/// The most parts one resumable upload has (S3's limit): larger objects get larger parts.
-pub const MAX_UPLOAD_PARTS: u64 = 10_000;
 
 /// The prefix of the object store holding `workspace`'s objects.
 pub fn workspace_prefix(workspace: WorkspaceId) -> String {
@@ -329,7 +327,7 @@ impl<'a> StorageService<'a> {
             return Err(quota_exceeded(id, would, quota));
         }
         let started = store
-            .create_upload(&key, request.content_type.as_deref())
+            .create_upload(&key, request.size, request.content_type.as_deref())
             .await?;
         let now = self.engine.clock().now();
         let ttl = self.engine.config().storage.upload_ttl_secs;
@@ -339,9 +337,7 @@ impl<'a> StorageService<'a> {
             owner_id: caller.user_id(),
             path: request.path.clone(),
             size: request.size,
-            part_size: started
-                .part_size
-                .max(request.size.div_ceil(MAX_UPLOAD_PARTS)),
+            part_size: started.part_size,
             content_type: request.content_type.clone(),
             store_upload_id: started.id,
             created_at: now,
@@ -425,6 +421,14 @@ impl<'a> StorageService<'a> {
         {
             return Err(wrong_size(length));
         }
+        // Memory for the part, bounded server-wide: the body is not read until it is granted.
+        let _permit = self
+            .engine
+            .inner
+            .part_buffers
+            .acquire()
+            .await
+            .map_err(|_| Error::unavailable("the server is shutting down"))?;
         let mut buf = bytes::BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
         while let Some(chunk) = body.next().await {
             let chunk = chunk?;
@@ -439,7 +443,7 @@ impl<'a> StorageService<'a> {
         let key = format!("{}{}", workspace_prefix(id), record.path);
         let tag = self
             .store()?
-            .put_part(&key, &record.store_upload_id, number, buf.freeze())
+            .put_part(&key, &record.handle(), number, buf.freeze())
             .await?;
         let part = UploadPart {
             number,
@@ -486,7 +490,7 @@ impl<'a> StorageService<'a> {
         let key = format!("{}{}", workspace_prefix(id), record.path);
         let meta = self
             .store()?
-            .complete_upload(&key, &record.store_upload_id, &tags)
+            .complete_upload(&key, &record.handle(), &tags)
             .await?;
         uploads.delete(upload).await?;
         tracing::debug!(workspace = %id, upload = %upload, path = record.path, size = meta.size, "upload completed");
@@ -506,7 +510,7 @@ impl<'a> StorageService<'a> {
         self.store()?
             .abort_upload(
                 &format!("{}{}", workspace_prefix(id), record.path),
-                &record.store_upload_id,
+                &record.handle(),
             )
             .await?;
         self.engine.database().uploads().delete(upload).await?;
@@ -516,7 +520,7 @@ impl<'a> StorageService<'a> {
     /// Frees the store's side of an upload, logging a failure (the store expires it too).
     async fn abandon(&self, store: &dyn StorageProvider, record: &UploadRecord) -> bool {
         let key = format!("{}{}", workspace_prefix(record.workspace_id), record.path);
-        match store.abort_upload(&key, &record.store_upload_id).await {
+        match store.abort_upload(&key, &record.handle()).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(upload = %record.id, error = %e, "the parts of an abandoned upload could not be freed");

@@ -602,12 +602,29 @@ pub async fn failed_upload_leaves_nothing(store: Arc<dyn StorageProvider>) {
 pub async fn uploads_in_parts(store: Arc<dyn StorageProvider>) {
     let at = scope("parts");
     let path = format!("{at}big.bin");
-    let upload = store
-        .create_upload(&path, Some("application/octet-stream"))
+    // The store picks the part size; ask for one part more than the first two.
+    let probe = store
+        .create_upload(&format!("{at}probe.bin"), 1, None)
         .await
         .unwrap_or_else(|e| panic!("create_upload: {e}"));
-    let part_size = usize::try_from(upload.part_size).unwrap_or_else(|e| panic!("{e}"));
+    let part_size = usize::try_from(probe.part_size).unwrap_or_else(|e| panic!("{e}"));
+    store
+        .abort_upload(&format!("{at}probe.bin"), &probe)
+        .await
+        .unwrap_or_else(|e| panic!("abort_upload: {e}"));
     let sizes = [part_size, part_size, part_size / 3 + 1];
+    let upload = store
+        .create_upload(
+            &path,
+            sizes.iter().sum::<usize>() as u64,
+            Some("application/octet-stream"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create_upload: {e}"));
+    assert_eq!(
+        upload.part_size, probe.part_size,
+        "the part size of a small object"
+    );
     let parts: Vec<Bytes> = sizes
         .iter()
         .enumerate()
@@ -618,13 +635,13 @@ pub async fn uploads_in_parts(store: Arc<dyn StorageProvider>) {
         if number == 1 {
             // A part written again replaces the first attempt.
             store
-                .put_part(&path, &upload.id, 1, Bytes::from(pattern(99, part_size)))
+                .put_part(&path, &upload, 1, Bytes::from(pattern(99, part_size)))
                 .await
                 .unwrap_or_else(|e| panic!("put_part 1 (first attempt): {e}"));
         }
         let body = parts[number as usize].clone();
         tags[number as usize] = store
-            .put_part(&path, &upload.id, number, body)
+            .put_part(&path, &upload, number, body)
             .await
             .unwrap_or_else(|e| panic!("put_part {number}: {e}"));
     }
@@ -639,7 +656,7 @@ pub async fn uploads_in_parts(store: Arc<dyn StorageProvider>) {
         .unwrap_or_else(|e| panic!("list: {e}"));
     assert!(listed.objects.is_empty(), "{:?}", listed.objects);
     let meta = store
-        .complete_upload(&path, &upload.id, &tags)
+        .complete_upload(&path, &upload, &tags)
         .await
         .unwrap_or_else(|e| panic!("complete_upload: {e}"));
     assert_eq!(meta.size, sizes.iter().sum::<usize>() as u64);
@@ -651,20 +668,15 @@ pub async fn uploads_in_parts(store: Arc<dyn StorageProvider>) {
 
     let abandoned = format!("{at}abandoned.bin");
     let upload = store
-        .create_upload(&abandoned, None)
+        .create_upload(&abandoned, part_size as u64, None)
         .await
         .unwrap_or_else(|e| panic!("create_upload: {e}"));
     store
-        .put_part(
-            &abandoned,
-            &upload.id,
-            0,
-            Bytes::from(pattern(3, part_size)),
-        )
+        .put_part(&abandoned, &upload, 0, Bytes::from(pattern(3, part_size)))
         .await
         .unwrap_or_else(|e| panic!("put_part: {e}"));
     store
-        .abort_upload(&abandoned, &upload.id)
+        .abort_upload(&abandoned, &upload)
         .await
         .unwrap_or_else(|e| panic!("abort_upload: {e}"));
     expect_kind(
