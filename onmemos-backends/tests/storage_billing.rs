@@ -18,7 +18,7 @@ use onmemos_core::model::{
     GIB_MONTH_BYTE_MS, LedgerOp, MicroCredits, PriceBook, StorageUsageRecord, TransferId,
 };
 use onmemos_core::ports::{Database, StorageProvider};
-use onmemos_core::services::Upload;
+use onmemos_core::services::UploadOptions;
 use onmemos_core::testing::storage::bytes_stream;
 use onmemos_core::{Engine, EngineConfig, Principal, StorageSettings};
 
@@ -82,9 +82,9 @@ impl World {
     /// Makes the workspace hold exactly `bytes` bytes (one object).
     async fn hold_bytes(&self, bytes: usize) {
         let body = bytes_stream(vec![Bytes::from(vec![7u8; bytes])]);
-        let upload = Upload {
+        let upload = UploadOptions {
             length: Some(bytes as u64),
-            ..Upload::default()
+            ..UploadOptions::default()
         };
         self.engine
             .storage()
@@ -361,7 +361,7 @@ async fn uploads_are_confined_by_the_quota_in_process_too() {
                 Bytes::from(vec![1u8; 600]),
                 Bytes::from(vec![2u8; 600]),
             ]),
-            Upload::default(),
+            UploadOptions::default(),
         )
         .await
         .err()

@@ -172,7 +172,7 @@ impl Monitor {
             .await?;
         report.storage_sampled = sampled;
         report.errors += failed;
-        let (expired, failed) = self.engine.storage().expire_uploads(now).await?;
+        let (expired, failed) = self.engine.storage().abandon_uploads(now, None).await?;
         report.uploads_expired = expired;
         report.errors += failed;
         Ok(report)

@@ -88,6 +88,7 @@ fn reject_options(url: &str, options: &StorageOptions) -> Result<()> {
     }
 }
 
+// Without a cloud feature, the parameters go unused.
 #[allow(unused_variables)]
 fn cloud(
     scheme: &str,

@@ -617,7 +617,7 @@ impl StorageProvider for ObjectStorage {
                 .await?;
                 return Ok(number.to_string());
             }
-            let part = format!("{dir}{number:05}");
+            let part = staged_part(&dir, number);
             self.store
                 .put(&self.location(&part)?, body.into())
                 .await
@@ -660,7 +660,7 @@ impl StorageProvider for ObjectStorage {
                     let number: u32 = tag
                         .parse()
                         .map_err(|_| Error::internal(format!("a staged part tag {tag:?}")))?;
-                    Ok(format!("{dir}{number:05}"))
+                    Ok(staged_part(&dir, number))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let this = self.clone();
@@ -737,6 +737,11 @@ async fn local_io(
         }
         _ => Error::unavailable(format!("cannot {what} the upload of {path:?}: {e}")),
     })
+}
+
+/// The staged object holding part `number` of the upload staged in `dir`.
+fn staged_part(dir: &str, number: u32) -> String {
+    format!("{dir}{number:05}")
 }
 
 /// Bytes read from a local file at a time (object_store reads 8 KiB at a time, which caps a

@@ -14,7 +14,9 @@ pub use api_keys::ApiKeyService;
 pub use credits::CreditService;
 pub use estimates::EstimateService;
 pub use sessions::SessionService;
-pub use storage::{Download, StorageService, Upload, validate_object_path, workspace_prefix};
+pub use storage::{
+    Download, StorageService, UploadOptions, validate_object_path, workspace_prefix,
+};
 pub use templates::{BUILTIN_TEMPLATE_NAMES, TemplateService, builtin_templates};
 pub use users::UserService;
 pub use workspaces::WorkspaceService;

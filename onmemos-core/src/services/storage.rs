@@ -18,7 +18,7 @@ use crate::api::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{UploadId, WorkspaceId};
 use crate::model::{
-    self, GIB_MONTH_BYTE_MS, LedgerOp, MicroCredits, Scope, StorageUsage, StorageUsageRecord,
+    GIB_MONTH_BYTE_MS, LedgerOp, MicroCredits, Scope, StorageUsage, StorageUsageRecord, Upload,
     UploadPart, UploadRecord, Workspace,
 };
 use crate::ports::StorageProvider;
@@ -40,6 +40,11 @@ pub const DEFAULT_PRESIGN_SECS: u64 = 900;
 /// The prefix of the object store holding `workspace`'s objects.
 pub fn workspace_prefix(workspace: WorkspaceId) -> String {
     format!("workspaces/{workspace}/")
+}
+
+/// The key in the object store of the object at `path` in `workspace`.
+fn object_key(workspace: WorkspaceId, path: &str) -> String {
+    format!("{}{path}", workspace_prefix(workspace))
 }
 
 /// Checks a path a user sent for an object inside a workspace: relative, `/`-separated, no
@@ -117,9 +122,9 @@ fn has_percent_encoding(path: &str) -> bool {
         .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
 }
 
-/// How an upload is made.
+/// How a streamed upload (one `PUT`) is made.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Upload {
+pub struct UploadOptions {
     /// The length the client announced (`Content-Length`), checked against the quota before
     /// any byte is read.
     pub length: Option<u64>,
@@ -253,12 +258,12 @@ impl<'a> StorageService<'a> {
         id: WorkspaceId,
         path: &str,
         body: ByteStream,
-        upload: Upload,
+        upload: UploadOptions,
     ) -> Result<StoredObject> {
         self.workspace(caller, id, Scope::StorageWrite).await?;
         validate_object_path(path)?;
         let store = self.store()?;
-        let key = format!("{}{path}", workspace_prefix(id));
+        let key = object_key(id, path);
         let quota = self.engine.config().storage.quota_bytes;
         let stored = self.committed_bytes(store.as_ref(), id, &key).await?;
         let counter = self.engine.inner.uploads.counter(id);
@@ -314,11 +319,11 @@ impl<'a> StorageService<'a> {
         caller: &Principal,
         id: WorkspaceId,
         request: &CreateUpload,
-    ) -> Result<model::Upload> {
+    ) -> Result<Upload> {
         self.workspace(caller, id, Scope::StorageWrite).await?;
         validate_object_path(&request.path)?;
         let store = self.store()?;
-        let key = format!("{}{}", workspace_prefix(id), request.path);
+        let key = object_key(id, &request.path);
         let quota = self.engine.config().storage.quota_bytes;
         let in_flight = self.engine.inner.uploads.counter(id).load(Ordering::SeqCst);
         let would =
@@ -348,7 +353,7 @@ impl<'a> StorageService<'a> {
             return Err(e);
         }
         tracing::debug!(workspace = %id, upload = %record.id, path = record.path, size = record.size, "upload started");
-        Ok(model::Upload::new(&record, Vec::new()))
+        Ok(Upload::new(&record, Vec::new()))
     }
 
     /// The caller's upload `upload` into workspace `id`.
@@ -376,12 +381,12 @@ impl<'a> StorageService<'a> {
         caller: &Principal,
         id: WorkspaceId,
         upload: UploadId,
-    ) -> Result<model::Upload> {
+    ) -> Result<Upload> {
         let record = self
             .upload_record(caller, id, upload, Scope::StorageWrite)
             .await?;
         let parts = self.engine.database().uploads().parts(upload).await?;
-        Ok(model::Upload::new(&record, parts))
+        Ok(Upload::new(&record, parts))
     }
 
     /// Stores part `number` of an upload. The part must be exactly its size (`part_size`, or
@@ -440,7 +445,7 @@ impl<'a> StorageService<'a> {
         if buf.len() as u64 != expected {
             return Err(wrong_size(buf.len() as u64));
         }
-        let key = format!("{}{}", workspace_prefix(id), record.path);
+        let key = object_key(id, &record.path);
         let tag = self
             .store()?
             .put_part(&key, &record.handle(), number, buf.freeze())
@@ -470,7 +475,7 @@ impl<'a> StorageService<'a> {
             .await?;
         let uploads = self.engine.database().uploads();
         let parts = uploads.parts(upload).await?;
-        let missing = model::Upload::new(&record, parts.clone()).missing();
+        let missing = Upload::new(&record, parts.clone()).missing();
         if !missing.is_empty() {
             let shown: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
             return Err(Error::conflict(format!(
@@ -487,7 +492,7 @@ impl<'a> StorageService<'a> {
             .with_context("upload", upload.to_string()));
         }
         let tags: Vec<String> = parts.into_iter().map(|p| p.tag).collect();
-        let key = format!("{}{}", workspace_prefix(id), record.path);
+        let key = object_key(id, &record.path);
         let meta = self
             .store()?
             .complete_upload(&key, &record.handle(), &tags)
@@ -508,10 +513,7 @@ impl<'a> StorageService<'a> {
             .upload_record(caller, id, upload, Scope::StorageWrite)
             .await?;
         self.store()?
-            .abort_upload(
-                &format!("{}{}", workspace_prefix(id), record.path),
-                &record.handle(),
-            )
+            .abort_upload(&object_key(id, &record.path), &record.handle())
             .await?;
         self.engine.database().uploads().delete(upload).await?;
         Ok(())
@@ -519,7 +521,7 @@ impl<'a> StorageService<'a> {
 
     /// Frees the store's side of an upload, logging a failure (the store expires it too).
     async fn abandon(&self, store: &dyn StorageProvider, record: &UploadRecord) -> bool {
-        let key = format!("{}{}", workspace_prefix(record.workspace_id), record.path);
+        let key = object_key(record.workspace_id, &record.path);
         match store.abort_upload(&key, &record.handle()).await {
             Ok(()) => true,
             Err(e) => {
@@ -531,7 +533,7 @@ impl<'a> StorageService<'a> {
 
     /// Abandons the uploads that expired at `now` (or all of `workspace`'s): frees their parts
     /// and forgets them. Returns how many were abandoned and how many could not be.
-    pub(crate) async fn expire_uploads_of(
+    pub(crate) async fn abandon_uploads(
         &self,
         now: DateTime<Utc>,
         workspace: Option<WorkspaceId>,
@@ -561,11 +563,6 @@ impl<'a> StorageService<'a> {
         }
     }
 
-    /// Abandons the uploads that expired at `now`.
-    pub(crate) async fn expire_uploads(&self, now: DateTime<Utc>) -> Result<(usize, usize)> {
-        self.expire_uploads_of(now, None).await
-    }
-
     /// The metadata of the object at `path`.
     pub async fn head(
         &self,
@@ -577,7 +574,7 @@ impl<'a> StorageService<'a> {
         validate_object_path(path)?;
         let meta = self
             .store()?
-            .head(&format!("{}{path}", workspace_prefix(id)))
+            .head(&object_key(id, path))
             .await
             .map_err(|e| object_error(e, path))?;
         Ok(self.object(id, meta))
@@ -597,10 +594,7 @@ impl<'a> StorageService<'a> {
         validate_object_path(path)?;
         let got = self
             .store()?
-            .get(
-                &format!("{}{path}", workspace_prefix(id)),
-                GetOptions { range, if_match },
-            )
+            .get(&object_key(id, path), GetOptions { range, if_match })
             .await
             .map_err(|e| object_error(e, path))?;
         Ok(Download {
@@ -614,9 +608,7 @@ impl<'a> StorageService<'a> {
     pub async fn delete(&self, caller: &Principal, id: WorkspaceId, path: &str) -> Result<()> {
         self.workspace(caller, id, Scope::StorageWrite).await?;
         validate_object_path(path)?;
-        self.store()?
-            .delete(&format!("{}{path}", workspace_prefix(id)))
-            .await
+        self.store()?.delete(&object_key(id, path)).await
     }
 
     /// A page of the workspace's objects in path order.
@@ -695,7 +687,7 @@ impl<'a> StorageService<'a> {
             .store()?
             .presign(
                 method,
-                &format!("{}{}", workspace_prefix(id), request.path),
+                &object_key(id, &request.path),
                 Duration::from_secs(secs),
             )
             .await?;
@@ -730,7 +722,7 @@ impl<'a> StorageService<'a> {
     /// Removes every object and upload of a workspace (when it is deleted).
     pub(crate) async fn remove_all(&self, id: WorkspaceId) -> Result<u64> {
         let (_, failed) = self
-            .expire_uploads_of(self.engine.clock().now(), Some(id))
+            .abandon_uploads(self.engine.clock().now(), Some(id))
             .await?;
         if failed > 0 {
             return Err(Error::unavailable(format!(

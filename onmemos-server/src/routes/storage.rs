@@ -16,8 +16,8 @@ use onmemos_core::api::{
     StoredObject,
 };
 use onmemos_core::id::{UploadId, WorkspaceId};
-use onmemos_core::model::{StorageUsage, Upload as PartsUpload, UploadPart};
-use onmemos_core::services::Upload;
+use onmemos_core::model::{StorageUsage, Upload, UploadPart};
+use onmemos_core::services::UploadOptions;
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
@@ -279,7 +279,7 @@ pub(crate) async fn put_object(
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let upload = Upload {
+    let upload = UploadOptions {
         length: content_length(&headers)?,
         content_type: text(header::CONTENT_TYPE).map(str::to_owned),
         if_absent: text(header::IF_NONE_MATCH).is_some_and(|v| v.trim() == "*"),
@@ -461,13 +461,13 @@ pub(crate) async fn usage(
 #[utoipa::path(post, path = "/v1/workspaces/{workspace_id}/uploads", tag = "storage",
     params(("workspace_id" = WorkspaceId, Path, description = "The workspace's id")),
     request_body = CreateUpload,
-    responses((status = 201, body = PartsUpload), (status = "4XX", body = ErrorBody)))]
+    responses((status = 201, body = Upload), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn create_upload(
     State(s): State<AppState>,
     Auth(p): Auth,
     ApiPath(id): ApiPath<WorkspaceId>,
     ApiJson(body): ApiJson<CreateUpload>,
-) -> Result<(StatusCode, Json<PartsUpload>), ApiError> {
+) -> Result<(StatusCode, Json<Upload>), ApiError> {
     let upload = s.engine.storage().create_upload(&p, id, &body).await?;
     Ok((StatusCode::CREATED, Json(upload)))
 }
@@ -476,12 +476,12 @@ pub(crate) async fn create_upload(
 #[utoipa::path(get, path = "/v1/workspaces/{workspace_id}/uploads/{upload_id}", tag = "storage",
     params(("workspace_id" = WorkspaceId, Path, description = "The workspace's id"),
         ("upload_id" = UploadId, Path, description = "The upload's id")),
-    responses((status = 200, body = PartsUpload), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, body = Upload), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn get_upload(
     State(s): State<AppState>,
     Auth(p): Auth,
     at: UploadPath,
-) -> Result<Json<PartsUpload>, ApiError> {
+) -> Result<Json<Upload>, ApiError> {
     let upload = s
         .engine
         .storage()

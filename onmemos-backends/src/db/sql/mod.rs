@@ -56,10 +56,12 @@ pub struct SqlDatabase {
 
 impl SqlDatabase {
     /// Runs a lease claim — `$1` the holder, `$2` now, `$3` the lease's end, `$4` the most rows
-    /// — in this dialect's text (`(sqlite, postgres)`), returning the claimed rows.
+    /// — returning the claimed rows. `claim` is an `UPDATE … WHERE key IN (SELECT …` left open:
+    /// this closes the sub-select the dialect's way (PostgreSQL skips rows another replica has
+    /// locked) and returns every column.
     pub(crate) async fn claim_rows(
         &self,
-        sql: (&'static str, &'static str),
+        claim: &'static str,
         holder: &str,
         now: chrono::DateTime<chrono::Utc>,
         until: chrono::DateTime<chrono::Utc>,
@@ -67,10 +69,11 @@ impl SqlDatabase {
         what: &'static str,
     ) -> Result<Vec<sqlx::any::AnyRow>> {
         let sql = match self.dialect {
-            Dialect::Sqlite => sql.0,
-            Dialect::Postgres => sql.1,
+            Dialect::Sqlite => format!("{claim}) RETURNING *"),
+            Dialect::Postgres => format!("{claim} FOR UPDATE SKIP LOCKED) RETURNING *"),
         };
-        sqlx::query(sql)
+        // Built from constants only: the values are bound.
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(holder)
             .bind(rows::ms(now))
             .bind(rows::ms(until))

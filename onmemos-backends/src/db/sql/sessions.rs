@@ -26,16 +26,12 @@ const COLUMNS: &str = "id, workspace_id, owner_id, template_id, status, placemen
     warned";
 
 /// The claim of due sessions, without the end of its sub-select (the dialects lock differently).
-macro_rules! claim {
-    () => {
-        "UPDATE sessions SET lease_holder = $1, lease_until = $3
-         WHERE id IN (
-             SELECT id FROM sessions
-             WHERE status = 'running' AND next_check_at <= $2
-               AND (lease_until IS NULL OR lease_until <= $2)
-             ORDER BY next_check_at LIMIT $4"
-    };
-}
+const CLAIM: &str = "UPDATE sessions SET lease_holder = $1, lease_until = $3
+     WHERE id IN (
+         SELECT id FROM sessions
+         WHERE status = 'running' AND next_check_at <= $2
+           AND (lease_until IS NULL OR lease_until <= $2)
+         ORDER BY next_check_at LIMIT $4";
 
 /// `INSERT` of every column, `$1` the id.
 static INSERT: LazyLock<String> = LazyLock::new(|| {
@@ -284,12 +280,8 @@ impl SessionRepo for SqlDatabase {
         until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<SessionRecord>> {
-        let sql = (
-            concat!(claim!(), ") RETURNING *"),
-            concat!(claim!(), " FOR UPDATE SKIP LOCKED) RETURNING *"),
-        );
         let rows = self
-            .claim_rows(sql, holder, now, until, limit, "claim due sessions")
+            .claim_rows(CLAIM, holder, now, until, limit, "claim due sessions")
             .await?;
         rows.iter().map(record_from).collect()
     }

@@ -14,16 +14,12 @@ use super::error::SqlxResultExt;
 use super::rows::{at, i64_of, int, ms, parse};
 
 /// The lease of due records, without the end of its sub-select (the dialects lock differently).
-macro_rules! claim {
-    () => {
-        "UPDATE storage_usage SET lease_holder = $1, lease_until = $3
-         WHERE workspace_id IN (
-             SELECT workspace_id FROM storage_usage
-             WHERE (next_sample_at <= $2 OR pending_micros IS NOT NULL)
-               AND (lease_until IS NULL OR lease_until <= $2)
-             ORDER BY next_sample_at LIMIT $4"
-    };
-}
+const CLAIM: &str = "UPDATE storage_usage SET lease_holder = $1, lease_until = $3
+     WHERE workspace_id IN (
+         SELECT workspace_id FROM storage_usage
+         WHERE (next_sample_at <= $2 OR pending_micros IS NOT NULL)
+           AND (lease_until IS NULL OR lease_until <= $2)
+         ORDER BY next_sample_at LIMIT $4";
 
 fn record_from(row: &AnyRow) -> Result<StorageUsageRecord> {
     let num = |c: &'static str| -> Result<i64> { row.try_get(c).db_context("read storage_usage") };
@@ -81,12 +77,15 @@ impl StorageUsageRepo for SqlDatabase {
         until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<StorageUsageRecord>> {
-        let sql = (
-            concat!(claim!(), ") RETURNING *"),
-            concat!(claim!(), " FOR UPDATE SKIP LOCKED) RETURNING *"),
-        );
         let rows = self
-            .claim_rows(sql, holder, now, until, limit, "claim due storage samples")
+            .claim_rows(
+                CLAIM,
+                holder,
+                now,
+                until,
+                limit,
+                "claim due storage samples",
+            )
             .await?;
         rows.iter().map(record_from).collect()
     }
