@@ -3,17 +3,19 @@
 //! Engines (spot placement, bin packing, rightsizing, office hours) live in `onmemos-optimizer`;
 //! each implements this trait. They are pure computation over the snapshot.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::Result;
 use crate::model::MicroCredits;
 
 /// What an optimizer engine produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecommendationKind {
     /// Move a workload to spot or on-demand capacity, or change instance types.
@@ -37,7 +39,7 @@ pub struct OptimizerCapabilities {
 }
 
 /// Spot or on-demand capacity of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CapacityType {
     /// Regular capacity.
@@ -47,7 +49,7 @@ pub enum CapacityType {
 }
 
 /// An amount of each schedulable resource.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ResourceVector {
     /// Thousandths of a vCPU.
     pub cpu_millis: u64,
@@ -59,8 +61,55 @@ pub struct ResourceVector {
     pub pods: u32,
 }
 
+/// How a taint repels pods that do not tolerate it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum TaintEffect {
+    /// New pods that do not tolerate the taint are not scheduled on the node.
+    NoSchedule,
+    /// The scheduler avoids the node for such pods but may still use it.
+    PreferNoSchedule,
+    /// Such pods are not scheduled, and running ones are evicted.
+    NoExecute,
+}
+
+/// A node taint (`key=value:Effect`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Taint {
+    /// Taint key.
+    pub key: String,
+    /// Taint value, if any.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Its effect.
+    pub effect: TaintEffect,
+}
+
+/// A pod toleration, matched as Kubernetes matches them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Toleration {
+    /// The key it tolerates; `None` tolerates every taint (operator `Exists` with no key).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The value it requires; `None` tolerates any value (operator `Exists`).
+    #[serde(default)]
+    pub value: Option<String>,
+    /// The effect it tolerates; `None` tolerates every effect.
+    #[serde(default)]
+    pub effect: Option<TaintEffect>,
+}
+
+impl Toleration {
+    /// Whether this toleration tolerates `taint`.
+    pub fn tolerates(&self, taint: &Taint) -> bool {
+        let key = self.key.as_deref().is_none_or(|k| k == taint.key);
+        let value = self.value.is_none() || self.value == taint.value;
+        let effect = self.effect.is_none_or(|e| e == taint.effect);
+        key && value && effect
+    }
+}
+
 /// A node of the cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NodeInfo {
     /// Node name.
     pub name: String,
@@ -74,10 +123,32 @@ pub struct NodeInfo {
     pub allocatable: ResourceVector,
     /// Price per hour in micro-credits.
     pub price_per_hour: MicroCredits,
+    /// Node labels, matched by pods' node selectors.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Node taints.
+    #[serde(default)]
+    pub taints: Vec<Taint>,
+}
+
+/// A container's resource usage: samples at a fixed step from `start`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UsageSeries {
+    /// Time of the first sample.
+    pub start: DateTime<Utc>,
+    /// Seconds between samples.
+    pub step_secs: u32,
+    /// CPU used in each step, in thousandths of a vCPU.
+    pub cpu_millis: Vec<u32>,
+    /// Memory working set at each step, in bytes.
+    pub memory_bytes: Vec<u64>,
+    /// Out-of-memory kills seen over the series.
+    #[serde(default)]
+    pub oom_kills: u32,
 }
 
 /// A pod of the cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PodInfo {
     /// `namespace/name`.
     pub name: String,
@@ -85,27 +156,185 @@ pub struct PodInfo {
     pub owner: Option<String>,
     /// What it requests.
     pub requests: ResourceVector,
+    /// Its limits, if set.
+    #[serde(default)]
+    pub limits: Option<ResourceVector>,
     /// The node it runs on, if scheduled.
     pub node: Option<String>,
     /// Whether it is a daemonset pod (moves with its node).
     pub daemonset: bool,
     /// Scheduling priority.
     pub priority: i32,
+    /// Labels a node must carry for the pod to run there.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints it tolerates.
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+    /// Its usage history, for rightsizing.
+    #[serde(default)]
+    pub usage: Option<UsageSeries>,
+}
+
+impl PodInfo {
+    /// Whether the pod may run on `node` by its node selector and the node's taints
+    /// (`PreferNoSchedule` taints do not forbid).
+    pub fn can_run_on(&self, node: &NodeInfo) -> bool {
+        self.node_selector
+            .iter()
+            .all(|(k, v)| node.labels.get(k) == Some(v))
+            && node.taints.iter().all(|taint| {
+                taint.effect == TaintEffect::PreferNoSchedule
+                    || self.tolerations.iter().any(|t| t.tolerates(taint))
+            })
+    }
+}
+
+/// At most `max_unavailable` pods of `owner` may be evicted at once (a PodDisruptionBudget).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DisruptionBudget {
+    /// Its name.
+    pub name: String,
+    /// The controller whose pods it protects (`Deployment/web`).
+    pub owner: String,
+    /// Pods that may be evicted at once.
+    pub max_unavailable: u32,
+}
+
+/// A kind of node that may be bought: a type in a zone at a price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NodeOffering {
+    /// Instance or machine type.
+    pub instance_type: String,
+    /// Availability zone.
+    pub zone: String,
+    /// Spot or on-demand.
+    pub capacity_type: CapacityType,
+    /// What pods can use on such a node.
+    pub allocatable: ResourceVector,
+    /// Price per hour in micro-credits.
+    pub price_per_hour: MicroCredits,
+    /// For spot offerings: the Spot Advisor interruption band (0 `<5%` … 4 `>20%`), if known.
+    #[serde(default)]
+    pub interruption_band: Option<u8>,
+    /// Labels such a node carries.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Taints such a node carries.
+    #[serde(default)]
+    pub taints: Vec<Taint>,
+}
+
+/// A workload to place on spot or on-demand capacity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkloadInfo {
+    /// The controller (`Deployment/web`).
+    pub name: String,
+    /// Replicas it runs.
+    pub replicas: u32,
+    /// What each replica requests.
+    pub requests: ResourceVector,
+    /// Whether it tolerates interruptions at all (stateless, checkpointed…).
+    #[serde(default = "default_true")]
+    pub interruptible: bool,
+    /// Its own bound on a pool's monthly interruption probability, tighter than the policy's.
+    #[serde(default)]
+    pub max_interruption_risk: Option<f64>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A point-in-time view of a cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterSnapshot {
     /// When it was taken.
     pub taken_at: DateTime<Utc>,
+    /// The cloud region (`us-east-1`), if known.
+    #[serde(default)]
+    pub region: Option<String>,
     /// Nodes.
     pub nodes: Vec<NodeInfo>,
     /// Pods.
     pub pods: Vec<PodInfo>,
+    /// Pod disruption budgets.
+    #[serde(default)]
+    pub disruption_budgets: Vec<DisruptionBudget>,
+    /// Node kinds that may be bought; empty means the optimizer's own catalog for `region`.
+    #[serde(default)]
+    pub offerings: Vec<NodeOffering>,
+    /// Workloads to place; empty means one per pod owner, from the pods.
+    #[serde(default)]
+    pub workloads: Vec<WorkloadInfo>,
+}
+
+/// An office-hours schedule: the workloads run on `weekdays` from `wake` to `sleep`, local time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OfficeHoursSchedule {
+    /// Its name.
+    pub name: String,
+    /// The controllers it scales (`Deployment/web`).
+    pub workloads: Vec<String>,
+    /// Days it is awake (`mon` … `sun`).
+    pub weekdays: Vec<String>,
+    /// Local wake-up time, `HH:MM`.
+    pub wake: String,
+    /// Local sleep time, `HH:MM`; before `wake` means the awake span crosses midnight.
+    pub sleep: String,
+    /// IANA time zone (`Europe/Paris`).
+    pub time_zone: String,
+    /// Local dates it stays asleep all day (`2026-12-25`).
+    #[serde(default)]
+    pub exclusions: Vec<String>,
+    /// Replicas while asleep.
+    #[serde(default)]
+    pub sleep_replicas: u32,
+}
+
+/// The bounds an optimizer works within.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct OptimizerPolicy {
+    /// Largest share of a workload's replicas on spot capacity, in [0, 1].
+    pub max_spot_share: f64,
+    /// Fewest distinct instance types a spot workload is spread over.
+    pub min_instance_types: u32,
+    /// Fewest distinct zones a spot workload is spread over.
+    pub min_zones: u32,
+    /// Largest monthly interruption probability of a spot pool chosen, in [0, 1].
+    pub max_interruption_risk: f64,
+    /// Most nodes one consolidation may drain.
+    pub max_drained_nodes: u32,
+    /// Office-hours schedules.
+    pub schedules: Vec<OfficeHoursSchedule>,
+}
+
+impl Default for OptimizerPolicy {
+    fn default() -> Self {
+        Self {
+            max_spot_share: 0.7,
+            min_instance_types: 3,
+            min_zones: 2,
+            max_interruption_risk: 0.15,
+            max_drained_nodes: 10,
+            schedules: Vec::new(),
+        }
+    }
+}
+
+/// What an optimizer is asked: a snapshot, and the policy to respect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OptimizationRequest {
+    /// The cluster.
+    pub snapshot: ClusterSnapshot,
+    /// The bounds.
+    #[serde(default)]
+    pub policy: OptimizerPolicy,
 }
 
 /// One suggested change, with what it saves and what it risks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Recommendation {
     /// The kind of change.
     pub kind: RecommendationKind,
@@ -117,6 +346,9 @@ pub struct Recommendation {
     pub monthly_savings: MicroCredits,
     /// Probability in [0, 1] that the change causes a disruption.
     pub risk: f64,
+    /// Why: the figures behind it and the alternatives that lost.
+    #[serde(default)]
+    pub details: Vec<String>,
 }
 
 /// An optimizer engine.
@@ -125,5 +357,5 @@ pub trait Optimizer: Send + Sync + Debug + 'static {
     /// What this engine supports.
     fn capabilities(&self) -> OptimizerCapabilities;
     /// Recommendations for the snapshot.
-    async fn recommend(&self, snapshot: &ClusterSnapshot) -> Result<Vec<Recommendation>>;
+    async fn recommend(&self, request: &OptimizationRequest) -> Result<Vec<Recommendation>>;
 }
