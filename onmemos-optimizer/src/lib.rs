@@ -19,7 +19,9 @@
 //! `docs/optimizer.md` describes each algorithm, its parameters and its limits.
 
 pub mod catalog;
+pub mod packing;
 pub mod risk;
+pub mod synthetic;
 
 pub use onmemos_core::ports::optimizer::{
     ClusterSnapshot, NodeInfo, OptimizationRequest, OptimizerPolicy, PodInfo, Recommendation,
