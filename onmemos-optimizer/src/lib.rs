@@ -19,6 +19,7 @@
 //! `docs/optimizer.md` describes each algorithm, its parameters and its limits.
 
 pub mod catalog;
+pub mod office_hours;
 pub mod packing;
 pub mod risk;
 pub mod synthetic;
