@@ -93,6 +93,13 @@ pub struct SpotAdvice {
     pub savings_pct: i32,
 }
 
+impl SpotAdvice {
+    /// The spot price for an on-demand price: `on_demand × (1 − savings)`, rounded down.
+    pub fn spot_price(&self, on_demand: MicroCredits) -> MicroCredits {
+        on_demand * i64::from(100 - self.savings_pct) / 100
+    }
+}
+
 /// One pool the Spot Advisor reports on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PoolKey {
@@ -407,6 +414,20 @@ fn price_field(source: &str, line: usize, column: &str, value: &str) -> Result<M
     })
 }
 
+/// [`price_field`] for a column that may be empty.
+fn optional_price_field(
+    source: &str,
+    line: usize,
+    column: &str,
+    value: &str,
+) -> Result<Option<MicroCredits>> {
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        price_field(source, line, column, value).map(Some)
+    }
+}
+
 /// Parses an on-demand price table, `region,instance_type,usd_per_hour`.
 pub fn parse_on_demand_csv(text: &str) -> Result<Vec<OnDemandPrice>> {
     const SRC: &str = "on-demand price table";
@@ -463,11 +484,7 @@ pub fn parse_gce_machine_csv(text: &str) -> Result<Vec<GceMachinePrice>> {
         Ok(GceMachinePrice {
             machine_type: f[0].to_owned(),
             on_demand: price_field(SRC, line, "usd_per_hour_ondemand", f[1])?,
-            preemptible: if f[2].is_empty() {
-                None
-            } else {
-                Some(price_field(SRC, line, "usd_per_hour_preemptible", f[2])?)
-            },
+            preemptible: optional_price_field(SRC, line, "usd_per_hour_preemptible", f[2])?,
         })
     })
     .collect()
@@ -567,16 +584,7 @@ pub fn parse_gce_addon_csv(text: &str) -> Result<Vec<GceAddonPrice>> {
             item_type: f[0].to_owned(),
             item: f[1].to_owned(),
             on_demand: price_field(SRC, line, "usd_per_unit_hour_ondemand", f[3])?,
-            preemptible: if f[4].is_empty() {
-                None
-            } else {
-                Some(price_field(
-                    SRC,
-                    line,
-                    "usd_per_unit_hour_preemptible",
-                    f[4],
-                )?)
-            },
+            preemptible: optional_price_field(SRC, line, "usd_per_unit_hour_preemptible", f[4])?,
         })
     })
     .collect()
@@ -619,7 +627,7 @@ impl Catalog {
             os: OperatingSystem::Linux,
             instance_type: instance_type.to_owned(),
         })?;
-        Some(od * i64::from(100 - advice.savings_pct) / 100)
+        Some(advice.spot_price(od))
     }
 
     /// Every offering in `region` for each of `zones`: on-demand where priced, spot where the
@@ -652,8 +660,7 @@ impl Catalog {
                 };
                 out.push(offering(CapacityType::OnDemand, od, None));
                 if let Some(a) = advice {
-                    let spot = od * i64::from(100 - a.savings_pct) / 100;
-                    out.push(offering(CapacityType::Spot, spot, Some(a.band)));
+                    out.push(offering(CapacityType::Spot, a.spot_price(od), Some(a.band)));
                 }
             }
         }

@@ -226,7 +226,7 @@ impl<'a> Problem<'a> {
             .map(|pod| {
                 class_repr
                     .iter()
-                    .map(|(labels, taints)| pod.is_some_and(|p| can_run(p, labels, taints)))
+                    .map(|(labels, taints)| pod.is_some_and(|p| p.can_run_with(labels, taints)))
                     .collect()
             })
             .collect();
@@ -253,7 +253,7 @@ impl<'a> Problem<'a> {
             .map(|o| {
                 let mut cap = res(&o.allocatable);
                 for (need, pod) in daemonsets.values() {
-                    if can_run(pod, &o.labels, &o.taints) {
+                    if pod.can_run_with(&o.labels, &o.taints) {
                         for i in 0..4 {
                             cap[i] = cap[i].saturating_sub(need[i]);
                         }
@@ -279,12 +279,14 @@ impl<'a> Problem<'a> {
                 let group = pod_group[p];
                 !pod.daemonset
                     && (pod.node.is_some()
-                        || node_cap.iter().zip(&node_class).any(|(cap, &c)| {
-                            compatible_at(&compatible, group, c) && fits(&[0; 4], &need, cap)
-                        })
-                        || offering_cap.iter().zip(&offering_class).any(|(cap, &c)| {
-                            compatible_at(&compatible, group, c) && fits(&[0; 4], &need, cap)
-                        }))
+                        || node_cap
+                            .iter()
+                            .zip(&node_class)
+                            .any(|(cap, &c)| compatible[group][c] && fits(&[0; 4], &need, cap))
+                        || offering_cap
+                            .iter()
+                            .zip(&offering_class)
+                            .any(|(cap, &c)| compatible[group][c] && fits(&[0; 4], &need, cap)))
             })
             .collect();
         let problem = Self {
@@ -388,14 +390,14 @@ impl<'a> Problem<'a> {
         }
         // The exact optimum over CPU and memory alone, every column treated as unlimited (a
         // relaxation, so still a bound): the best vertex of the two-variable dual.
-        let mut distinct: Vec<(Res, f64, bool)> = Vec::new();
+        let mut distinct: Vec<(Res, f64)> = Vec::new();
         {
             let mut cheapest: HashMap<Res, f64> = HashMap::new();
             for (cap, cost, _) in &columns {
                 let c = cheapest.entry(*cap).or_insert(*cost);
                 *c = c.min(*cost);
             }
-            distinct.extend(cheapest.into_iter().map(|(cap, cost)| (cap, cost, false)));
+            distinct.extend(cheapest);
             distinct.sort_by_key(|c| c.0);
         }
         let try_point = |l: [f64; 4], best: &mut [f64; 4], best_value: &mut f64| {
@@ -404,7 +406,7 @@ impl<'a> Problem<'a> {
             }
             if distinct
                 .iter()
-                .all(|(cap, cost, _)| value(&l, cap) <= cost * (1.0 + 1e-12))
+                .all(|(cap, cost)| value(&l, cap) <= cost * (1.0 + 1e-12))
             {
                 let v = objective(&l);
                 if v > *best_value {
@@ -413,8 +415,8 @@ impl<'a> Problem<'a> {
                 }
             }
         };
-        for (i, (a, ca, _)) in distinct.iter().enumerate() {
-            for (b, cb, _) in &distinct[i + 1..] {
+        for (i, (a, ca)) in distinct.iter().enumerate() {
+            for (b, cb) in &distinct[i + 1..] {
                 let det = a[0] as f64 * b[1] as f64 - a[1] as f64 * b[0] as f64;
                 if det.abs() < 1e-9 {
                     continue;
@@ -483,23 +485,26 @@ impl<'a> Problem<'a> {
         }
     }
 
-    fn existing_bin(&self, n: usize) -> Bin {
+    /// An empty bin of an existing node or of an offering.
+    fn bin(&self, source: Source) -> Bin {
+        let (cap, price, class) = match source {
+            Source::Existing(n) => (
+                self.node_cap[n],
+                self.snapshot.nodes[n].price_per_hour,
+                self.node_class[n],
+            ),
+            Source::Offering(o) => (
+                self.offering_cap[o],
+                self.offerings[o].price_per_hour,
+                self.offering_class[o],
+            ),
+        };
         Bin {
-            cap: self.node_cap[n],
+            cap,
             used: [0; 4],
-            price: self.snapshot.nodes[n].price_per_hour,
-            class: self.node_class[n],
-            source: Source::Existing(n),
-        }
-    }
-
-    fn offering_bin(&self, o: usize) -> Bin {
-        Bin {
-            cap: self.offering_cap[o],
-            used: [0; 4],
-            price: self.offerings[o].price_per_hour,
-            class: self.offering_class[o],
-            source: Source::Offering(o),
+            price,
+            class,
+            source,
         }
     }
 
@@ -517,24 +522,10 @@ impl<'a> Problem<'a> {
     }
 }
 
-fn compatible_at(compatible: &[Vec<bool>], group: usize, class: usize) -> bool {
-    compatible[group][class]
-}
-
 fn with_slot(r: &ResourceVector) -> Res {
     let mut need = res(r);
     need[3] = need[3].max(1);
     need
-}
-
-fn can_run(pod: &PodInfo, labels: &BTreeMap<String, String>, taints: &[Taint]) -> bool {
-    pod.node_selector
-        .iter()
-        .all(|(k, v)| labels.get(k) == Some(v))
-        && taints.iter().all(|taint| {
-            taint.effect == onmemos_core::ports::optimizer::TaintEffect::PreferNoSchedule
-                || pod.tolerations.iter().any(|t| t.tolerates(taint))
-        })
 }
 
 /// A plan under construction: bins and where each pod sits.
@@ -550,7 +541,7 @@ impl State {
     /// Bins of existing nodes with their current pods; unscheduled pods left unplaced.
     fn current(problem: &Problem<'_>) -> Self {
         let mut bins: Vec<Bin> = (0..problem.snapshot.nodes.len())
-            .map(|n| problem.existing_bin(n))
+            .map(|n| problem.bin(Source::Existing(n)))
             .collect();
         let mut at = vec![None; problem.snapshot.pods.len()];
         for (p, pod) in problem.snapshot.pods.iter().enumerate() {
@@ -565,6 +556,31 @@ impl State {
             at,
             unplaceable: Vec::new(),
         }
+    }
+
+    /// Only the nodes that hold pinned pods, with those pods (open, and marked in `used`):
+    /// where a fresh packing starts.
+    fn pinned(problem: &Problem<'_>, used: &mut [bool]) -> (Self, Vec<bool>) {
+        let mut state = Self {
+            bins: Vec::new(),
+            at: vec![None; problem.snapshot.pods.len()],
+            unplaceable: Vec::new(),
+        };
+        let mut bin_of_node = HashMap::new();
+        for (p, pod) in problem.snapshot.pods.iter().enumerate() {
+            if let (true, false, Some(node)) = (problem.pinned(p), pod.daemonset, &pod.node) {
+                let n = problem.node_index[node.as_str()];
+                let b = *bin_of_node.entry(n).or_insert_with(|| {
+                    used[n] = true;
+                    state.bins.push(problem.bin(Source::Existing(n)));
+                    state.bins.len() - 1
+                });
+                add(&mut state.bins[b].used, &with_slot(&pod.requests));
+                state.at[p] = Some(b);
+            }
+        }
+        let open = vec![true; state.bins.len()];
+        (state, open)
     }
 
     fn cost(&self, open: &[bool]) -> MicroCredits {
@@ -641,22 +657,15 @@ fn place_with(
     let mut offerings: Vec<usize> = cheapest.into_values().collect();
     offerings.sort_unstable();
     kinds.extend(offerings.into_iter().map(Source::Offering));
-    let nodes = problem.snapshot.nodes.len();
-    let kind_index = |c: Source| match c {
-        Source::Existing(n) => n,
-        Source::Offering(o) => nodes + o,
-    };
-    let mut near_lp = vec![false; nodes + problem.offerings.len()];
-    for &c in &kinds {
-        let (cap, price) = match c {
-            Source::Existing(n) => (
-                problem.node_cap[n],
-                problem.snapshot.nodes[n].price_per_hour,
-            ),
-            Source::Offering(o) => (problem.offering_cap[o], problem.offerings[o].price_per_hour),
-        };
-        near_lp[kind_index(c)] = value(&problem.lambda, &cap) >= (1.0 - LP_SLACK) * price as f64;
-    }
+    // Each kind's empty bin, and whether the LP would buy it (reduced cost within `LP_SLACK`).
+    let kinds: Vec<(Bin, bool)> = kinds
+        .into_iter()
+        .map(|c| {
+            let bin = problem.bin(c);
+            let near = value(&problem.lambda, &bin.cap) >= (1.0 - LP_SLACK) * bin.price as f64;
+            (bin, near)
+        })
+        .collect();
 
     let mut done = vec![false; items.len()];
     for (i, it) in items.iter().enumerate() {
@@ -688,37 +697,20 @@ fn place_with(
             Some((b, _)) => Some(b),
             None => {
                 let ahead = &items[i + 1..items.len().min(i + 1 + LOOKAHEAD)];
-                let mut choice: Option<(Source, f64)> = None;
-                // Kinds the LP would buy (reduced cost within `LP_SLACK`) first; any kind only
-                // when none of those can take the item.
-                let usable = |c: &Source| match *c {
-                    Source::Existing(n) => {
-                        !used_existing[n]
-                            && problem.compatible[it.group][problem.node_class[n]]
-                            && fits(&[0; 4], &it.need, &problem.node_cap[n])
-                    }
-                    Source::Offering(o) => {
-                        problem.compatible[it.group][problem.offering_class[o]]
-                            && fits(&[0; 4], &it.need, &problem.offering_cap[o])
-                    }
-                };
-                let near: Vec<Source> = kinds
+                let usable: Vec<&(Bin, bool)> = kinds
                     .iter()
-                    .copied()
-                    .filter(|c| near_lp[kind_index(*c)] && usable(c))
+                    .filter(|(bin, _)| {
+                        !matches!(bin.source, Source::Existing(n) if used_existing[n])
+                            && problem.compatible[it.group][bin.class]
+                            && fits(&[0; 4], &it.need, &bin.cap)
+                    })
                     .collect();
-                let pool = if near.is_empty() { &kinds } else { &near };
-                for &c in pool {
-                    let bin = match c {
-                        Source::Existing(n) if !used_existing[n] => problem.existing_bin(n),
-                        Source::Existing(_) => continue,
-                        Source::Offering(o) => problem.offering_bin(o),
-                    };
-                    if !problem.compatible[it.group][bin.class]
-                        || !fits(&[0; 4], &it.need, &bin.cap)
-                    {
-                        continue;
-                    }
+                // The kinds the LP would buy; any kind only when none of those can take it.
+                let near: Vec<&(Bin, bool)> =
+                    usable.iter().copied().filter(|(_, near)| *near).collect();
+                let pool = if near.is_empty() { usable } else { near };
+                let mut choice: Option<(&Bin, f64)> = None;
+                for (bin, _) in pool {
                     // Fill it greedily with the items to come.
                     let mut filled = it.need;
                     for next in ahead {
@@ -730,18 +722,14 @@ fn place_with(
                     }
                     let score = (value(lambda, &filled) + 1e-9) / (bin.price.max(1) as f64);
                     if choice.is_none_or(|(_, s)| score > s) {
-                        choice = Some((c, score));
+                        choice = Some((bin, score));
                     }
                 }
-                choice.map(|(c, _)| {
-                    let bin = match c {
-                        Source::Existing(n) => {
-                            used_existing[n] = true;
-                            problem.existing_bin(n)
-                        }
-                        Source::Offering(o) => problem.offering_bin(o),
-                    };
-                    state.bins.push(bin);
+                choice.map(|(bin, _)| {
+                    if let Source::Existing(n) = bin.source {
+                        used_existing[n] = true;
+                    }
+                    state.bins.push(bin.clone());
                     open.push(true);
                     state.bins.len() - 1
                 })
@@ -1075,28 +1063,8 @@ fn repack_plan(problem: &Problem<'_>) -> PackingPlan {
 
 fn repack_with(problem: &Problem<'_>) -> PackingPlan {
     let nodes = problem.snapshot.nodes.len();
-    let mut state = State {
-        bins: Vec::new(),
-        at: vec![None; problem.snapshot.pods.len()],
-        unplaceable: Vec::new(),
-    };
-    let mut open = Vec::new();
-    // Nodes holding pinned pods stay, with those pods.
     let mut used = vec![false; nodes];
-    let mut bin_of_node = HashMap::new();
-    for (p, pod) in problem.snapshot.pods.iter().enumerate() {
-        if problem.pinned(p) && !pod.daemonset {
-            let n = problem.node_index[pod.node.as_deref().unwrap_or_default()];
-            let b = *bin_of_node.entry(n).or_insert_with(|| {
-                used[n] = true;
-                state.bins.push(problem.existing_bin(n));
-                open.push(true);
-                state.bins.len() - 1
-            });
-            add(&mut state.bins[b].used, &with_slot(&pod.requests));
-            state.at[p] = Some(b);
-        }
-    }
+    let (mut state, mut open) = State::pinned(problem, &mut used);
     let mut items: Vec<Item> = (0..problem.snapshot.pods.len())
         .filter(|&p| problem.movable[p] && !problem.pinned(p))
         .map(|p| problem.item(p))
@@ -1190,39 +1158,26 @@ fn improve(
         }
         let groups: Vec<usize> = pods_of[b].iter().map(|&p| problem.pod_group[p]).collect();
         let load = state.bins[b].used;
-        let mut best: Option<(Source, MicroCredits)> = None;
+        let mut best: Option<Bin> = None;
         for &c in candidates {
-            let (cap, price, class) = match c {
-                Source::Existing(n) if used_existing[n] => continue,
-                Source::Existing(n) => (
-                    problem.node_cap[n],
-                    problem.snapshot.nodes[n].price_per_hour,
-                    problem.node_class[n],
-                ),
-                Source::Offering(o) => (
-                    problem.offering_cap[o],
-                    problem.offerings[o].price_per_hour,
-                    problem.offering_class[o],
-                ),
-            };
-            if price < best.map_or(state.bins[b].price, |(_, p)| p)
-                && fits(&[0; 4], &load, &cap)
-                && groups.iter().all(|&g| problem.compatible[g][class])
+            if matches!(c, Source::Existing(n) if used_existing[n]) {
+                continue;
+            }
+            let bin = problem.bin(c);
+            if bin.price < best.as_ref().map_or(state.bins[b].price, |k| k.price)
+                && fits(&[0; 4], &load, &bin.cap)
+                && groups.iter().all(|&g| problem.compatible[g][bin.class])
             {
-                best = Some((c, price));
+                best = Some(bin);
             }
         }
-        if let Some((c, _)) = best {
+        if let Some(mut bin) = best {
             if let Source::Existing(n) = state.bins[b].source {
                 used_existing[n] = false;
             }
-            let mut bin = match c {
-                Source::Existing(n) => {
-                    used_existing[n] = true;
-                    problem.existing_bin(n)
-                }
-                Source::Offering(o) => problem.offering_bin(o),
-            };
+            if let Source::Existing(n) = bin.source {
+                used_existing[n] = true;
+            }
             bin.used = load;
             state.bins[b] = bin;
         }
@@ -1263,25 +1218,8 @@ fn ffd_plan(problem: &Problem<'_>) -> PackingPlan {
             .map(|r| need[r] as f64 / largest[r] as f64)
             .fold(0.0, f64::max)
     };
-    let mut state = State {
-        bins: Vec::new(),
-        at: vec![None; problem.snapshot.pods.len()],
-        unplaceable: Vec::new(),
-    };
-    let mut open: Vec<bool> = Vec::new();
-    let mut bin_of_node = HashMap::new();
-    for (p, pod) in problem.snapshot.pods.iter().enumerate() {
-        if problem.pinned(p) && !pod.daemonset {
-            let n = problem.node_index[pod.node.as_deref().unwrap_or_default()];
-            let b = *bin_of_node.entry(n).or_insert_with(|| {
-                state.bins.push(problem.existing_bin(n));
-                open.push(true);
-                state.bins.len() - 1
-            });
-            add(&mut state.bins[b].used, &with_slot(&pod.requests));
-            state.at[p] = Some(b);
-        }
-    }
+    let mut used = vec![false; problem.snapshot.nodes.len()];
+    let (mut state, mut open) = State::pinned(problem, &mut used);
     let mut items: Vec<(f64, Item)> = (0..problem.snapshot.pods.len())
         .filter(|&p| problem.movable[p] && !problem.pinned(p))
         .map(|p| {
@@ -1302,7 +1240,7 @@ fn ffd_plan(problem: &Problem<'_>) -> PackingPlan {
                         && fits(&[0; 4], &it.need, &problem.offering_cap[o])
                 })
                 .map(|&o| {
-                    state.bins.push(problem.offering_bin(o));
+                    state.bins.push(problem.bin(Source::Offering(o)));
                     open.push(true);
                     state.bins.len() - 1
                 })
@@ -1417,8 +1355,7 @@ fn check_with(
     policy: &OptimizerPolicy,
     plan: &PackingPlan,
 ) -> std::result::Result<(), String> {
-    let (snapshot, offerings) = (problem.snapshot, problem.offerings);
-    let _ = offerings;
+    let snapshot = problem.snapshot;
     let drained: std::collections::HashSet<&str> =
         plan.drained_nodes.iter().map(String::as_str).collect();
     if drained.len() > policy.max_drained_nodes as usize {

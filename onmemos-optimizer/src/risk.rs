@@ -24,7 +24,7 @@ use onmemos_core::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{
-    Architecture, BandRange, OperatingSystem, PoolKey, SpotAdvice, SpotAdvisorFeed, parse_aws_name,
+    Architecture, BandRange, OperatingSystem, PoolKey, SpotAdvisorFeed, parse_aws_name,
 };
 
 /// The shipped model, trained by `train_risk_model` on the public Spot Advisor snapshot.
@@ -112,15 +112,26 @@ fn family_generation(instance_type: &str) -> String {
     )
 }
 
+/// The bands of `pools` (name, band) but the one named `except`.
+fn bands_except(pools: Option<&Vec<(String, u8)>>, except: &str) -> Vec<u8> {
+    pools.map_or_else(Vec::new, |pools| {
+        pools
+            .iter()
+            .filter(|(name, _)| name != except)
+            .map(|(_, band)| *band)
+            .collect()
+    })
+}
+
 impl Neighbours {
-    /// Indexes `pools` (their bands) for neighbour features.
-    pub fn new<'a>(pools: impl IntoIterator<Item = (&'a PoolKey, &'a SpotAdvice)>) -> Self {
+    /// Indexes `pools` (each with its band) for neighbour features.
+    pub fn new<'a>(pools: impl IntoIterator<Item = (&'a PoolKey, u8)>) -> Self {
         let mut n = Self::default();
-        for (key, advice) in pools {
+        for (key, band) in pools {
             n.by_type
                 .entry((key.instance_type.clone(), key.os))
                 .or_default()
-                .push((key.region.clone(), advice.band));
+                .push((key.region.clone(), band));
             n.by_family
                 .entry((
                     key.region.clone(),
@@ -128,39 +139,25 @@ impl Neighbours {
                     family_generation(&key.instance_type),
                 ))
                 .or_default()
-                .push((key.instance_type.clone(), advice.band));
+                .push((key.instance_type.clone(), band));
         }
         n
     }
 
     /// The bands of the same type in other regions.
     pub fn type_elsewhere(&self, key: &PoolKey) -> Vec<u8> {
-        self.by_type
-            .get(&(key.instance_type.clone(), key.os))
-            .map(|v| {
-                v.iter()
-                    .filter(|(r, _)| *r != key.region)
-                    .map(|(_, b)| *b)
-                    .collect()
-            })
-            .unwrap_or_default()
+        let pools = self.by_type.get(&(key.instance_type.clone(), key.os));
+        bands_except(pools, &key.region)
     }
 
     /// The bands of other types of the same family and generation in the same region.
     pub fn family_here(&self, key: &PoolKey) -> Vec<u8> {
-        self.by_family
-            .get(&(
-                key.region.clone(),
-                key.os,
-                family_generation(&key.instance_type),
-            ))
-            .map(|v| {
-                v.iter()
-                    .filter(|(t, _)| *t != key.instance_type)
-                    .map(|(_, b)| *b)
-                    .collect()
-            })
-            .unwrap_or_default()
+        let family = (
+            key.region.clone(),
+            key.os,
+            family_generation(&key.instance_type),
+        );
+        bands_except(self.by_family.get(&family), &key.instance_type)
     }
 
     /// The features of `key`, its own band left out.
@@ -479,7 +476,8 @@ pub fn examples(feed: &SpotAdvisorFeed, held_out: f64) -> (Vec<Example>, Vec<Exa
     let training_pools = feed
         .advice
         .iter()
-        .filter(|(k, _)| !is_held_out(k, held_out));
+        .filter(|(k, _)| !is_held_out(k, held_out))
+        .map(|(k, a)| (k, a.band));
     let neighbours = Neighbours::new(training_pools);
     let mut train = Vec::new();
     let mut test = Vec::new();
@@ -548,7 +546,7 @@ pub fn train(
                 *g += options.l2 * params[i];
             }
         }
-        let (c1, c2) = (1.0 - beta1_pow(beta1, step), 1.0 - beta1_pow(beta2, step));
+        let (c1, c2) = (1.0 - pow_steps(beta1, step), 1.0 - pow_steps(beta2, step));
         for i in 0..=dim {
             m[i] = beta1 * m[i] + (1.0 - beta1) * grad[i];
             v[i] = beta2 * v[i] + (1.0 - beta2) * grad[i] * grad[i];
@@ -569,7 +567,7 @@ pub fn train(
     }
 }
 
-fn beta1_pow(beta: f64, step: u32) -> f64 {
+fn pow_steps(beta: f64, step: u32) -> f64 {
     beta.powi(i32::try_from(step).unwrap_or(i32::MAX))
 }
 
@@ -693,12 +691,7 @@ fn score(
 /// for every pool) and `band midpoint` (the naive lookup: the same type's bands in other
 /// regions — their smoothed frequencies as the distribution, the midpoint of their mean as the
 /// rate — falling back to the prior).
-pub fn evaluate(
-    model: &RiskModel,
-    feed: &SpotAdvisorFeed,
-    train: &[Example],
-    test: &[Example],
-) -> Evaluation {
+pub fn evaluate(model: &RiskModel, train: &[Example], test: &[Example]) -> Evaluation {
     let k = model.bands.len();
     let mut prior = vec![1.0; k];
     for e in train {
@@ -712,7 +705,7 @@ pub fn evaluate(
         .map(|(p, b)| p * b.midpoint())
         .sum();
 
-    let neighbours = Neighbours::new(train.iter().map(|e| (&e.key, &feed.advice[&e.key])));
+    let neighbours = Neighbours::new(train.iter().map(|e| (&e.key, e.band)));
     let observed: Vec<u8> = test.iter().map(|e| e.band).collect();
     let model_preds: Vec<(Vec<f64>, f64)> = test
         .iter()
@@ -766,7 +759,7 @@ pub fn train_and_evaluate(feed: &SpotAdvisorFeed, options: TrainingOptions) -> R
         test_set.len()
     );
     let mut model = train(&feed.bands, &train_set, options, trained_on);
-    model.evaluation = Some(evaluate(&model, feed, &train_set, &test_set));
+    model.evaluation = Some(evaluate(&model, &train_set, &test_set));
     model
 }
 

@@ -180,10 +180,16 @@ impl PodInfo {
     /// Whether the pod may run on `node` by its node selector and the node's taints
     /// (`PreferNoSchedule` taints do not forbid).
     pub fn can_run_on(&self, node: &NodeInfo) -> bool {
+        self.can_run_with(&node.labels, &node.taints)
+    }
+
+    /// Whether the pod may run on a node with these labels and taints (an existing node or
+    /// one that may be bought).
+    pub fn can_run_with(&self, labels: &BTreeMap<String, String>, taints: &[Taint]) -> bool {
         self.node_selector
             .iter()
-            .all(|(k, v)| node.labels.get(k) == Some(v))
-            && node.taints.iter().all(|taint| {
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && taints.iter().all(|taint| {
                 taint.effect == TaintEffect::PreferNoSchedule
                     || self.tolerations.iter().any(|t| t.tolerates(taint))
             })
