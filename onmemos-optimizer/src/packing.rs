@@ -16,8 +16,9 @@
 //!    - *drain*: nodes in order of least value per cost are drained when their pods fit in the
 //!      free space elsewhere (cluster-autoscaler style), then the next-worst `k` nodes are
 //!      replaced by new ones for several `k`, all within the budget and the PDBs;
-//!    - *repack*: every movable pod placed afresh, value-decreasing, best fit by leftover
-//!      value, new bins chosen for the most useful value per cost given the demand left;
+//!    - *repack*: every movable pod placed afresh, value-decreasing; each new bin of the kind
+//!      the LP would buy that the next pods fill best, filled at once with the pods whose
+//!      shape best matches its room; then emptied bins closed and every bin downsized;
 //!    - *first-fit decreasing* (the textbook baseline, also reported on its own).
 
 // Resource vectors are fixed arrays indexed in parallel (`used[r] + need[r] <= cap[r]`);
@@ -598,8 +599,8 @@ const LOOKAHEAD: usize = 256;
 /// How far above its LP value a kind of bin may cost and still be among the LP's choices.
 const LP_SLACK: f64 = 0.03;
 
-/// Places `items` (sorted by the caller) into `state`: best fit by leftover value among open
-/// bins; else a new bin of the kind, among `candidates`, that the next items would fill with
+/// Places `items` (sorted by the caller) into `state`: best fit among open bins (the smallest
+/// sum of squared leftover shares); else a new bin of the kind, among `candidates`, that the next items would fill with
 /// the most value per cost.
 fn place(
     problem: &Problem<'_>,
