@@ -698,20 +698,26 @@ fn place_with(
             Some((b, _)) => Some(b),
             None => {
                 let ahead = &items[i + 1..items.len().min(i + 1 + LOOKAHEAD)];
-                let usable: Vec<&(Bin, bool)> = kinds
-                    .iter()
-                    .filter(|(bin, _)| {
-                        !matches!(bin.source, Source::Existing(n) if used_existing[n])
-                            && problem.compatible[it.group][bin.class]
-                            && fits(&[0; 4], &it.need, &bin.cap)
-                    })
-                    .collect();
+                let usable = |bin: &Bin| {
+                    !matches!(bin.source, Source::Existing(n) if used_existing[n])
+                        && problem.compatible[it.group][bin.class]
+                        && fits(&[0; 4], &it.need, &bin.cap)
+                };
                 // The kinds the LP would buy; any kind only when none of those can take it.
-                let near: Vec<&(Bin, bool)> =
-                    usable.iter().copied().filter(|(_, near)| *near).collect();
-                let pool = if near.is_empty() { usable } else { near };
+                let mut pool: Vec<&Bin> = kinds
+                    .iter()
+                    .filter(|(bin, near)| *near && usable(bin))
+                    .map(|(bin, _)| bin)
+                    .collect();
+                if pool.is_empty() {
+                    pool = kinds
+                        .iter()
+                        .map(|(bin, _)| bin)
+                        .filter(|bin| usable(bin))
+                        .collect();
+                }
                 let mut choice: Option<(&Bin, f64)> = None;
-                for (bin, _) in pool {
+                for bin in pool {
                     // Fill it greedily with the items to come.
                     let mut filled = it.need;
                     for next in ahead {
@@ -1153,26 +1159,24 @@ fn improve(
         }
     }
     // 2. The cheapest kind of bin for each bin's load.
+    let kinds: Vec<Bin> = candidates.iter().map(|&c| problem.bin(c)).collect();
     for b in 0..state.bins.len() {
         if !open[b] || pinned[b] {
             continue;
         }
         let groups: Vec<usize> = pods_of[b].iter().map(|&p| problem.pod_group[p]).collect();
         let load = state.bins[b].used;
-        let mut best: Option<Bin> = None;
-        for &c in candidates {
-            if matches!(c, Source::Existing(n) if used_existing[n]) {
-                continue;
-            }
-            let bin = problem.bin(c);
-            if bin.price < best.as_ref().map_or(state.bins[b].price, |k| k.price)
+        let mut best: Option<&Bin> = None;
+        for bin in &kinds {
+            if bin.price < best.map_or(state.bins[b].price, |k| k.price)
+                && !matches!(bin.source, Source::Existing(n) if used_existing[n])
                 && fits(&[0; 4], &load, &bin.cap)
                 && groups.iter().all(|&g| problem.compatible[g][bin.class])
             {
                 best = Some(bin);
             }
         }
-        if let Some(mut bin) = best {
+        if let Some(mut bin) = best.cloned() {
             if let Source::Existing(n) = state.bins[b].source {
                 used_existing[n] = false;
             }
