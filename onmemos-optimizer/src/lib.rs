@@ -21,6 +21,7 @@
 pub mod catalog;
 pub mod office_hours;
 pub mod packing;
+pub mod placement;
 pub mod risk;
 pub mod synthetic;
 

@@ -105,7 +105,7 @@ pub struct Neighbours {
     by_family: BTreeMap<(String, OperatingSystem, String), Vec<(String, u8)>>,
 }
 
-fn family_generation(instance_type: &str) -> String {
+pub(crate) fn family_generation(instance_type: &str) -> String {
     parse_aws_name(instance_type).map_or_else(
         || instance_type.to_owned(),
         |n| format!("{}{}", n.family, n.generation),
@@ -260,6 +260,14 @@ impl RiskModel {
             band_probabilities: band_probabilities(mu, s, &cuts),
             interruption_probability: expected_rate(mu, s, f64::NEG_INFINITY, f64::INFINITY),
         }
+    }
+
+    /// The neighbour feature for pools with these bands: the mean logit of their midpoints
+    /// (`None` for no pool), as [`PoolFeatures::type_elsewhere`] and
+    /// [`PoolFeatures::family_here`] expect.
+    pub fn neighbour_feature(&self, bands: impl Iterator<Item = u8>) -> Option<f64> {
+        let last = self.bands.len().saturating_sub(1);
+        mean_logit(&self.bands, bands.map(|b| b.min(last as u8)))
     }
 
     /// The expected monthly interruption probability of a pool, given its band when known.

@@ -186,14 +186,23 @@ impl PodInfo {
     /// Whether the pod may run on a node with these labels and taints (an existing node or
     /// one that may be bought).
     pub fn can_run_with(&self, labels: &BTreeMap<String, String>, taints: &[Taint]) -> bool {
-        self.node_selector
-            .iter()
-            .all(|(k, v)| labels.get(k) == Some(v))
-            && taints.iter().all(|taint| {
-                taint.effect == TaintEffect::PreferNoSchedule
-                    || self.tolerations.iter().any(|t| t.tolerates(taint))
-            })
+        admits(&self.node_selector, &self.tolerations, labels, taints)
     }
+}
+
+/// Whether a node with `labels` and `taints` admits a pod with `node_selector` and
+/// `tolerations` (`PreferNoSchedule` taints do not forbid).
+pub fn admits(
+    node_selector: &BTreeMap<String, String>,
+    tolerations: &[Toleration],
+    labels: &BTreeMap<String, String>,
+    taints: &[Taint],
+) -> bool {
+    node_selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+        && taints.iter().all(|taint| {
+            taint.effect == TaintEffect::PreferNoSchedule
+                || tolerations.iter().any(|t| t.tolerates(taint))
+        })
 }
 
 /// At most `max_unavailable` pods of `owner` may be evicted at once (a PodDisruptionBudget).
@@ -246,6 +255,24 @@ pub struct WorkloadInfo {
     /// Its own bound on a pool's monthly interruption probability, tighter than the policy's.
     #[serde(default)]
     pub max_interruption_risk: Option<f64>,
+    /// Labels a node must carry for its replicas.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Taints its replicas tolerate.
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+}
+
+impl WorkloadInfo {
+    /// Whether its replicas may run on nodes of `offering` by selector and taints.
+    pub fn admitted_by(&self, offering: &NodeOffering) -> bool {
+        admits(
+            &self.node_selector,
+            &self.tolerations,
+            &offering.labels,
+            &offering.taints,
+        )
+    }
 }
 
 fn default_true() -> bool {
