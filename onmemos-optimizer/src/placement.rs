@@ -15,8 +15,8 @@
 //!   `k = max(min_instance_types, min_zones)` pools that together cover the required types and
 //!   zones. Pools are taken greedily by expected saving per replica, each only if the types and
 //!   zones still missing can be covered by the slots left (a bipartite matching of new types to
-//!   new zones decides it exactly). Replicas are spread evenly (at most `⌈spot / k⌉` per
-//!   pool), the better pools taking the remainder, so no pool carries more than its share.
+//!   new zones decides it exactly). Replicas are spread evenly over the pools, the better
+//!   pools taking the remainder, so no pool carries more than its share of the risk.
 //! - The rest stay on the baseline on-demand offering. Workloads that do not tolerate
 //!   interruption, or whose spot replicas cannot satisfy the diversity rules, stay on-demand, and
 //!   the plan says why.
@@ -436,22 +436,16 @@ fn pool_order(a: &NodeOffering, b: &NodeOffering) -> std::cmp::Ordering {
     (&a.instance_type, &a.zone).cmp(&(&b.instance_type, &b.zone))
 }
 
-/// `total` replicas over `pools` pools: one each, then the rest to the first (best) pools, at
-/// most `⌈total / pools⌉` per pool.
+/// `total` replicas over `pools` pools as evenly as possible, the first (best) pools taking
+/// the remainder: each gets `⌊total / pools⌋` or one more.
 fn spread(pools: usize, total: u32) -> Vec<u32> {
     if pools == 0 {
         return Vec::new();
     }
     let n = pools as u32;
-    let cap = total.div_ceil(n);
-    let mut counts = vec![1u32; pools];
-    let mut left = total - n;
-    for c in &mut counts {
-        let more = left.min(cap - 1);
-        *c += more;
-        left -= more;
-    }
-    counts
+    (0..n)
+        .map(|i| total / n + u32::from(i < total % n))
+        .collect()
 }
 
 /// The `k` pools (indices into `eligible`, which is sorted best first), taken greedily while

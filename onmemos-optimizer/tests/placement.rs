@@ -208,14 +208,11 @@ fn exhaustive(
         {
             let mut values: Vec<f64> = subset.iter().map(|&i| pools[i].2).collect();
             values.sort_by(|a, b| b.total_cmp(a));
-            let cap = spot.div_ceil(k as u32);
-            let mut left = spot - k as u32;
             let total: f64 = values
                 .iter()
-                .map(|v| {
-                    let more = left.min(cap - 1);
-                    left -= more;
-                    f64::from(1 + more) * v
+                .enumerate()
+                .map(|(i, v)| {
+                    f64::from(spot / k as u32 + u32::from((i as u32) < spot % k as u32)) * v
                 })
                 .sum();
             best = Some(best.map_or(total, |b: f64| b.max(total)));
