@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod office_hours;
 pub mod packing;
 pub mod placement;
+pub mod rightsizing;
 pub mod risk;
 pub mod synthetic;
 
