@@ -582,6 +582,29 @@ fn size_group(
     }
 }
 
+/// `f` over `items` on every core, in order.
+fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().max(1));
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for h in handles {
+            match h.join() {
+                Ok(part) => out.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
+}
+
 /// Sizes every workload of the snapshot with usage, on all cores, in the order of their names.
 pub fn rightsize(
     snapshot: &ClusterSnapshot,
@@ -589,37 +612,15 @@ pub fn rightsize(
     options: &RightsizingOptions,
 ) -> Result<Vec<Sizing>> {
     options.validate()?;
-    let groups = groups(snapshot)?;
     let buckets = (&Buckets::cpu(), &Buckets::memory());
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(groups.len().max(1));
-    let chunk = groups.len().div_ceil(threads).max(1);
-    let reference = snapshot.taken_at;
-    let mut out: Vec<Sizing> = Vec::with_capacity(groups.len());
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|g| size_group(g, reference, options, prices, buckets))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for h in handles {
-            match h.join() {
-                Ok(part) => out.extend(part),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-    });
-    Ok(out)
+    Ok(par_map(&groups(snapshot)?, |g| {
+        size_group(g, snapshot.taken_at, options, prices, buckets)
+    }))
 }
 
 /// The baseline the histograms are measured against: each workload's exact weighted
-/// percentiles (CPU target and memory target, before margins), by sorting every sample.
+/// percentiles (CPU target and memory target, before margins), by sorting every sample, on
+/// every core as [`rightsize`] is.
 pub fn exact_targets(
     snapshot: &ClusterSnapshot,
     options: &RightsizingOptions,
@@ -639,26 +640,23 @@ pub fn exact_targets(
         }
         samples.last().map_or(0.0, |s| s.0)
     };
-    Ok(groups(snapshot)?
-        .iter()
-        .map(|g| {
-            let (mut cpu, mut memory) = (Vec::new(), Vec::new());
-            for u in g.pods.iter().filter_map(|p| p.usage.as_ref()) {
-                let offset = (u.start - snapshot.taken_at).num_milliseconds() as f64 / 1000.0;
-                let step = f64::from(u.step_secs);
-                for (i, &v) in u.cpu_millis.iter().enumerate() {
-                    cpu.push((f64::from(v), decay(offset + i as f64 * step, half_life)));
-                }
-                let per_window = (DAY_SECS / i64::from(u.step_secs)).max(1) as usize;
-                for (w, window) in u.memory_bytes.chunks(per_window).enumerate() {
-                    let last = (w * per_window + window.len() - 1) as f64;
-                    let peak = window.iter().copied().max().unwrap_or(0) as f64;
-                    memory.push((peak, decay(offset + last * step, half_life)));
-                }
+    Ok(par_map(&groups(snapshot)?, |g| {
+        let (mut cpu, mut memory) = (Vec::new(), Vec::new());
+        for u in g.pods.iter().filter_map(|p| p.usage.as_ref()) {
+            let offset = (u.start - snapshot.taken_at).num_milliseconds() as f64 / 1000.0;
+            let step = f64::from(u.step_secs);
+            for (i, &v) in u.cpu_millis.iter().enumerate() {
+                cpu.push((f64::from(v), decay(offset + i as f64 * step, half_life)));
             }
-            (g.name.clone(), percentile(cpu), percentile(memory))
-        })
-        .collect())
+            let per_window = (DAY_SECS / i64::from(u.step_secs)).max(1) as usize;
+            for (w, window) in u.memory_bytes.chunks(per_window).enumerate() {
+                let last = (w * per_window + window.len() - 1) as f64;
+                let peak = window.iter().copied().max().unwrap_or(0) as f64;
+                memory.push((peak, decay(offset + last * step, half_life)));
+            }
+        }
+        (g.name.clone(), percentile(cpu), percentile(memory))
+    }))
 }
 
 fn mib(bytes: u64) -> String {
