@@ -19,6 +19,7 @@
 //! `docs/optimizer.md` describes each algorithm, its parameters and its limits.
 
 pub mod catalog;
+pub mod cost;
 pub mod office_hours;
 pub mod packing;
 pub mod placement;
@@ -26,6 +27,7 @@ pub mod rightsizing;
 pub mod risk;
 pub mod synthetic;
 
+pub use cost::CostOptimizer;
 pub use onmemos_core::ports::optimizer::{
     ClusterSnapshot, NodeInfo, OptimizationRequest, OptimizerPolicy, PodInfo, Recommendation,
     RecommendationKind,

@@ -564,6 +564,11 @@ pub fn credits(micros: f64) -> String {
     format!("{:.2}", micros / 1e6)
 }
 
+/// An hourly rate in micro-credits as credits with four decimals.
+pub fn rate(micros: f64) -> String {
+    format!("{:.4}", micros / 1e6)
+}
+
 impl PlacementPlan {
     /// The plan as a recommendation, when it moves replicas to spot.
     pub fn recommendation(&self) -> Option<Recommendation> {
@@ -592,7 +597,7 @@ impl PlacementPlan {
             "baseline: every replica on demand on {}/{} at {} credits per replica-hour",
             self.baseline.instance_type,
             self.baseline.zone,
-            credits(self.baseline.replica_cost_per_hour)
+            rate(self.baseline.replica_cost_per_hour)
         )];
         for c in &self.spot {
             details.push(format!(
@@ -601,7 +606,7 @@ impl PlacementPlan {
                 c.instance_type,
                 c.zone,
                 c.replicas,
-                credits(c.replica_cost_per_hour),
+                rate(c.replica_cost_per_hour),
                 percent(c.interruption_probability),
                 credits(c.expected_monthly_saving_per_replica)
             ));

@@ -559,10 +559,17 @@ fn size_group(
         ..l
     });
     let replicas = group.pods.len() as u32;
-    let saving = prices.per_hour(
-        current.cpu_millis as f64 - requests.cpu_millis as f64,
-        current.memory_bytes as f64 - requests.memory_bytes as f64,
-    ) * f64::from(replicas)
+    // Every pod's own requests, should they differ from the first's.
+    let saving = group
+        .pods
+        .iter()
+        .map(|p| {
+            prices.per_hour(
+                p.requests.cpu_millis as f64 - requests.cpu_millis as f64,
+                p.requests.memory_bytes as f64 - requests.memory_bytes as f64,
+            )
+        })
+        .sum::<f64>()
         * HOURS_PER_MONTH;
     let memory_ceiling = limits.map_or(requests.memory_bytes, |l| l.memory_bytes);
     Sizing {

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use onmemos_core::ports::optimizer::{
-    CapacityType, ClusterSnapshot, DisruptionBudget, NodeInfo, NodeOffering, PodInfo,
-    ResourceVector, Taint, TaintEffect, Toleration, UsageSeries,
+    CapacityType, ClusterSnapshot, DisruptionBudget, NodeInfo, NodeOffering, OfficeHoursSchedule,
+    OptimizationRequest, OptimizerPolicy, PodInfo, ResourceVector, Taint, TaintEffect, Toleration,
+    UsageSeries, WorkloadInfo,
 };
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -280,5 +281,78 @@ pub fn usage(rng: &mut Rng, start: DateTime<Utc>, days: u32, step_secs: u32) -> 
         cpu_millis,
         memory_bytes,
         oom_kills: 0,
+    }
+}
+
+/// A small demonstration request: a 12-node cluster in `us-east-1` with its offerings, two
+/// days of 30-minute usage on every pod (on the pods' request scale, so some are oversized and
+/// some not), two deployments that tolerate interruption, and an office-hours schedule (Paris,
+/// weekdays 08:00–19:00) for one of them. What `onmemos optimize` is tried on.
+pub fn demo_request(seed: u64) -> OptimizationRequest {
+    let shape = ClusterShape {
+        instance_types: 24,
+        nodes: 12,
+        pods: 60,
+        zones: 3,
+        constrained_share: 0.0,
+        pdbs: 2,
+    };
+    let SyntheticCluster {
+        mut snapshot,
+        offerings,
+    } = cluster(seed, &shape);
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let start = snapshot.taken_at - Duration::days(2);
+    for pod in snapshot.pods.iter_mut().filter(|p| !p.daemonset) {
+        let mut u = usage(&mut rng, start, 2, 1800);
+        // Scale the series to the pod: it uses 20–120% of what it requests at its busiest.
+        let target = pod.requests.cpu_millis as f64 * (0.2 + rng.unit());
+        let peak = f64::from(u.cpu_millis.iter().copied().max().unwrap_or(1).max(1));
+        u.cpu_millis
+            .iter_mut()
+            .for_each(|v| *v = (f64::from(*v) * target / peak) as u32);
+        let target = pod.requests.memory_bytes as f64 * (0.2 + rng.unit());
+        let peak = u.memory_bytes.iter().copied().max().unwrap_or(1).max(1) as f64;
+        u.memory_bytes
+            .iter_mut()
+            .for_each(|v| *v = (*v as f64 * target / peak) as u64);
+        pod.usage = Some(u);
+    }
+    snapshot.region = Some("us-east-1".into());
+    snapshot.offerings = offerings;
+    snapshot.workloads = ["Deployment/app-0", "Deployment/app-1"]
+        .into_iter()
+        .map(|name| WorkloadInfo {
+            name: name.into(),
+            replicas: 10,
+            requests: ResourceVector {
+                cpu_millis: 500,
+                memory_bytes: GIB,
+                gpus: 0,
+                pods: 1,
+            },
+            interruptible: true,
+            max_interruption_risk: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+        })
+        .collect();
+    OptimizationRequest {
+        snapshot,
+        policy: OptimizerPolicy {
+            schedules: vec![OfficeHoursSchedule {
+                name: "paris-office".into(),
+                workloads: vec!["Deployment/app-2".into()],
+                weekdays: ["mon", "tue", "wed", "thu", "fri"]
+                    .map(str::to_owned)
+                    .to_vec(),
+                wake: "08:00".into(),
+                sleep: "19:00".into(),
+                time_zone: "Europe/Paris".into(),
+                exclusions: Vec::new(),
+                sleep_replicas: 0,
+            }],
+            ..OptimizerPolicy::default()
+        },
     }
 }

@@ -38,6 +38,13 @@ pub struct OptimizerCapabilities {
     pub kinds: Vec<RecommendationKind>,
 }
 
+impl OptimizerCapabilities {
+    /// An engine named `name` making `kinds` of recommendation.
+    pub fn new(name: &'static str, kinds: Vec<RecommendationKind>) -> Self {
+        Self { name, kinds }
+    }
+}
+
 /// Spot or on-demand capacity of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
