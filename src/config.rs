@@ -165,7 +165,10 @@ impl ServeConfig {
             anyhow::anyhow!("cannot create data_dir {}: {e}", self.data_dir.display())
         })?;
         let db = onmemos_backends::db::connect(&self.database_url()).await?;
-        let mut builder = onmemos_core::Engine::builder(db).with_config(self.engine.clone());
+        let optimizer = onmemos_optimizer::CostOptimizer::new()?;
+        let mut builder = onmemos_core::Engine::builder(db)
+            .with_config(self.engine.clone())
+            .with_optimizer(std::sync::Arc::new(optimizer));
         if self.compute_url != "none" {
             let compute = onmemos_backends::compute::connect(&self.compute_url, &self.data_dir)
                 .map_err(|e| anyhow::anyhow!("compute_url: {}", e.message()))?;

@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::model::SessionLimits;
-use crate::ports::{ComputeProvider, Database, StorageProvider};
+use crate::ports::{ComputeProvider, Database, Optimizer, StorageProvider};
 use crate::services::{
-    ApiKeyService, CreditService, EstimateService, SessionService, StorageService, TemplateService,
-    UserService, WorkspaceService,
+    ApiKeyService, CreditService, EstimateService, OptimizerService, SessionService,
+    StorageService, TemplateService, UserService, WorkspaceService,
 };
 
 /// Settings of the engine. Deserializable, so a TOML file, env vars and code agree.
@@ -241,6 +241,7 @@ pub(crate) struct Inner {
     pub(crate) db: Arc<dyn Database>,
     pub(crate) storage: Option<Arc<dyn StorageProvider>>,
     pub(crate) compute: Option<Arc<dyn ComputeProvider>>,
+    pub(crate) optimizer: Option<Arc<dyn Optimizer>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: EngineConfig,
     /// This server's node name (see [`SessionSettings::node`]).
@@ -287,9 +288,15 @@ impl Engine {
             db: database,
             storage: None,
             compute: None,
+            optimizer: None,
             clock: Arc::new(SystemClock),
             config: EngineConfig::default(),
         }
+    }
+
+    /// The cost optimizer, when one is configured.
+    pub fn optimizer(&self) -> OptimizerService<'_> {
+        OptimizerService::new(self)
     }
 
     /// Users (and the bootstrap of the first admin).
@@ -378,6 +385,7 @@ pub struct EngineBuilder {
     db: Arc<dyn Database>,
     storage: Option<Arc<dyn StorageProvider>>,
     compute: Option<Arc<dyn ComputeProvider>>,
+    optimizer: Option<Arc<dyn Optimizer>>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
 }
@@ -403,6 +411,12 @@ impl EngineBuilder {
         self
     }
 
+    /// The cost optimizer behind `POST /v1/optimizer/recommendations`.
+    pub fn with_optimizer(mut self, optimizer: Arc<dyn Optimizer>) -> Self {
+        self.optimizer = Some(optimizer);
+        self
+    }
+
     /// The clock (tests use a [`ManualClock`](crate::clock::ManualClock)).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -425,6 +439,7 @@ impl EngineBuilder {
                 db: self.db,
                 storage: self.storage,
                 compute: self.compute,
+                optimizer: self.optimizer,
                 clock: self.clock,
                 config: self.config,
                 node,

@@ -4,6 +4,7 @@
 mod credits;
 mod error;
 mod estimates;
+mod optimizer;
 mod pagination;
 mod requests;
 mod sessions;
@@ -14,6 +15,7 @@ pub use error::{ErrorBody, ErrorCode};
 pub use estimates::{
     Alternative, CompareRequest, Comparison, Confidence, Estimate, EstimateRequest, HistorySource,
 };
+pub use optimizer::{KindTotal, OptimizationReport};
 pub use pagination::{DEFAULT_PAGE_SIZE, ListParams, MAX_PAGE_SIZE, Page, PageRequest};
 pub use requests::{
     CreateApiKey, CreateTemplate, CreateUser, CreateWorkspace, CreatedApiKey, CreatedUser, Health,

@@ -50,6 +50,9 @@ pub enum Scope {
     /// Read balances, transfers, prices and estimates.
     #[serde(rename = "credits:read")]
     CreditsRead,
+    /// Run the cost optimizer on a cluster snapshot.
+    #[serde(rename = "optimizer:run")]
+    OptimizerRun,
 }
 
 impl Scope {
@@ -67,6 +70,7 @@ impl Scope {
         Scope::StorageRead,
         Scope::StorageWrite,
         Scope::CreditsRead,
+        Scope::OptimizerRun,
     ];
 
     /// The scopes a key gets when none are asked for: everything but `admin`.
@@ -93,6 +97,7 @@ impl Scope {
             Scope::StorageRead => "storage:read",
             Scope::StorageWrite => "storage:write",
             Scope::CreditsRead => "credits:read",
+            Scope::OptimizerRun => "optimizer:run",
         }
     }
 }

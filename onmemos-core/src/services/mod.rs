@@ -4,6 +4,7 @@
 mod api_keys;
 pub(crate) mod credits;
 mod estimates;
+mod optimizer;
 pub(crate) mod sessions;
 pub(crate) mod storage;
 mod templates;
@@ -13,6 +14,7 @@ mod workspaces;
 pub use api_keys::ApiKeyService;
 pub use credits::CreditService;
 pub use estimates::EstimateService;
+pub use optimizer::OptimizerService;
 pub use sessions::SessionService;
 pub use storage::{
     Download, StorageService, UploadOptions, validate_object_path, workspace_prefix,

@@ -4,6 +4,7 @@ mod api_keys;
 mod credits;
 mod estimates;
 mod health;
+mod optimizer;
 mod sessions;
 pub(crate) mod storage;
 mod templates;
@@ -34,6 +35,7 @@ use crate::state::AppState;
         (name = "templates", description = "Recipes for sessions"),
         (name = "sessions", description = "Running environments: lifecycle, exec, events, shell"),
         (name = "estimates", description = "What a session would cost"),
+        (name = "optimizer", description = "Cost recommendations for the clusters underneath"),
         (name = "credits", description = "Prepaid credits, transfers and prices"),
         (name = "storage", description = "Workspace files: streaming upload and download, listings, presigned URLs, usage"),
     )
@@ -95,6 +97,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::shell::shell))
         .routes(routes!(estimates::quote))
         .routes(routes!(estimates::compare))
+        .routes(routes!(optimizer::recommendations))
         .routes(routes!(credits::balance))
         .routes(routes!(credits::transfers))
         .routes(routes!(credits::purchase))

@@ -197,9 +197,12 @@ pub async fn engine_in(
     let compute = onmemos_backends::compute::LocalCompute::unsandboxed(dir.join("compute"));
     let storage = onmemos_backends::storage::ObjectStorage::local(&dir.join("storage"))
         .unwrap_or_else(|e| panic!("storage: {e}"));
+    let optimizer =
+        onmemos_optimizer::CostOptimizer::new().unwrap_or_else(|e| panic!("optimizer: {e}"));
     Engine::builder(Arc::new(db))
         .with_compute(Arc::new(compute))
         .with_storage(Arc::new(storage))
+        .with_optimizer(Arc::new(optimizer))
         .with_clock(clock)
         .with_config(config)
         .build()
