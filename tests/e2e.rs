@@ -505,3 +505,110 @@ async fn storage_cp_continues_an_interrupted_upload() {
     );
     assert_eq!(again["size"], data.len());
 }
+
+#[tokio::test]
+async fn optimize_prints_a_report_for_a_snapshot_file() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let created = create_user(onmemos(dir.path()), "ops@example.com", false);
+    let key = secret(&created);
+    let server = start(dir.path()).await;
+    let request = onmemos::optimizer::synthetic::demo_request(1);
+    let file = dir.path().join("cluster.json");
+    let json = serde_json::to_string(&request).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, json).unwrap_or_else(|e| panic!("{e}"));
+    let path = file.to_string_lossy().into_owned();
+
+    // The table, and the totals below it.
+    let out = onmemos(dir.path())
+        .args([
+            "--url",
+            &server.url,
+            "--api-key",
+            &key,
+            "optimize",
+            "--snapshot",
+            &path,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("onmemos optimize: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "saving/month",
+        "consolidation",
+        "spot placement",
+        "rightsizing",
+        "office hours",
+        "Deployment/app-2",
+        "expected monthly savings",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
+    }
+
+    // The same report as JSON, equal to the library's own answer.
+    let report = cli_json(
+        dir.path(),
+        &server,
+        &key,
+        &["optimize", "--snapshot", &path],
+    );
+    let direct = onmemos::optimizer::CostOptimizer::new()
+        .and_then(|o| o.run(&request))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let recs = report["recommendations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(recs.len(), direct.len());
+    for (got, want) in recs.iter().zip(&direct) {
+        assert_eq!(got["target"], want.target.as_str());
+        assert_eq!(got["monthly_savings"].as_i64(), Some(want.monthly_savings));
+    }
+
+    // A policy file replaces the request's: no spot share, no spot placement.
+    let policy = dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"max_spot_share": 0}"#).unwrap_or_else(|e| panic!("{e}"));
+    let policy = policy.to_string_lossy().into_owned();
+    let report = cli_json(
+        dir.path(),
+        &server,
+        &key,
+        &["optimize", "--snapshot", &path, "--policy", &policy],
+    );
+    let kinds: Vec<&str> = report["totals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["kind"].as_str())
+        .collect();
+    assert!(
+        !kinds.contains(&"spot_placement") && kinds.contains(&"rightsizing"),
+        "{kinds:?}"
+    );
+
+    // A malformed file is refused before any request, naming the place.
+    std::fs::write(
+        &file,
+        r#"{"taken_at": "2026-01-01T00:00:00Z", "nodes": [{"name": 3}], "pods": []}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = onmemos(dir.path())
+        .args([
+            "--url",
+            &server.url,
+            "--api-key",
+            &key,
+            "optimize",
+            "--snapshot",
+            &path,
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("onmemos optimize: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("nodes[0].name"), "{stderr}");
+}

@@ -172,6 +172,11 @@ impl Client {
         Estimates::new(self)
     }
 
+    /// The cost optimizer.
+    pub fn optimizer(&self) -> crate::resources::Optimizer<'_> {
+        crate::resources::Optimizer::new(self)
+    }
+
     /// Opens the terminal of a running session over the shell WebSocket.
     pub async fn shell(
         &self,

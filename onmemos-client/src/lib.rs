@@ -24,7 +24,9 @@ mod storage;
 
 pub use client::{Client, ClientBuilder, DEFAULT_URL, RequestTimeout};
 pub use error::{Error, ErrorKind, Result, kind_of_code};
-pub use resources::{ApiKeys, Credits, Estimates, Sessions, Templates, Users, Workspaces};
+pub use resources::{
+    ApiKeys, Credits, Estimates, Optimizer, Sessions, Templates, Users, Workspaces,
+};
 pub use shell::{Shell, ShellEvent};
 pub use storage::{ByteStream, Download, Progress, Storage, TRANSFER_TIMEOUT};
 
@@ -34,3 +36,5 @@ pub use onmemos_core::api;
 pub use onmemos_core::id;
 /// The domain types the API returns.
 pub use onmemos_core::model;
+/// The optimizer's request types (cluster snapshot, policy) and its recommendations.
+pub use onmemos_core::ports::optimizer;

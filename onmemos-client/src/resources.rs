@@ -61,6 +61,24 @@ resource!(
     /// `/v1/estimates`.
     Estimates
 );
+resource!(
+    /// `/v1/optimizer`.
+    Optimizer
+);
+
+impl Optimizer<'_> {
+    /// Recommendations for a cluster snapshot under a policy (consolidation, spot placement,
+    /// rightsizing, office hours), with their monthly savings and risk. Needs the
+    /// `optimizer:run` scope.
+    pub async fn recommendations(
+        &self,
+        request: &onmemos_core::ports::optimizer::OptimizationRequest,
+    ) -> Result<onmemos_core::api::OptimizationReport> {
+        self.client
+            .send_json(Method::POST, "/v1/optimizer/recommendations", request)
+            .await
+    }
+}
 
 impl Sessions<'_> {
     /// Starts a session (quote, credit hold, compute): it is `running` when this returns.

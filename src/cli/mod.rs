@@ -2,6 +2,7 @@
 
 mod admin;
 mod credits;
+mod optimize;
 mod output;
 mod resources;
 mod serve;
@@ -93,6 +94,8 @@ enum Command {
     },
     /// What a session would cost, with cheaper alternatives; several templates are compared.
     Estimate(sessions::EstimateArgs),
+    /// Cost recommendations for a cluster snapshot (consolidation, spot, rightsizing, office hours).
+    Optimize(optimize::OptimizeArgs),
     /// Your credits; purchases and grants (admin).
     Credits {
         #[command(subcommand)]
@@ -125,6 +128,7 @@ pub(crate) async fn run() -> ExitCode {
                 Command::Shell { session } => shell::run(&client, session).await,
                 Command::Storage { command } => storage::run(&client, command, &out).await,
                 Command::Estimate(args) => sessions::estimate(&client, args, &out).await,
+                Command::Optimize(args) => optimize::run(&client, args, &out).await,
                 Command::Serve(_) | Command::Admin { .. } => Ok(()),
             },
             Err(e) => Err(e),
