@@ -49,8 +49,8 @@ fn object_key(workspace: WorkspaceId, path: &str) -> String {
 
 /// Checks a path a user sent for an object inside a workspace: relative, `/`-separated, no
 /// empty, `.` or `..` segment, no control character (NUL included) or backslash, no
-/// percent-encoding left after the URL was decoded, at most [`MAX_PATH_BYTES`] bytes with
-/// segments of at most [`MAX_SEGMENT_BYTES`], and no name ending in `#` and digits (the local
+/// percent-encoding left after the URL was decoded, at most `MAX_PATH_BYTES` (1,024) bytes with
+/// segments of at most `MAX_SEGMENT_BYTES` (255), and no name ending in `#` and digits (the local
 /// store's temporary files).
 pub fn validate_object_path(path: &str) -> Result<()> {
     check_path(path, "path", "object path")
@@ -197,7 +197,7 @@ fn quota_exceeded(workspace: WorkspaceId, would: u64, quota: u64) -> Error {
     .with_context("quota_bytes", quota.to_string())
 }
 
-/// Workspace storage, reached through [`Engine::storage_service`].
+/// Workspace storage, reached through [`Engine::storage`](crate::Engine::storage).
 #[derive(Debug)]
 pub struct StorageService<'a> {
     engine: &'a Engine,
