@@ -506,6 +506,15 @@ async fn storage_cp_continues_an_interrupted_upload() {
     assert_eq!(again["size"], data.len());
 }
 
+/// Runs `onmemos optimize --snapshot <path>` (table output) against `server` as `key`.
+fn optimize_table(dir: &Path, server: &Server, key: &str, path: &str) -> std::process::Output {
+    onmemos(dir)
+        .args(["--url", &server.url, "--api-key", key])
+        .args(["optimize", "--snapshot", path])
+        .output()
+        .unwrap_or_else(|e| panic!("onmemos optimize: {e}"))
+}
+
 #[tokio::test]
 async fn optimize_prints_a_report_for_a_snapshot_file() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -519,18 +528,7 @@ async fn optimize_prints_a_report_for_a_snapshot_file() {
     let path = file.to_string_lossy().into_owned();
 
     // The table, and the totals below it.
-    let out = onmemos(dir.path())
-        .args([
-            "--url",
-            &server.url,
-            "--api-key",
-            &key,
-            "optimize",
-            "--snapshot",
-            &path,
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("onmemos optimize: {e}"));
+    let out = optimize_table(dir.path(), &server, &key, &path);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -596,18 +594,7 @@ async fn optimize_prints_a_report_for_a_snapshot_file() {
         r#"{"taken_at": "2026-01-01T00:00:00Z", "nodes": [{"name": 3}], "pods": []}"#,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let out = onmemos(dir.path())
-        .args([
-            "--url",
-            &server.url,
-            "--api-key",
-            &key,
-            "optimize",
-            "--snapshot",
-            &path,
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("onmemos optimize: {e}"));
+    let out = optimize_table(dir.path(), &server, &key, &path);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("nodes[0].name"), "{stderr}");

@@ -6,10 +6,10 @@
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use onmemos_core::ports::optimizer::{ClusterSnapshot, OptimizerPolicy, PodInfo, ResourceVector};
+use onmemos_core::ports::optimizer::{ClusterSnapshot, OptimizerPolicy, PodInfo};
 use onmemos_optimizer::packing::{consolidate, first_fit_decreasing};
 use onmemos_optimizer::rightsizing::{RightsizingOptions, UnitPrices, exact_targets, rightsize};
-use onmemos_optimizer::synthetic::{ClusterShape, Rng, cluster, usage};
+use onmemos_optimizer::synthetic::{ClusterShape, Rng, cluster, pod_with_usage, usage};
 
 fn packing(seed: u64) {
     let shape = ClusterShape {
@@ -72,22 +72,14 @@ fn rightsizing(seed: u64) {
     let mut rng = Rng::new(seed);
     let start: DateTime<Utc> = DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000);
     let pods: Vec<PodInfo> = (0..CONTAINERS)
-        .map(|i| PodInfo {
-            name: format!("default/pod-{i}"),
-            owner: Some(format!("Deployment/app-{i}")),
-            requests: ResourceVector {
-                cpu_millis: 1000,
-                memory_bytes: 2 << 30,
-                gpus: 0,
-                pods: 1,
-            },
-            limits: None,
-            node: None,
-            daemonset: false,
-            priority: 0,
-            node_selector: Default::default(),
-            tolerations: Vec::new(),
-            usage: Some(usage(&mut rng, start, 8, 60)),
+        .map(|i| {
+            let usage = usage(&mut rng, start, 8, 60);
+            pod_with_usage(
+                &format!("default/pod-{i}"),
+                &format!("Deployment/app-{i}"),
+                (1000, 2 << 30),
+                usage,
+            )
         })
         .collect();
     let samples: usize = pods
@@ -95,15 +87,7 @@ fn rightsizing(seed: u64) {
         .filter_map(|p| p.usage.as_ref())
         .map(|u| u.cpu_millis.len())
         .sum();
-    let snapshot = ClusterSnapshot {
-        taken_at: start + Duration::days(8),
-        region: None,
-        nodes: Vec::new(),
-        pods,
-        disruption_budgets: Vec::new(),
-        offerings: Vec::new(),
-        workloads: Vec::new(),
-    };
+    let snapshot = ClusterSnapshot::of_pods(start + Duration::days(8), pods);
     let options = RightsizingOptions::default();
     let prices = UnitPrices::default();
     let started = Instant::now();

@@ -284,6 +284,32 @@ pub fn usage(rng: &mut Rng, start: DateTime<Utc>, days: u32, step_secs: u32) -> 
     }
 }
 
+/// A running-nowhere pod of `owner` requesting `requests` (one pod slot), with `usage`.
+pub fn pod_with_usage(
+    name: &str,
+    owner: &str,
+    requests: (u64, u64),
+    usage: UsageSeries,
+) -> PodInfo {
+    PodInfo {
+        name: name.to_owned(),
+        owner: Some(owner.to_owned()),
+        requests: ResourceVector {
+            cpu_millis: requests.0,
+            memory_bytes: requests.1,
+            gpus: 0,
+            pods: 1,
+        },
+        limits: None,
+        node: None,
+        daemonset: false,
+        priority: 0,
+        node_selector: BTreeMap::new(),
+        tolerations: Vec::new(),
+        usage: Some(usage),
+    }
+}
+
 /// A small demonstration request: a 12-node cluster in `us-east-1` with its offerings, two
 /// days of 30-minute usage on every pod (on the pods' request scale, so some are oversized and
 /// some not), two deployments that tolerate interruption, and an office-hours schedule (Paris,

@@ -2,13 +2,11 @@
 //! histogram against exact sort-based percentiles, and bad input.
 
 use chrono::{DateTime, Duration, Utc};
-use onmemos_core::ports::optimizer::{
-    ClusterSnapshot, PodInfo, RecommendationKind, ResourceVector, UsageSeries,
-};
+use onmemos_core::ports::optimizer::{ClusterSnapshot, PodInfo, RecommendationKind, UsageSeries};
 use onmemos_optimizer::rightsizing::{
     RightsizingOptions, Sizing, UnitPrices, exact_targets, rightsize,
 };
-use onmemos_optimizer::synthetic::{Rng, usage};
+use onmemos_optimizer::synthetic::{Rng, pod_with_usage, usage};
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
@@ -18,35 +16,11 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn pod(name: &str, requests: (u64, u64), usage: UsageSeries) -> PodInfo {
-    PodInfo {
-        name: name.into(),
-        owner: Some(format!("Deployment/{name}")),
-        requests: ResourceVector {
-            cpu_millis: requests.0,
-            memory_bytes: requests.1,
-            gpus: 0,
-            pods: 1,
-        },
-        limits: None,
-        node: None,
-        daemonset: false,
-        priority: 0,
-        node_selector: Default::default(),
-        tolerations: Vec::new(),
-        usage: Some(usage),
-    }
+    pod_with_usage(name, &format!("Deployment/{name}"), requests, usage)
 }
 
 fn snapshot(taken_at: DateTime<Utc>, pods: Vec<PodInfo>) -> ClusterSnapshot {
-    ClusterSnapshot {
-        taken_at,
-        region: None,
-        nodes: Vec::new(),
-        pods,
-        disruption_budgets: Vec::new(),
-        offerings: Vec::new(),
-        workloads: Vec::new(),
-    }
+    ClusterSnapshot::of_pods(taken_at, pods)
 }
 
 fn series(step_secs: u32, cpu: Vec<u32>, memory: Vec<u64>) -> UsageSeries {

@@ -309,6 +309,22 @@ pub struct ClusterSnapshot {
     pub workloads: Vec<WorkloadInfo>,
 }
 
+impl ClusterSnapshot {
+    /// A snapshot of `pods` alone, taken at `taken_at`: no nodes, budgets, offerings or
+    /// workloads (enough for rightsizing).
+    pub fn of_pods(taken_at: DateTime<Utc>, pods: Vec<PodInfo>) -> Self {
+        Self {
+            taken_at,
+            region: None,
+            nodes: Vec::new(),
+            pods,
+            disruption_budgets: Vec::new(),
+            offerings: Vec::new(),
+            workloads: Vec::new(),
+        }
+    }
+}
+
 /// An office-hours schedule: the workloads run on `weekdays` from `wake` to `sleep`, local time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OfficeHoursSchedule {
