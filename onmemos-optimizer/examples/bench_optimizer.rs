@@ -6,21 +6,27 @@
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use onmemos_core::ports::optimizer::{ClusterSnapshot, OptimizerPolicy, PodInfo};
+use onmemos_core::ports::optimizer::{
+    ClusterSnapshot, OptimizationRequest, OptimizerPolicy, PodInfo, RecommendationKind,
+};
+use onmemos_optimizer::CostOptimizer;
 use onmemos_optimizer::packing::{consolidate, first_fit_decreasing};
 use onmemos_optimizer::rightsizing::{RightsizingOptions, UnitPrices, exact_targets, rightsize};
 use onmemos_optimizer::synthetic::{ClusterShape, Rng, cluster, pod_with_usage, usage};
 
-fn packing(seed: u64) {
-    let shape = ClusterShape {
+fn packing_shape() -> ClusterShape {
+    ClusterShape {
         instance_types: 200,
         nodes: 1000,
         pods: 10_000,
         zones: 3,
         constrained_share: 0.02,
         pdbs: 0,
-    };
-    let synthetic = cluster(seed, &shape);
+    }
+}
+
+fn packing(seed: u64) {
+    let synthetic = cluster(seed, &packing_shape());
     let policy = OptimizerPolicy {
         max_drained_nodes: u32::MAX,
         ..OptimizerPolicy::default()
@@ -120,11 +126,40 @@ fn rightsizing(seed: u64) {
     );
 }
 
+/// The whole optimizer (every engine, the default policy) on the packing benchmark's cluster:
+/// no target, a figure to watch.
+fn whole(seed: u64) {
+    let mut synthetic = cluster(seed, &packing_shape());
+    synthetic.snapshot.offerings = synthetic.offerings;
+    synthetic.snapshot.region = Some("us-east-1".into());
+    let request = OptimizationRequest {
+        snapshot: synthetic.snapshot,
+        policy: OptimizerPolicy::default(),
+    };
+    let optimizer = CostOptimizer::new().unwrap_or_else(|e| fail("optimizer", e));
+    let started = Instant::now();
+    let recs = optimizer
+        .run(&request)
+        .unwrap_or_else(|e| fail("optimizer", e));
+    let secs = started.elapsed().as_secs_f64();
+    let spot = recs
+        .iter()
+        .filter(|r| r.kind == RecommendationKind::SpotPlacement)
+        .count();
+    println!(
+        "whole optimizer on the same cluster (seed {seed}, {} workloads, default policy): {secs:.3} s, \
+         {} recommendations ({spot} spot placements)",
+        onmemos_optimizer::cost::workloads(&request.snapshot).len(),
+        recs.len()
+    );
+}
+
 fn main() {
     let seed = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
     packing(seed);
+    whole(seed);
     rightsizing(seed);
 }

@@ -891,17 +891,21 @@ fn drain_plan(problem: &Problem<'_>, policy: &OptimizerPolicy) -> PackingPlan {
         problem, &mut state, &mut open, &pending, &offerings, &mut used,
     );
 
+    // What each node holds now: its running pods and the pending ones just placed there, which
+    // must move too if it is drained.
     let mut pods_on: Vec<Vec<usize>> = vec![Vec::new(); nodes];
     let mut pinned = vec![false; nodes];
     for (p, pod) in problem.snapshot.pods.iter().enumerate() {
-        if let Some(node) = &pod.node {
-            let n = problem.node_index[node.as_str()];
-            if problem.movable[p] {
-                pods_on[n].push(p);
-            }
-            if problem.pinned(p) && !pod.daemonset {
-                pinned[n] = true;
-            }
+        if let Some(n) = state.at[p].filter(|&b| b < nodes)
+            && problem.movable[p]
+        {
+            pods_on[n].push(p);
+        }
+        if let Some(node) = &pod.node
+            && problem.pinned(p)
+            && !pod.daemonset
+        {
+            pinned[problem.node_index[node.as_str()]] = true;
         }
     }
     // Least value per cost first.

@@ -74,6 +74,18 @@ pub fn dominant_share(requests: &ResourceVector, capacity: &ResourceVector) -> O
     Some(share)
 }
 
+/// What a spot offering's risk depends on, of the offering itself.
+type RiskKey<'a> = (&'a str, &'a str, Option<u8>, MicroCredits);
+
+fn risk_key(o: &NodeOffering) -> RiskKey<'_> {
+    (
+        o.instance_type.as_str(),
+        o.zone.as_str(),
+        o.interruption_band,
+        o.price_per_hour,
+    )
+}
+
 /// Interruption risk of spot offerings, from the risk model and what the offerings themselves
 /// say: their band, their saving over the same type on demand, and the bands of other types of
 /// the same family and generation in the same zone.
@@ -83,6 +95,8 @@ pub struct OfferingRisk<'a> {
     region: String,
     on_demand: BTreeMap<(&'a str, &'a str), MicroCredits>,
     family_bands: BTreeMap<(String, &'a str), Vec<(&'a str, u8)>>,
+    /// Each spot offering's probability, computed once for every workload.
+    known: BTreeMap<RiskKey<'a>, f64>,
 }
 
 impl<'a> OfferingRisk<'a> {
@@ -108,12 +122,20 @@ impl<'a> OfferingRisk<'a> {
                 (CapacityType::Spot, None) => {}
             }
         }
-        Self {
+        let mut risk = Self {
             model,
             region: region.to_owned(),
             on_demand,
             family_bands,
-        }
+            known: BTreeMap::new(),
+        };
+        let known = offerings
+            .iter()
+            .filter(|o| o.capacity_type == CapacityType::Spot)
+            .map(|o| (risk_key(o), risk.compute(o)))
+            .collect();
+        risk.known = known;
+        risk
     }
 
     /// The features the model is given for a spot offering.
@@ -146,6 +168,13 @@ impl<'a> OfferingRisk<'a> {
 
     /// The expected monthly interruption probability of a spot offering.
     pub fn probability(&self, o: &NodeOffering) -> f64 {
+        self.known
+            .get(&risk_key(o))
+            .copied()
+            .unwrap_or_else(|| self.compute(o))
+    }
+
+    fn compute(&self, o: &NodeOffering) -> f64 {
         self.model
             .interruption_probability(&self.features(o), o.interruption_band)
     }

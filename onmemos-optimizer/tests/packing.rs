@@ -270,3 +270,38 @@ fn small_clusters_against_exhaustive_search() {
     );
     assert!(worst <= 1.25, "a plan costs {worst:.3} × the optimum");
 }
+
+/// Under a drain budget smaller than the cluster, the drain plan is the one that saves; it must
+/// stay valid when pending pods were first placed on a node it then drains (they move too).
+#[test]
+fn a_small_drain_budget_still_saves_on_a_loosely_packed_cluster() {
+    let policy = OptimizerPolicy::default();
+    let shape = ClusterShape {
+        instance_types: 60,
+        nodes: 300,
+        pods: 3000,
+        zones: 3,
+        constrained_share: 0.02,
+        pdbs: 0,
+    };
+    for seed in 1..=5 {
+        let SyntheticCluster {
+            snapshot,
+            offerings,
+        } = cluster(seed, &shape);
+        let plan = consolidate(&snapshot, &offerings, &policy)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        check_plan(&snapshot, &offerings, &policy, &plan)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert!(
+            plan.drained_nodes.len() <= policy.max_drained_nodes as usize,
+            "seed {seed}: {} drained",
+            plan.drained_nodes.len()
+        );
+        assert!(
+            plan.cost_per_hour < plan.current_cost_per_hour,
+            "seed {seed}: {} kept the cluster as it is",
+            plan.strategy
+        );
+    }
+}
