@@ -122,3 +122,47 @@ async fn bad_snapshots_are_refused_naming_what_was_wrong() {
         assert!(r.text.contains(field), "{field}: {}", r.text);
     }
 }
+
+/// Every `$ref` under `v`, as `#/components/schemas/Name` names.
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map {
+                match (k.as_str(), x.as_str()) {
+                    ("$ref", Some(r)) => out.push(r.to_owned()),
+                    _ => refs(x, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_route_and_every_schema_it_uses_are_in_the_openapi_document() {
+    let api = TestApi::new().await;
+    let doc = api.call(Method::GET, "/openapi.json", None, None).await;
+    let op = &doc.body["paths"]["/v1/optimizer/recommendations"]["post"];
+    assert!(op.is_object(), "route missing from the OpenAPI document");
+    let mut found = Vec::new();
+    refs(&doc.body, &mut found);
+    for name in [
+        "OptimizationRequest",
+        "ClusterSnapshot",
+        "OfficeHoursSchedule",
+        "OptimizationReport",
+    ] {
+        assert!(
+            found.iter().any(|r| r.ends_with(&format!("/{name}"))),
+            "{name} is not referenced"
+        );
+    }
+    for r in found {
+        let name = r.trim_start_matches("#/components/schemas/");
+        assert!(
+            doc.body["components"]["schemas"][name].is_object(),
+            "{r} does not resolve"
+        );
+    }
+}

@@ -26,6 +26,9 @@ use crate::state::AppState;
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&SecuritySchemes),
+    // Query parameters' enums are not collected from the handlers: listed here so their
+    // `$ref`s resolve.
+    components(schemas(onmemos_core::api::TemplateSort)),
     security(("bearer" = []), ("api_key" = [])),
     tags(
         (name = "health", description = "Liveness, readiness, metrics"),
