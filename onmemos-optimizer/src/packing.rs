@@ -817,12 +817,18 @@ pub fn consolidate(
     policy: &OptimizerPolicy,
 ) -> Result<PackingPlan> {
     let problem = Problem::priced(snapshot, offerings)?;
-    let plans = [
-        keep_plan(&problem),
-        drain_plan(&problem, policy),
-        repack_plan(&problem),
-        ffd_plan(&problem),
-    ];
+    // The repack is the long one: it runs on a thread of its own while the others run here.
+    let plans = std::thread::scope(|scope| {
+        let repack = scope.spawn(|| repack_plan(&problem));
+        let (keep, drain, ffd) = (
+            keep_plan(&problem),
+            drain_plan(&problem, policy),
+            ffd_plan(&problem),
+        );
+        // In this order: on equal cost the earlier plan wins.
+        repack.join().map(|repack| [keep, drain, repack, ffd])
+    })
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     let mut best: Option<PackingPlan> = None;
     for plan in plans {
         if check_with(&problem, policy, &plan).is_ok()
