@@ -599,3 +599,87 @@ async fn optimize_prints_a_report_for_a_snapshot_file() {
     assert!(!out.status.success());
     assert!(stderr.contains("nodes[0].name"), "{stderr}");
 }
+
+/// A proxy to `upstream` that loses the answer to the first request: it forwards the request,
+/// waits until the server starts answering (the request has been applied), then closes the
+/// client's connection. Later connections pass through.
+async fn lossy_proxy(upstream: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let url = format!(
+        "http://{}",
+        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut downstream, _)) = listener.accept().await {
+            let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            if std::mem::take(&mut first) {
+                tokio::spawn(async move {
+                    let (mut down_read, _down_write) = downstream.split();
+                    let (mut up_read, mut up_write) = up.split();
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let forward = async {
+                        while let Ok(n) = down_read.read(&mut buf).await {
+                            if n == 0 || up_write.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let mut answer = [0u8; 1];
+                    tokio::select! {
+                        _ = forward => {}
+                        _ = up_read.read(&mut answer) => {}
+                    }
+                    // Both sockets drop here: the client never sees the answer.
+                });
+            } else {
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut downstream, &mut up).await;
+                });
+            }
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_post_whose_answer_is_lost_is_retried_and_applied_once() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let created = create_user(onmemos(dir.path()), "retry@example.com", false);
+    let key = secret(&created);
+    let server = start(dir.path()).await;
+    let proxy = lossy_proxy(server.url.clone()).await;
+    let through_proxy = client(&proxy, &key);
+    let ws = through_proxy
+        .workspaces()
+        .create(&CreateWorkspace {
+            name: "once".into(),
+            description: None,
+            env: Default::default(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create through the lossy proxy: {e}"));
+    assert_eq!(ws.name, "once");
+    let page = client(&server.url, &key)
+        .workspaces()
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("list: {e}"));
+    let named: Vec<_> = page.items.iter().filter(|w| w.name == "once").collect();
+    assert_eq!(
+        named.len(),
+        1,
+        "the retried POST was applied {} times",
+        named.len()
+    );
+    assert_eq!(
+        named[0].id, ws.id,
+        "the retry got the first attempt's answer"
+    );
+}

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::resources::{ApiKeys, Credits, Estimates, Sessions, Templates, Users, Workspaces};
+use crate::retry::RetryPolicy;
 
 /// Where the client connects when `ONMEMOS_URL` is not set.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
@@ -30,6 +31,7 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     api_key: Option<String>,
+    retry: RetryPolicy,
 }
 
 /// Builds a [`Client`].
@@ -38,6 +40,7 @@ pub struct ClientBuilder {
     base: String,
     api_key: Option<String>,
     timeout: RequestTimeout,
+    retry: RetryPolicy,
     user_agent: String,
 }
 
@@ -47,6 +50,7 @@ impl Default for ClientBuilder {
             base: DEFAULT_URL.to_owned(),
             api_key: None,
             timeout: RequestTimeout::default(),
+            retry: RetryPolicy::default(),
             user_agent: format!("onmemos-client/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -68,6 +72,12 @@ impl ClientBuilder {
     /// The per-request timeout.
     pub fn request_timeout(mut self, timeout: RequestTimeout) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How requests are retried ([`RetryPolicy::none`] to never retry).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -95,6 +105,7 @@ impl ClientBuilder {
             http,
             base,
             api_key: self.api_key,
+            retry: self.retry,
         })
     }
 }
@@ -257,6 +268,8 @@ impl Client {
         Err(Error::from_response(status, &bytes, retry_after))
     }
 
+    /// Sends a request with a JSON body or none, retrying it under the client's
+    /// [`RetryPolicy`]; a POST keeps one idempotency key over all its attempts.
     async fn send<Q: Serialize + ?Sized, B: Serialize + ?Sized>(
         &self,
         method: Method,
@@ -264,20 +277,35 @@ impl Client {
         query: Option<&Q>,
         body: Option<&B>,
     ) -> Result<bytes::Bytes> {
-        let is_post = method == Method::POST;
-        let mut req = self.raw(method, path);
-        if is_post {
-            // Every POST carries an idempotency key, so a retry cannot apply it twice.
-            req = req.header("idempotency-key", uuid::Uuid::now_v7().to_string());
+        // Every POST carries an idempotency key, so a retry cannot apply it twice.
+        let key = (method == Method::POST).then(|| uuid::Uuid::now_v7().to_string());
+        let mut schedule = self.retry.schedule();
+        loop {
+            let mut req = self.raw(method.clone(), path);
+            if let Some(key) = &key {
+                req = req.header("idempotency-key", key);
+            }
+            if let Some(query) = query {
+                req = req.query(query);
+            }
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            let outcome = match self.execute(req).await {
+                Ok(resp) => resp.bytes().await.map_err(Error::transport),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(bytes) => return Ok(bytes),
+                Err(e) => match schedule.next_wait(&method, &e) {
+                    Some(wait) => {
+                        tracing::debug!(%method, path, error = %e, ?wait, "retrying");
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => return Err(e),
+                },
+            }
         }
-        if let Some(query) = query {
-            req = req.query(query);
-        }
-        if let Some(body) = body {
-            req = req.json(body);
-        }
-        let resp = self.execute(req).await?;
-        resp.bytes().await.map_err(Error::transport)
     }
 }
 

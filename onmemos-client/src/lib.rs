@@ -19,6 +19,7 @@
 mod client;
 mod error;
 mod resources;
+pub mod retry;
 mod shell;
 mod storage;
 
@@ -27,6 +28,7 @@ pub use error::{Error, ErrorKind, Result, kind_of_code};
 pub use resources::{
     ApiKeys, Credits, Estimates, Optimizer, Sessions, Templates, Users, Workspaces,
 };
+pub use retry::RetryPolicy;
 pub use shell::{Shell, ShellEvent};
 pub use storage::{ByteStream, Download, Progress, Storage, TRANSFER_TIMEOUT};
 
