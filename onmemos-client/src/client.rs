@@ -87,13 +87,30 @@ impl ClientBuilder {
         self
     }
 
-    /// Builds the client; the URL must be `http://` or `https://`.
+    /// Builds the client. The URL must be an `http://` or `https://` URL with a host, and a key,
+    /// when given, non-empty visible ASCII; anything else is a `Configuration` error before any
+    /// request is sent.
     pub fn build(self) -> Result<Client> {
         let base = self.base.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::new(
                 ErrorKind::Configuration,
                 format!("the server URL must start with http:// or https://, got {base:?}"),
+            ));
+        }
+        // http(s) URLs cannot parse without a host.
+        if let Err(e) = reqwest::Url::parse(&base) {
+            return Err(Error::new(
+                ErrorKind::Configuration,
+                format!("the server URL {base:?} is not a URL: {e}"),
+            ));
+        }
+        if let Some(key) = &self.api_key
+            && (key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(Error::new(
+                ErrorKind::Configuration,
+                "the API key must be non-empty visible ASCII (no spaces or line breaks)",
             ));
         }
         let http = reqwest::Client::builder()
@@ -120,8 +137,16 @@ impl Client {
     /// for variables the environment does not set, from a `.env` file in the current directory
     /// or its parents.
     pub fn from_env() -> Result<Client> {
-        // A missing .env file is normal; the environment alone may configure the client.
-        let _ = dotenvy::dotenv();
+        // A missing .env file is normal (the environment alone may configure the client); a
+        // malformed one is an error, not something to skip silently.
+        if let Err(e) = dotenvy::dotenv()
+            && !e.not_found()
+        {
+            return Err(Error::new(
+                ErrorKind::Configuration,
+                format!("cannot read the .env file: {e}"),
+            ));
+        }
         let mut builder = Client::builder();
         if let Ok(url) = std::env::var("ONMEMOS_URL") {
             builder = builder.base_url(url);

@@ -4,7 +4,8 @@
 //! `HEAD`, `PUT`, `DELETE`, `OPTIONS`) and `POST`s, which always carry an `Idempotency-Key` the
 //! server deduplicates on (the same key on every attempt). `PATCH` is never retried. It is
 //! retried on failures that may pass: the server not reached or the connection lost, a timeout,
-//! and the answers 408, 429, 500, 502, 503 and 504. The wait is exponential with jitter, at
+//! the answers 408, 429, 500, 502, 503 and 504, and a 409 `idempotency_in_flight` (the same POST
+//! is still being answered). The wait is exponential with jitter, at
 //! least the server's `Retry-After`, and all waits fit in a total budget: a `Retry-After` beyond
 //! what is left ends the retries at once.
 
@@ -140,8 +141,13 @@ pub fn may_retry(method: &Method) -> bool {
     .contains(method)
 }
 
-/// Whether `error` may pass if the request is sent again.
+/// Whether `error` may pass if the request is sent again. Besides the statuses above, a 409
+/// `idempotency_in_flight` passes: the first attempt of the same POST is still running, and a
+/// later retry gets its answer.
 pub fn transient(error: &Error) -> bool {
+    if error.code() == Some("idempotency_in_flight") {
+        return true;
+    }
     match error.status() {
         Some(status) => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
         None => matches!(error.kind(), ErrorKind::Network | ErrorKind::Timeout),

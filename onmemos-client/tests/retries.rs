@@ -278,3 +278,30 @@ async fn a_dropped_connection_is_retried() {
         "two connections served"
     );
 }
+
+#[tokio::test]
+async fn a_post_still_in_flight_is_retried_and_a_plain_conflict_is_not() {
+    let server = MockServer::start().await;
+    sequence(
+        &server,
+        "POST",
+        "/v1/estimates",
+        vec![error(409, "idempotency_in_flight")],
+        error(409, "conflict"),
+    )
+    .await;
+    let request = serde_json::from_value(json!({"template": "python", "duration_secs": 60}))
+        .unwrap_or_else(|e| panic!("request: {e}"));
+    let e = client(&server.uri(), fast())
+        .estimates()
+        .quote(&request)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("succeeded against a 409"));
+    assert_eq!(e.code(), Some("conflict"));
+    assert_eq!(
+        received(&server).await.len(),
+        2,
+        "in flight: once more; conflict: final"
+    );
+}
