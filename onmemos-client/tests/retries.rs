@@ -77,6 +77,18 @@ async fn health_fails(url: &str, policy: RetryPolicy) -> onmemos_client::Error {
         .unwrap_or_else(|| panic!("GET /healthz succeeded"))
 }
 
+/// `POST /v1/estimates` at `url`, expected to fail.
+async fn quote_fails(url: &str) -> onmemos_client::Error {
+    let request = serde_json::from_value(json!({"template": "python", "duration_secs": 60}))
+        .unwrap_or_else(|e| panic!("request: {e}"));
+    client(url, fast())
+        .estimates()
+        .quote(&request)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("POST /v1/estimates succeeded"))
+}
+
 async fn received(server: &MockServer) -> Vec<wiremock::Request> {
     server.received_requests().await.unwrap_or_default()
 }
@@ -183,14 +195,7 @@ async fn a_post_keeps_one_idempotency_key_over_its_attempts() {
         error(422, "invalid_input"),
     )
     .await;
-    let request = serde_json::from_value(json!({"template": "python", "duration_secs": 60}))
-        .unwrap_or_else(|e| panic!("request: {e}"));
-    let e = client(&server.uri(), fast())
-        .estimates()
-        .quote(&request)
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("succeeded against a 422"));
+    let e = quote_fails(&server.uri()).await;
     assert_eq!(e.kind(), ErrorKind::Validation, "the 422 is final");
     let keys: Vec<String> = received(&server)
         .await
@@ -290,14 +295,7 @@ async fn a_post_still_in_flight_is_retried_and_a_plain_conflict_is_not() {
         error(409, "conflict"),
     )
     .await;
-    let request = serde_json::from_value(json!({"template": "python", "duration_secs": 60}))
-        .unwrap_or_else(|e| panic!("request: {e}"));
-    let e = client(&server.uri(), fast())
-        .estimates()
-        .quote(&request)
-        .await
-        .err()
-        .unwrap_or_else(|| panic!("succeeded against a 409"));
+    let e = quote_fails(&server.uri()).await;
     assert_eq!(e.code(), Some("conflict"));
     assert_eq!(
         received(&server).await.len(),
