@@ -4,36 +4,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Child;
 
-use common::{client, create_user, free_port, onmemos, secret, serve, wait_ready};
+use common::{Server, client, create_user, onmemos, secret, start};
 use onmemos::client::ErrorKind;
 use onmemos::core::api::{
     CreateApiKey, CreateUser, CreateWorkspace, ListParams, TemplateListParams,
 };
 use onmemos::core::model::{Scope, TemplateCategory};
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start(dir: &Path) -> Server {
-    let port = free_port();
-    let server = Server {
-        child: serve(onmemos(dir), port),
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    wait_ready(&server.url).await;
-    server
-}
 
 #[tokio::test]
 async fn serve_bootstrap_and_client_round_trip() {
@@ -605,13 +582,7 @@ async fn optimize_prints_a_report_for_a_snapshot_file() {
 /// client's connection. Later connections pass through.
 async fn lossy_proxy(upstream: String) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap_or_else(|e| panic!("bind: {e}"));
-    let url = format!(
-        "http://{}",
-        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
-    );
+    let (listener, url) = common::listen().await;
     let upstream = upstream.trim_start_matches("http://").to_owned();
     tokio::spawn(async move {
         let mut first = true;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{client, create_user, free_port, secret, serve, wait_ready};
 use onmemos::client::model::{MicroCredits, SessionStatus, StopReason, cost_of};
-use onmemos::core::api::{CreateSession, CreateWorkspace, CreditRequest, SessionListParams};
+use onmemos::core::api::{CreateWorkspace, SessionListParams};
 
 /// `onmemos` in `dir` on SQLite, with unsandboxed local compute (so background jobs outlive
 /// the commands that start them) and a fast monitor.
@@ -35,26 +35,12 @@ async fn sessions_of_a_killed_server_are_reconciled_on_restart() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let created = create_user(onmemos(dir.path()), "root@example.com", true);
     let key = secret(&created);
-    let me = created["user"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let mut server = spawn(dir.path(), port);
     wait_ready(&url).await;
     let client = client(&url, &key);
-    client
-        .credits()
-        .purchase(&CreditRequest {
-            user_id: me.parse().unwrap_or_else(|e| panic!("{e:?}")),
-            amount_micros: 100_000_000,
-            reference: None,
-            priority: None,
-            expires_at: None,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("purchase: {e}"));
+    common::buy_credits(&client, 100_000_000).await;
     let ws = client
         .workspaces()
         .create(&CreateWorkspace {
@@ -67,33 +53,11 @@ async fn sessions_of_a_killed_server_are_reconciled_on_restart() {
     let mut ids = Vec::new();
     let first_created = Instant::now();
     for _ in 0..3 {
-        let s = client
-            .sessions()
-            .create(&CreateSession {
-                workspace_id: ws.id,
-                template: "python".into(),
-                limits: Default::default(),
-                placement: Default::default(),
-                env: Default::default(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("create: {e}"));
+        let s = common::start_session(&client, ws.id).await;
         // A background job: it outlives the server (the shell goes with its terminal).
         let out = client
             .sessions()
-            .exec(
-                s.id,
-                &onmemos::core::api::ExecCommand {
-                    command: vec![
-                        "sh".into(),
-                        "-c".into(),
-                        "sleep 1000 >/dev/null 2>&1 &".into(),
-                    ],
-                    env: Default::default(),
-                    stdin: None,
-                    timeout_secs: None,
-                },
-            )
+            .exec(s.id, &common::sh("sleep 1000 >/dev/null 2>&1 &"))
             .await
             .unwrap_or_else(|e| panic!("exec: {e}"));
         assert_eq!(out.exit_code, Some(0));

@@ -213,19 +213,33 @@ impl Client {
         crate::resources::Optimizer::new(self)
     }
 
-    /// Opens the terminal of a running session over the shell WebSocket.
-    pub async fn shell(
+    /// Opens the terminal of a running session over the shell WebSocket, 24×80, reconnecting
+    /// a lost connection for up to 60 s (the server's default grace period).
+    pub async fn shell(&self, session: onmemos_core::id::SessionId) -> Result<crate::shell::Shell> {
+        self.shell_with(session, crate::shell::ShellOptions::default())
+            .await
+    }
+
+    /// Opens the terminal of a running session with `options` (size, reconnection window).
+    pub async fn shell_with(
         &self,
         session: onmemos_core::id::SessionId,
-        rows: u16,
-        cols: u16,
+        options: crate::shell::ShellOptions,
     ) -> Result<crate::shell::Shell> {
-        crate::shell::Shell::connect(&self.base, self.api_key.as_deref(), session, rows, cols).await
+        crate::shell::Shell::connect(&self.base, self.api_key.as_deref(), session, options).await
     }
 
     /// `GET /healthz`.
     pub async fn health(&self) -> Result<onmemos_core::api::Health> {
         self.get("/healthz").await
+    }
+
+    /// `GET /readyz`: whether the server can take requests (its database answers). A server
+    /// that is not ready answers 503, an error of kind `Server`; this probe is never retried.
+    pub async fn ready(&self) -> Result<onmemos_core::api::Health> {
+        let resp = self.execute(self.raw(Method::GET, "/readyz")).await?;
+        let bytes = resp.bytes().await.map_err(Error::transport)?;
+        decode(&bytes)
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {

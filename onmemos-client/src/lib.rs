@@ -22,15 +22,18 @@ mod resources;
 pub mod retry;
 mod shell;
 mod storage;
+mod stream;
 
 pub use client::{Client, ClientBuilder, DEFAULT_URL, RequestTimeout};
 pub use error::{Error, ErrorKind, Result, kind_of_code};
+pub use onmemos_core::api::SessionLifetime;
 pub use resources::{
     ApiKeys, Credits, Estimates, Optimizer, Sessions, Templates, Users, Workspaces,
 };
 pub use retry::RetryPolicy;
-pub use shell::{Shell, ShellEvent};
+pub use shell::{Shell, ShellEvent, ShellOptions};
 pub use storage::{ByteStream, Download, Progress, Storage, TRANSFER_TIMEOUT};
+pub use stream::{Cursor, Items};
 
 /// The wire types the client sends and receives.
 pub use onmemos_core::api;

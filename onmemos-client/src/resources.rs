@@ -1,11 +1,12 @@
 //! Typed methods, grouped by resource.
 
+use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
 
 use onmemos_core::api::{
     CompareRequest, Comparison, CreateApiKey, CreateSession, CreateTemplate, CreateUser,
     CreateWorkspace, CreatedApiKey, CreatedUser, CreditRequest, Estimate, EstimateRequest,
-    EventListParams, ExecCommand, ExecOutput, ListParams, Page, SessionListParams,
+    EventListParams, ExecCommand, ExecOutput, ExecStreamLine, ListParams, Page, SessionListParams,
     TemplateListParams, TransferListParams, UpdateWorkspace,
 };
 use onmemos_core::id::{ApiKeyId, SessionId, UserId, WorkspaceId};
@@ -15,6 +16,7 @@ use onmemos_core::model::{
 
 use crate::client::Client;
 use crate::error::Result;
+use crate::stream::{Items, pages};
 
 macro_rules! resource {
     ($(#[$doc:meta])* $name:ident) => {
@@ -93,6 +95,11 @@ impl Sessions<'_> {
         self.client.get_with("/v1/sessions", params).await
     }
 
+    /// Every session matching `params`, fetched a page at a time as the stream is read.
+    pub fn list_all(&self, params: SessionListParams) -> Items<Session> {
+        pages(self.client.clone(), "/v1/sessions".into(), params)
+    }
+
     /// One session.
     pub async fn get(&self, id: SessionId) -> Result<Session> {
         self.client.get(&format!("/v1/sessions/{id}")).await
@@ -120,6 +127,20 @@ impl Sessions<'_> {
             .await
     }
 
+    /// Runs a command and yields its output as it is produced, ending with its exit (or the
+    /// reason it could not be followed).
+    pub async fn exec_stream(
+        &self,
+        id: SessionId,
+        command: &ExecCommand,
+    ) -> Result<Items<ExecStreamLine>> {
+        let req = self
+            .client
+            .raw(Method::POST, &format!("/v1/sessions/{id}/exec/stream"))
+            .json(command);
+        crate::stream::ndjson(self.client, req).await
+    }
+
     /// The session's events, oldest first.
     pub async fn events(
         &self,
@@ -129,6 +150,52 @@ impl Sessions<'_> {
         self.client
             .get_with(&format!("/v1/sessions/{id}/events"), params)
             .await
+    }
+
+    /// Every recorded event after `params.after`, fetched `params.limit` at a time.
+    pub fn events_all(&self, id: SessionId, params: EventListParams) -> Items<SessionEvent> {
+        let client = self.client.clone();
+        let path = format!("/v1/sessions/{id}/events");
+        let limit = params.limit.unwrap_or(200) as usize;
+        futures::stream::try_unfold(Some(params), move |params| {
+            let (client, path) = (client.clone(), path.clone());
+            async move {
+                let Some(mut params) = params else {
+                    return Ok(None);
+                };
+                let events: Vec<SessionEvent> = client.get_with(&path, &params).await?;
+                // A short page is the last one.
+                let next = match events.last() {
+                    Some(last) if events.len() >= limit => {
+                        params.after = Some(last.seq);
+                        Some(params)
+                    }
+                    _ => None,
+                };
+                Ok(Some((
+                    futures::stream::iter(events.into_iter().map(Ok)),
+                    next,
+                )))
+            }
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    /// The session's events after `after` (all when `None`), then new ones as they happen,
+    /// until the session's final event; from `/events/stream` (server-sent events).
+    pub async fn follow_events(
+        &self,
+        id: SessionId,
+        after: Option<u64>,
+    ) -> Result<Items<SessionEvent>> {
+        let mut req = self
+            .client
+            .raw(Method::GET, &format!("/v1/sessions/{id}/events/stream"));
+        if let Some(after) = after {
+            req = req.query(&[("after", after)]);
+        }
+        crate::stream::server_sent(self.client, req).await
     }
 }
 
@@ -157,6 +224,11 @@ impl Credits<'_> {
     /// One page of the caller's transfers, oldest first.
     pub async fn transfers(&self, params: &TransferListParams) -> Result<Page<Transfer>> {
         self.client.get_with("/v1/credits/transfers", params).await
+    }
+
+    /// Every transfer matching `params`, oldest first, fetched a page at a time.
+    pub fn transfers_all(&self, params: TransferListParams) -> Items<Transfer> {
+        pages(self.client.clone(), "/v1/credits/transfers".into(), params)
     }
 
     /// Credits a user with purchased credits (admin).
@@ -192,6 +264,11 @@ impl Workspaces<'_> {
         self.client.get_with("/v1/workspaces", params).await
     }
 
+    /// Every workspace of the caller, fetched a page at a time.
+    pub fn list_all(&self, params: ListParams) -> Items<Workspace> {
+        pages(self.client.clone(), "/v1/workspaces".into(), params)
+    }
+
     /// One workspace.
     pub async fn get(&self, id: WorkspaceId) -> Result<Workspace> {
         self.client.get(&format!("/v1/workspaces/{id}")).await
@@ -217,6 +294,11 @@ impl Templates<'_> {
     /// One page of the templates the caller can see.
     pub async fn list(&self, params: &TemplateListParams) -> Result<Page<Template>> {
         self.client.get_with("/v1/templates", params).await
+    }
+
+    /// Every template matching `params`, fetched a page at a time.
+    pub fn list_all(&self, params: TemplateListParams) -> Items<Template> {
+        pages(self.client.clone(), "/v1/templates".into(), params)
     }
 
     /// A template by id (`tpl_…`) or name.
@@ -258,6 +340,11 @@ impl ApiKeys<'_> {
         self.client.get_with("/v1/api-keys", params).await
     }
 
+    /// Every key of the caller, fetched a page at a time.
+    pub fn list_all(&self, params: ListParams) -> Items<ApiKey> {
+        pages(self.client.clone(), "/v1/api-keys".into(), params)
+    }
+
     /// One of the caller's keys.
     pub async fn get(&self, id: ApiKeyId) -> Result<ApiKey> {
         self.client.get(&format!("/v1/api-keys/{id}")).await
@@ -290,6 +377,11 @@ impl Users<'_> {
     /// One page of users (admin).
     pub async fn list(&self, params: &ListParams) -> Result<Page<User>> {
         self.client.get_with("/v1/users", params).await
+    }
+
+    /// Every user (admin), fetched a page at a time.
+    pub fn list_all(&self, params: ListParams) -> Items<User> {
+        pages(self.client.clone(), "/v1/users".into(), params)
     }
 
     /// A user.

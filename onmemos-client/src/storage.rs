@@ -200,6 +200,19 @@ impl<'c> Storage<'c> {
         resp.json().await.map_err(Error::transport)
     }
 
+    /// Uploads `bytes`, held in memory, to `path`.
+    pub async fn upload_bytes(
+        &self,
+        workspace: WorkspaceId,
+        path: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Result<StoredObject> {
+        let bytes: Bytes = bytes.into();
+        let length = bytes.len() as u64;
+        let body: ByteStream = futures::stream::once(async move { Ok(bytes) }).boxed();
+        self.upload(workspace, path, body, Some(length), None).await
+    }
+
     /// Uploads the local file `file` to `path`.
     pub async fn upload_file(
         &self,
@@ -388,6 +401,19 @@ impl<'c> Storage<'c> {
         })
     }
 
+    /// The whole object at `path`, read into memory.
+    pub async fn read(&self, workspace: WorkspaceId, path: &str) -> Result<Bytes> {
+        let download = self.download(workspace, path, None).await?;
+        let mut bytes = bytes::BytesMut::with_capacity(
+            usize::try_from(download.object.size).unwrap_or_default(),
+        );
+        let mut body = download.body;
+        while let Some(chunk) = body.try_next().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes.freeze())
+    }
+
     /// Downloads `path` into the local file `dest`. With `resume`, a `dest.part` left by an
     /// interrupted download of the same version of the object is continued, not restarted.
     pub async fn download_file(
@@ -488,6 +514,20 @@ impl<'c> Storage<'c> {
         self.client
             .get_with(&format!("/v1/workspaces/{workspace}/files"), params)
             .await
+    }
+
+    /// Every object of the workspace matching `params`, in path order, fetched a page at a
+    /// time.
+    pub fn list_all(
+        &self,
+        workspace: WorkspaceId,
+        params: ObjectListParams,
+    ) -> crate::stream::Items<StoredObject> {
+        crate::stream::pages(
+            self.client.clone(),
+            format!("/v1/workspaces/{workspace}/files"),
+            params,
+        )
     }
 
     /// A URL that allows `GET` or `PUT` of one object straight at the object store.

@@ -3,7 +3,8 @@
 //! Each session's terminal is held by a [`Hub`]: one attachment to the compute's PTY, whose
 //! output the hub keeps in a scrollback ring (64 KiB) and fans out to every socket attached.
 //! When the last socket leaves, the hub stays for the grace period; a socket that comes back
-//! within it re-attaches to the same terminal and first receives the scrollback.
+//! within it re-attaches to the same terminal and first receives the scrollback, or, when it
+//! says how much output it already has (`offset`), only the output it missed.
 //!
 //! Frames: binary both ways carry terminal bytes; text frames carry JSON control messages
 //! ([`ShellClientFrame`] in, [`ShellServerFrame`] out). A malformed control frame gets an
@@ -50,6 +51,8 @@ struct Hub {
 
 struct HubOutput {
     scrollback: VecDeque<u8>,
+    /// Bytes of output since the terminal opened (the scrollback is the last of them).
+    written: u64,
     fanout: broadcast::Sender<Bytes>,
 }
 
@@ -72,6 +75,7 @@ impl Hub {
                     let Some(hub) = weak.upgrade() else { return };
                     let mut out = hub.state.lock().unwrap_or_else(|e| e.into_inner());
                     out.scrollback.extend(bytes.iter());
+                    out.written += bytes.len() as u64;
                     let excess = out.scrollback.len().saturating_sub(SCROLLBACK_BYTES);
                     out.scrollback.drain(..excess);
                     // No socket attached is fine: the scrollback keeps it.
@@ -84,6 +88,7 @@ impl Hub {
                 pty,
                 state: Mutex::new(HubOutput {
                     scrollback: VecDeque::new(),
+                    written: 0,
                     fanout,
                 }),
                 clients: AtomicUsize::new(0),
@@ -93,11 +98,15 @@ impl Hub {
         })
     }
 
-    /// The scrollback so far and a receiver of everything after it.
-    fn join(&self) -> (Vec<u8>, broadcast::Receiver<Bytes>) {
+    /// The scrollback after the first `offset` bytes of output (all of it without one), and
+    /// a receiver of everything after it.
+    fn join(&self, offset: Option<u64>) -> (Vec<u8>, broadcast::Receiver<Bytes>) {
         let out = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let kept_from = out.written - out.scrollback.len() as u64;
+        let skip = offset.map_or(0, |offset| offset.clamp(kept_from, out.written) - kept_from);
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
         (
-            out.scrollback.iter().copied().collect(),
+            out.scrollback.iter().skip(skip).copied().collect(),
             out.fanout.subscribe(),
         )
     }
@@ -165,6 +174,9 @@ pub(crate) struct ShellParams {
     rows: Option<u16>,
     /// Columns (default 80).
     cols: Option<u16>,
+    /// Bytes of output the client already received from this terminal (a client that
+    /// reconnects): only later output is replayed from the scrollback.
+    offset: Option<u64>,
 }
 
 /// Opens the session's terminal over a WebSocket.
@@ -209,7 +221,7 @@ pub(crate) async fn shell(
     Ok(ws.on_upgrade(move |socket| async move {
         // Counted from the upgrade on: a request that never upgrades holds nothing.
         hub.clients.fetch_add(1, Ordering::SeqCst);
-        serve(socket, &s.engine, &p, id, &hub).await;
+        serve(socket, &s.engine, &p, id, &hub, q.offset).await;
         s.shells.leave(id, &hub, grace);
     }))
 }
@@ -247,9 +259,10 @@ async fn serve(
     caller: &Principal,
     id: SessionId,
     hub: &Hub,
+    offset: Option<u64>,
 ) {
     let mut events = engine.sessions().subscribe();
-    let (scrollback, mut output) = hub.join();
+    let (scrollback, mut output) = hub.join(offset);
     let mut closed = hub.closed.clone();
     if !scrollback.is_empty()
         && socket

@@ -108,7 +108,12 @@ fn size() -> (u16, u16) {
 
 pub(crate) async fn run(client: &Client, session: SessionId) -> anyhow::Result<()> {
     let (rows, cols) = size();
-    let mut shell = client.shell(session, rows, cols).await?;
+    let options = onmemos::client::ShellOptions {
+        rows,
+        cols,
+        ..Default::default()
+    };
+    let mut shell = client.shell_with(session, options).await?;
     let _raw = RawMode::enable()?;
     let mut stdout = std::io::stdout();
     let mut stdin = tokio::io::stdin();
@@ -149,6 +154,10 @@ pub(crate) async fn run(client: &Client, session: SessionId) -> anyhow::Result<(
             event = shell.next() => match event {
                 None => break,
                 Some(Err(e)) => return Err(e.into()),
+                Some(Ok(ShellEvent::Reconnected { .. })) => {
+                    let _ = stdout.write_all(b"\r\n[reconnected]\r\n");
+                    let _ = stdout.flush();
+                }
                 Some(Ok(ShellEvent::Output(bytes))) => {
                     let _ = stdout.write_all(&bytes);
                     let _ = stdout.flush();

@@ -93,3 +93,89 @@ pub fn client(url: &str, key: &str) -> Client {
         .build()
         .unwrap_or_else(|e| panic!("client: {e}"))
 }
+
+/// `onmemos serve` running as a child process, killed when dropped.
+pub struct Server {
+    /// The process.
+    pub child: Child,
+    /// Its base URL.
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `onmemos serve` on a free port with its data in `dir`, once it answers.
+pub async fn start(dir: &Path) -> Server {
+    let port = free_port();
+    let server = Server {
+        child: serve(onmemos(dir), port),
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    wait_ready(&server.url).await;
+    server
+}
+
+/// A listener on a free loopback port, and its `http://` URL.
+pub async fn listen() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let url = format!(
+        "http://{}",
+        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
+    (listener, url)
+}
+
+/// Starts a session of the `python` template in `workspace`, with its defaults.
+pub async fn start_session(
+    client: &Client,
+    workspace: onmemos::client::id::WorkspaceId,
+) -> onmemos::client::model::Session {
+    client
+        .sessions()
+        .create(&onmemos::client::api::CreateSession {
+            workspace_id: workspace,
+            template: "python".into(),
+            limits: Default::default(),
+            placement: Default::default(),
+            env: Default::default(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create session: {e}"))
+}
+
+/// `sh -c script`, as a command to exec.
+pub fn sh(script: &str) -> onmemos::client::api::ExecCommand {
+    onmemos::client::api::ExecCommand {
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        env: Default::default(),
+        stdin: None,
+        timeout_secs: None,
+    }
+}
+
+/// An admin buys `micros` micro-credits for themselves.
+pub async fn buy_credits(admin: &Client, micros: i64) {
+    let me = admin
+        .users()
+        .me()
+        .await
+        .unwrap_or_else(|e| panic!("me: {e}"));
+    admin
+        .credits()
+        .purchase(&onmemos::client::api::CreditRequest {
+            user_id: me.id,
+            amount_micros: micros,
+            reference: None,
+            priority: None,
+            expires_at: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("purchase: {e}"));
+}

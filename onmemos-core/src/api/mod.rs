@@ -23,7 +23,7 @@ pub use requests::{
 };
 pub use sessions::{
     CreateSession, EventListParams, ExecCommand, ExecOutput, ExecStreamLine, LimitOverrides,
-    SessionListParams, ShellClientFrame, ShellServerFrame,
+    SessionLifetime, SessionListParams, ShellClientFrame, ShellServerFrame,
 };
 pub use storage::{
     CreateUpload, ObjectListParams, PresignMethod, PresignRequest, PresignedUrl, StoredObject,

@@ -25,6 +25,38 @@ pub struct LimitOverrides {
     pub idle_timeout_secs: Option<u64>,
 }
 
+/// How long a session may run before it is stopped (`max_duration`).
+///
+/// A distinct type from a client's per-request timeout, so neither can be passed for the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionLifetime(pub std::time::Duration);
+
+impl SessionLifetime {
+    /// A lifetime of `hours` hours.
+    pub fn hours(hours: u64) -> Self {
+        Self(std::time::Duration::from_secs(hours * 3600))
+    }
+
+    /// Whole seconds, a started second counting as one (the wire's unit).
+    pub fn as_secs_ceil(self) -> u64 {
+        self.0.as_secs() + u64::from(self.0.subsec_nanos() > 0)
+    }
+}
+
+impl LimitOverrides {
+    /// These limits with the session's lifetime set.
+    pub fn with_lifetime(mut self, lifetime: SessionLifetime) -> Self {
+        self.max_duration_secs = Some(lifetime.as_secs_ceil());
+        self
+    }
+
+    /// The lifetime these limits set, if any.
+    pub fn lifetime(&self) -> Option<SessionLifetime> {
+        self.max_duration_secs
+            .map(|s| SessionLifetime(std::time::Duration::from_secs(s)))
+    }
+}
+
 /// `POST /v1/sessions`: start a session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Validate)]
 #[serde(deny_unknown_fields)]
@@ -202,4 +234,21 @@ pub enum ExecStreamLine {
         /// What went wrong.
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_lifetime_is_sent_in_whole_seconds_rounded_up() {
+        let limits = LimitOverrides::default().with_lifetime(SessionLifetime::hours(2));
+        assert_eq!(limits.max_duration_secs, Some(7200));
+        assert_eq!(limits.lifetime(), Some(SessionLifetime::hours(2)));
+        let limits =
+            LimitOverrides::default().with_lifetime(SessionLifetime(Duration::from_millis(1500)));
+        assert_eq!(limits.max_duration_secs, Some(2));
+    }
 }
