@@ -39,6 +39,9 @@ services_start
 
 step "examples"
 cargo run --quiet --all-features --example in_process
+step "python bindings (pip install ./onmemos-client, pytest against onmemos serve)"
+cargo build --all-features --bin onmemos
+scripts/test-python.sh
 step "doctests"
 cargo test --workspace --all-features --doc
 # Last, so its summary closes the output.

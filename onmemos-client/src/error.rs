@@ -99,6 +99,13 @@ impl Error {
         }))
     }
 
+    /// This error, naming `field` as the one that was wrong.
+    #[cfg(feature = "python")]
+    pub(crate) fn with_field(mut self, field: &str) -> Self {
+        self.0.field = Some(field.to_owned());
+        self
+    }
+
     /// The error of an HTTP error answer: its status, and its JSON body when it has one.
     pub fn from_response(
         status: u16,

@@ -18,6 +18,8 @@
 
 mod client;
 mod error;
+#[cfg(feature = "python")]
+mod python;
 mod resources;
 pub mod retry;
 mod shell;

@@ -1,0 +1,442 @@
+"""`Client` (blocking) and `AsyncClient` (asyncio), over the Rust client.
+
+Both have the Rust client's resources and method names: `client.sessions().create(...)`.
+Every call of a `Client` blocks the calling thread (not the interpreter); every call of an
+`AsyncClient` returns an awaitable. Both share the Rust client's retries, timeouts and errors.
+"""
+
+import json
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional
+
+from . import _native, models
+from .errors import from_native
+from .models import Page
+
+Convert = Callable[[Any], Any]
+
+
+def _args(**fields: Any) -> Dict[str, Any]:
+    """The fields that are set."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _model(cls: Any) -> Convert:
+    return lambda text: cls.from_wire(json.loads(text))
+
+
+def _models(cls: Any) -> Convert:
+    return lambda text: [cls.from_wire(v) for v in json.loads(text)]
+
+
+def _page(cls: Any) -> Convert:
+    def convert(text: str) -> Page:
+        data = json.loads(text)
+        return Page([cls.from_wire(v) for v in data["items"]], data.get("next_cursor"))
+
+    return convert
+
+
+def _none(_text: Any) -> None:
+    return None
+
+
+def _raw(value: Any) -> Any:
+    return value
+
+
+class _Resource:
+    def __init__(self, client: "_Base") -> None:
+        self._c = client
+
+    def _call(self, op: str, convert: Convert, data: Optional[bytes] = None, **args: Any) -> Any:
+        return self._c._run(op, args, convert, data)
+
+
+class Workspaces(_Resource):
+    """`/v1/workspaces`."""
+
+    def create(self, name: str, description: Optional[str] = None,
+               env: Optional[Dict[str, str]] = None):
+        """Creates a workspace."""
+        request = _args(name=name, description=description, env=env)
+        return self._call("workspaces.create", _model(models.Workspace), request=request)
+
+    def list(self, limit: Optional[int] = None, cursor: Optional[str] = None):
+        """One page of the caller's workspaces."""
+        return self._call("workspaces.list", _page(models.Workspace),
+                          params=_args(limit=limit, cursor=cursor))
+
+    def list_all(self, limit: Optional[int] = None):
+        """Every workspace of the caller, fetched a page at a time as it is iterated."""
+        return self._c._paginate("workspaces.list", _page(models.Workspace), {}, limit)
+
+    def get(self, id: str):
+        """One workspace."""
+        return self._call("workspaces.get", _model(models.Workspace), id=id)
+
+    def update(self, id: str, name: Optional[str] = None, description: Optional[str] = None,
+               env: Optional[Dict[str, str]] = None):
+        """Changes a workspace (fields left `None` are kept)."""
+        request = _args(name=name, description=description, env=env)
+        return self._call("workspaces.update", _model(models.Workspace), id=id, request=request)
+
+    def delete(self, id: str):
+        """Deletes a workspace."""
+        return self._call("workspaces.delete", _none, id=id)
+
+
+class Templates(_Resource):
+    """`/v1/templates`."""
+
+    def list(self, category: Optional[str] = None, tag: Optional[str] = None,
+             sort: Optional[str] = None, limit: Optional[int] = None,
+             cursor: Optional[str] = None):
+        """One page of the templates the caller can see."""
+        params = _args(category=category, tag=tag, sort=sort, limit=limit, cursor=cursor)
+        return self._call("templates.list", _page(models.Template), params=params)
+
+    def list_all(self, category: Optional[str] = None, tag: Optional[str] = None,
+                 limit: Optional[int] = None):
+        """Every template matching the filters, a page at a time."""
+        return self._c._paginate("templates.list", _page(models.Template),
+                                 _args(category=category, tag=tag), limit)
+
+    def get(self, id_or_name: str):
+        """A template by id (`tpl_…`) or name."""
+        return self._call("templates.get", _model(models.Template), id=id_or_name)
+
+    def create(self, **request: Any):
+        """Creates a custom template (the fields of `CreateTemplate`)."""
+        return self._call("templates.create", _model(models.Template), request=request)
+
+    def delete(self, id_or_name: str):
+        """Deletes a custom template."""
+        return self._call("templates.delete", _none, id=id_or_name)
+
+
+class ApiKeys(_Resource):
+    """`/v1/api-keys`."""
+
+    def create(self, name: str, scopes: Optional[List[str]] = None,
+               expires_at: Optional[str] = None):
+        """Creates a key for the caller; the answer holds its secret."""
+        request = _args(name=name, scopes=scopes, expires_at=expires_at)
+        return self._call("api_keys.create", _model(models.CreatedApiKey), request=request)
+
+    def list(self, limit: Optional[int] = None, cursor: Optional[str] = None):
+        """One page of the caller's keys."""
+        return self._call("api_keys.list", _page(models.ApiKey),
+                          params=_args(limit=limit, cursor=cursor))
+
+    def list_all(self, limit: Optional[int] = None):
+        """Every key of the caller, a page at a time."""
+        return self._c._paginate("api_keys.list", _page(models.ApiKey), {}, limit)
+
+    def get(self, id: str):
+        """One of the caller's keys."""
+        return self._call("api_keys.get", _model(models.ApiKey), id=id)
+
+    def revoke(self, id: str):
+        """Revokes one of the caller's keys."""
+        return self._call("api_keys.revoke", _model(models.ApiKey), id=id)
+
+
+class Users(_Resource):
+    """`/v1/users` and `/v1/me`."""
+
+    def me(self):
+        """The caller's own user."""
+        return self._call("users.me", _model(models.User))
+
+    def create(self, email: str, name: Optional[str] = None, role: Optional[str] = None):
+        """Creates a user and their first key (admin)."""
+        request = _args(email=email, name=name, role=role)
+        return self._call("users.create", _model(models.CreatedUser), request=request)
+
+    def list(self, limit: Optional[int] = None, cursor: Optional[str] = None):
+        """One page of users (admin)."""
+        return self._call("users.list", _page(models.User),
+                          params=_args(limit=limit, cursor=cursor))
+
+    def list_all(self, limit: Optional[int] = None):
+        """Every user (admin), a page at a time."""
+        return self._c._paginate("users.list", _page(models.User), {}, limit)
+
+    def get(self, id: str):
+        """A user."""
+        return self._call("users.get", _model(models.User), id=id)
+
+
+class Sessions(_Resource):
+    """`/v1/sessions`."""
+
+    def create(self, workspace_id: str, template: str, limits: Optional[Dict[str, Any]] = None,
+               placement: Optional[str] = None, env: Optional[Dict[str, str]] = None):
+        """Starts a session: it is `running` when this returns."""
+        request = _args(workspace_id=workspace_id, template=template, limits=limits,
+                        placement=placement, env=env)
+        return self._call("sessions.create", _model(models.Session), request=request)
+
+    def list(self, workspace_id: Optional[str] = None, status: Optional[str] = None,
+             template_id: Optional[str] = None, limit: Optional[int] = None,
+             cursor: Optional[str] = None):
+        """One page of the caller's sessions."""
+        params = _args(workspace_id=workspace_id, status=status, template_id=template_id,
+                       limit=limit, cursor=cursor)
+        return self._call("sessions.list", _page(models.Session), params=params)
+
+    def list_all(self, workspace_id: Optional[str] = None, status: Optional[str] = None,
+                 limit: Optional[int] = None):
+        """Every session matching the filters, a page at a time."""
+        return self._c._paginate("sessions.list", _page(models.Session),
+                                 _args(workspace_id=workspace_id, status=status), limit)
+
+    def get(self, id: str):
+        """One session."""
+        return self._call("sessions.get", _model(models.Session), id=id)
+
+    def stop(self, id: str):
+        """Stops a session, charging it up to now."""
+        return self._call("sessions.stop", _model(models.Session), id=id)
+
+    def delete(self, id: str):
+        """Deletes a session that has ended."""
+        return self._call("sessions.delete", _none, id=id)
+
+    def exec(self, id: str, command: List[str], env: Optional[Dict[str, str]] = None,
+             stdin: Optional[str] = None, timeout_secs: Optional[int] = None):
+        """Runs a command (no shell: `["sh", "-c", "…"]` for one) and returns its output."""
+        request = _args(command=command, env=env, stdin=stdin, timeout_secs=timeout_secs)
+        return self._call("sessions.exec", _model(models.ExecOutput), id=id, command=request)
+
+    def events(self, id: str, after: Optional[int] = None, limit: Optional[int] = None):
+        """The session's events, oldest first."""
+        return self._call("sessions.events", _models(models.SessionEvent), id=id,
+                          params=_args(after=after, limit=limit))
+
+
+class Estimates(_Resource):
+    """`/v1/estimates`."""
+
+    def quote(self, **request: Any):
+        """Quotes one configuration (the fields of `EstimateRequest`)."""
+        return self._call("estimates.quote", _model(models.Estimate), request=request)
+
+    def compare(self, configurations: List[Dict[str, Any]]):
+        """Quotes several configurations side by side."""
+        return self._call("estimates.compare", _model(models.Comparison),
+                          request={"configurations": configurations})
+
+
+class Credits(_Resource):
+    """`/v1/credits` and `/v1/pricing`."""
+
+    def balance(self):
+        """The caller's balance."""
+        return self._call("credits.balance", _model(models.Balance))
+
+    def transfers(self, kind: Optional[str] = None, limit: Optional[int] = None,
+                  cursor: Optional[str] = None):
+        """One page of the caller's transfers, oldest first."""
+        return self._call("credits.transfers", _page(models.Transfer),
+                          params=_args(kind=kind, limit=limit, cursor=cursor))
+
+    def transfers_all(self, kind: Optional[str] = None, limit: Optional[int] = None):
+        """Every transfer of the caller, oldest first, a page at a time."""
+        return self._c._paginate("credits.transfers", _page(models.Transfer), _args(kind=kind),
+                                 limit)
+
+    def purchase(self, user_id: str, amount_micros: int, priority: Optional[int] = None,
+                 expires_at: Optional[str] = None, reference: Optional[str] = None):
+        """Credits a user with purchased credits (admin)."""
+        request = _args(user_id=user_id, amount_micros=amount_micros, priority=priority,
+                        expires_at=expires_at, reference=reference)
+        return self._call("credits.purchase", _model(models.Transfer), request=request)
+
+    def grant(self, user_id: str, amount_micros: int, priority: Optional[int] = None,
+              expires_at: Optional[str] = None, reference: Optional[str] = None):
+        """Credits a user with promotional credits (admin)."""
+        request = _args(user_id=user_id, amount_micros=amount_micros, priority=priority,
+                        expires_at=expires_at, reference=reference)
+        return self._call("credits.grant", _model(models.Transfer), request=request)
+
+    def pricing(self):
+        """The price book."""
+        return self._call("credits.pricing", _model(models.PriceBook))
+
+
+class Storage(_Resource):
+    """A workspace's files."""
+
+    def upload_bytes(self, workspace: str, path: str, data: bytes):
+        """Uploads `data` to `path`."""
+        return self._call("storage.upload_bytes", _model(models.StoredObject), data=bytes(data),
+                          workspace=workspace, path=path)
+
+    def upload_file(self, workspace: str, path: str, file: str):
+        """Uploads the local file `file` to `path`, streaming it."""
+        return self._call("storage.upload_file", _model(models.StoredObject),
+                          workspace=workspace, path=path, file=str(file))
+
+    def read(self, workspace: str, path: str):
+        """The object at `path`, as bytes."""
+        return self._call("storage.read", _raw, workspace=workspace, path=path)
+
+    def download_file(self, workspace: str, path: str, dest: str, resume: bool = False):
+        """Downloads `path` into the local file `dest` (continuing a `dest.part` with
+        `resume`)."""
+        return self._call("storage.download_file", _model(models.StoredObject),
+                          workspace=workspace, path=path, dest=str(dest), resume=resume)
+
+    def head(self, workspace: str, path: str):
+        """The object's size, etag and date, without its bytes."""
+        return self._call("storage.head", _model(models.StoredObject), workspace=workspace,
+                          path=path)
+
+    def delete(self, workspace: str, path: str):
+        """Deletes the object (deleting a missing one is not an error)."""
+        return self._call("storage.delete", _none, workspace=workspace, path=path)
+
+    def list(self, workspace: str, prefix: Optional[str] = None, limit: Optional[int] = None,
+             cursor: Optional[str] = None):
+        """One page of the workspace's objects, in path order."""
+        return self._call("storage.list", _page(models.StoredObject), workspace=workspace,
+                          params=_args(prefix=prefix, limit=limit, cursor=cursor))
+
+    def list_all(self, workspace: str, prefix: Optional[str] = None, limit: Optional[int] = None):
+        """Every object of the workspace under `prefix`, a page at a time."""
+        return self._c._paginate("storage.list", _page(models.StoredObject),
+                                 _args(prefix=prefix), limit, workspace=workspace)
+
+    def presign(self, workspace: str, path: str, method: str = "GET",
+                expires_in_secs: Optional[int] = None):
+        """A URL allowing `GET` or `PUT` of one object straight at the object store."""
+        request = _args(path=path, method=method, expires_in_secs=expires_in_secs)
+        return self._call("storage.presign", _model(models.PresignedUrl), workspace=workspace,
+                          request=request)
+
+    def usage(self, workspace: str):
+        """What the workspace stores, its quota and its storage bill."""
+        return self._call("storage.usage", _model(models.StorageUsage), workspace=workspace)
+
+
+class Optimizer(_Resource):
+    """`/v1/optimizer`."""
+
+    def recommendations(self, request: Dict[str, Any]):
+        """Recommendations for a cluster snapshot under a policy (an `OptimizationRequest`)."""
+        return self._call("optimizer.recommendations", _model(models.OptimizationReport),
+                          request=request)
+
+
+class _Base:
+    def __init__(self, base_url: Optional[str] = None, api_key: Optional[str] = None, *,
+                 timeout: Optional[float] = None, max_attempts: Optional[int] = None,
+                 _from_env: bool = False) -> None:
+        try:
+            self._native = _native.NativeClient(base_url, api_key, timeout, max_attempts,
+                                                _from_env)
+        except _native.NativeError as e:
+            raise from_native(e) from None
+
+    @classmethod
+    def from_env(cls, *, timeout: Optional[float] = None, max_attempts: Optional[int] = None):
+        """A client configured by `ONMEMOS_URL` and `ONMEMOS_API_KEY`, from the environment
+        or a `.env` file."""
+        return cls(timeout=timeout, max_attempts=max_attempts, _from_env=True)
+
+    @property
+    def base_url(self) -> str:
+        """The server's base URL."""
+        return self._native.base_url
+
+    def workspaces(self) -> Workspaces:
+        """Workspaces."""
+        return Workspaces(self)
+
+    def templates(self) -> Templates:
+        """Templates."""
+        return Templates(self)
+
+    def api_keys(self) -> ApiKeys:
+        """The caller's API keys."""
+        return ApiKeys(self)
+
+    def users(self) -> Users:
+        """Users (mostly admin)."""
+        return Users(self)
+
+    def sessions(self) -> Sessions:
+        """Sessions: lifecycle, exec, events."""
+        return Sessions(self)
+
+    def estimates(self) -> Estimates:
+        """Cost estimates."""
+        return Estimates(self)
+
+    def credits(self) -> Credits:
+        """Credits: balance, transfers, purchases and grants, prices."""
+        return Credits(self)
+
+    def storage(self) -> Storage:
+        """Workspace storage."""
+        return Storage(self)
+
+    def optimizer(self) -> Optimizer:
+        """The cost optimizer."""
+        return Optimizer(self)
+
+    def health(self):
+        """`GET /healthz`."""
+        return self._run("health", {}, _model(models.Health), None)
+
+    def ready(self):
+        """`GET /readyz` (never retried)."""
+        return self._run("ready", {}, _model(models.Health), None)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r})"
+
+
+class Client(_Base):
+    """A blocking client: every method returns its answer."""
+
+    def _run(self, op: str, args: Dict[str, Any], convert: Convert, data: Optional[bytes]):
+        try:
+            answer = self._native.call(op, json.dumps(args), data)
+        except _native.NativeError as e:
+            raise from_native(e) from None
+        return convert(answer)
+
+    def _paginate(self, op: str, convert: Convert, params: Dict[str, Any],
+                  limit: Optional[int], **args: Any) -> Iterator[Any]:
+        params = _args(**params, limit=limit)
+        while True:
+            page = self._run(op, {**args, "params": params}, convert, None)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            params = {**params, "cursor": page.next_cursor}
+
+
+class AsyncClient(_Base):
+    """An asyncio client: every method returns an awaitable; `list_all` an async iterator."""
+
+    async def _run(self, op: str, args: Dict[str, Any], convert: Convert,
+                   data: Optional[bytes]):
+        try:
+            answer = await self._native.call_async(op, json.dumps(args), data)
+        except _native.NativeError as e:
+            raise from_native(e) from None
+        return convert(answer)
+
+    async def _paginate(self, op: str, convert: Convert, params: Dict[str, Any],
+                        limit: Optional[int], **args: Any) -> AsyncIterator[Any]:
+        params = _args(**params, limit=limit)
+        while True:
+            page = await self._run(op, {**args, "params": params}, convert, None)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            params = {**params, "cursor": page.next_cursor}
