@@ -38,7 +38,12 @@ command -v bwrap || true
 services_start
 
 step "examples"
-cargo run --quiet --all-features --example in_process
+# Each example checks what it shows and fails loudly; the quickstart starts its own server
+# (no ONMEMOS_URL here), examples/python/quickstart.py runs in the Python step.
+for example in in_process quickstart embed_router custom_backend; do
+  printf -- '--- %s\n' "$example"
+  env -u ONMEMOS_URL -u ONMEMOS_API_KEY cargo run --quiet --all-features --example "$example"
+done
 step "python bindings (pip install ./onmemos-client, pytest against onmemos serve)"
 cargo build --all-features --bin onmemos
 scripts/test-python.sh

@@ -165,3 +165,21 @@ def test_the_models_match_the_servers_openapi_document(server):
         document = json.load(answer)
     committed = (package / "onmemos" / "models.py").read_text()
     assert Generator(document).render() == committed
+
+
+def test_the_quickstart_example_runs(server, admin):
+    """examples/python/quickstart.py, as a user would run it, against this server."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {**os.environ, "ONMEMOS_URL": server.url, "ONMEMOS_API_KEY": server.admin_key}
+    run = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "python" / "quickstart.py")],
+        env=env, capture_output=True, text=True, timeout=120, cwd=server.dir, check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "exec: sum of 4 numbers: 10" in run.stdout
+    assert "as expected: NotFoundError (404" in run.stdout

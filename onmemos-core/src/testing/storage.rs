@@ -782,3 +782,37 @@ macro_rules! storage_conformance {
         )+
     };
 }
+
+/// Runs every check of the suite on `store`, one after the other, read checks seeded through
+/// the store's own `put`; returns the names of the checks, all of which held (a check that
+/// does not hold panics, saying what). For a program (an example, a smoke test) rather than a
+/// test harness, where [`storage_conformance!`](crate::storage_conformance) is the way.
+pub async fn run_all(store: Arc<dyn StorageProvider>) -> Vec<&'static str> {
+    let seed: Arc<dyn Seeder> = Arc::new(PutSeeder(store.clone()));
+    get_head_and_ranges(store.clone(), seed.clone()).await;
+    list_paginates_in_path_order(store.clone(), seed.clone()).await;
+    unicode_and_spaces_in_names(store.clone(), seed.clone()).await;
+    deletes_and_usage(store.clone(), seed).await;
+    put_overwrite_and_bad_paths(store.clone()).await;
+    multipart_64_mib(store.clone()).await;
+    conditional_create(store.clone()).await;
+    concurrent_writers_to_one_key(store.clone()).await;
+    copy_is_independent(store.clone()).await;
+    failed_upload_leaves_nothing(store.clone()).await;
+    uploads_in_parts(store.clone()).await;
+    presign_matches_capabilities(store).await;
+    vec![
+        "get_head_and_ranges",
+        "list_paginates_in_path_order",
+        "unicode_and_spaces_in_names",
+        "deletes_and_usage",
+        "put_overwrite_and_bad_paths",
+        "multipart_64_mib",
+        "conditional_create",
+        "concurrent_writers_to_one_key",
+        "copy_is_independent",
+        "failed_upload_leaves_nothing",
+        "uploads_in_parts",
+        "presign_matches_capabilities",
+    ]
+}
