@@ -7,9 +7,13 @@
 //! client, named like its method (`sessions.create`), with JSON arguments and answer. Requests,
 //! retries and errors are therefore exactly the Rust client's.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use pyo3::BoundObject;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -34,12 +38,17 @@ enum Answer {
     Bytes(bytes::Bytes),
 }
 
-fn to_py(py: Python<'_>, answer: Answer) -> Py<PyAny> {
-    match answer {
-        Answer::Json(text) => text.into_pyobject(py).map(|s| s.into_any().unbind()),
-        Answer::Bytes(bytes) => Ok(PyBytes::new(py, &bytes).into_any().unbind()),
+impl<'py> IntoPyObject<'py> for Answer {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self {
+            Answer::Json(text) => text.into_pyobject(py)?.into_any(),
+            Answer::Bytes(bytes) => PyBytes::new(py, &bytes).into_any(),
+        })
     }
-    .unwrap_or_else(|never| match never {})
 }
 
 fn to_py_err(e: Error) -> PyErr {
@@ -52,6 +61,110 @@ fn to_py_err(e: Error) -> PyErr {
         e.field().map(str::to_owned),
         e.retry_after().map(|d| d.as_secs_f64()),
     ))
+}
+
+/// Runs `work` on the shared runtime, blocking this thread with the interpreter released.
+fn blocking<T: Send>(
+    py: Python<'_>,
+    work: impl std::future::Future<Output = Result<T>> + Send,
+) -> PyResult<T> {
+    let runtime = pyo3_async_runtimes::tokio::get_runtime();
+    py.detach(|| runtime.block_on(work)).map_err(to_py_err)
+}
+
+/// Awaitables whose work has not finished handing its answer to Python.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Their tasks, aborted when the interpreter exits.
+static TASKS: Mutex<BTreeMap<u64, tokio::task::AbortHandle>> = Mutex::new(BTreeMap::new());
+static NEXT_TASK: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one awaitable in flight until dropped: after its answer reached Python, or when its
+/// task was aborted.
+struct InFlight(u64);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        TASKS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `work` as an awaitable of the running asyncio loop: an asyncio future that a task of the
+/// shared runtime completes through `loop.call_soon_threadsafe` (a future cancelled meanwhile
+/// is left alone; the work runs to its end). Every Python object the task holds is released
+/// while it holds the interpreter, before the task counts as done, so [`quiesce`] can make sure
+/// no runtime thread touches Python once the interpreter starts finalizing.
+fn awaitable<'py, T>(
+    py: Python<'py>,
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> PyResult<Bound<'py, PyAny>>
+where
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+    let future = event_loop.call_method0("create_future")?;
+    let complete = py.import("onmemos._native")?.getattr("_complete")?.unbind();
+    let (event_loop, handle) = (event_loop.unbind(), future.clone().unbind());
+    let id = NEXT_TASK.fetch_add(1, Ordering::SeqCst);
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    let in_flight = InFlight(id);
+    let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+        let _in_flight = in_flight;
+        let result = work.await;
+        Python::attach(move |py| {
+            let (ok, value) = match result.map_err(to_py_err).and_then(|v| {
+                v.into_pyobject(py)
+                    .map(|v| v.into_any().unbind())
+                    .map_err(Into::into)
+            }) {
+                Ok(value) => (true, value),
+                Err(e) => (false, e.into_value(py).into_any()),
+            };
+            // A closed loop (the program moved on) cannot take the answer: nothing to do.
+            let _ =
+                event_loop.call_method1(py, "call_soon_threadsafe", (complete, handle, ok, value));
+            // `event_loop`, `complete` and `handle` are released here, with the interpreter held.
+        });
+    });
+    TASKS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, task.abort_handle());
+    Ok(future)
+}
+
+/// Sets `future`'s result (`ok`) or exception, unless it was cancelled meanwhile; runs on the
+/// future's loop.
+#[pyfunction]
+fn _complete(future: &Bound<'_, PyAny>, ok: bool, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    if future.call_method0("done")?.is_truthy()? {
+        return Ok(());
+    }
+    future.call_method1(if ok { "set_result" } else { "set_exception" }, (value,))?;
+    Ok(())
+}
+
+/// Called as the interpreter exits (`atexit`): aborts the tasks of awaitables nobody will
+/// await any more and waits (at most `timeout` seconds, the interpreter released) until no
+/// task of the runtime holds a Python object, so none touches Python while it finalizes.
+#[pyfunction]
+#[pyo3(signature = (timeout=5.0))]
+fn quiesce(py: Python<'_>, timeout: f64) {
+    let tasks: Vec<_> = std::mem::take(&mut *TASKS.lock().unwrap_or_else(|e| e.into_inner()))
+        .into_values()
+        .collect();
+    for task in tasks {
+        task.abort();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
+    py.detach(|| {
+        while IN_FLIGHT.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
 }
 
 /// One client of one server, shared by the Python `Client` and `AsyncClient`.
@@ -110,38 +223,333 @@ impl NativeClient {
         self.client.base_url().to_owned()
     }
 
-    /// Runs `op` with `args` (a JSON object) and `data` (bytes to upload), blocking this
-    /// thread, not the interpreter.
-    #[pyo3(signature = (op, args, data=None))]
+    /// Runs `op` with `args` (a JSON object), `data` (bytes to upload) and `progress` (called
+    /// with bytes done and the total, for transfers), blocking this thread, not the
+    /// interpreter.
+    #[pyo3(signature = (op, args, data=None, progress=None))]
     fn call(
         &self,
         py: Python<'_>,
         op: &str,
         args: &str,
         data: Option<Vec<u8>>,
-    ) -> PyResult<Py<PyAny>> {
-        let client = self.client.clone();
-        let runtime = pyo3_async_runtimes::tokio::get_runtime();
-        let answer = py
-            .detach(|| runtime.block_on(call(&client, op, args, data)))
-            .map_err(to_py_err)?;
-        Ok(to_py(py, answer))
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Answer> {
+        let input = Input::new(data, progress);
+        blocking(py, call(&self.client, op, args, input))
     }
 
     /// Like `call`, as an awaitable of the running asyncio loop.
-    #[pyo3(signature = (op, args, data=None))]
+    #[pyo3(signature = (op, args, data=None, progress=None))]
     fn call_async<'py>(
         &self,
         py: Python<'py>,
         op: String,
         args: String,
         data: Option<Vec<u8>>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let answer = call(&client, &op, &args, data).await.map_err(to_py_err)?;
-            Ok(Python::attach(|py| to_py(py, answer)))
+        let input = Input::new(data, progress);
+        awaitable(py, async move { call(&client, &op, &args, input).await })
+    }
+
+    /// Opens a stream named `op` (`sessions.exec_stream`, `sessions.follow_events`, or a
+    /// list's `…list_all`), whose items are JSON texts, read with `NativeStream.next`.
+    fn stream(&self, py: Python<'_>, op: &str, args: &str) -> PyResult<NativeStream> {
+        blocking(py, open_stream(&self.client, op, args)).map(NativeStream::new)
+    }
+
+    /// Like `stream`, as an awaitable.
+    fn stream_async<'py>(
+        &self,
+        py: Python<'py>,
+        op: String,
+        args: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let client = self.client.clone();
+        awaitable(py, async move {
+            open_stream(&client, &op, &args)
+                .await
+                .map(NativeStream::new)
         })
+    }
+
+    /// Opens the terminal of session `id` (`rows`×`cols`), reconnecting a lost connection for
+    /// up to `reconnect_secs`.
+    #[pyo3(signature = (id, rows=24, cols=80, reconnect_secs=60.0))]
+    fn shell(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        rows: u16,
+        cols: u16,
+        reconnect_secs: f64,
+    ) -> PyResult<NativeShell> {
+        let (id, options) = shell_target(id, rows, cols, reconnect_secs).map_err(to_py_err)?;
+        blocking(py, self.client.shell_with(id, options)).map(NativeShell::new)
+    }
+
+    /// Like `shell`, as an awaitable.
+    #[pyo3(signature = (id, rows=24, cols=80, reconnect_secs=60.0))]
+    fn shell_async<'py>(
+        &self,
+        py: Python<'py>,
+        id: &str,
+        rows: u16,
+        cols: u16,
+        reconnect_secs: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (id, options) = shell_target(id, rows, cols, reconnect_secs).map_err(to_py_err)?;
+        let client = self.client.clone();
+        awaitable(py, async move {
+            client.shell_with(id, options).await.map(NativeShell::new)
+        })
+    }
+}
+
+/// What an operation takes besides its JSON arguments.
+struct Input {
+    data: Option<Vec<u8>>,
+    progress: Option<crate::Progress>,
+}
+
+impl Input {
+    fn new(data: Option<Vec<u8>>, progress: Option<Py<PyAny>>) -> Self {
+        Self {
+            data,
+            progress: progress.map(progress_of),
+        }
+    }
+}
+
+/// A Python callable `progress(done, total)` as the client's progress callback. Its
+/// exceptions are reported (as unraisable) and do not stop the transfer.
+fn progress_of(callback: Py<PyAny>) -> crate::Progress {
+    std::sync::Arc::new(move |done: u64, total: Option<u64>| {
+        Python::attach(|py| {
+            if let Err(e) = callback.call1(py, (done, total)) {
+                e.write_unraisable(py, Some(callback.bind(py)));
+            }
+        });
+    })
+}
+
+/// The session and options of a shell to open.
+fn shell_target(
+    id: &str,
+    rows: u16,
+    cols: u16,
+    reconnect_secs: f64,
+) -> Result<(onmemos_core::id::SessionId, crate::ShellOptions)> {
+    let id = id.parse().map_err(|_| {
+        Error::new(ErrorKind::Validation, format!("{id:?} is not a session id")).with_field("id")
+    })?;
+    let reconnect_within = Duration::try_from_secs_f64(reconnect_secs).map_err(|_| {
+        Error::new(
+            ErrorKind::Validation,
+            format!("reconnect_secs must be zero or more seconds, got {reconnect_secs}"),
+        )
+        .with_field("reconnect_secs")
+    })?;
+    let options = crate::ShellOptions {
+        rows,
+        cols,
+        reconnect_within,
+    };
+    Ok((id, options))
+}
+
+/// Items as JSON texts.
+type JsonItems = futures::stream::BoxStream<'static, Result<String>>;
+
+fn as_json<T: Serialize + Send + 'static>(items: crate::Items<T>) -> JsonItems {
+    use futures::{StreamExt, TryStreamExt};
+    items
+        .and_then(|item| async move {
+            serde_json::to_string(&item)
+                .map_err(|e| Error::new(ErrorKind::Decode, format!("encoding an item: {e}")))
+        })
+        .boxed()
+}
+
+/// Opens the stream `op` names.
+async fn open_stream(client: &Client, op: &str, args: &str) -> Result<JsonItems> {
+    let args: Value = serde_json::from_str(args).map_err(|e| {
+        Error::new(
+            ErrorKind::Validation,
+            format!("the arguments are not JSON: {e}"),
+        )
+    })?;
+    let a = &args;
+    Ok(match op {
+        "sessions.exec_stream" => as_json(
+            client
+                .sessions()
+                .exec_stream(arg(a, "id")?, &arg(a, "command")?)
+                .await?,
+        ),
+        "sessions.follow_events" => as_json(
+            client
+                .sessions()
+                .follow_events(arg(a, "id")?, arg(a, "after")?)
+                .await?,
+        ),
+        "sessions.events_all" => as_json(
+            client
+                .sessions()
+                .events_all(arg(a, "id")?, arg(a, "params")?),
+        ),
+        "sessions.list_all" => as_json(client.sessions().list_all(arg(a, "params")?)),
+        "workspaces.list_all" => as_json(client.workspaces().list_all(arg(a, "params")?)),
+        "templates.list_all" => as_json(client.templates().list_all(arg(a, "params")?)),
+        "api_keys.list_all" => as_json(client.api_keys().list_all(arg(a, "params")?)),
+        "users.list_all" => as_json(client.users().list_all(arg(a, "params")?)),
+        "credits.transfers_all" => as_json(client.credits().transfers_all(arg(a, "params")?)),
+        "storage.list_all" => as_json(
+            client
+                .storage()
+                .list_all(arg(a, "workspace")?, arg(a, "params")?),
+        ),
+        other => {
+            return Err(Error::new(
+                ErrorKind::Validation,
+                format!("no stream named {other:?}"),
+            ));
+        }
+    })
+}
+
+/// A stream of JSON texts: `next()` blocks for the next one, `next_async()` awaits it; both
+/// give `None` at the end.
+#[pyclass(frozen, module = "onmemos._native")]
+pub struct NativeStream {
+    items: std::sync::Arc<tokio::sync::Mutex<JsonItems>>,
+}
+
+impl NativeStream {
+    fn new(items: JsonItems) -> Self {
+        Self {
+            items: std::sync::Arc::new(tokio::sync::Mutex::new(items)),
+        }
+    }
+}
+
+async fn next_item(items: &tokio::sync::Mutex<JsonItems>) -> Result<Option<String>> {
+    use futures::TryStreamExt;
+    items.lock().await.try_next().await
+}
+
+#[pymethods]
+impl NativeStream {
+    /// The next item, or `None` at the end.
+    fn next(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        blocking(py, next_item(&self.items))
+    }
+
+    /// Like `next`, as an awaitable.
+    fn next_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let items = self.items.clone();
+        awaitable(py, async move { next_item(&items).await })
+    }
+}
+
+/// An open terminal: events are `("output", bytes)`, `("control", json_text)`,
+/// `("reconnected", attempts)`, or `None` once it ended.
+#[pyclass(frozen, module = "onmemos._native")]
+pub struct NativeShell {
+    shell: std::sync::Arc<tokio::sync::Mutex<crate::Shell>>,
+}
+
+impl NativeShell {
+    fn new(shell: crate::Shell) -> Self {
+        Self {
+            shell: std::sync::Arc::new(tokio::sync::Mutex::new(shell)),
+        }
+    }
+}
+
+/// A shell event as a Python tuple.
+enum Event {
+    Output(bytes::Bytes),
+    Control(String),
+    Reconnected(u32),
+}
+
+impl<'py> IntoPyObject<'py> for Event {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let event = match self {
+            Event::Output(bytes) => {
+                ("output", PyBytes::new(py, &bytes).into_any()).into_pyobject(py)?
+            }
+            Event::Control(text) => ("control", text).into_pyobject(py)?,
+            Event::Reconnected(attempts) => ("reconnected", attempts).into_pyobject(py)?,
+        };
+        Ok(event.into_any())
+    }
+}
+
+async fn shell_next(shell: &tokio::sync::Mutex<crate::Shell>) -> Result<Option<Event>> {
+    let Some(event) = shell.lock().await.next().await else {
+        return Ok(None);
+    };
+    Ok(Some(match event? {
+        crate::ShellEvent::Output(bytes) => Event::Output(bytes),
+        crate::ShellEvent::Control(frame) => Event::Control(
+            serde_json::to_string(&frame)
+                .map_err(|e| Error::new(ErrorKind::Decode, format!("a control frame: {e}")))?,
+        ),
+        crate::ShellEvent::Reconnected { attempts } => Event::Reconnected(attempts),
+    }))
+}
+
+#[pymethods]
+impl NativeShell {
+    /// Sends keyboard input.
+    fn send(&self, py: Python<'_>, data: Vec<u8>) -> PyResult<()> {
+        blocking(py, async { self.shell.lock().await.send(&data).await })
+    }
+
+    /// Resizes the terminal.
+    fn resize(&self, py: Python<'_>, rows: u16, cols: u16) -> PyResult<()> {
+        blocking(py, async {
+            self.shell.lock().await.resize(rows, cols).await
+        })
+    }
+
+    /// The next event, blocking; `None` once the terminal ended.
+    fn next(&self, py: Python<'_>) -> PyResult<Option<Event>> {
+        blocking(py, shell_next(&self.shell))
+    }
+
+    /// Like `send`, as an awaitable.
+    fn send_async<'py>(&self, py: Python<'py>, data: Vec<u8>) -> PyResult<Bound<'py, PyAny>> {
+        let shell = self.shell.clone();
+        awaitable(py, async move { shell.lock().await.send(&data).await })
+    }
+
+    /// Like `resize`, as an awaitable.
+    fn resize_async<'py>(
+        &self,
+        py: Python<'py>,
+        rows: u16,
+        cols: u16,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let shell = self.shell.clone();
+        awaitable(
+            py,
+            async move { shell.lock().await.resize(rows, cols).await },
+        )
+    }
+
+    /// Like `next`, as an awaitable.
+    fn next_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let shell = self.shell.clone();
+        awaitable(py, async move { shell_next(&shell).await })
     }
 }
 
@@ -165,9 +573,13 @@ fn wire_codes() -> Vec<&'static str> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeClient>()?;
+    m.add_class::<NativeStream>()?;
+    m.add_class::<NativeShell>()?;
     m.add("NativeError", m.py().get_type::<NativeError>())?;
     m.add_function(wrap_pyfunction!(error_from_response, m)?)?;
     m.add_function(wrap_pyfunction!(wire_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(_complete, m)?)?;
+    m.add_function(wrap_pyfunction!(quiesce, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
@@ -187,7 +599,8 @@ fn json<T: Serialize>(value: &T) -> Result<Answer> {
 }
 
 /// Runs one operation of the client.
-async fn call(client: &Client, op: &str, args: &str, data: Option<Vec<u8>>) -> Result<Answer> {
+async fn call(client: &Client, op: &str, args: &str, input: Input) -> Result<Answer> {
+    let Input { data, progress } = input;
     let args: Value = serde_json::from_str(args).map_err(|e| {
         Error::new(
             ErrorKind::Validation,
@@ -270,7 +683,7 @@ async fn call(client: &Client, op: &str, args: &str, data: Option<Vec<u8>>) -> R
                     arg(a, "workspace")?,
                     &arg::<String>(a, "path")?,
                     &arg::<PathBuf>(a, "file")?,
-                    None,
+                    progress,
                 )
                 .await?,
         ),
@@ -288,7 +701,7 @@ async fn call(client: &Client, op: &str, args: &str, data: Option<Vec<u8>>) -> R
                     &arg::<String>(a, "path")?,
                     &arg::<PathBuf>(a, "dest")?,
                     arg::<Option<bool>>(a, "resume")?.unwrap_or(false),
-                    None,
+                    progress,
                 )
                 .await?,
         ),

@@ -11,8 +11,10 @@
 subclass naming its kind (`NotFoundError`, `InsufficientCreditsError`, …).
 """
 
-from . import models
-from ._client import AsyncClient, Client
+import atexit
+
+from . import _native, models
+from ._client import AsyncClient, AsyncShell, Client, Shell, ShellEvent
 from ._native import __version__
 from .errors import (
     AuthenticationError,
@@ -33,8 +35,13 @@ from .errors import (
 )
 from .models import Page
 
+# Awaitables still running when the program ends are aborted, and the runtime's threads let go
+# of Python before the interpreter finalizes.
+atexit.register(_native.quiesce)
+
 __all__ = [
     "AsyncClient",
+    "AsyncShell",
     "AuthenticationError",
     "Client",
     "ConfigurationError",
@@ -50,6 +57,8 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitedError",
     "ServerError",
+    "Shell",
+    "ShellEvent",
     "TimeoutError",
     "ValidationError",
     "__version__",

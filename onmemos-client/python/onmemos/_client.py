@@ -6,7 +6,7 @@ Every call of a `Client` blocks the calling thread (not the interpreter); every 
 """
 
 import json
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Union
 
 from . import _native, models
 from .errors import from_native
@@ -49,7 +49,7 @@ class _Resource:
         self._c = client
 
     def _call(self, op: str, convert: Convert, data: Optional[bytes] = None, **args: Any) -> Any:
-        return self._c._run(op, args, convert, data)
+        return self._c._run(op, args, convert, data, None)
 
 
 class Workspaces(_Resource):
@@ -68,7 +68,8 @@ class Workspaces(_Resource):
 
     def list_all(self, limit: Optional[int] = None):
         """Every workspace of the caller, fetched a page at a time as it is iterated."""
-        return self._c._paginate("workspaces.list", _page(models.Workspace), {}, limit)
+        return self._c._stream("workspaces.list_all", _model(models.Workspace),
+                               params=_args(limit=limit))
 
     def get(self, id: str):
         """One workspace."""
@@ -98,8 +99,8 @@ class Templates(_Resource):
     def list_all(self, category: Optional[str] = None, tag: Optional[str] = None,
                  limit: Optional[int] = None):
         """Every template matching the filters, a page at a time."""
-        return self._c._paginate("templates.list", _page(models.Template),
-                                 _args(category=category, tag=tag), limit)
+        return self._c._stream("templates.list_all", _model(models.Template),
+                               params=_args(category=category, tag=tag, limit=limit))
 
     def get(self, id_or_name: str):
         """A template by id (`tpl_…`) or name."""
@@ -130,7 +131,8 @@ class ApiKeys(_Resource):
 
     def list_all(self, limit: Optional[int] = None):
         """Every key of the caller, a page at a time."""
-        return self._c._paginate("api_keys.list", _page(models.ApiKey), {}, limit)
+        return self._c._stream("api_keys.list_all", _model(models.ApiKey),
+                               params=_args(limit=limit))
 
     def get(self, id: str):
         """One of the caller's keys."""
@@ -160,7 +162,7 @@ class Users(_Resource):
 
     def list_all(self, limit: Optional[int] = None):
         """Every user (admin), a page at a time."""
-        return self._c._paginate("users.list", _page(models.User), {}, limit)
+        return self._c._stream("users.list_all", _model(models.User), params=_args(limit=limit))
 
     def get(self, id: str):
         """A user."""
@@ -188,8 +190,8 @@ class Sessions(_Resource):
     def list_all(self, workspace_id: Optional[str] = None, status: Optional[str] = None,
                  limit: Optional[int] = None):
         """Every session matching the filters, a page at a time."""
-        return self._c._paginate("sessions.list", _page(models.Session),
-                                 _args(workspace_id=workspace_id, status=status), limit)
+        params = _args(workspace_id=workspace_id, status=status, limit=limit)
+        return self._c._stream("sessions.list_all", _model(models.Session), params=params)
 
     def get(self, id: str):
         """One session."""
@@ -213,6 +215,25 @@ class Sessions(_Resource):
         """The session's events, oldest first."""
         return self._call("sessions.events", _models(models.SessionEvent), id=id,
                           params=_args(after=after, limit=limit))
+
+    def events_all(self, id: str, after: Optional[int] = None, limit: Optional[int] = None):
+        """Every recorded event after `after`, fetched `limit` at a time as it is iterated."""
+        return self._c._stream("sessions.events_all", _model(models.SessionEvent), id=id,
+                               params=_args(after=after, limit=limit))
+
+    def follow_events(self, id: str, after: Optional[int] = None):
+        """The session's events after `after`, then new ones as they happen, until its final
+        one (an iterator; an async iterator on `AsyncClient`)."""
+        return self._c._stream("sessions.follow_events", _model(models.SessionEvent), id=id,
+                               after=after)
+
+    def exec_stream(self, id: str, command: List[str], env: Optional[Dict[str, str]] = None,
+                    stdin: Optional[str] = None, timeout_secs: Optional[int] = None):
+        """Runs a command and yields its output as it comes (`ExecStreamLine`s: `stdout`,
+        `stderr`, then `exit` with `exit_code`)."""
+        request = _args(command=command, env=env, stdin=stdin, timeout_secs=timeout_secs)
+        return self._c._stream("sessions.exec_stream", _model(models.ExecStreamLine), id=id,
+                               command=request)
 
 
 class Estimates(_Resource):
@@ -243,8 +264,8 @@ class Credits(_Resource):
 
     def transfers_all(self, kind: Optional[str] = None, limit: Optional[int] = None):
         """Every transfer of the caller, oldest first, a page at a time."""
-        return self._c._paginate("credits.transfers", _page(models.Transfer), _args(kind=kind),
-                                 limit)
+        return self._c._stream("credits.transfers_all", _model(models.Transfer),
+                               params=_args(kind=kind, limit=limit))
 
     def purchase(self, user_id: str, amount_micros: int, priority: Optional[int] = None,
                  expires_at: Optional[str] = None, reference: Optional[str] = None):
@@ -273,20 +294,25 @@ class Storage(_Resource):
         return self._call("storage.upload_bytes", _model(models.StoredObject), data=bytes(data),
                           workspace=workspace, path=path)
 
-    def upload_file(self, workspace: str, path: str, file: str):
-        """Uploads the local file `file` to `path`, streaming it."""
-        return self._call("storage.upload_file", _model(models.StoredObject),
-                          workspace=workspace, path=path, file=str(file))
+    def upload_file(self, workspace: str, path: str, file: str,
+                    progress: Optional[Callable[[int, Optional[int]], None]] = None):
+        """Uploads the local file `file` to `path`, streaming it; `progress(done, total)` is
+        called as bytes go out."""
+        return self._c._run("storage.upload_file",
+                            {"workspace": workspace, "path": path, "file": str(file)},
+                            _model(models.StoredObject), None, progress)
 
     def read(self, workspace: str, path: str):
         """The object at `path`, as bytes."""
         return self._call("storage.read", _raw, workspace=workspace, path=path)
 
-    def download_file(self, workspace: str, path: str, dest: str, resume: bool = False):
+    def download_file(self, workspace: str, path: str, dest: str, resume: bool = False,
+                      progress: Optional[Callable[[int, Optional[int]], None]] = None):
         """Downloads `path` into the local file `dest` (continuing a `dest.part` with
-        `resume`)."""
-        return self._call("storage.download_file", _model(models.StoredObject),
-                          workspace=workspace, path=path, dest=str(dest), resume=resume)
+        `resume`); `progress(done, total)` is called as bytes arrive."""
+        args = {"workspace": workspace, "path": path, "dest": str(dest), "resume": resume}
+        return self._c._run("storage.download_file", args, _model(models.StoredObject), None,
+                            progress)
 
     def head(self, workspace: str, path: str):
         """The object's size, etag and date, without its bytes."""
@@ -305,8 +331,8 @@ class Storage(_Resource):
 
     def list_all(self, workspace: str, prefix: Optional[str] = None, limit: Optional[int] = None):
         """Every object of the workspace under `prefix`, a page at a time."""
-        return self._c._paginate("storage.list", _page(models.StoredObject),
-                                 _args(prefix=prefix), limit, workspace=workspace)
+        return self._c._stream("storage.list_all", _model(models.StoredObject),
+                               workspace=workspace, params=_args(prefix=prefix, limit=limit))
 
     def presign(self, workspace: str, path: str, method: str = "GET",
                 expires_in_secs: Optional[int] = None):
@@ -388,55 +414,161 @@ class _Base:
 
     def health(self):
         """`GET /healthz`."""
-        return self._run("health", {}, _model(models.Health), None)
+        return self._run("health", {}, _model(models.Health), None, None)
 
     def ready(self):
         """`GET /readyz` (never retried)."""
-        return self._run("ready", {}, _model(models.Health), None)
+        return self._run("ready", {}, _model(models.Health), None, None)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r})"
 
 
 class Client(_Base):
-    """A blocking client: every method returns its answer."""
+    """A blocking client: every method returns its answer; `list_all` and the streams are
+    iterators."""
 
-    def _run(self, op: str, args: Dict[str, Any], convert: Convert, data: Optional[bytes]):
+    def _run(self, op: str, args: Dict[str, Any], convert: Convert, data: Optional[bytes],
+             progress: Optional[Callable[..., None]] = None):
         try:
-            answer = self._native.call(op, json.dumps(args), data)
+            answer = self._native.call(op, json.dumps(args), data, progress)
         except _native.NativeError as e:
             raise from_native(e) from None
         return convert(answer)
 
-    def _paginate(self, op: str, convert: Convert, params: Dict[str, Any],
-                  limit: Optional[int], **args: Any) -> Iterator[Any]:
-        params = _args(**params, limit=limit)
-        while True:
-            page = self._run(op, {**args, "params": params}, convert, None)
-            yield from page.items
-            if page.next_cursor is None:
-                return
-            params = {**params, "cursor": page.next_cursor}
+    def _stream(self, op: str, convert: Convert, **args: Any) -> Iterator[Any]:
+        try:
+            stream = self._native.stream(op, json.dumps(args))
+            while (item := stream.next()) is not None:
+                yield convert(item)
+        except _native.NativeError as e:
+            raise from_native(e) from None
+
+    def shell(self, session_id: str, rows: int = 24, cols: int = 80,
+              reconnect_secs: float = 60.0) -> "Shell":
+        """Opens the terminal of a running session; a lost connection is reconnected for up
+        to `reconnect_secs`."""
+        try:
+            return Shell(self._native.shell(session_id, rows, cols, reconnect_secs))
+        except _native.NativeError as e:
+            raise from_native(e) from None
 
 
 class AsyncClient(_Base):
-    """An asyncio client: every method returns an awaitable; `list_all` an async iterator."""
+    """An asyncio client: every method returns an awaitable; `list_all` and the streams are
+    async iterators."""
 
     async def _run(self, op: str, args: Dict[str, Any], convert: Convert,
-                   data: Optional[bytes]):
+                   data: Optional[bytes], progress: Optional[Callable[..., None]] = None):
         try:
-            answer = await self._native.call_async(op, json.dumps(args), data)
+            answer = await self._native.call_async(op, json.dumps(args), data, progress)
         except _native.NativeError as e:
             raise from_native(e) from None
         return convert(answer)
 
-    async def _paginate(self, op: str, convert: Convert, params: Dict[str, Any],
-                        limit: Optional[int], **args: Any) -> AsyncIterator[Any]:
-        params = _args(**params, limit=limit)
-        while True:
-            page = await self._run(op, {**args, "params": params}, convert, None)
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            params = {**params, "cursor": page.next_cursor}
+    async def _stream(self, op: str, convert: Convert, **args: Any) -> AsyncIterator[Any]:
+        try:
+            stream = await self._native.stream_async(op, json.dumps(args))
+            while (item := await stream.next_async()) is not None:
+                yield convert(item)
+        except _native.NativeError as e:
+            raise from_native(e) from None
+
+    async def shell(self, session_id: str, rows: int = 24, cols: int = 80,
+                    reconnect_secs: float = 60.0) -> "AsyncShell":
+        """Opens the terminal of a running session; a lost connection is reconnected for up
+        to `reconnect_secs`."""
+        try:
+            return AsyncShell(await self._native.shell_async(session_id, rows, cols,
+                                                             reconnect_secs))
+        except _native.NativeError as e:
+            raise from_native(e) from None
+
+
+class ShellEvent:
+    """What arrives from a terminal: `kind` is `"output"` (`data`: bytes), `"control"`
+    (`frame`: a dict: status, credits, notice, exit, error) or `"reconnected"` (`attempts`)."""
+
+    def __init__(self, kind: str, value: Any) -> None:
+        self.kind = kind
+        self.data: Optional[bytes] = value if kind == "output" else None
+        self.frame: Optional[Dict[str, Any]] = json.loads(value) if kind == "control" else None
+        self.attempts: Optional[int] = value if kind == "reconnected" else None
+
+    def __repr__(self) -> str:
+        value = {"output": self.data, "control": self.frame, "reconnected": self.attempts}
+        return f"ShellEvent({self.kind!r}, {value[self.kind]!r})"
+
+
+def _data(data: Union[bytes, str]) -> bytes:
+    return data.encode() if isinstance(data, str) else bytes(data)
+
+
+class Shell:
+    """An open terminal (blocking). Iterate it, or call `next()`, for `ShellEvent`s until it
+    ends."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    def send(self, data: Union[bytes, str]) -> None:
+        """Sends keyboard input."""
+        try:
+            self._native.send(_data(data))
+        except _native.NativeError as e:
+            raise from_native(e) from None
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Resizes the terminal."""
+        try:
+            self._native.resize(rows, cols)
+        except _native.NativeError as e:
+            raise from_native(e) from None
+
+    def next(self) -> Optional[ShellEvent]:
+        """The next event; `None` once the terminal ended."""
+        try:
+            event = self._native.next()
+        except _native.NativeError as e:
+            raise from_native(e) from None
+        return None if event is None else ShellEvent(*event)
+
+    def __iter__(self) -> Iterator[ShellEvent]:
+        while (event := self.next()) is not None:
+            yield event
+
+
+class AsyncShell:
+    """An open terminal (asyncio). `async for event in shell` until it ends."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    async def send(self, data: Union[bytes, str]) -> None:
+        """Sends keyboard input."""
+        try:
+            await self._native.send_async(_data(data))
+        except _native.NativeError as e:
+            raise from_native(e) from None
+
+    async def resize(self, rows: int, cols: int) -> None:
+        """Resizes the terminal."""
+        try:
+            await self._native.resize_async(rows, cols)
+        except _native.NativeError as e:
+            raise from_native(e) from None
+
+    async def next(self) -> Optional[ShellEvent]:
+        """The next event; `None` once the terminal ended."""
+        try:
+            event = await self._native.next_async()
+        except _native.NativeError as e:
+            raise from_native(e) from None
+        return None if event is None else ShellEvent(*event)
+
+    def __aiter__(self) -> AsyncIterator[ShellEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[ShellEvent]:
+        while (event := await self.next()) is not None:
+            yield event
