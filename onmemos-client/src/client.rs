@@ -57,6 +57,33 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
+    /// A builder with the URL and key of `ONMEMOS_URL` and `ONMEMOS_API_KEY`, read from the
+    /// environment or, for variables the environment does not set, from a `.env` file in the
+    /// current directory or its parents; the rest (timeouts, retries) is still to set.
+    pub fn from_env() -> Result<ClientBuilder> {
+        // A missing .env file is normal (the environment alone may configure the client); a
+        // malformed one is an error, not something to skip silently.
+        if let Err(e) = dotenvy::dotenv()
+            && !e.not_found()
+        {
+            return Err(Error::new(
+                ErrorKind::Configuration,
+                format!("cannot read the .env file: {e}"),
+            ));
+        }
+        let mut builder = Client::builder();
+        if let Ok(url) = std::env::var("ONMEMOS_URL") {
+            builder = builder.base_url(url);
+        }
+        match std::env::var("ONMEMOS_API_KEY") {
+            Ok(key) if !key.trim().is_empty() => Ok(builder.api_key(key.trim())),
+            _ => Err(Error::new(
+                ErrorKind::Configuration,
+                "ONMEMOS_API_KEY is not set (in the environment or a .env file)",
+            )),
+        }
+    }
+
     /// The server's base URL (`http://127.0.0.1:8080`).
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base = url.into();
@@ -137,30 +164,7 @@ impl Client {
     /// for variables the environment does not set, from a `.env` file in the current directory
     /// or its parents.
     pub fn from_env() -> Result<Client> {
-        // A missing .env file is normal (the environment alone may configure the client); a
-        // malformed one is an error, not something to skip silently.
-        if let Err(e) = dotenvy::dotenv()
-            && !e.not_found()
-        {
-            return Err(Error::new(
-                ErrorKind::Configuration,
-                format!("cannot read the .env file: {e}"),
-            ));
-        }
-        let mut builder = Client::builder();
-        if let Ok(url) = std::env::var("ONMEMOS_URL") {
-            builder = builder.base_url(url);
-        }
-        match std::env::var("ONMEMOS_API_KEY") {
-            Ok(key) if !key.trim().is_empty() => builder = builder.api_key(key.trim()),
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::Configuration,
-                    "ONMEMOS_API_KEY is not set (in the environment or a .env file)",
-                ));
-            }
-        }
-        builder.build()
+        ClientBuilder::from_env()?.build()
     }
 
     /// The server's base URL.

@@ -175,46 +175,52 @@ pub struct NativeClient {
 
 #[pymethods]
 impl NativeClient {
-    /// A client of `base_url` with `api_key`; `from_env` reads `ONMEMOS_URL`,
-    /// `ONMEMOS_API_KEY` and a `.env` file instead.
+    /// A client of `base_url` with `api_key`, or (`from_env`) of `ONMEMOS_URL` and
+    /// `ONMEMOS_API_KEY` from the environment or a `.env` file; `retry` is a JSON object of
+    /// [`RetrySettings`].
     #[new]
-    #[pyo3(signature = (base_url=None, api_key=None, timeout_secs=None, max_attempts=None, from_env=false))]
+    #[pyo3(signature = (base_url=None, api_key=None, timeout_secs=None, retry=None, from_env=false))]
     fn new(
         base_url: Option<String>,
         api_key: Option<String>,
         timeout_secs: Option<f64>,
-        max_attempts: Option<u32>,
+        retry: Option<&str>,
         from_env: bool,
     ) -> PyResult<Self> {
-        let client = if from_env {
-            Client::from_env()
-        } else {
-            let mut builder = Client::builder();
-            if let Some(url) = base_url {
-                builder = builder.base_url(url);
-            }
-            if let Some(key) = api_key {
-                builder = builder.api_key(key);
-            }
+        let configure = || -> Result<Client> {
+            let mut builder = if from_env {
+                crate::ClientBuilder::from_env()?
+            } else {
+                let mut builder = Client::builder();
+                if let Some(url) = base_url {
+                    builder = builder.base_url(url);
+                }
+                if let Some(key) = api_key {
+                    builder = builder.api_key(key);
+                }
+                builder
+            };
             if let Some(secs) = timeout_secs {
-                let timeout = Duration::try_from_secs_f64(secs)
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        to_py_err(Error::new(
-                            ErrorKind::Configuration,
-                            format!("timeout must be a positive number of seconds, got {secs}"),
-                        ))
-                    })?;
+                let timeout = seconds("timeout", secs)?;
+                if timeout.is_zero() {
+                    return Err(Error::new(
+                        ErrorKind::Configuration,
+                        "timeout must be more than zero seconds",
+                    ));
+                }
                 builder = builder.request_timeout(RequestTimeout(timeout));
             }
-            if let Some(attempts) = max_attempts {
-                builder = builder.retry_policy(RetryPolicy::default().with_max_attempts(attempts));
+            if let Some(retry) = retry {
+                let settings: RetrySettings = serde_json::from_str(retry).map_err(|e| {
+                    Error::new(ErrorKind::Configuration, format!("retry policy: {e}"))
+                })?;
+                builder = builder.retry_policy(settings.policy()?);
             }
             builder.build()
-        }
-        .map_err(to_py_err)?;
-        Ok(Self { client })
+        };
+        Ok(Self {
+            client: configure().map_err(to_py_err)?,
+        })
     }
 
     /// The server's base URL.
@@ -226,7 +232,7 @@ impl NativeClient {
     /// Runs `op` with `args` (a JSON object), `data` (bytes to upload) and `progress` (called
     /// with bytes done and the total, for transfers), blocking this thread, not the
     /// interpreter.
-    #[pyo3(signature = (op, args, data=None, progress=None))]
+    #[pyo3(signature = (op, args, data=None, progress=None, started=None))]
     fn call(
         &self,
         py: Python<'_>,
@@ -234,13 +240,14 @@ impl NativeClient {
         args: &str,
         data: Option<Vec<u8>>,
         progress: Option<Py<PyAny>>,
+        started: Option<Py<PyAny>>,
     ) -> PyResult<Answer> {
-        let input = Input::new(data, progress);
+        let input = Input::new(data, progress, started);
         blocking(py, call(&self.client, op, args, input))
     }
 
     /// Like `call`, as an awaitable of the running asyncio loop.
-    #[pyo3(signature = (op, args, data=None, progress=None))]
+    #[pyo3(signature = (op, args, data=None, progress=None, started=None))]
     fn call_async<'py>(
         &self,
         py: Python<'py>,
@@ -248,9 +255,10 @@ impl NativeClient {
         args: String,
         data: Option<Vec<u8>>,
         progress: Option<Py<PyAny>>,
+        started: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
-        let input = Input::new(data, progress);
+        let input = Input::new(data, progress, started);
         awaitable(py, async move { call(&client, &op, &args, input).await })
     }
 
@@ -308,17 +316,63 @@ impl NativeClient {
     }
 }
 
+/// `name` seconds as a duration: finite and not negative.
+fn seconds(name: &str, secs: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        Error::new(
+            ErrorKind::Configuration,
+            format!("{name} must be a finite number of seconds, zero or more, got {secs}"),
+        )
+    })
+}
+
+/// A [`RetryPolicy`] from Python (`onmemos.RetryPolicy`); unset fields keep the defaults.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetrySettings {
+    max_attempts: Option<u32>,
+    initial_delay: Option<f64>,
+    max_delay: Option<f64>,
+    total_budget: Option<f64>,
+    jitter: Option<bool>,
+}
+
+impl RetrySettings {
+    fn policy(&self) -> Result<RetryPolicy> {
+        let mut policy = RetryPolicy::default();
+        if let Some(n) = self.max_attempts {
+            policy = policy.with_max_attempts(n);
+        }
+        if let Some(s) = self.initial_delay {
+            policy = policy.with_initial_delay(seconds("initial_delay", s)?);
+        }
+        if let Some(s) = self.max_delay {
+            policy = policy.with_max_delay(seconds("max_delay", s)?);
+        }
+        if let Some(s) = self.total_budget {
+            policy = policy.with_total_budget(seconds("total_budget", s)?);
+        }
+        if self.jitter == Some(false) {
+            policy = policy.without_jitter();
+        }
+        Ok(policy)
+    }
+}
+
 /// What an operation takes besides its JSON arguments.
 struct Input {
     data: Option<Vec<u8>>,
     progress: Option<crate::Progress>,
+    /// Told the upload id of a resumable upload before its parts are sent.
+    started: Option<Py<PyAny>>,
 }
 
 impl Input {
-    fn new(data: Option<Vec<u8>>, progress: Option<Py<PyAny>>) -> Self {
+    fn new(data: Option<Vec<u8>>, progress: Option<Py<PyAny>>, started: Option<Py<PyAny>>) -> Self {
         Self {
             data,
             progress: progress.map(progress_of),
+            started,
         }
     }
 }
@@ -600,7 +654,11 @@ fn json<T: Serialize>(value: &T) -> Result<Answer> {
 
 /// Runs one operation of the client.
 async fn call(client: &Client, op: &str, args: &str, input: Input) -> Result<Answer> {
-    let Input { data, progress } = input;
+    let Input {
+        data,
+        progress,
+        started,
+    } = input;
     let args: Value = serde_json::from_str(args).map_err(|e| {
         Error::new(
             ErrorKind::Validation,
@@ -683,6 +741,27 @@ async fn call(client: &Client, op: &str, args: &str, input: Input) -> Result<Ans
                     arg(a, "workspace")?,
                     &arg::<String>(a, "path")?,
                     &arg::<PathBuf>(a, "file")?,
+                    progress,
+                )
+                .await?,
+        ),
+        "storage.upload_file_resumable" => json(
+            &client
+                .storage()
+                .upload_file_resumable(
+                    arg(a, "workspace")?,
+                    &arg::<String>(a, "path")?,
+                    &arg::<PathBuf>(a, "file")?,
+                    arg(a, "resume")?,
+                    |upload| {
+                        if let Some(started) = started {
+                            Python::attach(|py| {
+                                if let Err(e) = started.call1(py, (upload.id.to_string(),)) {
+                                    e.write_unraisable(py, Some(started.bind(py)));
+                                }
+                            });
+                        }
+                    },
                     progress,
                 )
                 .await?,

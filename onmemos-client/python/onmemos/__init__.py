@@ -14,7 +14,7 @@ subclass naming its kind (`NotFoundError`, `InsufficientCreditsError`, …).
 import atexit
 
 from . import _native, models
-from ._client import AsyncClient, AsyncShell, Client, Shell, ShellEvent
+from ._client import AsyncClient, AsyncShell, Client, RetryPolicy, Shell, ShellEvent
 from ._native import __version__
 from .errors import (
     AuthenticationError,
@@ -56,6 +56,7 @@ __all__ = [
     "Page",
     "PermissionDeniedError",
     "RateLimitedError",
+    "RetryPolicy",
     "ServerError",
     "Shell",
     "ShellEvent",

@@ -302,6 +302,17 @@ class Storage(_Resource):
                             {"workspace": workspace, "path": path, "file": str(file)},
                             _model(models.StoredObject), None, progress)
 
+    def upload_file_resumable(self, workspace: str, path: str, file: str,
+                              resume: Optional[str] = None,
+                              on_started: Optional[Callable[[str], None]] = None,
+                              progress: Optional[Callable[[int, Optional[int]], None]] = None):
+        """Uploads `file` in parts, so an interruption costs at most the parts in flight.
+        `on_started(upload_id)` is called before any part is sent; pass that id as `resume`
+        later to continue, sending only the parts the server does not have."""
+        args = _args(workspace=workspace, path=path, file=str(file), resume=resume)
+        return self._c._run("storage.upload_file_resumable", args, _model(models.StoredObject),
+                            None, progress, on_started)
+
     def read(self, workspace: str, path: str):
         """The object at `path`, as bytes."""
         return self._call("storage.read", _raw, workspace=workspace, path=path)
@@ -355,21 +366,54 @@ class Optimizer(_Resource):
                           request=request)
 
 
+class RetryPolicy:
+    """How calls are retried (the Rust client's `RetryPolicy`): `max_attempts` tries in all,
+    waits from `initial_delay` seconds doubling up to `max_delay`, with `jitter`, and at most
+    `total_budget` seconds of waiting over one call. Fields left `None` keep the defaults
+    (4 tries, 0.1 s, 5 s, 30 s, jitter on). `RetryPolicy.none()` tries once."""
+
+    def __init__(self, max_attempts: Optional[int] = None, initial_delay: Optional[float] = None,
+                 max_delay: Optional[float] = None, total_budget: Optional[float] = None,
+                 jitter: Optional[bool] = None) -> None:
+        self.max_attempts = max_attempts
+        self.initial_delay = initial_delay
+        self.max_delay = max_delay
+        self.total_budget = total_budget
+        self.jitter = jitter
+
+    @classmethod
+    def none(cls) -> "RetryPolicy":
+        """Every call is tried once."""
+        return cls(max_attempts=1)
+
+    def _json(self) -> str:
+        return json.dumps(_args(**vars(self)))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if v is not None)
+        return f"RetryPolicy({shown})"
+
+
 class _Base:
     def __init__(self, base_url: Optional[str] = None, api_key: Optional[str] = None, *,
-                 timeout: Optional[float] = None, max_attempts: Optional[int] = None,
-                 _from_env: bool = False) -> None:
+                 timeout: Optional[float] = None, retry: Optional[RetryPolicy] = None,
+                 max_attempts: Optional[int] = None, _from_env: bool = False) -> None:
+        """A client of `base_url` with `api_key`. `timeout` bounds each request (seconds,
+        30 by default); `retry` is a `RetryPolicy` (`max_attempts` alone is a shorthand)."""
+        if retry is None and max_attempts is not None:
+            retry = RetryPolicy(max_attempts=max_attempts)
         try:
-            self._native = _native.NativeClient(base_url, api_key, timeout, max_attempts,
-                                                _from_env)
+            self._native = _native.NativeClient(base_url, api_key, timeout,
+                                                retry._json() if retry else None, _from_env)
         except _native.NativeError as e:
             raise from_native(e) from None
 
     @classmethod
-    def from_env(cls, *, timeout: Optional[float] = None, max_attempts: Optional[int] = None):
+    def from_env(cls, *, timeout: Optional[float] = None, retry: Optional[RetryPolicy] = None,
+                 max_attempts: Optional[int] = None):
         """A client configured by `ONMEMOS_URL` and `ONMEMOS_API_KEY`, from the environment
         or a `.env` file."""
-        return cls(timeout=timeout, max_attempts=max_attempts, _from_env=True)
+        return cls(timeout=timeout, retry=retry, max_attempts=max_attempts, _from_env=True)
 
     @property
     def base_url(self) -> str:
@@ -429,9 +473,10 @@ class Client(_Base):
     iterators."""
 
     def _run(self, op: str, args: Dict[str, Any], convert: Convert, data: Optional[bytes],
-             progress: Optional[Callable[..., None]] = None):
+             progress: Optional[Callable[..., None]] = None,
+             started: Optional[Callable[..., None]] = None):
         try:
-            answer = self._native.call(op, json.dumps(args), data, progress)
+            answer = self._native.call(op, json.dumps(args), data, progress, started)
         except _native.NativeError as e:
             raise from_native(e) from None
         return convert(answer)
@@ -459,9 +504,11 @@ class AsyncClient(_Base):
     async iterators."""
 
     async def _run(self, op: str, args: Dict[str, Any], convert: Convert,
-                   data: Optional[bytes], progress: Optional[Callable[..., None]] = None):
+                   data: Optional[bytes], progress: Optional[Callable[..., None]] = None,
+                   started: Optional[Callable[..., None]] = None):
         try:
-            answer = await self._native.call_async(op, json.dumps(args), data, progress)
+            answer = await self._native.call_async(op, json.dumps(args), data, progress,
+                                                   started)
         except _native.NativeError as e:
             raise from_native(e) from None
         return convert(answer)

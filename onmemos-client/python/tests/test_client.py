@@ -78,6 +78,40 @@ def test_transfers_report_progress(admin, tmp_path):
     assert (tmp_path / "copy.bin").read_bytes() == source.read_bytes()
 
 
+def test_resumable_uploads_report_their_id_and_progress(admin, tmp_path):
+    """The resuming itself is tested in Rust (tests/e2e.rs, an interrupted `storage cp`); here,
+    that Python gets the upload id before the parts go, the progress, and `resume`."""
+    ws = admin.workspaces().create("py-resumable")
+    source = tmp_path / "parts.bin"
+    data = bytes(range(256)) * 80_000  # 20 MiB: several parts
+    source.write_bytes(data)
+    ids, done = [], []
+    stored = admin.storage().upload_file_resumable(
+        ws.id, "parts.bin", source, on_started=ids.append,
+        progress=lambda n, total: done.append((n, total)))
+    assert stored.size == len(data) and len(ids) == 1 and ids[0].startswith("upl_")
+    assert done[0] == (0, len(data)) and done[-1] == (len(data), len(data))
+    # The id of a finished upload is gone from the server: resuming it starts a new one.
+    again = admin.storage().upload_file_resumable(ws.id, "parts.bin", source, resume=ids[0],
+                                                  on_started=ids.append)
+    assert again.size == len(data) and len(ids) == 2 and ids[1] != ids[0]
+    assert admin.storage().read(ws.id, "parts.bin") == data
+
+
+def test_retry_policies_are_checked(server):
+    policy = onmemos.RetryPolicy(max_attempts=2, initial_delay=0.01, max_delay=0.1,
+                                 total_budget=1, jitter=False)
+    assert onmemos.Client(server.url, server.admin_key, retry=policy).health().status == "ok"
+    with pytest.raises(onmemos.ConfigurationError) as caught:
+        onmemos.Client(server.url, server.admin_key, retry=onmemos.RetryPolicy(max_delay=-1))
+    assert "max_delay" in str(caught.value)
+    with pytest.raises(onmemos.ConfigurationError):
+        onmemos.Client(server.url, server.admin_key, timeout=0)
+    client = onmemos.Client("http://127.0.0.1:1", "onm_x", retry=onmemos.RetryPolicy.none())
+    with pytest.raises(onmemos.NetworkError):
+        client.health()
+
+
 def test_storage_round_trip(admin, tmp_path):
     ws = admin.workspaces().create("py-files")
     data = bytes(range(256)) * 1000
