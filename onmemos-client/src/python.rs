@@ -93,10 +93,11 @@ impl Drop for InFlight {
 }
 
 /// `work` as an awaitable of the running asyncio loop: an asyncio future that a task of the
-/// shared runtime completes through `loop.call_soon_threadsafe` (a future cancelled meanwhile
-/// is left alone; the work runs to its end). Every Python object the task holds is released
-/// while it holds the interpreter, before the task counts as done, so [`quiesce`] can make sure
-/// no runtime thread touches Python once the interpreter starts finalizing.
+/// shared runtime completes through `loop.call_soon_threadsafe`. Cancelling the future aborts
+/// the task (a request in flight is dropped, as a Rust future's would be). Every Python object
+/// the task holds is released while it holds the interpreter, before the task counts as done,
+/// so [`quiesce`] can make sure no runtime thread touches Python once the interpreter starts
+/// finalizing.
 fn awaitable<'py, T>(
     py: Python<'py>,
     work: impl std::future::Future<Output = Result<T>> + Send + 'static,
@@ -111,6 +112,8 @@ where
     let id = NEXT_TASK.fetch_add(1, Ordering::SeqCst);
     IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
     let in_flight = InFlight(id);
+    // Held until the task is registered, so it cannot end (and unregister) before that.
+    let mut tasks = TASKS.lock().unwrap_or_else(|e| e.into_inner());
     let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
         let _in_flight = in_flight;
         let result = work.await;
@@ -129,11 +132,29 @@ where
             // `event_loop`, `complete` and `handle` are released here, with the interpreter held.
         });
     });
-    TASKS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id, task.abort_handle());
+    tasks.insert(id, task.abort_handle());
+    drop(tasks);
+    future.call_method1("add_done_callback", (AbortIfCancelled(id),))?;
     Ok(future)
+}
+
+/// Done callback of an awaitable's future: when it was cancelled, aborts its task.
+#[pyclass(frozen, module = "onmemos._native")]
+struct AbortIfCancelled(u64);
+
+#[pymethods]
+impl AbortIfCancelled {
+    fn __call__(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
+        if future.call_method0("cancelled")?.is_truthy()?
+            && let Some(task) = TASKS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.0)
+        {
+            task.abort();
+        }
+        Ok(())
+    }
 }
 
 /// Sets `future`'s result (`ok`) or exception, unless it was cancelled meanwhile; runs on the
@@ -145,6 +166,12 @@ fn _complete(future: &Bound<'_, PyAny>, ok: bool, value: &Bound<'_, PyAny>) -> P
     }
     future.call_method1(if ok { "set_result" } else { "set_exception" }, (value,))?;
     Ok(())
+}
+
+/// How many awaitables have work running or an answer still to hand over (a diagnostic).
+#[pyfunction]
+fn in_flight() -> usize {
+    IN_FLIGHT.load(Ordering::SeqCst)
 }
 
 /// Called as the interpreter exits (`atexit`): aborts the tasks of awaitables nobody will
@@ -634,6 +661,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(wire_codes, m)?)?;
     m.add_function(wrap_pyfunction!(_complete, m)?)?;
     m.add_function(wrap_pyfunction!(quiesce, m)?)?;
+    m.add_function(wrap_pyfunction!(in_flight, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -308,3 +308,18 @@ def test_programs_using_the_async_client_exit_cleanly(server, tmp_path):
         for _ in range(25)
     ]
     assert codes == [0] * 25, codes
+
+
+async def test_cancelling_an_awaitable_stops_its_work(server, admin):
+    client = onmemos.AsyncClient(server.url, server.admin_key)
+    ws = await client.workspaces().create("py-cancel")
+    session = await client.sessions().create(ws.id, "python")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(client.sessions().exec(session.id, ["sleep", "5"]), 0.3)
+    # The request was dropped with its task, not left running for its five seconds.
+    for _ in range(100):
+        if _native.in_flight() == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert _native.in_flight() == 0
+    await client.sessions().stop(session.id)
