@@ -302,3 +302,66 @@ async fn a_shell_reconnects_to_the_same_terminal_and_gets_only_what_it_missed() 
     }
     assert_eq!(exit.as_deref(), Some("user"));
 }
+
+#[tokio::test]
+async fn a_shell_away_for_more_than_the_scrollback_is_told_what_it_lost() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (server, admin, key) = funded(dir.path()).await;
+    let ws = workspace(&admin, "away").await;
+    let s = start_session(&admin, ws.id).await;
+    let proxy = Severable::start(&server.url).await;
+    let mut shell = shell_of(&client(&proxy.url, &key), s.id).await;
+    // 100,000 bytes of output a second from now, then a marker, then a file saying it is done.
+    shell
+        .send(b"sleep 1; head -c 100000 /dev/zero | tr '\\0' a; echo; echo done-$((1+1)); touch away.done\n")
+        .await
+        .unwrap_or_else(|e| panic!("send: {e}"));
+    read_until(&mut shell, "done-$((1+1))").await;
+    assert_eq!(proxy.sever(), 1);
+    // Away until the shell has written it all.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = admin
+            .sessions()
+            .exec(s.id, &sh("test -e away.done"))
+            .await
+            .unwrap_or_else(|e| panic!("exec: {e}"));
+        if out.exit_code == Some(0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the shell did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut notice = None;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !text.contains("done-2") {
+        match tokio::time::timeout_at(deadline, shell.next()).await {
+            Ok(Some(Ok(ShellEvent::Control(ShellServerFrame::Notice { message, .. })))) => {
+                notice = Some(message);
+            }
+            Ok(Some(Ok(ShellEvent::Output(bytes)))) => {
+                text.push_str(&String::from_utf8_lossy(&bytes));
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("after the cut: {other:?}; read {} bytes", text.len()),
+        }
+    }
+    let notice = notice.unwrap_or_else(|| panic!("no notice of the lost output"));
+    let lost: u64 = notice
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{notice}"));
+    // 100,001 bytes and the marker went out while away; 64 KiB of them were kept.
+    assert!((100_001 - 65_536..100_001).contains(&lost), "{notice}");
+    let replayed_a = text.bytes().filter(|&b| b == b'a').count();
+    assert!(
+        replayed_a > 60_000,
+        "the kept part is replayed: {replayed_a}"
+    );
+}

@@ -98,18 +98,33 @@ impl Hub {
         })
     }
 
-    /// The scrollback after the first `offset` bytes of output (all of it without one), and
-    /// a receiver of everything after it.
-    fn join(&self, offset: Option<u64>) -> (Vec<u8>, broadcast::Receiver<Bytes>) {
+    /// What a socket joining after the first `offset` bytes of output is sent: the scrollback
+    /// after them (all of it without an offset), how many bytes after the offset already left
+    /// the scrollback, and a receiver of everything after it.
+    fn join(&self, offset: Option<u64>) -> Joined {
         let out = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let kept_from = out.written - out.scrollback.len() as u64;
         let skip = offset.map_or(0, |offset| offset.clamp(kept_from, out.written) - kept_from);
-        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
-        (
-            out.scrollback.iter().skip(skip).copied().collect(),
-            out.fanout.subscribe(),
-        )
+        let lost = offset.map_or(0, |offset| kept_from.saturating_sub(offset));
+        Joined {
+            replay: out
+                .scrollback
+                .iter()
+                .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+                .copied()
+                .collect(),
+            lost,
+            output: out.fanout.subscribe(),
+        }
     }
+}
+
+/// What a joining socket is sent first, and its receiver of later output.
+struct Joined {
+    replay: Vec<u8>,
+    /// Output bytes a reconnecting socket missed that are no longer in the scrollback.
+    lost: u64,
+    output: broadcast::Receiver<Bytes>,
 }
 
 /// The terminals of this server's sessions.
@@ -262,14 +277,26 @@ async fn serve(
     offset: Option<u64>,
 ) {
     let mut events = engine.sessions().subscribe();
-    let (scrollback, mut output) = hub.join(offset);
+    let Joined {
+        replay,
+        lost,
+        mut output,
+    } = hub.join(offset);
     let mut closed = hub.closed.clone();
-    if !scrollback.is_empty()
-        && socket
-            .send(Message::Binary(scrollback.into()))
-            .await
-            .is_err()
-    {
+    if lost > 0 {
+        let notice = ShellServerFrame::Notice {
+            message: format!(
+                "{lost} bytes of output were produced while you were away and no longer fit \
+                 in the {} KiB scrollback; what follows is the last of it",
+                SCROLLBACK_BYTES / 1024
+            ),
+            warning: None,
+        };
+        if socket.send(text(&notice)).await.is_err() {
+            return;
+        }
+    }
+    if !replay.is_empty() && socket.send(Message::Binary(replay.into())).await.is_err() {
         return;
     }
     if socket
