@@ -1,6 +1,5 @@
 //! Typed methods, grouped by resource.
 
-use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
 
 use onmemos_core::api::{
@@ -16,7 +15,7 @@ use onmemos_core::model::{
 
 use crate::client::Client;
 use crate::error::Result;
-use crate::stream::{Items, pages};
+use crate::stream::{Items, Next, pages, walk};
 
 macro_rules! resource {
     ($(#[$doc:meta])* $name:ident) => {
@@ -154,32 +153,23 @@ impl Sessions<'_> {
 
     /// Every recorded event after `params.after`, fetched `params.limit` at a time.
     pub fn events_all(&self, id: SessionId, params: EventListParams) -> Items<SessionEvent> {
-        let client = self.client.clone();
         let path = format!("/v1/sessions/{id}/events");
-        let limit = params.limit.unwrap_or(200) as usize;
-        futures::stream::try_unfold(Some(params), move |params| {
-            let (client, path) = (client.clone(), path.clone());
-            async move {
-                let Some(mut params) = params else {
-                    return Ok(None);
-                };
-                let events: Vec<SessionEvent> = client.get_with(&path, &params).await?;
+        walk(
+            self.client.clone(),
+            path,
+            params,
+            |mut params, events: Vec<SessionEvent>| {
                 // A short page is the last one.
                 let next = match events.last() {
-                    Some(last) if events.len() >= limit => {
+                    Some(last) if events.len() >= params.limit() as usize => {
                         params.after = Some(last.seq);
-                        Some(params)
+                        Next::Page(params)
                     }
-                    _ => None,
+                    _ => Next::Done,
                 };
-                Ok(Some((
-                    futures::stream::iter(events.into_iter().map(Ok)),
-                    next,
-                )))
-            }
-        })
-        .try_flatten()
-        .boxed()
+                (events, next)
+            },
+        )
     }
 
     /// The session's events after `after` (all when `None`), then new ones as they happen,

@@ -50,46 +50,70 @@ cursor!(
     ObjectListParams,
 );
 
-/// Every item of the list at `path`, from the page `params` names on, one page per request.
+/// What follows a page.
+pub(crate) enum Next<P> {
+    /// The page these parameters ask for.
+    Page(P),
+    /// Nothing: the list cannot go on past this page, for this reason (its items are good).
+    Fail(Error),
+    /// Nothing: this was the last page.
+    Done,
+}
+
+/// Every item of the list at `path`, one request per page, from the page `params` asks for:
+/// `split` takes the parameters of a page and its answer and gives the page's items and what
+/// follows them.
+pub(crate) fn walk<P, R, T>(
+    client: Client,
+    path: String,
+    params: P,
+    split: impl Fn(P, R) -> (Vec<T>, Next<P>) + Send + Sync + 'static,
+) -> Items<T>
+where
+    P: Serialize + Send + Sync + 'static,
+    R: DeserializeOwned + Send + 'static,
+    T: Send + 'static,
+{
+    let split = std::sync::Arc::new(split);
+    stream::try_unfold(Next::Page(params), move |next| {
+        let (client, path, split) = (client.clone(), path.clone(), split.clone());
+        async move {
+            let params = match next {
+                Next::Page(params) => params,
+                Next::Fail(error) => return Err(error),
+                Next::Done => return Ok(None),
+            };
+            let answer: R = client.get_with(&path, &params).await?;
+            let (items, next) = split(params, answer);
+            Ok(Some((stream::iter(items.into_iter().map(Ok)), next)))
+        }
+    })
+    .try_flatten()
+    .boxed()
+}
+
+/// Every item of the list at `path`, paging on with the `next_cursor` of each page.
 pub(crate) fn pages<P: Cursor, T: DeserializeOwned + Send + 'static>(
     client: Client,
     path: String,
     params: P,
 ) -> Items<T> {
-    /// What comes after the page being read.
-    enum Next<P> {
-        Page(P),
-        /// The page's items are good, but the list cannot go on past them.
-        Fail(Error),
-        Done,
-    }
-    stream::try_unfold(Next::Page(params), move |next| {
-        let client = client.clone();
-        let path = path.clone();
-        async move {
-            let mut params = match next {
-                Next::Page(params) => params,
-                Next::Fail(error) => return Err(error),
-                Next::Done => return Ok(None),
-            };
-            let page: Page<T> = client.get_with(&path, &params).await?;
-            let next = match page.next_cursor {
-                // A server that hands back the cursor it was given would loop forever.
-                Some(next) if params.cursor() == Some(next.as_str()) => Next::Fail(Error::new(
-                    ErrorKind::Decode,
-                    format!("{path} returned the cursor it was asked for ({next:?})"),
-                )),
-                Some(next) => {
-                    params.set_cursor(Some(next));
-                    Next::Page(params)
-                }
-                None => Next::Done,
-            };
-            Ok(Some((stream::iter(page.items.into_iter().map(Ok)), next)))
-        }
+    let shown = path.clone();
+    walk(client, path, params, move |mut params: P, page: Page<T>| {
+        let next = match page.next_cursor {
+            // A server that hands back the cursor it was given would loop forever.
+            Some(next) if params.cursor() == Some(next.as_str()) => Next::Fail(Error::new(
+                ErrorKind::Decode,
+                format!("{shown} returned the cursor it was asked for ({next:?})"),
+            )),
+            Some(next) => {
+                params.set_cursor(Some(next));
+                Next::Page(params)
+            }
+            None => Next::Done,
+        };
+        (page.items, next)
     })
-    .try_flatten()
-    .boxed()
 }
 
 /// The lines of a streamed answer, without their line breaks (a last line without one

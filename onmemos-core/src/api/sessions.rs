@@ -154,6 +154,16 @@ pub struct EventListParams {
     pub limit: Option<u32>,
 }
 
+impl EventListParams {
+    /// Events per page when `limit` is not set.
+    pub const DEFAULT_LIMIT: u32 = 200;
+
+    /// The page size these parameters ask for.
+    pub fn limit(&self) -> u32 {
+        self.limit.unwrap_or(Self::DEFAULT_LIMIT)
+    }
+}
+
 /// A control message from a shell client (a text frame on `/v1/sessions/{id}/shell`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

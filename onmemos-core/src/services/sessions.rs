@@ -514,7 +514,7 @@ impl<'e> SessionService<'e> {
         params: &EventListParams,
     ) -> Result<Vec<SessionEvent>> {
         caller.require(Scope::SessionsRead)?;
-        let limit = params.limit.unwrap_or(200);
+        let limit = params.limit();
         if !(1..=1000).contains(&limit) {
             return Err(Error::invalid("limit", "limit must be between 1 and 1000"));
         }
