@@ -404,15 +404,18 @@ impl Input {
     }
 }
 
-/// A Python callable `progress(done, total)` as the client's progress callback. Its
-/// exceptions are reported (as unraisable) and do not stop the transfer.
+/// Calls a Python callback from the runtime. Its exceptions are reported (as unraisable) and
+/// do not stop the work that called it.
+fn call_back<'py, A: pyo3::call::PyCallArgs<'py>>(py: Python<'py>, callback: &Py<PyAny>, args: A) {
+    if let Err(e) = callback.call1(py, args) {
+        e.write_unraisable(py, Some(callback.bind(py)));
+    }
+}
+
+/// A Python callable `progress(done, total)` as the client's progress callback.
 fn progress_of(callback: Py<PyAny>) -> crate::Progress {
     std::sync::Arc::new(move |done: u64, total: Option<u64>| {
-        Python::attach(|py| {
-            if let Err(e) = callback.call1(py, (done, total)) {
-                e.write_unraisable(py, Some(callback.bind(py)));
-            }
-        });
+        Python::attach(|py| call_back(py, &callback, (done, total)));
     })
 }
 
@@ -456,12 +459,7 @@ fn as_json<T: Serialize + Send + 'static>(items: crate::Items<T>) -> JsonItems {
 
 /// Opens the stream `op` names.
 async fn open_stream(client: &Client, op: &str, args: &str) -> Result<JsonItems> {
-    let args: Value = serde_json::from_str(args).map_err(|e| {
-        Error::new(
-            ErrorKind::Validation,
-            format!("the arguments are not JSON: {e}"),
-        )
-    })?;
+    let args = parse_args(args)?;
     let a = &args;
     Ok(match op {
         "sessions.exec_stream" => as_json(
@@ -666,6 +664,16 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// The JSON object of an operation's arguments.
+fn parse_args(args: &str) -> Result<Value> {
+    serde_json::from_str(args).map_err(|e| {
+        Error::new(
+            ErrorKind::Validation,
+            format!("the arguments are not JSON: {e}"),
+        )
+    })
+}
+
 /// The argument `name` of an operation.
 fn arg<T: DeserializeOwned>(args: &Value, name: &str) -> Result<T> {
     let value = args.get(name).cloned().unwrap_or(Value::Null);
@@ -687,12 +695,7 @@ async fn call(client: &Client, op: &str, args: &str, input: Input) -> Result<Ans
         progress,
         started,
     } = input;
-    let args: Value = serde_json::from_str(args).map_err(|e| {
-        Error::new(
-            ErrorKind::Validation,
-            format!("the arguments are not JSON: {e}"),
-        )
-    })?;
+    let args = parse_args(args)?;
     let a = &args;
     match op {
         "health" => json(&client.health().await?),
@@ -783,11 +786,8 @@ async fn call(client: &Client, op: &str, args: &str, input: Input) -> Result<Ans
                     arg(a, "resume")?,
                     |upload| {
                         if let Some(started) = started {
-                            Python::attach(|py| {
-                                if let Err(e) = started.call1(py, (upload.id.to_string(),)) {
-                                    e.write_unraisable(py, Some(started.bind(py)));
-                                }
-                            });
+                            let id = upload.id.to_string();
+                            Python::attach(|py| call_back(py, &started, (id,)));
                         }
                     },
                     progress,

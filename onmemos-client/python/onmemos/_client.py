@@ -6,6 +6,7 @@ Every call of a `Client` blocks the calling thread (not the interpreter); every 
 """
 
 import json
+from contextlib import contextmanager
 from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Union
 
 from . import _native, models
@@ -13,6 +14,15 @@ from .errors import from_native
 from .models import Page
 
 Convert = Callable[[Any], Any]
+
+
+@contextmanager
+def _raising() -> Iterator[None]:
+    """Raises the native client's errors as their `OnmemosError` subclasses."""
+    try:
+        yield
+    except _native.NativeError as e:
+        raise from_native(e) from None
 
 
 def _args(**fields: Any) -> Dict[str, Any]:
@@ -402,11 +412,9 @@ class _Base:
         30 by default); `retry` is a `RetryPolicy` (`max_attempts` alone is a shorthand)."""
         if retry is None and max_attempts is not None:
             retry = RetryPolicy(max_attempts=max_attempts)
-        try:
+        with _raising():
             self._native = _native.NativeClient(base_url, api_key, timeout,
                                                 retry._json() if retry else None, _from_env)
-        except _native.NativeError as e:
-            raise from_native(e) from None
 
     @classmethod
     def from_env(cls, *, timeout: Optional[float] = None, retry: Optional[RetryPolicy] = None,
@@ -475,28 +483,22 @@ class Client(_Base):
     def _run(self, op: str, args: Dict[str, Any], convert: Convert, data: Optional[bytes],
              progress: Optional[Callable[..., None]] = None,
              started: Optional[Callable[..., None]] = None):
-        try:
+        with _raising():
             answer = self._native.call(op, json.dumps(args), data, progress, started)
-        except _native.NativeError as e:
-            raise from_native(e) from None
         return convert(answer)
 
     def _stream(self, op: str, convert: Convert, **args: Any) -> Iterator[Any]:
-        try:
+        with _raising():
             stream = self._native.stream(op, json.dumps(args))
             while (item := stream.next()) is not None:
                 yield convert(item)
-        except _native.NativeError as e:
-            raise from_native(e) from None
 
     def shell(self, session_id: str, rows: int = 24, cols: int = 80,
               reconnect_secs: float = 60.0) -> "Shell":
         """Opens the terminal of a running session; a lost connection is reconnected for up
         to `reconnect_secs`."""
-        try:
+        with _raising():
             return Shell(self._native.shell(session_id, rows, cols, reconnect_secs))
-        except _native.NativeError as e:
-            raise from_native(e) from None
 
 
 class AsyncClient(_Base):
@@ -506,30 +508,24 @@ class AsyncClient(_Base):
     async def _run(self, op: str, args: Dict[str, Any], convert: Convert,
                    data: Optional[bytes], progress: Optional[Callable[..., None]] = None,
                    started: Optional[Callable[..., None]] = None):
-        try:
+        with _raising():
             answer = await self._native.call_async(op, json.dumps(args), data, progress,
                                                    started)
-        except _native.NativeError as e:
-            raise from_native(e) from None
         return convert(answer)
 
     async def _stream(self, op: str, convert: Convert, **args: Any) -> AsyncIterator[Any]:
-        try:
+        with _raising():
             stream = await self._native.stream_async(op, json.dumps(args))
             while (item := await stream.next_async()) is not None:
                 yield convert(item)
-        except _native.NativeError as e:
-            raise from_native(e) from None
 
     async def shell(self, session_id: str, rows: int = 24, cols: int = 80,
                     reconnect_secs: float = 60.0) -> "AsyncShell":
         """Opens the terminal of a running session; a lost connection is reconnected for up
         to `reconnect_secs`."""
-        try:
+        with _raising():
             return AsyncShell(await self._native.shell_async(session_id, rows, cols,
                                                              reconnect_secs))
-        except _native.NativeError as e:
-            raise from_native(e) from None
 
 
 class ShellEvent:
@@ -560,24 +556,18 @@ class Shell:
 
     def send(self, data: Union[bytes, str]) -> None:
         """Sends keyboard input."""
-        try:
+        with _raising():
             self._native.send(_data(data))
-        except _native.NativeError as e:
-            raise from_native(e) from None
 
     def resize(self, rows: int, cols: int) -> None:
         """Resizes the terminal."""
-        try:
+        with _raising():
             self._native.resize(rows, cols)
-        except _native.NativeError as e:
-            raise from_native(e) from None
 
     def next(self) -> Optional[ShellEvent]:
         """The next event; `None` once the terminal ended."""
-        try:
+        with _raising():
             event = self._native.next()
-        except _native.NativeError as e:
-            raise from_native(e) from None
         return None if event is None else ShellEvent(*event)
 
     def __iter__(self) -> Iterator[ShellEvent]:
@@ -593,24 +583,18 @@ class AsyncShell:
 
     async def send(self, data: Union[bytes, str]) -> None:
         """Sends keyboard input."""
-        try:
+        with _raising():
             await self._native.send_async(_data(data))
-        except _native.NativeError as e:
-            raise from_native(e) from None
 
     async def resize(self, rows: int, cols: int) -> None:
         """Resizes the terminal."""
-        try:
+        with _raising():
             await self._native.resize_async(rows, cols)
-        except _native.NativeError as e:
-            raise from_native(e) from None
 
     async def next(self) -> Optional[ShellEvent]:
         """The next event; `None` once the terminal ended."""
-        try:
+        with _raising():
             event = await self._native.next_async()
-        except _native.NativeError as e:
-            raise from_native(e) from None
         return None if event is None else ShellEvent(*event)
 
     def __aiter__(self) -> AsyncIterator[ShellEvent]:
