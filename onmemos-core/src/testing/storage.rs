@@ -789,30 +789,26 @@ macro_rules! storage_conformance {
 /// test harness, where [`storage_conformance!`](crate::storage_conformance) is the way.
 pub async fn run_all(store: Arc<dyn StorageProvider>) -> Vec<&'static str> {
     let seed: Arc<dyn Seeder> = Arc::new(PutSeeder(store.clone()));
-    get_head_and_ranges(store.clone(), seed.clone()).await;
-    list_paginates_in_path_order(store.clone(), seed.clone()).await;
-    unicode_and_spaces_in_names(store.clone(), seed.clone()).await;
-    deletes_and_usage(store.clone(), seed).await;
-    put_overwrite_and_bad_paths(store.clone()).await;
-    multipart_64_mib(store.clone()).await;
-    conditional_create(store.clone()).await;
-    concurrent_writers_to_one_key(store.clone()).await;
-    copy_is_independent(store.clone()).await;
-    failed_upload_leaves_nothing(store.clone()).await;
-    uploads_in_parts(store.clone()).await;
-    presign_matches_capabilities(store).await;
-    vec![
-        "get_head_and_ranges",
-        "list_paginates_in_path_order",
-        "unicode_and_spaces_in_names",
-        "deletes_and_usage",
-        "put_overwrite_and_bad_paths",
-        "multipart_64_mib",
-        "conditional_create",
-        "concurrent_writers_to_one_key",
-        "copy_is_independent",
-        "failed_upload_leaves_nothing",
-        "uploads_in_parts",
-        "presign_matches_capabilities",
-    ]
+    let mut held = Vec::new();
+    macro_rules! run {
+        ($($check:ident($($arg:expr),*);)+) => {$(
+            $check($($arg.clone()),*).await;
+            held.push(stringify!($check));
+        )+};
+    }
+    run! {
+        get_head_and_ranges(store, seed);
+        list_paginates_in_path_order(store, seed);
+        unicode_and_spaces_in_names(store, seed);
+        deletes_and_usage(store, seed);
+        put_overwrite_and_bad_paths(store);
+        multipart_64_mib(store);
+        conditional_create(store);
+        concurrent_writers_to_one_key(store);
+        copy_is_independent(store);
+        failed_upload_leaves_nothing(store);
+        uploads_in_parts(store);
+        presign_matches_capabilities(store);
+    }
+    held
 }
