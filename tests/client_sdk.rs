@@ -181,6 +181,7 @@ async fn lists_stream_every_page_and_output_and_events_stream_as_they_come() {
 struct Severable {
     url: String,
     open: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accepting: tokio::task::AbortHandle,
 }
 
 impl Severable {
@@ -189,7 +190,7 @@ impl Severable {
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let open = Arc::new(Mutex::new(Vec::new()));
         let tasks = open.clone();
-        tokio::spawn(async move {
+        let accepting = tokio::spawn(async move {
             while let Ok((mut down, _)) = listener.accept().await {
                 let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
                     continue;
@@ -203,7 +204,17 @@ impl Severable {
                     .push(task.abort_handle());
             }
         });
-        Self { url, open }
+        Self {
+            url,
+            open,
+            accepting: accepting.abort_handle(),
+        }
+    }
+
+    /// Cuts every connection and stops listening: connecting is refused from now on.
+    fn shut(&self) {
+        self.accepting.abort();
+        self.sever();
     }
 
     /// Drops every connection open now (both sides see it closed).
@@ -363,5 +374,40 @@ async fn a_shell_away_for_more_than_the_scrollback_is_told_what_it_lost() {
     assert!(
         replayed_a > 60_000,
         "the kept part is replayed: {replayed_a}"
+    );
+}
+
+#[tokio::test]
+async fn a_shell_gives_up_reconnecting_after_its_window() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (server, admin, key) = funded(dir.path()).await;
+    let ws = workspace(&admin, "gone").await;
+    let s = start_session(&admin, ws.id).await;
+    let proxy = Severable::start(&server.url).await;
+    let options = onmemos::client::ShellOptions {
+        reconnect_within: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let mut shell = client(&proxy.url, &key)
+        .shell_with(s.id, options)
+        .await
+        .unwrap_or_else(|e| panic!("shell: {e}"));
+    shell
+        .send(b"echo up\n")
+        .await
+        .unwrap_or_else(|e| panic!("send: {e}"));
+    read_until(&mut shell, "up").await;
+    proxy.shut();
+    let err = loop {
+        match tokio::time::timeout(Duration::from_secs(20), shell.next()).await {
+            Ok(Some(Ok(ShellEvent::Output(_) | ShellEvent::Control(_)))) => {}
+            Ok(Some(Err(e))) => break e,
+            other => panic!("expected the reconnection to fail: {other:?}"),
+        }
+    };
+    assert_eq!(err.kind(), onmemos::client::ErrorKind::Network, "{err}");
+    assert!(
+        err.to_string().contains("not re-established within 1s"),
+        "{err}"
     );
 }

@@ -12,10 +12,12 @@ use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use onmemos_core::api::{ShellClientFrame, ShellServerFrame};
 use onmemos_core::id::SessionId;
+use reqwest::Method;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::retry::RetryPolicy;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -77,8 +79,7 @@ pub struct Shell {
     ended: bool,
 }
 
-/// The first retry waits this long, doubling up to [`MAX_WAIT`].
-const FIRST_WAIT: Duration = Duration::from_millis(100);
+/// The longest wait between two reconnection attempts.
 const MAX_WAIT: Duration = Duration::from_secs(2);
 
 impl Shell {
@@ -192,17 +193,34 @@ impl Shell {
         }
     }
 
-    /// Attaches a new connection to the terminal, retrying network failures with backoff
-    /// until `reconnect_within` has passed; a final answer of the API (the session ended, the
-    /// key was revoked) ends the attempts at once.
+    /// Attaches a new connection to the terminal, retrying failures that may pass (the
+    /// client's [`RetryPolicy`] decides which, and paces the retries) until `reconnect_within`
+    /// has passed; a final answer of the API (the session ended, the key was revoked) ends the
+    /// attempts at once.
     async fn reconnect(&mut self, lost: Error) -> Result<ShellEvent> {
-        let deadline = Instant::now() + self.options.reconnect_within;
-        let mut wait = FIRST_WAIT;
+        let window = self.options.reconnect_within;
+        let deadline = Instant::now() + window;
+        let mut schedule = RetryPolicy::default()
+            .with_max_attempts(u32::MAX)
+            .with_max_delay(MAX_WAIT)
+            .with_total_budget(window)
+            .schedule();
         let mut attempts = 0;
         let mut last = lost;
         while Instant::now() < deadline {
             attempts += 1;
-            match open(&self.target, &self.options, Some(self.received)).await {
+            // No attempt outlives the window, however the network fails.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let opened =
+                tokio::time::timeout(left, open(&self.target, &self.options, Some(self.received)))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::new(
+                            ErrorKind::Timeout,
+                            "shell: connecting timed out",
+                        ))
+                    });
+            match opened {
                 Ok(socket) => {
                     tracing::debug!(session = %self.target.session, attempts, "shell reconnected");
                     self.socket = socket;
@@ -212,15 +230,18 @@ impl Shell {
                 Err(e) if crate::retry::transient(&e) => last = e,
                 Err(e) => return Err(e),
             }
-            tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
-            wait = (wait * 2).min(MAX_WAIT);
+            // The upgrade is a GET. The last wait runs to the end of the window.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = schedule
+                .next_wait(&Method::GET, &last)
+                .map_or(left, |wait| wait.min(left));
+            tokio::time::sleep(wait).await;
         }
         Err(Error::new(
             ErrorKind::Network,
             format!(
-                "the shell connection was lost and not re-established within {:?} ({attempts} \
-                 attempts): {last}",
-                self.options.reconnect_within
+                "the shell connection was lost and not re-established within {window:?} \
+                 ({attempts} attempts): {last}"
             ),
         ))
     }
