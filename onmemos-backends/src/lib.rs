@@ -7,7 +7,7 @@
 //! | `Database` | [`db::sqlite`] | `sqlite` (default) |
 //! | `Database` | [`db::postgres`] | `postgres` |
 //! | `ComputeProvider` | `compute::LocalCompute` | `local-compute` (default) |
-//! | `StorageProvider` | [`storage::ObjectStorage`] on the local file system | `local-storage` (default) |
+//! | `StorageProvider` | `storage::LocalStorage`, the local file system | `local-storage` (default) |
 //! | `StorageProvider` | [`storage::ObjectStorage`] on S3, GCS, Azure Blob | `s3`, `gcs`, `azure` |
 //! | `StorageProvider` | [`storage::ObjectStorage`] in memory | always |
 //!

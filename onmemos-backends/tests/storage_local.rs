@@ -10,7 +10,8 @@ mod local {
 
     async fn fresh() -> Option<Arc<dyn StorageProvider>> {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let store = ObjectStorage::local(&dir.keep()).unwrap_or_else(|e| panic!("local: {e}"));
+        let store = onmemos_backends::storage::LocalStorage::open(&dir.keep())
+            .unwrap_or_else(|e| panic!("local: {e}"));
         Some(Arc::new(store))
     }
 

@@ -1,9 +1,14 @@
-//! `StorageProvider` implementations over the `object_store` crate: the local file system
-//! (feature `local-storage`, the embedded default), memory, S3 (`s3`), GCS (`gcs`) and Azure
-//! Blob (`azure`), all served by one [`ObjectStorage`].
+//! `StorageProvider` implementations: [`LocalStorage`], the local file system (feature
+//! `local-storage`, the embedded default), whose tree local sessions write into and which is
+//! therefore read as hostile input; and [`ObjectStorage`] over the `object_store` crate for
+//! memory, S3 (`s3`), GCS (`gcs`) and Azure Blob (`azure`).
 
+#[cfg(feature = "local-storage")]
+mod local;
 mod object;
 
+#[cfg(feature = "local-storage")]
+pub use local::LocalStorage;
 pub use object::ObjectStorage;
 
 use std::collections::BTreeMap;
@@ -56,7 +61,7 @@ pub fn connect(
                         "storage_url {url:?}: expected file:// or file:///absolute/dir"
                     )));
                 };
-                Ok(Arc::new(ObjectStorage::local(&dir)?))
+                Ok(Arc::new(LocalStorage::open(&dir)?))
             }
             #[cfg(not(feature = "local-storage"))]
             {

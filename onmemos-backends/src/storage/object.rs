@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,14 +44,9 @@ pub struct ObjectStorage {
     multipart: Option<Arc<dyn MultipartStore>>,
     /// The prefix every path is placed under (no leading or trailing `/`), `""` for none.
     root: String,
-    /// The directory the store keeps its files in, for the local file system.
-    local_root: Option<PathBuf>,
-    /// Whether listings come back in path order (every cloud store and memory; not the file
-    /// system).
-    sorted_listing: bool,
     /// Whether `copy_if_not_exists` works (needed for conditional creates of large objects).
     copy_if_absent: bool,
-    /// Whether the store records attributes such as the content type (not the file system).
+    /// Whether the store records attributes such as the content type.
     attributes: bool,
     part_size: usize,
 }
@@ -75,32 +69,6 @@ impl ObjectStorage {
         Self::over("memory", store.clone(), "").with_multipart(store)
     }
 
-    /// The local file system under `dir` (created if missing). Uploads are written to a
-    /// temporary file and renamed into place, so readers never see half an object.
-    #[cfg(feature = "local-storage")]
-    pub fn local(dir: &std::path::Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::configuration(format!(
-                "cannot create storage directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-        let dir = dir.canonicalize().map_err(|e| {
-            Error::configuration(format!(
-                "cannot open storage directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-        let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-            .map_err(|e| Error::configuration(format!("storage directory {}: {e}", dir.display())))?
-            .with_automatic_cleanup(true);
-        let mut storage = Self::over("local", Arc::new(store), "");
-        storage.local_root = Some(dir);
-        storage.sorted_listing = false;
-        storage.attributes = false;
-        Ok(storage)
-    }
-
     /// Any `object_store` store, named `name`, with every path under `root`. Stores listing
     /// in path order and supporting `copy_if_not_exists` are assumed; see
     /// the `with_` methods.
@@ -112,8 +80,6 @@ impl ObjectStorage {
             signer: None,
             multipart: None,
             root: root.trim_matches('/').to_owned(),
-            local_root: None,
-            sorted_listing: true,
             copy_if_absent: true,
             attributes: true,
             part_size: DEFAULT_PART_SIZE,
@@ -311,7 +277,12 @@ fn store_error(error: object_store::Error, path: &str) -> Error {
         e @ (E::PermissionDenied { .. } | E::Unauthenticated { .. }) => Error::configuration(
             format!("the object store refused this server's credentials: {e}"),
         ),
-        e => Error::unavailable(format!("object store: {e}")).with_source(e),
+        // The store's own words name URLs, buckets or files of the server: they go to the log
+        // (as the source), not into the answer.
+        e => Error::unavailable(format!(
+            "the object store could not serve {path:?}; try again"
+        ))
+        .with_source(e),
     }
 }
 
@@ -322,7 +293,7 @@ impl StorageProvider for ObjectStorage {
             self.name,
             self.can_presign(),
             self.multipart.is_some(),
-            self.local_root.is_none(),
+            true,
             true,
         )
     }
@@ -445,14 +416,11 @@ impl StorageProvider for ObjectStorage {
             ));
         }
         let range = result.range.clone();
-        let body = match result.payload {
-            #[cfg(feature = "local-storage")]
-            object_store::GetResultPayload::File(file, _) => file_stream(file, range.clone()),
-            object_store::GetResultPayload::Stream(stream) => {
-                let path = path.to_owned();
-                stream.map_err(move |e| store_error(e, &path)).boxed()
-            }
-        };
+        let owned = path.to_owned();
+        let body = result
+            .into_stream()
+            .map_err(move |e| store_error(e, &owned))
+            .boxed();
         Ok(GetResult { meta, range, body })
     }
 
@@ -468,14 +436,7 @@ impl StorageProvider for ObjectStorage {
 
     async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListResult> {
         let stream = self.objects_under(prefix, after)?;
-        let mut objects: Vec<ObjectMeta> = if self.sorted_listing {
-            stream.take(limit + 1).try_collect().await?
-        } else {
-            let mut all: Vec<ObjectMeta> = stream.try_collect().await?;
-            all.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-            all.truncate(limit + 1);
-            all
-        };
+        let mut objects: Vec<ObjectMeta> = stream.take(limit + 1).try_collect().await?;
         let next = if objects.len() > limit {
             objects.truncate(limit);
             objects.last().map(|o| o.path.clone())
@@ -559,17 +520,6 @@ impl StorageProvider for ObjectStorage {
         let part_size = PartUpload::part_size_for(size, self.part_size as u64);
         let Some(multipart) = &self.multipart else {
             let id = uuid::Uuid::now_v7().to_string();
-            #[cfg(feature = "local-storage")]
-            if let Some(root) = &self.local_root {
-                let data = root.join(Self::staged_upload(&id)?).join(ASSEMBLY);
-                local_io(path, "start", async move {
-                    if let Some(dir) = data.parent() {
-                        tokio::fs::create_dir_all(dir).await?;
-                    }
-                    tokio::fs::File::create(&data).await?.set_len(size).await
-                })
-                .await?;
-            }
             return Ok(PartUpload { id, part_size });
         };
         let mut attributes = Attributes::new();
@@ -600,23 +550,6 @@ impl StorageProvider for ObjectStorage {
         let location = self.location(path)?;
         let Some(multipart) = &self.multipart else {
             let dir = Self::staged_upload(&upload.id)?;
-            #[cfg(feature = "local-storage")]
-            if let Some(root) = &self.local_root {
-                // Written in place in the object-to-be: completing is a rename.
-                let data = root.join(dir).join(ASSEMBLY);
-                let offset = u64::from(number) * upload.part_size;
-                local_io(path, "write a part of", async move {
-                    tokio::task::spawn_blocking(move || {
-                        use std::os::unix::fs::FileExt;
-                        let file = std::fs::OpenOptions::new().write(true).open(&data)?;
-                        file.write_all_at(&body, offset)
-                    })
-                    .await
-                    .map_err(std::io::Error::other)?
-                })
-                .await?;
-                return Ok(number.to_string());
-            }
             let part = staged_part(&dir, number);
             self.store
                 .put(&self.location(&part)?, body.into())
@@ -640,19 +573,6 @@ impl StorageProvider for ObjectStorage {
         let location = self.location(path)?;
         let Some(multipart) = &self.multipart else {
             let dir = Self::staged_upload(&upload.id)?;
-            #[cfg(feature = "local-storage")]
-            if let Some(root) = &self.local_root {
-                let (data, target) = (root.join(&dir).join(ASSEMBLY), root.join(location.as_ref()));
-                local_io(path, "complete", async move {
-                    if let Some(parent) = target.parent() {
-                        tokio::fs::create_dir_all(parent).await?;
-                    }
-                    tokio::fs::rename(&data, &target).await
-                })
-                .await?;
-                self.abort_upload(path, upload).await?;
-                return self.head(path).await;
-            }
             // The staged parts, read in order, are one more streamed put.
             let names = parts
                 .iter()
@@ -692,17 +612,6 @@ impl StorageProvider for ObjectStorage {
         let location = self.location(path)?;
         let Some(multipart) = &self.multipart else {
             let dir = Self::staged_upload(&upload.id)?;
-            #[cfg(feature = "local-storage")]
-            if let Some(root) = &self.local_root {
-                let dir = root.join(dir);
-                return local_io(path, "abort", async move {
-                    match tokio::fs::remove_dir_all(&dir).await {
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                        done => done,
-                    }
-                })
-                .await;
-            }
             self.delete_prefix(&dir).await?;
             return Ok(());
         };
@@ -711,71 +620,11 @@ impl StorageProvider for ObjectStorage {
             Err(e) => Err(store_error(e, path)),
         }
     }
-
-    fn local_dir(&self, prefix: &str) -> Option<PathBuf> {
-        let root = self.local_root.as_ref()?;
-        let location = self.location(prefix.trim_end_matches('/')).ok()?;
-        Some(root.join(location.as_ref()))
-    }
-}
-
-/// The file of a local upload in parts, in its staging directory: created at the object's
-/// size, each part written at its offset, renamed into place on completion.
-#[cfg(feature = "local-storage")]
-const ASSEMBLY: &str = "object";
-
-/// Runs local file work for an upload of `path`, naming what failed.
-#[cfg(feature = "local-storage")]
-async fn local_io(
-    path: &str,
-    what: &str,
-    work: impl std::future::Future<Output = std::io::Result<()>>,
-) -> Result<()> {
-    work.await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            Error::not_found(format!("no upload in progress for {path:?}"))
-        }
-        _ => Error::unavailable(format!("cannot {what} the upload of {path:?}: {e}")),
-    })
 }
 
 /// The staged object holding part `number` of the upload staged in `dir`.
 fn staged_part(dir: &str, number: u32) -> String {
     format!("{dir}{number:05}")
-}
-
-/// Bytes read from a local file at a time (object_store reads 8 KiB at a time, which caps a
-/// download through the server at a fraction of the disk's speed).
-#[cfg(feature = "local-storage")]
-const FILE_CHUNK: usize = 1024 * 1024;
-
-/// `range` of a local file as a stream of chunks of up to [`FILE_CHUNK`] bytes, each read on
-/// the blocking pool.
-#[cfg(feature = "local-storage")]
-fn file_stream(file: std::fs::File, range: Range<u64>) -> ByteStream {
-    use std::io::{Read, Seek, SeekFrom};
-    let state = (file, range.start, range.end, true);
-    futures_util::stream::try_unfold(state, |(mut file, at, end, first)| async move {
-        if at >= end {
-            return Ok(None);
-        }
-        let want = usize::try_from(end - at).map_or(FILE_CHUNK, |left| left.min(FILE_CHUNK));
-        let read = tokio::task::spawn_blocking(move || {
-            if first {
-                file.seek(SeekFrom::Start(at))?;
-            }
-            let mut buf = vec![0; want];
-            file.read_exact(&mut buf)?;
-            Ok::<_, std::io::Error>((file, buf))
-        })
-        .await
-        .map_err(|e| Error::internal(format!("a file read did not finish: {e}")))?;
-        let (file, buf) =
-            read.map_err(|e| Error::unavailable(format!("reading a stored object: {e}")))?;
-        let len = buf.len() as u64;
-        Ok(Some((Bytes::from(buf), (file, at + len, end, false))))
-    })
-    .boxed()
 }
 
 fn unsatisfiable(range: &Range<u64>, size: u64) -> Error {

@@ -41,6 +41,20 @@ impl TestApi {
     pub async fn with(clock: Arc<dyn Clock>, config: onmemos_server::ServerConfig) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let engine = engine_in(dir.path(), clock, onmemos_core::EngineConfig::default()).await;
+        Self::over_in(engine, config, dir).await
+    }
+
+    /// The router over an engine the test built, with a first admin.
+    pub async fn over(engine: Engine) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        Self::over_in(engine, onmemos_server::ServerConfig::default(), dir).await
+    }
+
+    async fn over_in(
+        engine: Engine,
+        config: onmemos_server::ServerConfig,
+        dir: tempfile::TempDir,
+    ) -> Self {
         let admin = engine
             .users()
             .bootstrap(CreateUser {
@@ -195,7 +209,7 @@ pub async fn engine_in(
         .await
         .unwrap_or_else(|e| panic!("db: {e}"));
     let compute = onmemos_backends::compute::LocalCompute::unsandboxed(dir.join("compute"));
-    let storage = onmemos_backends::storage::ObjectStorage::local(&dir.join("storage"))
+    let storage = onmemos_backends::storage::LocalStorage::open(&dir.join("storage"))
         .unwrap_or_else(|e| panic!("storage: {e}"));
     let optimizer =
         onmemos_optimizer::CostOptimizer::new().unwrap_or_else(|e| panic!("optimizer: {e}"));

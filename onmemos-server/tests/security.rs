@@ -1,0 +1,272 @@
+//! Reproducers of what an attacker tried, kept as tests: each failed before its fix.
+//!
+//! Sessions are untrusted code: a session plants links, FIFOs and other files in its
+//! workspace's `files` directory, and its owner then uses every file route and deletes the
+//! workspace. Nothing of another tenant, nor of the server, may be read, written, listed,
+//! counted or deleted, with the sandbox and without it.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use common::Reply;
+use onmemos_backends::compute::LocalCompute;
+use onmemos_backends::db::SqlDatabase;
+use onmemos_backends::storage::LocalStorage;
+use onmemos_core::Engine;
+use onmemos_core::ports::ComputeProvider;
+use serde_json::{Value, json};
+
+/// A server whose sessions run on `compute`, with its database and store in `dir`.
+async fn api(dir: &std::path::Path, compute: LocalCompute) -> common::TestApi {
+    let db = SqlDatabase::open(&format!("sqlite://{}", dir.join("onmemos.db").display()))
+        .await
+        .unwrap_or_else(|e| panic!("db: {e}"));
+    let storage =
+        LocalStorage::open(&dir.join("storage")).unwrap_or_else(|e| panic!("storage: {e}"));
+    let engine = Engine::builder(Arc::new(db))
+        .with_compute(Arc::new(compute))
+        .with_storage(Arc::new(storage))
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("engine: {e}"));
+    common::TestApi::over(engine).await
+}
+
+async fn raw(api: &common::TestApi, method: Method, path: &str, key: &str, body: &[u8]) -> Reply {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::from(body.to_vec()))
+        .unwrap_or_else(|e| panic!("request: {e}"));
+    api.send(req).await
+}
+
+/// A funded member with a workspace: their key and the workspace's id.
+async fn tenant(api: &common::TestApi, email: &str) -> (String, String) {
+    let key = common::funded_member(&api.engine, email, 50_000_000).await;
+    let ws = api
+        .call(
+            Method::POST,
+            "/v1/workspaces",
+            Some(&key),
+            Some(json!({"name": "lab"})),
+        )
+        .await;
+    assert_eq!(ws.status, StatusCode::CREATED, "{}", ws.text);
+    (key, ws.body["id"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn exec(api: &common::TestApi, key: &str, session: &str, script: &str) -> Value {
+    let r = api
+        .call(
+            Method::POST,
+            &format!("/v1/sessions/{session}/exec"),
+            Some(key),
+            Some(json!({"command": ["sh", "-c", script], "timeout_secs": 20})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "exec: {}", r.text);
+    r.body
+}
+
+async fn planted_links_reach_nothing(compute: LocalCompute) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let api = api(dir.path(), compute).await;
+    let (bob, bob_ws) = tenant(&api, "bob@example.com").await;
+    let (eve, eve_ws) = tenant(&api, "eve@example.com").await;
+    let put = raw(
+        &api,
+        Method::PUT,
+        &format!("/v1/workspaces/{bob_ws}/files/secret.txt"),
+        &bob,
+        b"bob's secret",
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.text);
+
+    let session = api
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            Some(&eve),
+            Some(json!({"workspace_id": eve_ws, "template": "python"})),
+        )
+        .await;
+    assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
+    let sid = session.body["id"].as_str().unwrap_or_default().to_owned();
+    let db = dir.path().join("onmemos.db").display().to_string();
+    // Everything the session can make in its files directory that is not a regular file.
+    let script = format!(
+        "cd files && ln -s ../{bob_ws} victim && ln -s .. all && ln -s {db} db && \
+         ln -s /etc/hostname host && mkfifo pipe && mkdir sub && ln -s ../../{bob_ws} sub/through && \
+         printf 1234567890 > mine.txt && echo planted"
+    );
+    let out = exec(&api, &eve, &sid, &script).await;
+    assert_eq!(out["stdout"], "planted\n", "{out}");
+
+    let file = |p: &str| format!("/v1/workspaces/{eve_ws}/files/{p}");
+    let through_all = format!("all/{bob_ws}/secret.txt");
+    for path in [
+        "victim/secret.txt",
+        through_all.as_str(),
+        "db",
+        "host",
+        "pipe",
+        "sub/through/secret.txt",
+        "victim",
+    ] {
+        let got = raw(&api, Method::GET, &file(path), &eve, b"").await;
+        got.assert_error(404, "not_found");
+        assert!(!got.text.contains("bob's secret"));
+        assert!(
+            !got.text.contains(&dir.path().display().to_string()),
+            "a server path in {}",
+            got.text
+        );
+        let head = raw(&api, Method::HEAD, &file(path), &eve, b"").await;
+        assert_eq!(head.status, StatusCode::NOT_FOUND, "HEAD {path}");
+    }
+    for path in [
+        "victim/planted.txt",
+        format!("all/{bob_ws}/planted.txt").as_str(),
+        "sub/through/planted.txt",
+    ] {
+        let put = raw(&api, Method::PUT, &file(path), &eve, b"overwritten").await;
+        put.assert_error(409, "conflict");
+        let upload = api
+            .call(
+                Method::POST,
+                &format!("/v1/workspaces/{eve_ws}/uploads"),
+                Some(&eve),
+                Some(json!({"path": path, "size": 1})),
+            )
+            .await;
+        assert_eq!(upload.status, StatusCode::CREATED, "{}", upload.text);
+        let id = upload.body["id"].as_str().unwrap_or_default();
+        let part = raw(
+            &api,
+            Method::PUT,
+            &format!("/v1/workspaces/{eve_ws}/uploads/{id}/parts/0"),
+            &eve,
+            b"x",
+        )
+        .await;
+        assert!(part.status.is_success(), "{}", part.text);
+        let done = api
+            .call(
+                Method::POST,
+                &format!("/v1/workspaces/{eve_ws}/uploads/{id}/complete"),
+                Some(&eve),
+                Some(json!({})),
+            )
+            .await;
+        done.assert_error(409, "conflict");
+    }
+    // A put at a link's own name replaces the link, not the database it pointed at.
+    let put = raw(&api, Method::PUT, &file("db"), &eve, b"mine").await;
+    assert_eq!(put.status, StatusCode::CREATED, "{}", put.text);
+    for path in ["victim/secret.txt", "sub/through/secret.txt"] {
+        let del = raw(&api, Method::DELETE, &file(path), &eve, b"").await;
+        assert!(
+            del.status.is_success() || del.status == StatusCode::NOT_FOUND,
+            "{}",
+            del.text
+        );
+    }
+    let listed = api
+        .call(
+            Method::GET,
+            &format!("/v1/workspaces/{eve_ws}/files"),
+            Some(&eve),
+            None,
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let paths: Vec<&str> = listed.body["items"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|o| o["path"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(paths, ["db", "mine.txt"], "{}", listed.text);
+    let usage = api
+        .call(
+            Method::GET,
+            &format!("/v1/workspaces/{eve_ws}/storage"),
+            Some(&eve),
+            None,
+        )
+        .await;
+    assert_eq!(usage.body["bytes"], 4 + 10, "{}", usage.text);
+
+    let stop = api
+        .call(
+            Method::POST,
+            &format!("/v1/sessions/{sid}/stop"),
+            Some(&eve),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(stop.status, StatusCode::OK, "{}", stop.text);
+    let deleted = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/workspaces/{eve_ws}"),
+            Some(&eve),
+            None,
+        )
+        .await;
+    assert!(deleted.status.is_success(), "{}", deleted.text);
+
+    // Bob's files and the server's database are untouched.
+    let got = raw(
+        &api,
+        Method::GET,
+        &format!("/v1/workspaces/{bob_ws}/files/secret.txt"),
+        &bob,
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (got.status, got.text.as_str()),
+        (StatusCode::OK, "bob's secret")
+    );
+    let bob_list = api
+        .call(
+            Method::GET,
+            &format!("/v1/workspaces/{bob_ws}/files"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(
+        bob_list.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        bob_list.text
+    );
+    let db_bytes = std::fs::metadata(dir.path().join("onmemos.db"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(db_bytes > 4, "the database was replaced");
+    assert!(std::fs::read("/etc/hostname").is_ok_and(|h| !h.is_empty()));
+}
+
+#[tokio::test]
+async fn planted_links_reach_nothing_without_the_sandbox() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    planted_links_reach_nothing(LocalCompute::unsandboxed(root.path())).await;
+}
+
+#[tokio::test]
+async fn planted_links_reach_nothing_in_the_sandbox() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let compute = LocalCompute::new(root.path());
+    assert!(
+        compute.capabilities().sandboxed,
+        "bubblewrap is needed for this test (scripts/test.sh installs it)"
+    );
+    planted_links_reach_nothing(compute).await;
+}
