@@ -9,6 +9,16 @@ cd "$(dirname "$0")/.."
 DATA="${ONMEMOS_DATA_DIR:-onmemos-data}"
 LISTEN="${ONMEMOS_LISTEN:-127.0.0.1:8080}"
 
+# Sessions run in bubblewrap or not at all (local:// fails closed): install it when missing.
+if ! command -v bwrap >/dev/null 2>&1; then
+  echo "installing bubblewrap (the session sandbox)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+  fi
+fi
+
 cargo build --release --bin onmemos
 BIN="$PWD/target/release/onmemos"
 

@@ -347,7 +347,7 @@ async fn storage_cp_ls_rm_through_the_cli_on_the_default_local_store() {
     assert_eq!(copied.len(), data.len());
     assert!(
         copied[..1_000_000].iter().all(|b| *b == 0xEE),
-        "the download started over"
+        "the download started over: {up} {listed}"
     );
     assert!(
         copied[1_000_000..] == data[1_000_000..],

@@ -343,3 +343,134 @@ async fn with_bubblewrap_a_session_sees_only_its_workspace_and_its_own_processes
         .unwrap_or_else(|e| panic!("stop: {e}"));
     assert_eq!(marked(session), Vec::<i32>::new(), "orphans after stop");
 }
+
+/// Whether `pid` is gone (or a zombie waiting to be reaped).
+fn dead(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
+}
+
+#[tokio::test]
+async fn without_a_working_sandbox_sessions_are_refused_unless_the_operator_chose_so() {
+    use onmemos_core::ports::compute::SandboxState;
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for program in ["/nonexistent/bwrap", "/bin/false"] {
+        let compute = LocalCompute::new(root.path()).with_sandbox_program(program);
+        let caps = compute.capabilities();
+        assert_eq!(
+            (caps.sandbox, caps.sandboxed),
+            (SandboxState::Unavailable, false),
+            "{program}"
+        );
+        let workspace = WorkspaceId::new();
+        let session = SessionId::new();
+        let refused = compute.start_session(&spec(session, workspace)).await;
+        let err = refused
+            .err()
+            .unwrap_or_else(|| panic!("{program}: a session started unsandboxed"));
+        assert_eq!(err.kind(), onmemos_core::ErrorKind::Unavailable, "{err}");
+        assert!(
+            err.message().contains("sandbox=off"),
+            "the error says how to choose: {err}"
+        );
+        assert_eq!(marked(session), Vec::<i32>::new(), "nothing ran");
+    }
+    let off = LocalCompute::unsandboxed(root.path());
+    assert_eq!(off.capabilities().sandbox, SandboxState::Off);
+    let session = started(&off, WorkspaceId::new()).await;
+    off.stop_session(session)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+}
+
+/// A process that scrubs the session's marker from its environment and detaches with
+/// `setsid` is still the session's: its cgroup holds it, so a stop kills it, and so does a
+/// new compute over the same root (the server restarted).
+#[tokio::test]
+async fn detached_processes_die_with_their_session_even_after_a_restart() {
+    use onmemos_core::ports::compute::LimitEnforcement;
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let compute = LocalCompute::unsandboxed(root.path());
+    assert!(
+        matches!(
+            compute.capabilities().limits,
+            LimitEnforcement::CgroupV1 | LimitEnforcement::CgroupV2
+        ),
+        "this test needs cgroups (the server runs as root with /sys/fs/cgroup writable): {:?}",
+        compute.capabilities().limits
+    );
+    let escape = "env -u ONMEMOS_SESSION setsid sh -c 'sleep 600 </dev/null >/dev/null 2>&1 & echo $!' </dev/null";
+    for restart in [false, true] {
+        let session = started(&compute, WorkspaceId::new()).await;
+        let (out, err, code) = run(&compute, session, escape, Duration::from_secs(10)).await;
+        assert_eq!(code, Some(0), "{err}");
+        let pid: i32 = out
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{out:?}: {e}"));
+        assert!(!dead(pid), "the detached sleep runs");
+        assert!(!marked(session).contains(&pid), "it carries no marker");
+        if restart {
+            let again = LocalCompute::unsandboxed(root.path());
+            let running = again
+                .running_sessions()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                running.contains(&session),
+                "found after the restart: {running:?}"
+            );
+            again
+                .stop_session(session)
+                .await
+                .unwrap_or_else(|e| panic!("stop: {e}"));
+            compute
+                .stop_session(session)
+                .await
+                .unwrap_or_else(|e| panic!("stop: {e}"));
+        } else {
+            compute
+                .stop_session(session)
+                .await
+                .unwrap_or_else(|e| panic!("stop: {e}"));
+        }
+        assert!(
+            dead(pid),
+            "restart={restart}: the detached process outlived its session"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_session_cannot_start_more_processes_than_its_cap() {
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let compute = LocalCompute::unsandboxed(root.path()).with_max_processes(16);
+    let session = started(&compute, WorkspaceId::new()).await;
+    let (_, err, _) = run(
+        &compute,
+        session,
+        "for i in $(seq 40); do sleep 30 </dev/null >/dev/null 2>&1 & done; echo started",
+        Duration::from_secs(20),
+    )
+    .await;
+    let alive = marked(session).len();
+    assert!(
+        (1..=16).contains(&alive),
+        "{alive} processes alive under a cap of 16 (40 asked for)"
+    );
+    assert!(
+        err.to_lowercase().contains("fork"),
+        "the shell was told: {err}"
+    );
+    compute
+        .stop_session(session)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+}

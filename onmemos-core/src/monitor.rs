@@ -312,6 +312,19 @@ impl Monitor {
             sessions.finish(record, first.reason, first.at, now).await?;
             return Ok(Some(first.reason));
         }
+        // Files the session wrote itself passed no quota check: this one stops it.
+        if let Some(over) = self
+            .engine
+            .storage()
+            .over_quota(record.session.workspace_id)
+            .await?
+        {
+            tracing::info!(session = %record.session.id, over, "the workspace's files went over the storage quota");
+            sessions
+                .finish(record, StopReason::StorageQuota, now, now)
+                .await?;
+            return Ok(Some(StopReason::StorageQuota));
+        }
 
         let id = record.session.id;
         let settings = &self.engine.config().sessions;

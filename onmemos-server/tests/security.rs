@@ -21,6 +21,14 @@ use serde_json::{Value, json};
 
 /// A server whose sessions run on `compute`, with its database and store in `dir`.
 async fn api(dir: &std::path::Path, compute: LocalCompute) -> common::TestApi {
+    api_with(dir, compute, onmemos_core::EngineConfig::default()).await
+}
+
+async fn api_with(
+    dir: &std::path::Path,
+    compute: LocalCompute,
+    config: onmemos_core::EngineConfig,
+) -> common::TestApi {
     let db = SqlDatabase::open(&format!("sqlite://{}", dir.join("onmemos.db").display()))
         .await
         .unwrap_or_else(|e| panic!("db: {e}"));
@@ -29,6 +37,7 @@ async fn api(dir: &std::path::Path, compute: LocalCompute) -> common::TestApi {
     let engine = Engine::builder(Arc::new(db))
         .with_compute(Arc::new(compute))
         .with_storage(Arc::new(storage))
+        .with_config(config)
         .build()
         .await
         .unwrap_or_else(|e| panic!("engine: {e}"));
@@ -269,4 +278,91 @@ async fn planted_links_reach_nothing_in_the_sandbox() {
         "bubblewrap is needed for this test (scripts/test.sh installs it)"
     );
     planted_links_reach_nothing(compute).await;
+}
+
+/// Bytes a session writes straight into its files pass no upload's quota check: the next
+/// monitor pass stops the session (`storage_quota`), and the API refuses further uploads
+/// because usage counts what is really stored.
+#[tokio::test]
+async fn a_session_writing_past_the_quota_is_stopped_and_uploads_are_refused() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let mut config = onmemos_core::EngineConfig::default();
+    config.storage.quota_bytes = 10_000;
+    // Every pass ticks the session: it is due 10 ms after its last tick.
+    config.sessions.check_interval_ms = 10;
+    let api = api_with(dir.path(), LocalCompute::unsandboxed(root.path()), config).await;
+    let (eve, ws) = tenant(&api, "eve@example.com").await;
+    let session = api
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            Some(&eve),
+            Some(json!({"workspace_id": ws, "template": "python"})),
+        )
+        .await;
+    assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
+    let sid = session.body["id"].as_str().unwrap_or_default().to_owned();
+    // Within the quota, the session runs on through a pass.
+    let out = exec(
+        &api,
+        &eve,
+        &sid,
+        "head -c 4000 /dev/zero > files/a && echo ok",
+    )
+    .await;
+    assert_eq!(out["stdout"], "ok\n", "{out}");
+    let report = api
+        .engine
+        .monitor()
+        .run_once()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.stopped.is_empty(), "{report:?}");
+
+    let out = exec(
+        &api,
+        &eve,
+        &sid,
+        "mkdir -p files/deep/er && head -c 9000 /dev/zero > files/deep/er/b && echo ok",
+    )
+    .await;
+    assert_eq!(out["stdout"], "ok\n", "{out}");
+    let usage = api
+        .call(
+            Method::GET,
+            &format!("/v1/workspaces/{ws}/storage"),
+            Some(&eve),
+            None,
+        )
+        .await;
+    assert_eq!(usage.body["bytes"], 13_000, "{}", usage.text);
+    let put = raw(
+        &api,
+        Method::PUT,
+        &format!("/v1/workspaces/{ws}/files/c"),
+        &eve,
+        b"x",
+    )
+    .await;
+    put.assert_error(413, "quota_exceeded");
+
+    let report = api
+        .engine
+        .monitor()
+        .run_once()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reasons: Vec<&str> = report.stopped.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(reasons, ["storage_quota"], "{report:?}");
+    let got = api
+        .call(
+            Method::GET,
+            &format!("/v1/sessions/{sid}"),
+            Some(&eve),
+            None,
+        )
+        .await;
+    assert_eq!(got.body["status"], "stopped", "{}", got.text);
+    assert_eq!(got.body["stop_reason"], "storage_quota", "{}", got.text);
 }

@@ -1,14 +1,22 @@
 //! `LocalCompute`: each session is a shell under a real PTY on this machine, in its own
 //! terminal session and process group, working in the workspace's directory (which outlives
-//! sessions). With bubblewrap (`bwrap`) installed, the session runs sandboxed in its own PID,
-//! IPC and mount namespaces, seeing the workspace as `/workspace`; without it, as plain
-//! processes, and [`ComputeProvider::capabilities`] says so.
+//! sessions).
 //!
-//! Memory is limited with `prlimit --as` from the template's resources (util-linux; skipped
-//! when the tool is missing). Stopping a session kills its whole tree: every process carrying
-//! its `ONMEMOS_SESSION` marker (the shell and every command run in it), everything in the
-//! shell's terminal session, and all their descendants, found in `/proc` — then checks that
-//! none is left.
+//! **The sandbox fails closed.** Sessions run in bubblewrap (`bwrap`): their own PID, IPC and
+//! mount namespaces, seeing the workspace as `/workspace`. Where bubblewrap is missing or
+//! cannot create namespaces, sessions are refused (and the check is made again at each start,
+//! so installing it needs no restart) — unless the operator chose `local://?sandbox=off`
+//! ([`LocalCompute::unsandboxed`]), which is logged as a warning at start and on every session.
+//! [`ComputeProvider::capabilities`] says which.
+//!
+//! **Limits and kills by cgroup.** Where the server can make cgroups (v2, or the v1 memory,
+//! cpu and pids hierarchies), each session gets one with the template's memory and CPU and a
+//! process cap; its first process joins it before anything else runs, so stopping a session
+//! (or reconciling after a restart) kills everything it started, however it detached. Where no
+//! cgroup can be made, memory falls back to `prlimit --as` (util-linux), which counts virtual
+//! memory. Either way, stopping also kills every process carrying the session's
+//! `ONMEMOS_SESSION` marker and everything in the shell's terminal session, with their
+//! descendants, found in `/proc` — then checks that none is left.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -20,13 +28,15 @@ use bytes::Bytes;
 use onmemos_core::id::{SessionId, WorkspaceId};
 use onmemos_core::ports::compute::{
     ComputeCapabilities, ComputeProvider, ComputeStatus, ExecEvent, ExecRequest, ExecStream,
-    PtyConnection, PtySize, ResourceUsage, SessionSpec, WorkspaceSpec,
+    LimitEnforcement, PtyConnection, PtySize, ResourceUsage, SandboxState, SessionSpec,
+    WorkspaceSpec,
 };
 use onmemos_core::{Error, Result};
 use pty_process::{OwnedWritePty, Size};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 
+use super::cgroup::{self, Cgroups};
 use super::procfs;
 
 /// The environment variable that marks every process of a session.
@@ -34,6 +44,18 @@ const MARKER: &str = "ONMEMOS_SESSION";
 
 /// How much terminal output a slow reader may fall behind before it loses the oldest.
 const OUTPUT_BACKLOG: usize = 1024;
+
+/// The most processes (and threads) one session may have at once, by default.
+pub const DEFAULT_MAX_PROCESSES: u32 = 1024;
+
+/// Whether sessions must run in the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sandbox {
+    /// Sessions run in bubblewrap or not at all.
+    Required,
+    /// The operator chose to run sessions without it.
+    Off,
+}
 
 /// Where a program is on `PATH`, if anywhere.
 fn which(program: &str) -> Option<PathBuf> {
@@ -84,7 +106,14 @@ impl LocalSession {
 /// Sessions as process trees under a PTY on this machine: the embedded default.
 pub struct LocalCompute {
     root: PathBuf,
-    bwrap: Option<PathBuf>,
+    sandbox: Sandbox,
+    /// bubblewrap, once it has been found working (looked for again at each start until then).
+    bwrap: Mutex<Option<PathBuf>>,
+    /// The bubblewrap to use instead of the one on `PATH`.
+    bwrap_program: Option<PathBuf>,
+    /// Per-session cgroups, where this host allows them.
+    cgroups: Option<Cgroups>,
+    max_processes: u32,
     prlimit: Option<PathBuf>,
     shell: PathBuf,
     /// The root as an absolute path: the marker's suffix, so a compute finds its own sessions'
@@ -97,36 +126,97 @@ impl std::fmt::Debug for LocalCompute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalCompute")
             .field("root", &self.root)
-            .field("sandboxed", &self.bwrap.is_some())
+            .field("sandbox", &self.capabilities().sandbox)
+            .field("limits", &self.capabilities().limits)
             .finish()
     }
 }
 
 impl LocalCompute {
-    /// Sessions with workspace directories under `root` (created when missing), sandboxed with
-    /// bubblewrap when it is installed.
+    /// Sessions with workspace directories under `root` (created when missing), always in the
+    /// bubblewrap sandbox: where it cannot run, sessions are refused.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        let root = root.into();
+        let compute = Self::with_sandbox(root.into(), Sandbox::Required);
+        if compute.bwrap().is_none() {
+            tracing::error!(
+                "bubblewrap (bwrap) is missing or cannot create namespaces here: local sessions are refused until it works (install it, or choose local://?sandbox=off)"
+            );
+        }
+        compute
+    }
+
+    /// Sessions that run without the sandbox, as plain processes of the server's user: only
+    /// for hosts where bubblewrap cannot run, by the operator's explicit choice. Logged as a
+    /// warning now and at every session.
+    pub fn unsandboxed(root: impl Into<PathBuf>) -> Self {
+        tracing::warn!(
+            "local compute runs sessions WITHOUT a sandbox (local://?sandbox=off): session code can read and write everything the server's user can"
+        );
+        Self::with_sandbox(root.into(), Sandbox::Off)
+    }
+
+    fn with_sandbox(root: PathBuf, sandbox: Sandbox) -> Self {
         let tag = std::path::absolute(&root)
             .unwrap_or_else(|_| root.clone())
             .display()
             .to_string();
+        let bwrap = match sandbox {
+            Sandbox::Required => find_bwrap(),
+            Sandbox::Off => None,
+        };
+        let cgroups = Cgroups::detect(&short_hash(&tag));
+        if cgroups.is_none() {
+            tracing::warn!(
+                "no cgroup can be made for sessions here: memory is limited by prlimit --as only, and a session's detached processes are found through /proc"
+            );
+        }
         Self {
             root,
             tag,
-            bwrap: which("bwrap").filter(|bwrap| sandbox_works(bwrap)),
+            sandbox,
+            bwrap: Mutex::new(bwrap),
+            bwrap_program: None,
+            cgroups,
+            max_processes: DEFAULT_MAX_PROCESSES,
             prlimit: which("prlimit"),
             shell: which("bash").unwrap_or_else(|| PathBuf::from("/bin/sh")),
             sessions: Mutex::default(),
         }
     }
 
-    /// The same, never sandboxed (for hosts where bubblewrap cannot create namespaces).
-    pub fn unsandboxed(root: impl Into<PathBuf>) -> Self {
+    /// At most `processes` processes and threads per session (where cgroups enforce it;
+    /// [`DEFAULT_MAX_PROCESSES`] unless set).
+    pub fn with_max_processes(mut self, processes: u32) -> Self {
+        self.max_processes = processes.max(1);
+        self
+    }
+
+    /// Uses the bubblewrap at `program` instead of the one on `PATH` (sessions are refused
+    /// while it cannot run, as always).
+    pub fn with_sandbox_program(self, program: impl Into<PathBuf>) -> Self {
+        let program = program.into();
+        let works = (self.sandbox == Sandbox::Required && sandbox_works(&program))
+            .then_some(program.clone());
+        *self.bwrap.lock().unwrap_or_else(|e| e.into_inner()) = works;
         Self {
-            bwrap: None,
-            ..Self::new(root)
+            bwrap_program: Some(program),
+            ..self
         }
+    }
+
+    /// bubblewrap when the sandbox is required and works, looking for it again if it did not.
+    fn bwrap(&self) -> Option<PathBuf> {
+        if self.sandbox == Sandbox::Off {
+            return None;
+        }
+        let mut found = self.bwrap.lock().unwrap_or_else(|e| e.into_inner());
+        if found.is_none() {
+            *found = match &self.bwrap_program {
+                Some(program) => sandbox_works(program).then(|| program.clone()),
+                None => find_bwrap(),
+            };
+        }
+        found.clone()
     }
 
     /// The directory of a workspace: the working directory of its sessions.
@@ -143,67 +233,88 @@ impl LocalCompute {
             .ok_or_else(|| Error::not_found(format!("no running session {session}")))
     }
 
-    /// The program and arguments that run `command` for a session working in `workdir`:
+    /// The program and arguments that run `command` for `session`, working in `workdir`: in
+    /// its cgroup when there are cgroups (else under `prlimit --as` when memory is limited),
     /// inside bubblewrap when sandboxed (with the workspace's `files` directory bound at its
-    /// own path, so the `files` link resolves inside too), under `prlimit` when memory is
-    /// limited.
+    /// own path, so the `files` link resolves inside too).
     fn wrap(
         &self,
+        session: SessionId,
         workdir: &Path,
         files: Option<&Path>,
         memory_mib: Option<u32>,
         command: &[String],
-    ) -> Vec<String> {
+    ) -> Result<Vec<String>> {
         let mut argv = Vec::new();
-        if let (Some(prlimit), Some(mib)) = (&self.prlimit, memory_mib) {
+        if let Some(cgroups) = &self.cgroups {
+            argv.extend(cgroups.join_prefix(&session.to_string()));
+        } else if let (Some(prlimit), Some(mib)) = (&self.prlimit, memory_mib) {
             let bytes = u64::from(mib) * 1024 * 1024;
             argv.push(prlimit.display().to_string());
             argv.push(format!("--as={bytes}"));
             argv.push("--".into());
         }
-        if let Some(bwrap) = &self.bwrap {
-            let dir = workdir.display().to_string();
-            argv.push(bwrap.display().to_string());
-            for a in [
-                "--die-with-parent",
-                "--unshare-pid",
-                "--unshare-ipc",
-                "--unshare-uts",
-                "--dev",
-                "/dev",
-                "--proc",
-                "/proc",
-                "--tmpfs",
-                "/tmp",
-                "--ro-bind",
-                "/usr",
-                "/usr",
-                "--ro-bind-try",
-                "/bin",
-                "/bin",
-                "--ro-bind-try",
-                "/lib",
-                "/lib",
-                "--ro-bind-try",
-                "/lib64",
-                "/lib64",
-                "--ro-bind-try",
-                "/etc",
-                "/etc",
-                "--bind",
-                &dir,
-                "/workspace",
-            ] {
-                argv.push(a.to_owned());
+        match (self.sandbox, self.bwrap()) {
+            (Sandbox::Off, _) => {}
+            (Sandbox::Required, None) => return Err(no_sandbox()),
+            (Sandbox::Required, Some(bwrap)) => {
+                let dir = workdir.display().to_string();
+                argv.push(bwrap.display().to_string());
+                for a in [
+                    "--die-with-parent",
+                    "--unshare-pid",
+                    "--unshare-ipc",
+                    "--unshare-uts",
+                    "--dev",
+                    "/dev",
+                    "--proc",
+                    "/proc",
+                    "--tmpfs",
+                    "/tmp",
+                    "--ro-bind",
+                    "/usr",
+                    "/usr",
+                    "--ro-bind-try",
+                    "/bin",
+                    "/bin",
+                    "--ro-bind-try",
+                    "/lib",
+                    "/lib",
+                    "--ro-bind-try",
+                    "/lib64",
+                    "/lib64",
+                    "--ro-bind-try",
+                    "/etc",
+                    "/etc",
+                    "--bind",
+                    &dir,
+                    "/workspace",
+                ] {
+                    argv.push(a.to_owned());
+                }
+                if let Some(files) = files {
+                    let files = files.display().to_string();
+                    argv.extend(["--bind".into(), files.clone(), files]);
+                }
+                argv.extend(["--chdir", "/workspace", "--"].map(str::to_owned));
             }
-            if let Some(files) = files {
-                let files = files.display().to_string();
-                argv.extend(["--bind".into(), files.clone(), files]);
-            }
-            argv.extend(["--chdir", "/workspace", "--"].map(str::to_owned));
         }
         argv.extend(command.iter().cloned());
-        argv
+        Ok(argv)
+    }
+
+    /// Kills everything of `session` this compute can find: its cgroup, then the processes
+    /// carrying its marker (and their trees).
+    async fn kill_everything(&self, session: SessionId) -> Result<()> {
+        if let Some(cgroups) = &self.cgroups {
+            cgroups
+                .kill(&session.to_string())
+                .await
+                .map_err(|e| io_error("kill the session's cgroup", e))?;
+        }
+        let marker = format!("{MARKER}={}", self.marker_value(session));
+        let find = || procfs::tree(&procfs::all(), 0, |pid| procfs::has_marker(pid, &marker));
+        kill_all(find, || async {}).await
     }
 
     /// The marker value of `session`'s processes.
@@ -289,7 +400,20 @@ async fn kill_all<F: std::future::Future<Output = ()>>(
 #[async_trait]
 impl ComputeProvider for LocalCompute {
     fn capabilities(&self) -> ComputeCapabilities {
-        ComputeCapabilities::new("local", self.bwrap.is_some(), false, false, true)
+        let sandbox = match (self.sandbox, self.bwrap().is_some()) {
+            (Sandbox::Off, _) => SandboxState::Off,
+            (Sandbox::Required, true) => SandboxState::Enforced,
+            (Sandbox::Required, false) => SandboxState::Unavailable,
+        };
+        let limits = match (&self.cgroups, &self.prlimit) {
+            (Some(c), _) if c.version() == cgroup::Version::V2 => LimitEnforcement::CgroupV2,
+            (Some(_), _) => LimitEnforcement::CgroupV1,
+            (None, Some(_)) => LimitEnforcement::AddressSpace,
+            (None, None) => LimitEnforcement::None,
+        };
+        ComputeCapabilities::new("local", false, false, false, true)
+            .with_sandbox(sandbox)
+            .with_limits(limits)
             .with_node_local(true)
     }
 
@@ -340,11 +464,25 @@ impl ComputeProvider for LocalCompute {
         }
         let shell = self.shell.display().to_string();
         let argv = self.wrap(
+            spec.session,
             &workdir,
             spec.files_dir.as_deref(),
             Some(spec.resources.memory_mib),
             &[shell, "-i".into()],
-        );
+        )?;
+        if self.sandbox == Sandbox::Off {
+            tracing::warn!(session = %spec.session, "starting a session WITHOUT a sandbox (local://?sandbox=off)");
+        }
+        if let Some(cgroups) = &self.cgroups {
+            let limits = cgroup::Limits {
+                memory_bytes: u64::from(spec.resources.memory_mib) << 20,
+                cpu_millis: spec.resources.cpu_millis,
+                processes: self.max_processes,
+            };
+            cgroups
+                .create(&spec.session.to_string(), limits)
+                .map_err(|e| io_error("make the session's cgroup", e))?;
+        }
         let marker = format!("{MARKER}={}", self.marker_value(spec.session));
         let (pty, pts) = pty_process::open().map_err(|e| io_error("open a PTY", e))?;
         pty.resize(Size::new(24, 80))
@@ -404,13 +542,11 @@ impl ComputeProvider for LocalCompute {
             .remove(&session);
         let Some(s) = removed else {
             // Not started by this process: what a previous run of the server left behind.
-            let marker = format!("{MARKER}={}", self.marker_value(session));
-            let find = || procfs::tree(&procfs::all(), 0, |pid| procfs::has_marker(pid, &marker));
-            return kill_all(find, || async {}).await;
+            return self.kill_everything(session).await;
         };
         let killed = self.kill_tree(&s).await;
         s.reader.abort();
-        killed
+        killed.and(self.kill_everything(session).await)
     }
 
     async fn exec(&self, session: SessionId, request: ExecRequest) -> Result<ExecStream> {
@@ -418,7 +554,13 @@ impl ComputeProvider for LocalCompute {
         if request.command.is_empty() {
             return Err(Error::invalid("command", "the command is empty"));
         }
-        let argv = self.wrap(&s.workdir, s.files.as_deref(), None, &request.command);
+        let argv = self.wrap(
+            session,
+            &s.workdir,
+            s.files.as_deref(),
+            None,
+            &request.command,
+        )?;
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .env_clear()
@@ -531,6 +673,14 @@ impl ComputeProvider for LocalCompute {
             .copied()
             .collect();
         // And those a previous run of the server started, still alive.
+        if let Some(cgroups) = &self.cgroups {
+            found.extend(
+                cgroups
+                    .sessions()
+                    .iter()
+                    .filter_map(|s| s.parse::<SessionId>().ok()),
+            );
+        }
         let suffix = format!("@{}", self.tag);
         for p in procfs::all() {
             if let Some(value) = procfs::env_var(p.pid, MARKER)
@@ -544,8 +694,29 @@ impl ComputeProvider for LocalCompute {
     }
 }
 
+/// The session sandbox's error while bubblewrap cannot run.
+fn no_sandbox() -> Error {
+    Error::unavailable(
+        "local compute cannot start sessions: bubblewrap (bwrap) is missing or cannot create namespaces on this host; install it (apt-get install bubblewrap), or choose compute_url = \"local://?sandbox=off\" to run sessions without a sandbox",
+    )
+}
+
+/// bubblewrap, when it is on the `PATH` and can create namespaces here.
+fn find_bwrap() -> Option<PathBuf> {
+    which("bwrap").filter(|bwrap| sandbox_works(bwrap))
+}
+
+/// A short, stable name for a compute root (its cgroup's name).
+fn short_hash(text: &str) -> String {
+    // FNV-1a: stable across runs and builds, unlike the std hasher.
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
 /// Whether bubblewrap can create the namespaces sessions run in here (it cannot in some
-/// containers); when it cannot, sessions run unsandboxed and a warning says so.
+/// containers).
 fn sandbox_works(bwrap: &Path) -> bool {
     let ok = std::process::Command::new(bwrap)
         .args([
@@ -567,7 +738,7 @@ fn sandbox_works(bwrap: &Path) -> bool {
     if !ok {
         tracing::warn!(
             bwrap = %bwrap.display(),
-            "bubblewrap is installed but cannot create namespaces here: sessions run unsandboxed"
+            "bubblewrap is installed but cannot create namespaces here"
         );
     }
     ok

@@ -2,12 +2,14 @@
 //! on this machine (feature `local-compute`, the embedded default).
 
 #[cfg(feature = "local-compute")]
+mod cgroup;
+#[cfg(feature = "local-compute")]
 mod local;
 #[cfg(feature = "local-compute")]
 mod procfs;
 
 #[cfg(feature = "local-compute")]
-pub use local::LocalCompute;
+pub use local::{DEFAULT_MAX_PROCESSES, LocalCompute};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,9 +18,10 @@ use onmemos_core::ports::ComputeProvider;
 use onmemos_core::{Error, Result};
 
 /// Opens the compute named by `url`, keeping its files under `data_dir`:
-/// - `local://` — [`LocalCompute`], sandboxed with bubblewrap when it is installed;
-/// - `local://?sandbox=off` — [`LocalCompute`] without the sandbox (hosts where bubblewrap
-///   cannot create namespaces).
+/// - `local://` — [`LocalCompute`], always in the bubblewrap sandbox (sessions are refused
+///   where it cannot run);
+/// - `local://?sandbox=off` — [`LocalCompute`] without the sandbox, the operator's explicit
+///   choice for hosts where bubblewrap cannot create namespaces.
 ///
 /// An unknown scheme, or one whose feature is off, is a configuration error naming it.
 pub fn connect(url: &str, data_dir: &Path) -> Result<Arc<dyn ComputeProvider>> {

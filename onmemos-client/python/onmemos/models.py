@@ -18,6 +18,7 @@ __all__ = [
     "ClusterSnapshot",
     "CompareRequest",
     "Comparison",
+    "ComputeHealth",
     "CreateApiKey",
     "CreateSession",
     "CreateTemplate",
@@ -150,6 +151,14 @@ class Comparison(Model):
     estimates: List[Estimate]
 
     _nested = {"estimates": ("Estimate", True)}
+
+
+class ComputeHealth(Model):
+    """How the server's compute runs sessions, as `/readyz` reports it."""
+
+    limits: str
+    name: str
+    sandbox: str
 
 
 class CreateApiKey(Model):
@@ -332,8 +341,11 @@ class GrantBalance(Model):
 class Health(Model):
     """The body of `/healthz` and `/readyz`."""
 
+    compute: Optional[ComputeHealth]
     status: str
     version: str
+
+    _nested = {"compute": ("ComputeHealth", False)}
 
 
 class KindTotal(Model):

@@ -18,8 +18,8 @@ pub use estimates::{
 pub use optimizer::{KindTotal, OptimizationReport};
 pub use pagination::{DEFAULT_PAGE_SIZE, ListParams, MAX_PAGE_SIZE, Page, PageRequest};
 pub use requests::{
-    CreateApiKey, CreateTemplate, CreateUser, CreateWorkspace, CreatedApiKey, CreatedUser, Health,
-    TemplateListParams, TemplateSort, UpdateWorkspace,
+    ComputeHealth, CreateApiKey, CreateTemplate, CreateUser, CreateWorkspace, CreatedApiKey,
+    CreatedUser, Health, TemplateListParams, TemplateSort, UpdateWorkspace,
 };
 pub use sessions::{
     CreateSession, EventListParams, ExecCommand, ExecOutput, ExecStreamLine, LimitOverrides,

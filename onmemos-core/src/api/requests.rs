@@ -173,4 +173,19 @@ pub struct Health {
     pub status: String,
     /// The server's version.
     pub version: String,
+    /// Where sessions run and how they are isolated (`/readyz` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<ComputeHealth>,
+}
+
+/// How the server's compute runs sessions, as `/readyz` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ComputeHealth {
+    /// The compute's name (`local`, `kubernetes`).
+    pub name: String,
+    /// The sandbox: `enforced`, `off` (the operator's choice) or `unavailable` (sessions are
+    /// refused until it works).
+    pub sandbox: crate::ports::compute::SandboxState,
+    /// How memory, CPU and process limits are enforced.
+    pub limits: crate::ports::compute::LimitEnforcement,
 }

@@ -44,6 +44,8 @@ pub enum StopReason {
     Failed,
     /// Its compute was gone when the server restarted.
     ServerRestartReconciled,
+    /// Its workspace's files, written by the session itself, went over the storage quota.
+    StorageQuota,
 }
 
 /// Spot or on-demand capacity.
@@ -81,7 +83,7 @@ wire_names!(StopReason {
     User => "user", DurationLimit => "duration_limit", CostLimit => "cost_limit",
     CreditsExhausted => "credits_exhausted", IdleTimeout => "idle_timeout",
     Preempted => "preempted", Failed => "failed",
-    ServerRestartReconciled => "server_restart_reconciled",
+    ServerRestartReconciled => "server_restart_reconciled", StorageQuota => "storage_quota",
 });
 wire_names!(Placement { OnDemand => "on_demand", Spot => "spot" });
 

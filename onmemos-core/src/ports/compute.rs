@@ -11,10 +11,41 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_core::Stream;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::Result;
 use crate::id::{SessionId, WorkspaceId};
 use crate::model::{Placement, Resources};
+
+/// How a compute isolates sessions from each other and from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxState {
+    /// Every session runs sandboxed (bubblewrap namespaces, pods).
+    Enforced,
+    /// The operator chose to run sessions without a sandbox (`local://?sandbox=off`).
+    Off,
+    /// The sandbox is required but cannot be used here: sessions are refused.
+    Unavailable,
+}
+
+/// How a compute holds sessions to their memory, CPU and process limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitEnforcement {
+    /// A cgroup (v2) per session: memory, CPU and process count, and a kill of the whole tree.
+    CgroupV2,
+    /// A cgroup per session in the v1 memory, cpu and pids hierarchies.
+    CgroupV1,
+    /// The container runtime of a pod (requests and limits).
+    Container,
+    /// Only an address-space rlimit (`prlimit --as`), where no cgroup can be made: it counts
+    /// virtual memory, which breaks Go, the JVM, Node and CUDA.
+    AddressSpace,
+    /// None.
+    None,
+}
 
 /// What a compute implementation supports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +55,10 @@ pub struct ComputeCapabilities {
     pub name: &'static str,
     /// Whether sessions are isolated from each other and the host (bubblewrap, pods).
     pub sandboxed: bool,
+    /// The state of the sandbox ([`SandboxState::Enforced`] exactly when `sandboxed`).
+    pub sandbox: SandboxState,
+    /// How resource limits are enforced.
+    pub limits: LimitEnforcement,
     /// Whether GPUs can be attached.
     pub gpu: bool,
     /// Whether spot capacity can be chosen.
@@ -47,11 +82,30 @@ impl ComputeCapabilities {
         Self {
             name,
             sandboxed,
+            sandbox: if sandboxed {
+                SandboxState::Enforced
+            } else {
+                SandboxState::Off
+            },
+            limits: LimitEnforcement::None,
             gpu,
             spot,
             storage_mounts,
             node_local: false,
         }
+    }
+
+    /// The same, with this sandbox state (`sandboxed` follows it).
+    pub fn with_sandbox(mut self, sandbox: SandboxState) -> Self {
+        self.sandbox = sandbox;
+        self.sandboxed = sandbox == SandboxState::Enforced;
+        self
+    }
+
+    /// The same, with limits enforced this way.
+    pub fn with_limits(mut self, limits: LimitEnforcement) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The same, saying whether sessions are reachable only from the node that started them.

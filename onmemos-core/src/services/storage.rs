@@ -719,6 +719,25 @@ impl<'a> StorageService<'a> {
         })
     }
 
+    /// How many bytes over its quota workspace `id` is, when its files live on this machine
+    /// and sessions write them directly (so no upload checked them): what is really stored,
+    /// plus uploads in progress. `None` within the quota, or when files only arrive through
+    /// the API, which checks the quota itself.
+    pub(crate) async fn over_quota(&self, id: WorkspaceId) -> Result<Option<u64>> {
+        let Some(store) = self.engine.storage_provider() else {
+            return Ok(None);
+        };
+        let prefix = workspace_prefix(id);
+        if store.local_dir(&prefix).is_none() {
+            return Ok(None);
+        }
+        let stored = store.usage_bytes(&prefix).await?;
+        let promised = self.engine.database().uploads().pending_bytes(id).await?;
+        let quota = self.engine.config().storage.quota_bytes;
+        let held = stored.saturating_add(promised);
+        Ok(held.checked_sub(quota).filter(|over| *over > 0))
+    }
+
     /// Removes every object and upload of a workspace (when it is deleted).
     pub(crate) async fn remove_all(&self, id: WorkspaceId) -> Result<u64> {
         let (_, failed) = self

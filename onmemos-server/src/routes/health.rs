@@ -1,7 +1,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use onmemos_core::api::Health;
+use onmemos_core::api::{ComputeHealth, Health};
 
 use crate::state::AppState;
 
@@ -9,6 +9,7 @@ fn health(status: impl Into<String>) -> Json<Health> {
     Json(Health {
         status: status.into(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        compute: None,
     })
 }
 
@@ -19,14 +20,16 @@ pub(crate) async fn healthz() -> Json<Health> {
     health("ok")
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers. The body also says how sessions are isolated: a compute
+/// whose sandbox is `unavailable` refuses sessions until it works (the server stays ready
+/// for everything else).
 #[utoipa::path(get, path = "/readyz", tag = "health", security(),
     responses(
         (status = 200, description = "Ready to serve", body = Health),
         (status = 503, description = "A dependency is down", body = Health),
     ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    match state.engine.ready().await {
+    let (status, Json(mut body)) = match state.engine.ready().await {
         Ok(()) => (StatusCode::OK, health("ok")),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
@@ -35,5 +38,14 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<H
                 health("database unavailable"),
             )
         }
-    }
+    };
+    body.compute = state.engine.compute().map(|c| {
+        let caps = c.capabilities();
+        ComputeHealth {
+            name: caps.name.to_owned(),
+            sandbox: caps.sandbox,
+            limits: caps.limits,
+        }
+    });
+    (status, Json(body))
 }

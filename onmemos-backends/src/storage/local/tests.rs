@@ -374,3 +374,34 @@ async fn the_conformance_suite_holds_with_either_resolver() {
         assert!(held.len() >= 12, "{resolver:?}: {held:?}");
     }
 }
+
+#[tokio::test]
+async fn the_etag_a_put_returns_is_the_one_reads_see() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let s = store(dir.path(), Resolver::detect());
+    let body = vec![
+        Bytes::from(vec![7u8; 3_000_000]),
+        Bytes::from_static(b"tail"),
+    ];
+    let put = s
+        .put("w/a.bin", bytes_stream(body), PutOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("put: {e}"));
+    let head = s
+        .head("w/a.bin")
+        .await
+        .unwrap_or_else(|e| panic!("head: {e}"));
+    assert_eq!(put, head);
+    let upload = s
+        .create_upload("w/b.bin", 5, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.put_part("w/b.bin", &upload, 0, Bytes::from_static(b"hello"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let done = s
+        .complete_upload("w/b.bin", &upload, &["0".into()])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(Some(done), s.head("w/b.bin").await.ok());
+}
