@@ -1,8 +1,19 @@
 //! `Idempotency-Key` on every POST: the first request with a key runs and its response is
-//! stored; a replay (same user, key, method, path and body) gets the stored response with
-//! `idempotent-replayed: true`; the same key with another request gets 422
-//! `idempotency_key_reused`; a duplicate while the first is still running gets 409
-//! `idempotency_in_flight`. Server errors (5xx) are not stored, so the request can be retried.
+//! stored; a replay gets the stored response with `idempotent-replayed: true`; the same key
+//! with another request gets 422 `idempotency_key_reused`; a duplicate while the first is
+//! still running gets 409 `idempotency_in_flight`. Server errors (5xx) are not stored, so the
+//! request can be retried.
+//!
+//! A replay is the same request **by the same API key with the same authority**: records are
+//! filed under the key that made them, and the request's identity covers the method, path,
+//! query, body (JSON compared as data, so whitespace and key order do not matter), and the
+//! caller's role and scopes. Another key, or the same key after its authority changed, never
+//! sees a stored answer: it gets `idempotency_key_reused`, and nothing runs.
+//!
+//! Stored answers can hold secrets (a created API key's, once). They are kept encrypted
+//! (ChaCha20-Poly1305) under a key derived from the client's `Idempotency-Key`, which the
+//! database never holds: records are filed under a SHA-256 of it. Whoever reads the database
+//! reads no answer; the client that sent the key gets its answer back whole.
 //!
 //! The middleware sits outside the error renderer, so what it stores is the final response.
 
@@ -11,10 +22,14 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use chrono::Duration;
 use onmemos_core::Error;
 use onmemos_core::api::ErrorCode;
 use onmemos_core::ports::{IdempotencyBegin, StoredResponse};
+use onmemos_core::principal::Principal;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, render, request_id};
@@ -29,11 +44,18 @@ const STALE_AFTER_SECS: i64 = 60;
 /// Longest stored response.
 const MAX_STORED_RESPONSE: usize = 1024 * 1024;
 
-/// The request's idempotency key, checked: 1–255 visible ASCII characters.
+/// The request's idempotency key, checked: one header of 1–255 visible ASCII characters.
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        return Err(ApiError(Error::invalid(
+            "Idempotency-Key",
+            "send one Idempotency-Key header, not several",
+        )));
+    }
     let text = value
         .to_str()
         .ok()
@@ -75,19 +97,8 @@ async fn run(state: AppState, request: Request, next: Next) -> Result<Response, 
                 "request body is larger than the server accepts",
             ))
         })?;
-    let mut hasher = Sha256::new();
-    hasher.update(parts.method.as_str().as_bytes());
-    hasher.update(b" ");
-    hasher.update(parts.uri.path().as_bytes());
-    hasher.update(b"?");
-    hasher.update(parts.uri.query().unwrap_or_default().as_bytes());
-    hasher.update(b"\n");
-    hasher.update(&bytes);
-    let hash: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = request_hash(&parts, &bytes, &principal);
+    let (key, sealer) = (record_key(&principal, &key), Sealer::new(&principal, &key));
     let repo = state.engine.database().idempotency();
     let user = principal.user_id();
     let now = state.engine.clock().now();
@@ -111,7 +122,7 @@ async fn run(state: AppState, request: Request, next: Next) -> Result<Response, 
                 .with_context("field", "Idempotency-Key"),
             ));
         }
-        IdempotencyBegin::Replay(stored) => return Ok(replay(stored)),
+        IdempotencyBegin::Replay(stored) => return replay(stored, &sealer),
     }
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
@@ -143,7 +154,7 @@ async fn run(state: AppState, request: Request, next: Next) -> Result<Response, 
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_owned(),
-            body: String::from_utf8_lossy(&body).into_owned(),
+            body: sealer.seal(&body)?,
         };
         repo.complete(user, &key, &stored).await?;
     }
@@ -160,13 +171,101 @@ fn is_stream(headers: &axum::http::HeaderMap) -> bool {
         })
 }
 
-fn replay(stored: StoredResponse) -> Response {
+fn replay(stored: StoredResponse, sealer: &Sealer) -> Result<Response, ApiError> {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    let mut response = (status, stored.body).into_response();
+    let mut response = (status, sealer.open(&stored.body)?).into_response();
     let headers = response.headers_mut();
     if let Ok(ct) = HeaderValue::from_str(&stored.content_type) {
         headers.insert(header::CONTENT_TYPE, ct);
     }
     headers.insert(REPLAYED, HeaderValue::from_static("true"));
-    response
+    Ok(response)
+}
+
+/// Who a record belongs to: the API key (or, for callers without one, the user).
+fn owner(principal: &Principal) -> String {
+    match principal.key_id() {
+        Some(key) => format!("key:{key}"),
+        None => format!("user:{}", principal.user_id()),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The record's name in the database: a digest of its owner and the client's key, so the
+/// client's key itself (the answer's encryption key) is never stored.
+fn record_key(principal: &Principal, key: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"onmemos idempotency record\n");
+    hasher.update(owner(principal).as_bytes());
+    hasher.update(b"\n");
+    hasher.update(key.as_bytes());
+    hex(&hasher.finalize())
+}
+
+/// What makes two requests the same: method, path, query, the body (a JSON body as data:
+/// parsed and written again, so spacing and key order do not count), and the caller's
+/// authority (role and scopes), so a replay is only ever an answer the caller may have.
+fn request_hash(parts: &axum::http::request::Parts, body: &[u8], principal: &Principal) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str().as_bytes());
+    hasher.update(b" ");
+    hasher.update(parts.uri.path().as_bytes());
+    hasher.update(b"?");
+    hasher.update(parts.uri.query().unwrap_or_default().as_bytes());
+    hasher.update(b"\n");
+    let mut scopes: Vec<&str> = principal.scopes().iter().map(|s| s.as_str()).collect();
+    scopes.sort_unstable();
+    hasher.update(format!("{}:{}\n", principal.role().as_str(), scopes.join(",")).as_bytes());
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => {
+            hasher.update(b"json:");
+            hasher.update(value.to_string().as_bytes());
+        }
+        Err(_) => {
+            hasher.update(b"raw:");
+            hasher.update(body);
+        }
+    }
+    hex(&hasher.finalize())
+}
+
+/// Encrypts stored answers under a key derived from the client's idempotency key and the
+/// record's owner.
+struct Sealer(ChaCha20Poly1305);
+
+impl Sealer {
+    fn new(principal: &Principal, key: &str) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"onmemos idempotency answer\n");
+        hasher.update(owner(principal).as_bytes());
+        hasher.update(b"\n");
+        hasher.update(key.as_bytes());
+        Self(ChaCha20Poly1305::new(&hasher.finalize()))
+    }
+
+    /// `nonce ‖ ciphertext`, base64.
+    fn seal(&self, body: &[u8]) -> Result<String, ApiError> {
+        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .0
+            .encrypt(&nonce, body)
+            .map_err(|_| ApiError(Error::internal("could not seal a stored response")))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(base64::engine::general_purpose::STANDARD.encode(out))
+    }
+
+    fn open(&self, stored: &str) -> Result<Vec<u8>, ApiError> {
+        let broken = || ApiError(Error::internal("a stored response could not be opened"));
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(stored)
+            .map_err(|_| broken())?;
+        let (nonce, sealed) = raw.split_first_chunk::<12>().ok_or_else(broken)?;
+        self.0
+            .decrypt(&Nonce::from(*nonce), sealed)
+            .map_err(|_| broken())
+    }
 }

@@ -235,7 +235,7 @@ async fn every_post_honours_idempotency_keys() {
         .await;
     assert_eq!(conflict_b.body, conflict_a.body);
 
-    // Keys are per user: another user's identical key is independent.
+    // Keys are per API key: another user's identical key is independent.
     let other = api.member("x@example.com").await;
     let c = api
         .send(post("/v1/workspaces", &other, Some("ws-1"), body.clone()))
@@ -243,63 +243,151 @@ async fn every_post_honours_idempotency_keys() {
     assert_eq!(c.status, StatusCode::CREATED);
     assert_ne!(c.body["id"], a.body["id"]);
 
-    // A duplicate while the first is still running.
-    let me = api.call(Method::GET, "/v1/me", Some(&member), None).await;
-    let uid: onmemos_core::id::UserId = me.body["id"]
-        .as_str()
-        .unwrap_or_default()
-        .parse()
+    // The same JSON with other spacing and key order is the same request.
+    let spaced = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/workspaces")
+        .header("authorization", format!("Bearer {member}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "ws-1")
+        .body(Body::from("{ \"name\" :\n  \"once\" }"))
         .unwrap_or_default();
-    let begun = api
-        .engine
-        .database()
-        .idempotency()
-        .begin(
-            uid,
-            "in-flight",
-            "some-hash",
-            api.engine.clock().now(),
-            chrono::Duration::seconds(60),
-        )
-        .await;
+    let replayed = api.send(spaced).await;
+    assert_eq!(replayed.status, StatusCode::CREATED, "{}", replayed.text);
     assert_eq!(
-        begun.ok(),
-        Some(onmemos_core::ports::IdempotencyBegin::Started)
+        replayed
+            .headers
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..])
     );
-    let r = api
+    assert_eq!(replayed.body["id"], a.body["id"]);
+
+    // A duplicate while the first is still running: an exec that takes a while.
+    let funded = common::funded_member(&api.engine, "slow@example.com", 10_000_000).await;
+    let ws = api
         .send(post(
             "/v1/workspaces",
-            &member,
-            Some("in-flight"),
-            json!({"name": "racing"}),
+            &funded,
+            None,
+            json!({"name": "slow"}),
         ))
         .await;
-    r.assert_error(422, "idempotency_key_reused");
-    let same = json!({"name": "racing"});
-    let hash_of_same = {
-        // Replays are matched on method, path, query and body: claim exactly that.
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        h.update(b"POST /v1/workspaces?\n");
-        h.update(same.to_string().as_bytes());
-        h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
-    let _ = api
-        .engine
-        .database()
-        .idempotency()
-        .begin(
-            uid,
-            "in-flight-2",
-            &hash_of_same,
-            api.engine.clock().now(),
-            chrono::Duration::seconds(60),
-        )
+    let session = api
+        .send(post(
+            "/v1/sessions",
+            &funded,
+            None,
+            json!({"workspace_id": ws.body["id"], "template": "python"}),
+        ))
         .await;
-    api.send(post("/v1/workspaces", &member, Some("in-flight-2"), same))
-        .await
-        .assert_error(409, "idempotency_in_flight");
+    assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
+    let exec = format!(
+        "/v1/sessions/{}/exec",
+        session.body["id"].as_str().unwrap_or_default()
+    );
+    let slow = json!({"command": ["sleep", "2"]});
+    let first = api.send(post(&exec, &funded, Some("in-flight"), slow.clone()));
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        api.send(post(&exec, &funded, Some("in-flight"), slow.clone()))
+            .await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    second.assert_error(409, "idempotency_in_flight");
+}
+
+/// A replay is an answer to the same API key with the same authority: a narrower key reusing
+/// a wider key's `Idempotency-Key` gets nothing of the wider key's answer (here: a new key's
+/// secret), and the stored answer holds no secret in plaintext.
+#[tokio::test]
+async fn replays_belong_to_the_key_that_made_them_and_store_no_secret() {
+    let api = TestApi::new().await;
+    let member = api.member("keys@example.com").await;
+    let create = json!({"name": "ci", "scopes": ["workspaces:read"]});
+    let narrow = api
+        .send(post("/v1/api-keys", &member, Some("k-1"), create.clone()))
+        .await;
+    assert_eq!(narrow.status, StatusCode::CREATED, "{}", narrow.text);
+    let narrow_secret = narrow.body["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(narrow_secret.starts_with("onm_"), "{}", narrow.text);
+
+    // The narrow key replays the wide key's request: it is its own request, refused by scope.
+    let stolen = api
+        .send(post(
+            "/v1/api-keys",
+            &narrow_secret,
+            Some("k-1"),
+            create.clone(),
+        ))
+        .await;
+    stolen.assert_error(403, "insufficient_scope");
+    assert!(stolen.headers.get("idempotent-replayed").is_none());
+    assert!(!stolen.text.contains("onm_"), "{}", stolen.text);
+
+    // The key that made it gets its whole answer back, secret included.
+    let again = api
+        .send(post("/v1/api-keys", &member, Some("k-1"), create.clone()))
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body["secret"].as_str(), Some(narrow_secret.as_str()));
+    assert_eq!(
+        again
+            .headers
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+
+    // Nothing the server wrote holds the secret: keys are stored as digests, answers sealed.
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(api.data_dir())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .flatten()
+    {
+        let bytes = std::fs::read(entry.path()).unwrap_or_default();
+        if bytes
+            .windows(narrow_secret.len())
+            .any(|w| w == narrow_secret.as_bytes())
+        {
+            found.push(entry.path());
+        }
+    }
+    assert_eq!(
+        found,
+        Vec::<std::path::PathBuf>::new(),
+        "the secret is stored in plaintext"
+    );
+}
+
+#[tokio::test]
+async fn idempotency_keys_must_be_one_and_not_empty() {
+    let api = TestApi::new().await;
+    let member = api.member("twice@example.com").await;
+    for values in [vec![""], vec!["a", "b"], vec!["a", "a"]] {
+        let mut r = Request::builder()
+            .method(Method::POST)
+            .uri("/v1/workspaces")
+            .header("authorization", format!("Bearer {member}"))
+            .header("content-type", "application/json");
+        for v in &values {
+            r = r.header("idempotency-key", *v);
+        }
+        let reply = api
+            .send(
+                r.body(Body::from(json!({"name": "w"}).to_string()))
+                    .unwrap_or_default(),
+            )
+            .await;
+        reply.assert_error(400, "invalid_request");
+        assert_eq!(reply.body["field"], "Idempotency-Key", "{}", reply.text);
+    }
+    let listed = api
+        .call(Method::GET, "/v1/workspaces", Some(&member), None)
+        .await;
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(0));
 }

@@ -73,6 +73,11 @@ impl TestApi {
         }
     }
 
+    /// The directory holding the database and the files.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// Creates a member through the API and returns their key.
     pub async fn member(&self, email: &str) -> String {
         let r = self
