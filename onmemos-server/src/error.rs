@@ -55,6 +55,12 @@ impl IntoResponse for ApiError {
         let status =
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = status.into_response();
+        if let Some(secs) = err
+            .context_value("retry_after_secs")
+            .and_then(|s| HeaderValue::from_str(s).ok())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, secs);
+        }
         response.extensions_mut().insert(details);
         response
     }

@@ -143,6 +143,9 @@ impl FromRequestParts<AppState> for Auth {
         }
         let secret = secret_from(parts)?;
         let principal = state.engine.api_keys().authenticate(secret).await?;
+        if let Some(key) = principal.key_id() {
+            state.rates.check(key)?;
+        }
         tracing::Span::current().record("user", tracing::field::display(principal.user_id()));
         parts.extensions.insert(principal.clone());
         Ok(Auth(principal))
@@ -150,6 +153,13 @@ impl FromRequestParts<AppState> for Auth {
 }
 
 fn secret_from(parts: &Parts) -> Result<&str, ApiError> {
+    let count = |name: &str| parts.headers.get_all(name).iter().count();
+    if count("authorization") + count("x-api-key") > 1 {
+        return Err(ApiError(Error::invalid(
+            "Authorization",
+            "send one credential: either one `Authorization: Bearer <key>` or one `X-API-Key` header",
+        )));
+    }
     let header_text = |name| {
         parts.headers.get(name).map(|v| {
             v.to_str().map_err(|_| {

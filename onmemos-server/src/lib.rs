@@ -22,7 +22,9 @@ mod error;
 mod extract;
 mod idempotency;
 mod metrics;
+mod rate_limit;
 mod routes;
+mod serve;
 mod shell;
 mod state;
 
@@ -44,6 +46,7 @@ pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, ApiQuery, Auth};
 pub use idempotency::{IDEMPOTENCY_KEY, REPLAYED};
 pub use metrics::Metrics;
+pub use serve::serve;
 pub use state::AppState;
 
 /// The header carrying the request id (set when the client sends none, echoed in the response
@@ -62,6 +65,7 @@ pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
         metrics: Arc::new(Metrics::default()),
         config: Arc::new(config.clone()),
         shells: Arc::default(),
+        rates: Arc::new(rate_limit::KeyRates::new(&config)),
     };
     let (api, openapi) = routes::api().split_for_parts();
     let openapi = Arc::new(openapi_paths(openapi));

@@ -18,4 +18,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The open session terminals.
     pub(crate) shells: Arc<crate::shell::ShellHubs>,
+    /// Per-key request rates.
+    pub(crate) rates: Arc<crate::rate_limit::KeyRates>,
 }

@@ -366,3 +366,145 @@ async fn a_session_writing_past_the_quota_is_stopped_and_uploads_are_refused() {
     assert_eq!(got.body["status"], "stopped", "{}", got.text);
     assert_eq!(got.body["stop_reason"], "storage_quota", "{}", got.text);
 }
+
+/// Serves a router over a fresh engine with `config`, through [`onmemos_server::serve`].
+async fn served(config: onmemos_server::ServerConfig) -> (std::net::SocketAddr, common::TestApi) {
+    let api =
+        common::TestApi::with(Arc::new(onmemos_core::clock::SystemClock), config.clone()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let app = api.router.clone();
+    tokio::spawn(async move {
+        let _ = onmemos_server::serve(listener, app, &config, std::future::pending()).await;
+    });
+    (addr, api)
+}
+
+/// Reads until the server closes the connection (or the hang guard fires); what it sent.
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut got),
+    )
+    .await;
+    read.ok().and_then(Result::ok).map(|_| got)
+}
+
+/// Idle and slow-header connections are closed at the header deadline, and never hold the
+/// connection slots against everyone else: 40 idle sockets against a cap of 8, then a health
+/// check gets its answer.
+#[tokio::test]
+async fn idle_and_slow_connections_cannot_exhaust_the_server() {
+    use tokio::io::AsyncWriteExt;
+    let config = onmemos_server::ServerConfig {
+        header_timeout_secs: 1,
+        max_connections: 8,
+        ..Default::default()
+    };
+    let (addr, _api) = served(config).await;
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(
+            tokio::net::TcpStream::connect(addr)
+                .await
+                .unwrap_or_else(|e| panic!("connect: {e}")),
+        );
+    }
+    // A slow client: a header line, then nothing more.
+    let mut slow = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let health = reqwest::Client::new()
+        .get(format!("http://{addr}/healthz"))
+        .timeout(std::time::Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("/healthz never answered: {e}"));
+    assert_eq!(health.status().as_u16(), 200);
+    for (i, stream) in idle.iter_mut().take(8).enumerate() {
+        assert!(
+            until_closed(stream).await.is_some(),
+            "idle connection {i} was left open"
+        );
+    }
+    let answer = until_closed(&mut slow)
+        .await
+        .unwrap_or_else(|| panic!("the slow client was left open"));
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("200 OK"),
+        "a request with unfinished headers was served"
+    );
+}
+
+#[tokio::test]
+async fn each_key_is_held_to_its_rate_with_retry_after() {
+    let config = onmemos_server::ServerConfig {
+        rate_limit_per_second: 1,
+        rate_limit_burst: 3,
+        ..Default::default()
+    };
+    let api = common::TestApi::with(Arc::new(onmemos_core::clock::SystemClock), config).await;
+    let busy = api.member("busy@example.com").await;
+    let calm = api.member("calm@example.com").await;
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..6 {
+        let r = api.call(Method::GET, "/v1/me", Some(&busy), None).await;
+        statuses.push(r.status.as_u16());
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+        }
+    }
+    assert_eq!(&statuses[..3], [200, 200, 200], "{statuses:?}");
+    let limited = limited.unwrap_or_else(|| panic!("never limited: {statuses:?}"));
+    limited.assert_error(429, "rate_limited");
+    let retry: u64 = limited
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!((1..=2).contains(&retry), "Retry-After: {retry}");
+    let other = api.call(Method::GET, "/v1/me", Some(&calm), None).await;
+    assert_eq!(
+        other.status,
+        StatusCode::OK,
+        "another key is not slowed by the first"
+    );
+}
+
+#[tokio::test]
+async fn two_credentials_in_one_request_are_refused() {
+    let api = common::TestApi::new().await;
+    let key = api.member("two@example.com").await;
+    let both = [
+        vec![
+            ("authorization", format!("Bearer {key}")),
+            ("x-api-key", key.clone()),
+        ],
+        vec![
+            ("authorization", format!("Bearer {key}")),
+            ("authorization", format!("Bearer {key}")),
+        ],
+        vec![("x-api-key", key.clone()), ("x-api-key", key.clone())],
+    ];
+    for headers in both {
+        let mut req = Request::builder().method(Method::GET).uri("/v1/me");
+        for (name, value) in &headers {
+            req = req.header(*name, value);
+        }
+        let r = api
+            .send(req.body(Body::empty()).unwrap_or_else(|e| panic!("{e}")))
+            .await;
+        r.assert_error(400, "invalid_request");
+        assert_eq!(r.body["field"], "Authorization", "{}", r.text);
+    }
+}

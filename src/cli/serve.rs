@@ -72,9 +72,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "listening"
     );
     let app = onmemos::server::router_with(engine, config.server.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    onmemos::server::serve(listener, app, &config.server, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
