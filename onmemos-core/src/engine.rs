@@ -65,8 +65,13 @@ pub struct StorageSettings {
     /// freed, in seconds.
     pub upload_ttl_secs: u64,
     /// How many parts of resumable uploads the server holds in memory at once (each up to a
-    /// part, 8 MiB); further parts wait, unread, for their turn.
+    /// part, 8 MiB); further parts wait, unread, for their turn. One tenant holds at most half
+    /// of them (at least one), so no tenant can keep the others waiting.
     pub parts_in_memory: usize,
+    /// The slowest a part may arrive once its first bytes did, in bytes per second: a part
+    /// of `n` bytes must be complete within `n / part_min_bytes_per_sec` seconds (at least
+    /// one), or it is refused (408) and its memory freed.
+    pub part_min_bytes_per_sec: u64,
 }
 
 impl Default for StorageSettings {
@@ -79,6 +84,7 @@ impl Default for StorageSettings {
             presign_max_secs: 3600,
             upload_ttl_secs: 86_400,
             parts_in_memory: 2,
+            part_min_bytes_per_sec: 64 * 1024,
         }
     }
 }
@@ -98,6 +104,11 @@ impl StorageSettings {
         if self.parts_in_memory == 0 {
             return Err(Error::configuration(
                 "storage.parts_in_memory must be at least 1",
+            ));
+        }
+        if self.part_min_bytes_per_sec == 0 {
+            return Err(Error::configuration(
+                "storage.part_min_bytes_per_sec must be at least 1",
             ));
         }
         if self.upload_ttl_secs == 0 {
@@ -250,8 +261,8 @@ pub(crate) struct Inner {
     pub(crate) bus: tokio::sync::broadcast::Sender<crate::model::SessionEvent>,
     /// Bytes being uploaded per workspace, counted against the quota.
     pub(crate) uploads: crate::services::storage::InFlight,
-    /// Parts of resumable uploads this server may hold in memory at once.
-    pub(crate) part_buffers: tokio::sync::Semaphore,
+    /// Parts of resumable uploads this server may hold in memory at once, shared by tenants.
+    pub(crate) part_slots: crate::services::storage::PartSlots,
     /// When activity on each session was last written.
     pub(crate) activity: std::sync::Mutex<
         std::collections::HashMap<crate::id::SessionId, chrono::DateTime<chrono::Utc>>,
@@ -446,7 +457,7 @@ impl EngineBuilder {
                 bus: tokio::sync::broadcast::channel(1024).0,
                 activity: std::sync::Mutex::default(),
                 uploads: Default::default(),
-                part_buffers: tokio::sync::Semaphore::new(parts_in_memory),
+                part_slots: crate::services::storage::PartSlots::new(parts_in_memory),
             }),
         };
         engine.templates().seed_builtins().await?;

@@ -508,3 +508,86 @@ async fn two_credentials_in_one_request_are_refused() {
         assert_eq!(r.body["field"], "Authorization", "{}", r.text);
     }
 }
+
+/// Part slots are not a server-wide prize: a part holds one only once its first bytes have
+/// arrived, one tenant holds at most half of them, and a part must then arrive at the minimum
+/// rate. Two tenants stalling every way they can leave another tenant's part unhindered.
+#[tokio::test]
+async fn one_tenant_cannot_hold_every_upload_slot() {
+    use futures::StreamExt;
+    use onmemos_core::api::CreateUpload;
+    let mut config = onmemos_core::EngineConfig::default();
+    config.storage.parts_in_memory = 2;
+    config.storage.part_min_bytes_per_sec = 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let api = api_with(dir.path(), LocalCompute::unsandboxed(root.path()), config).await;
+    let engine = api.engine.clone();
+    let principal = |key: String| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .api_keys()
+                .authenticate(&key)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    let mut tenants = Vec::new();
+    for email in ["eve@example.com", "mallory@example.com", "bob@example.com"] {
+        let (key, ws) = tenant(&api, email).await;
+        let ws: onmemos_core::id::WorkspaceId = ws.parse().unwrap_or_else(|e| panic!("{e:?}"));
+        tenants.push((principal(key).await, ws));
+    }
+    let start = |who: usize, name: &str| {
+        let (p, ws) = tenants[who].clone();
+        let engine = engine.clone();
+        let request = CreateUpload {
+            path: name.to_owned(),
+            size: 100,
+            content_type: None,
+        };
+        async move {
+            let upload = engine
+                .storage()
+                .create_upload(&p, ws, &request)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            (p, ws, upload.id)
+        }
+    };
+    let stalled = |bytes: usize| -> onmemos_core::ports::storage::ByteStream {
+        let first =
+            futures::stream::iter((bytes > 0).then(|| Ok(bytes::Bytes::from(vec![1u8; bytes]))));
+        first.chain(futures::stream::pending()).boxed()
+    };
+    let mut stalls = Vec::new();
+    // Eve: two parts that send a byte and stall, one that sends nothing; Mallory: nothing.
+    for (who, name, bytes) in [(0, "a", 1), (0, "b", 1), (0, "c", 0), (1, "d", 0)] {
+        let (p, ws, id) = start(who, name).await;
+        let engine = engine.clone();
+        let body = stalled(bytes);
+        stalls.push(tokio::spawn(async move {
+            engine.storage().put_part(&p, ws, id, 0, None, body).await
+        }));
+    }
+    tokio::task::yield_now().await;
+    let (p, ws, id) = start(2, "bob.bin").await;
+    let body = futures::stream::iter([Ok(bytes::Bytes::from(vec![7u8; 100]))]).boxed();
+    let part = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        engine.storage().put_part(&p, ws, id, 0, Some(100), body),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("bob's part waited behind the others' stalled parts"));
+    assert_eq!(part.map(|p| p.size).ok(), Some(100));
+    // Eve's first stalled part is refused at its deadline, freeing its slot for her next one.
+    let first = stalls.remove(0).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        first.err().map(|e| e.code().as_str()),
+        Some("request_timeout")
+    );
+    for stall in stalls {
+        stall.abort();
+    }
+}

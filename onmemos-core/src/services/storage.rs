@@ -153,6 +153,80 @@ impl std::fmt::Debug for Download {
     }
 }
 
+/// Memory for parts of resumable uploads: `total` slots server-wide, at most half of them
+/// (at least one) held by any one tenant, so a tenant trickling bytes into its parts can
+/// never keep every other tenant's parts waiting.
+#[derive(Debug)]
+pub(crate) struct PartSlots {
+    global: tokio::sync::Semaphore,
+    per_tenant: usize,
+    held: Mutex<HashMap<crate::id::UserId, usize>>,
+    freed: tokio::sync::Notify,
+}
+
+/// A slot of [`PartSlots`], released when dropped.
+pub(crate) struct PartSlot<'a> {
+    slots: &'a PartSlots,
+    tenant: crate::id::UserId,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl PartSlots {
+    pub(crate) fn new(total: usize) -> Self {
+        Self {
+            global: tokio::sync::Semaphore::new(total),
+            per_tenant: (total / 2).max(1),
+            held: Mutex::default(),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Waits for the tenant's share, then for a server-wide slot.
+    pub(crate) async fn acquire(&self, tenant: crate::id::UserId) -> Result<PartSlot<'_>> {
+        loop {
+            let freed = self.freed.notified();
+            {
+                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                let mine = held.entry(tenant).or_default();
+                if *mine < self.per_tenant {
+                    *mine += 1;
+                    break;
+                }
+            }
+            freed.await;
+        }
+        match self.global.acquire().await {
+            Ok(permit) => Ok(PartSlot {
+                slots: self,
+                tenant,
+                _permit: permit,
+            }),
+            Err(_) => {
+                self.release(tenant);
+                Err(Error::unavailable("the server is shutting down"))
+            }
+        }
+    }
+
+    fn release(&self, tenant: crate::id::UserId) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mine) = held.get_mut(&tenant) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                held.remove(&tenant);
+            }
+        }
+        drop(held);
+        self.freed.notify_waiters();
+    }
+}
+
+impl Drop for PartSlot<'_> {
+    fn drop(&mut self) {
+        self.slots.release(self.tenant);
+    }
+}
+
 /// Bytes being uploaded per workspace on this server, counted against the quota before they
 /// are stored.
 #[derive(Debug, Default)]
@@ -426,25 +500,42 @@ impl<'a> StorageService<'a> {
         {
             return Err(wrong_size(length));
         }
-        // Memory for the part, bounded server-wide: the body is not read until it is granted.
-        let _permit = self
+        // Nothing is held before the part's first bytes arrive; then memory for it, bounded
+        // server-wide and shared fairly between tenants; then the part must arrive at the
+        // minimum rate.
+        let first = body.next().await.transpose()?;
+        let _slot = self
             .engine
             .inner
-            .part_buffers
-            .acquire()
-            .await
-            .map_err(|_| Error::unavailable("the server is shutting down"))?;
-        let mut buf = bytes::BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk?;
-            if (buf.len() + chunk.len()) as u64 > expected {
-                return Err(wrong_size((buf.len() + chunk.len()) as u64));
+            .part_slots
+            .acquire(caller.user_id())
+            .await?;
+        let rate = self.engine.config().storage.part_min_bytes_per_sec.max(1);
+        let allowed = std::time::Duration::from_secs((expected / rate).max(1));
+        let read = async {
+            let mut buf = bytes::BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
+            let mut next = first;
+            while let Some(chunk) = next {
+                if (buf.len() + chunk.len()) as u64 > expected {
+                    return Err(wrong_size((buf.len() + chunk.len()) as u64));
+                }
+                buf.extend_from_slice(&chunk);
+                next = body.next().await.transpose()?;
             }
-            buf.extend_from_slice(&chunk);
-        }
-        if buf.len() as u64 != expected {
-            return Err(wrong_size(buf.len() as u64));
-        }
+            if buf.len() as u64 != expected {
+                return Err(wrong_size(buf.len() as u64));
+            }
+            Ok(buf)
+        };
+        let buf = tokio::time::timeout(allowed, read).await.map_err(|_| {
+            Error::with_code(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "part {number} of upload {upload} did not arrive within {} s (at least {rate} bytes a second)",
+                    allowed.as_secs()
+                ),
+            )
+        })??;
         let key = object_key(id, &record.path);
         let tag = self
             .store()?
