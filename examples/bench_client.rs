@@ -117,7 +117,7 @@ fn server(dir: &std::path::Path) -> Result<(String, String, SessionId), Error> {
                     .await?;
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                 let url = format!("http://{}", listener.local_addr()?);
-                let app = onmemos::server::router(engine);
+                let app = onmemos::server::router_with(engine, unlimited());
                 tokio::spawn(axum::serve(listener, app).into_future());
                 Ok::<_, Error>((url, admin))
             };
@@ -224,4 +224,12 @@ fn main() -> Result<(), Error> {
         Ok::<_, Error>(())
     })?;
     Ok(())
+}
+
+/// The server's settings without the per-key rate limit: the benchmark measures the client.
+fn unlimited() -> onmemos::server::ServerConfig {
+    onmemos::server::ServerConfig {
+        rate_limit_per_second: 0,
+        ..Default::default()
+    }
 }

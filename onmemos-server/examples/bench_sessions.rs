@@ -181,7 +181,14 @@ async fn main() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let app = onmemos_server::router(engine.clone());
+    let app = onmemos_server::router_with(
+        engine.clone(),
+        onmemos_server::ServerConfig {
+            // Measures the API, not its per-key rate limit.
+            rate_limit_per_second: 0,
+            ..Default::default()
+        },
+    );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

@@ -346,3 +346,33 @@ async fn last_used_is_written_at_most_once_a_minute() {
         .await;
     assert_ne!(last_used(&r), first, "not written after a minute");
 }
+
+/// serde reads a struct from a positional array too; no body of the API is an array.
+#[tokio::test]
+async fn bodies_must_be_json_objects() {
+    let api = TestApi::new().await;
+    let key = api.member("arrays@example.com").await;
+    for body in [
+        r#"["name","desc",{}]"#,
+        r#"["lab"]"#,
+        "42",
+        r#""lab""#,
+        "null",
+    ] {
+        let r = api
+            .send(raw(
+                Method::POST,
+                "/v1/workspaces",
+                &key,
+                "application/json",
+                body,
+            ))
+            .await;
+        r.assert_error(400, "invalid_request");
+        assert!(r.text.contains("JSON object"), "{body}: {}", r.text);
+    }
+    let listed = api
+        .call(Method::GET, "/v1/workspaces", Some(&key), None)
+        .await;
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(0));
+}

@@ -391,3 +391,55 @@ async fn idempotency_keys_must_be_one_and_not_empty() {
         .await;
     assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(0));
 }
+
+#[tokio::test]
+async fn a_narrow_key_cannot_revoke_a_wider_one() {
+    let api = TestApi::new().await;
+    let wide = api.member("wide@example.com").await;
+    let narrow = api
+        .send(post(
+            "/v1/api-keys",
+            &wide,
+            None,
+            json!({"name": "rotator", "scopes": ["keys:read", "keys:write"]}),
+        ))
+        .await;
+    assert_eq!(narrow.status, StatusCode::CREATED, "{}", narrow.text);
+    let narrow_secret = narrow.body["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let keys = api
+        .call(Method::GET, "/v1/api-keys", Some(&wide), None)
+        .await;
+    let wide_id = keys.body["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|k| k["name"] != "rotator")
+        .and_then(|k| k["id"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/api-keys/{wide_id}"),
+            Some(&narrow_secret),
+            None,
+        )
+        .await;
+    r.assert_error(403, "insufficient_scope");
+    let still = api.call(Method::GET, "/v1/me", Some(&wide), None).await;
+    assert_eq!(still.status, StatusCode::OK, "the wide key still works");
+    // Its own kind it may revoke (itself included).
+    let own = narrow.body["id"].as_str().unwrap_or_default();
+    let r = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/api-keys/{own}"),
+            Some(&narrow_secret),
+            None,
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.text);
+}

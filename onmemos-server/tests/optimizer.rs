@@ -166,3 +166,26 @@ async fn the_route_and_every_schema_it_uses_are_in_the_openapi_document() {
         );
     }
 }
+
+/// Like every other body, the optimizer's request has only known fields, at every depth.
+#[tokio::test]
+async fn unknown_fields_in_a_snapshot_are_refused_by_name() {
+    let api = TestApi::new().await;
+    let key = api.member("strict@example.com").await;
+    let mut top = demo();
+    top["dry_run"] = json!(true);
+    let mut deep = demo();
+    deep["snapshot"]["nodes"][0]["colour"] = json!("blue");
+    for (body, field) in [(top, "dry_run"), (deep, "colour")] {
+        let r = api
+            .call(
+                Method::POST,
+                "/v1/optimizer/recommendations",
+                Some(&key),
+                Some(body),
+            )
+            .await;
+        r.assert_error(400, "invalid_request");
+        assert!(r.text.contains(field), "{}", r.text);
+    }
+}

@@ -57,6 +57,7 @@ pub enum CapacityType {
 
 /// An amount of each schedulable resource.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ResourceVector {
     /// Thousandths of a vCPU.
     pub cpu_millis: u64,
@@ -81,6 +82,7 @@ pub enum TaintEffect {
 
 /// A node taint (`key=value:Effect`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Taint {
     /// Taint key.
     pub key: String,
@@ -93,6 +95,7 @@ pub struct Taint {
 
 /// A pod toleration, matched as Kubernetes matches them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Toleration {
     /// The key it tolerates; `None` tolerates every taint (operator `Exists` with no key).
     #[serde(default)]
@@ -117,6 +120,7 @@ impl Toleration {
 
 /// A node of the cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NodeInfo {
     /// Node name.
     pub name: String,
@@ -140,6 +144,7 @@ pub struct NodeInfo {
 
 /// A container's resource usage: samples at a fixed step from `start`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UsageSeries {
     /// Time of the first sample.
     pub start: DateTime<Utc>,
@@ -156,6 +161,7 @@ pub struct UsageSeries {
 
 /// A pod of the cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PodInfo {
     /// `namespace/name`.
     pub name: String,
@@ -214,6 +220,7 @@ pub fn admits(
 
 /// At most `max_unavailable` pods of `owner` may be evicted at once (a PodDisruptionBudget).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DisruptionBudget {
     /// Its name.
     pub name: String,
@@ -225,6 +232,7 @@ pub struct DisruptionBudget {
 
 /// A kind of node that may be bought: a type in a zone at a price.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NodeOffering {
     /// Instance or machine type.
     pub instance_type: String,
@@ -249,6 +257,7 @@ pub struct NodeOffering {
 
 /// A workload to place on spot or on-demand capacity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WorkloadInfo {
     /// The controller (`Deployment/web`).
     pub name: String,
@@ -288,6 +297,7 @@ fn default_true() -> bool {
 
 /// A point-in-time view of a cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ClusterSnapshot {
     /// When it was taken.
     pub taken_at: DateTime<Utc>,
@@ -327,6 +337,7 @@ impl ClusterSnapshot {
 
 /// An office-hours schedule: the workloads run on `weekdays` from `wake` to `sleep`, local time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OfficeHoursSchedule {
     /// Its name.
     pub name: String,
@@ -350,7 +361,7 @@ pub struct OfficeHoursSchedule {
 
 /// The bounds an optimizer works within.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(default)]
+#[serde(deny_unknown_fields, default)]
 pub struct OptimizerPolicy {
     /// Largest share of a workload's replicas on spot capacity, in [0, 1].
     pub max_spot_share: f64,
@@ -381,6 +392,7 @@ impl Default for OptimizerPolicy {
 
 /// What an optimizer is asked: a snapshot, and the policy to respect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OptimizationRequest {
     /// The cluster.
     pub snapshot: ClusterSnapshot,

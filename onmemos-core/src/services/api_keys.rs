@@ -169,9 +169,24 @@ impl<'e> ApiKeyService<'e> {
             .ok_or_else(|| key_not_found(id))
     }
 
-    /// Revokes one of the caller's keys (revoking twice keeps the first time).
+    /// Revokes one of the caller's keys (revoking twice keeps the first time). A key can only
+    /// revoke keys whose scopes it holds itself: a narrow `keys:write` key cannot take away a
+    /// wider one.
     pub async fn revoke(&self, caller: &Principal, id: ApiKeyId) -> Result<ApiKey> {
         caller.require(Scope::KeysWrite)?;
+        let target = self
+            .engine
+            .database()
+            .api_keys()
+            .get(caller.user_id(), id)
+            .await?
+            .ok_or_else(|| key_not_found(id))?;
+        if let Some(wider) = target.scopes.iter().find(|s| !caller.has(**s)) {
+            return Err(Error::with_code(
+                ErrorCode::InsufficientScope,
+                format!("cannot revoke a key holding `{wider}`: the calling key does not have it"),
+            ));
+        }
         let now = self.engine.clock().now();
         let key = self
             .engine

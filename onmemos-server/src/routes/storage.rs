@@ -193,46 +193,42 @@ enum Ranged {
 
 /// Parses `bytes=a-b`, `bytes=a-` and `bytes=-n` (RFC 9110 §14.1.2); a malformed header is a
 /// 400 naming it, several ranges are served whole.
-fn requested_range(headers: &HeaderMap, size: u64) -> Result<Ranged, Error> {
-    let Some(value) = headers.get(header::RANGE) else {
-        return Ok(Ranged::Whole);
+fn requested_range(headers: &HeaderMap, size: u64) -> Ranged {
+    // RFC 9110 §14.2: a Range the server does not understand — another unit, bad syntax,
+    // several ranges — is ignored, and the whole object is sent.
+    let Some(spec) = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.trim().strip_prefix("bytes="))
+        .filter(|spec| !spec.contains(','))
+    else {
+        return Ranged::Whole;
     };
-    let malformed = || {
-        Error::with_code(
-            ErrorCode::InvalidParameter,
-            "the Range header must be `bytes=start-end`, `bytes=start-` or `bytes=-suffix`",
-        )
-        .with_context("field", "Range")
+    let Some((start, end)) = spec.split_once('-') else {
+        return Ranged::Whole;
     };
-    let text = value.to_str().map_err(|_| malformed())?;
-    let spec = text.trim().strip_prefix("bytes=").ok_or_else(malformed)?;
-    if spec.contains(',') {
-        return Ok(Ranged::Whole);
-    }
-    let (start, end) = spec.split_once('-').ok_or_else(malformed)?;
-    let number = |s: &str| s.trim().parse::<u64>().map_err(|_| malformed());
+    let number = |s: &str| s.trim().parse::<u64>().ok();
     let range = match (start.trim().is_empty(), end.trim().is_empty()) {
-        (true, true) => return Err(malformed()),
-        (true, false) => {
-            let suffix = number(end)?;
-            if suffix == 0 || size == 0 {
-                return Ok(Ranged::Unsatisfiable);
-            }
-            size.saturating_sub(suffix)..size
-        }
-        (false, true) => number(start)?..size,
-        (false, false) => {
-            let (first, last) = (number(start)?, number(end)?);
-            if last < first {
-                return Err(malformed());
-            }
-            first..last.saturating_add(1).min(size)
-        }
+        (true, true) => return Ranged::Whole,
+        (true, false) => match number(end) {
+            None => return Ranged::Whole,
+            Some(0) => return Ranged::Unsatisfiable,
+            Some(_) if size == 0 => return Ranged::Unsatisfiable,
+            Some(suffix) => size.saturating_sub(suffix)..size,
+        },
+        (false, true) => match number(start) {
+            None => return Ranged::Whole,
+            Some(first) => first..size,
+        },
+        (false, false) => match (number(start), number(end)) {
+            (Some(first), Some(last)) if last >= first => first..last.saturating_add(1).min(size),
+            _ => return Ranged::Whole,
+        },
     };
     if range.start >= size || range.start >= range.end {
-        return Ok(Ranged::Unsatisfiable);
+        return Ranged::Unsatisfiable;
     }
-    Ok(Ranged::Part(range))
+    Ranged::Part(range)
 }
 
 /// A request body as a stream of chunks: a client that goes away, or stalls for longer than
@@ -305,7 +301,7 @@ pub(crate) async fn put_object(
 #[utoipa::path(get, path = "/v1/workspaces/{workspace_id}/files/{*path}", tag = "storage",
     params(("workspace_id" = WorkspaceId, Path, description = "The workspace's id"),
         ("path" = String, Path, description = "The object's path inside the workspace"),
-        ("Range" = Option<String>, Header, description = "`bytes=start-end`, `bytes=start-` or `bytes=-suffix`"),
+        ("Range" = Option<String>, Header, description = "`bytes=start-end`, `bytes=start-` or `bytes=-suffix`; any other value is ignored and the whole object is sent"),
         ("If-None-Match" = Option<String>, Header, description = "Etags the caller has")),
     responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
         (status = 206, content_type = "application/octet-stream", body = Vec<u8>),
@@ -322,7 +318,7 @@ pub(crate) async fn get_object(
     if none_match(&headers, meta.etag.as_deref()) {
         return Ok((StatusCode::NOT_MODIFIED, object_headers(&meta)).into_response());
     }
-    let range = match requested_range(&headers, meta.size)? {
+    let range = match requested_range(&headers, meta.size) {
         Ranged::Whole => None,
         Ranged::Part(range) => Some(range),
         Ranged::Unsatisfiable => {
@@ -347,6 +343,15 @@ pub(crate) async fn get_object(
     out.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
+    );
+    // An uploaded page must never run in the API's origin: never sniffed, always a download.
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    out.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment"),
     );
     let served = download.range.clone();
     out.insert(
@@ -596,24 +601,28 @@ mod tests {
             ("bytes=0-1,5-6", Ranged::Whole),
         ];
         for (header, want) in cases {
-            let got = requested_range(&with_range(header), size)
-                .unwrap_or_else(|e| panic!("{header}: {e}"));
-            assert_eq!(got, want, "{header}");
+            assert_eq!(requested_range(&with_range(header), size), want, "{header}");
         }
         assert_eq!(
-            requested_range(&with_range("bytes=0-"), 0).unwrap_or_else(|e| panic!("{e}")),
+            requested_range(&with_range("bytes=0-"), 0),
             Ranged::Unsatisfiable
         );
-        for bad in ["bytes=", "bytes=a-b", "items=0-1", "bytes=9-3", "bytes=-"] {
-            let e = requested_range(&with_range(bad), size)
-                .err()
-                .unwrap_or_else(|| panic!("{bad} was accepted"));
-            assert_eq!(e.code(), ErrorCode::InvalidParameter, "{bad}");
+        // What the server does not understand is ignored: the whole object.
+        for odd in [
+            "bytes=",
+            "bytes=a-b",
+            "items=0-1",
+            "bytes=9-3",
+            "bytes=-",
+            "bytes=5",
+        ] {
+            assert_eq!(
+                requested_range(&with_range(odd), size),
+                Ranged::Whole,
+                "{odd}"
+            );
         }
-        assert_eq!(
-            requested_range(&HeaderMap::new(), size).unwrap_or_else(|e| panic!("{e}")),
-            Ranged::Whole
-        );
+        assert_eq!(requested_range(&HeaderMap::new(), size), Ranged::Whole);
     }
 
     #[test]

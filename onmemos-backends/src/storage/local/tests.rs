@@ -405,3 +405,41 @@ async fn the_etag_a_put_returns_is_the_one_reads_see() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(Some(done), s.head("w/b.bin").await.ok());
 }
+
+/// Temporary files are named by the store, not after the object: a segment of the longest
+/// length a file system allows is stored like any other.
+#[tokio::test]
+async fn segments_of_254_and_255_bytes_are_stored() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let s = store(dir.path(), Resolver::detect());
+    for len in [254, 255] {
+        let path = format!("w/{}", "n".repeat(len));
+        s.put(
+            &path,
+            bytes_stream(vec![Bytes::from_static(b"long")]),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{len}: {e}"));
+        assert_eq!(
+            read(&s, &path).await.ok().as_deref(),
+            Some(&b"long"[..]),
+            "{len}"
+        );
+        let upload = s
+            .create_upload(&path, 2, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        s.put_part(&path, &upload, 0, Bytes::from_static(b"up"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        s.complete_upload(&path, &upload, &["0".into()])
+            .await
+            .unwrap_or_else(|e| panic!("{len}: {e}"));
+        assert_eq!(
+            read(&s, &path).await.ok().as_deref(),
+            Some(&b"up"[..]),
+            "{len}"
+        );
+    }
+}
