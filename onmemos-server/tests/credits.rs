@@ -418,7 +418,7 @@ async fn a_narrow_key_cannot_revoke_a_wider_one() {
         .flatten()
         .find(|k| k["name"] != "rotator")
         .and_then(|k| k["id"].as_str())
-        .unwrap_or_default()
+        .unwrap_or_else(|| panic!("no other key in {}", keys.text))
         .to_owned();
     let r = api
         .call(
@@ -432,7 +432,7 @@ async fn a_narrow_key_cannot_revoke_a_wider_one() {
     let still = api.call(Method::GET, "/v1/me", Some(&wide), None).await;
     assert_eq!(still.status, StatusCode::OK, "the wide key still works");
     // Its own kind it may revoke (itself included).
-    let own = narrow.body["id"].as_str().unwrap_or_default();
+    let own = narrow.body["key"]["id"].as_str().unwrap_or_default();
     let r = api
         .call(
             Method::DELETE,

@@ -220,8 +220,9 @@ fn meta_of(path: &str, stat: &Stat) -> ObjectMeta {
         path: path.to_owned(),
         size: u64::try_from(stat.st_size).unwrap_or(0),
         last_modified,
+        // Quoted, as S3 and the other stores give theirs (and HTTP sends them).
         etag: Some(format!(
-            "{:x}-{:x}-{:x}",
+            "\"{:x}-{:x}-{:x}\"",
             stat.st_ino,
             stat.st_mtime
                 .wrapping_mul(1_000_000_000)
