@@ -121,13 +121,17 @@ pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
 }
 
 /// Answers 503 when a handler takes longer than `limit` to produce its response head. Object
-/// uploads are exempt: their handler reads the whole body, which has an idle timeout instead.
+/// uploads are exempt: their handler reads the whole body, which has an idle timeout instead;
+/// so is a synchronous exec, bounded by its own `timeout_secs` (the command is killed then,
+/// and when the request goes away before).
 async fn request_timeout(
     axum::extract::State(limit): axum::extract::State<Duration>,
     request: Request<axum::body::Body>,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if routes::storage::is_upload(request.method(), request.uri().path()) {
+    if routes::storage::is_upload(request.method(), request.uri().path())
+        || routes::sessions::is_exec(request.method(), request.uri().path())
+    {
         return next.run(request).await;
     }
     match tokio::time::timeout(limit, next.run(request)).await {

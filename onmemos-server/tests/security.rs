@@ -591,3 +591,157 @@ async fn one_tenant_cannot_hold_every_upload_slot() {
         stall.abort();
     }
 }
+
+/// A synchronous exec is bounded by its own `timeout_secs`, not cut at the request timeout
+/// (where a retry would run it again), and its command dies with the request.
+#[tokio::test]
+async fn exec_keeps_its_own_timeout_and_dies_with_its_request() {
+    let config = onmemos_server::ServerConfig {
+        request_timeout_secs: 1,
+        ..Default::default()
+    };
+    let api = common::TestApi::with(Arc::new(onmemos_core::clock::SystemClock), config).await;
+    let (key, ws) = tenant(&api, "slow@example.com").await;
+    let session = api
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            Some(&key),
+            Some(json!({"workspace_id": ws, "template": "python"})),
+        )
+        .await;
+    let sid = session.body["id"].as_str().unwrap_or_default().to_owned();
+    let exec_path = format!("/v1/sessions/{sid}/exec");
+    let timed = api
+        .call(
+            Method::POST,
+            &exec_path,
+            Some(&key),
+            Some(json!({"command": ["sleep", "30"], "timeout_secs": 2})),
+        )
+        .await;
+    assert_eq!(timed.status, StatusCode::OK, "{}", timed.text);
+    assert_eq!(
+        (
+            timed.body["timed_out"].as_bool(),
+            timed.body["exit_code"].is_null()
+        ),
+        (Some(true), true)
+    );
+
+    // A request that goes away takes its command with it.
+    let script = "echo $$ > files/pid.txt; exec sleep 300";
+    let abandoned = tokio::time::timeout(
+        std::time::Duration::from_millis(1500),
+        api.call(
+            Method::POST,
+            &exec_path,
+            Some(&key),
+            Some(json!({"command": ["sh", "-c", script]})),
+        ),
+    )
+    .await;
+    assert!(
+        abandoned.is_err(),
+        "the exec answered while its command still ran"
+    );
+    let pid = raw(
+        &api,
+        Method::GET,
+        &format!("/v1/workspaces/{ws}/files/pid.txt"),
+        &key,
+        b"",
+    )
+    .await;
+    let pid: i32 = pid
+        .text
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{:?}: {e}", pid.text));
+    let mut alive = true;
+    for _ in 0..200 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        alive = !stat.is_empty()
+            && !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z');
+        if !alive {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!alive, "the command of an abandoned exec runs on");
+}
+
+#[tokio::test]
+async fn exec_output_past_its_limit_says_it_was_cut() {
+    let api = common::TestApi::new().await;
+    let (key, ws) = tenant(&api, "loud@example.com").await;
+    let session = api
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            Some(&key),
+            Some(json!({"workspace_id": ws, "template": "python"})),
+        )
+        .await;
+    let sid = session.body["id"].as_str().unwrap_or_default().to_owned();
+    let mut seen = Vec::new();
+    for (bytes, cut) in [(1000, false), (9 * 1024 * 1024, true)] {
+        let out = exec(
+            &api,
+            &key,
+            &sid,
+            &format!("head -c {bytes} /dev/zero | tr '\\\\0' x"),
+        )
+        .await;
+        let len = out["stdout"].as_str().map_or(0, str::len);
+        assert_eq!(out["truncated"].as_bool(), Some(cut), "{bytes} bytes");
+        seen.push(len);
+    }
+    assert_eq!(seen, [1000, onmemos_core::api::MAX_EXEC_OUTPUT_BYTES]);
+}
+
+/// Sizes near 2^64 (and past i64) are refused by name before anything is staged; they no
+/// longer wrap the quota check.
+#[tokio::test]
+async fn upload_sizes_past_the_largest_object_are_refused() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let api = api(dir.path(), LocalCompute::unsandboxed(root.path())).await;
+    let (key, ws) = tenant(&api, "huge@example.com").await;
+    let uploads = format!("/v1/workspaces/{ws}/uploads");
+    for size in [
+        u64::MAX,
+        u64::MAX - 5,
+        1 << 63,
+        onmemos_core::api::MAX_OBJECT_BYTES + 1,
+    ] {
+        let r = api
+            .call(
+                Method::POST,
+                &uploads,
+                Some(&key),
+                Some(json!({"path": "big.bin", "size": size})),
+            )
+            .await;
+        r.assert_error(400, "invalid_request");
+        assert_eq!(r.body["field"], "size", "{}", r.text);
+    }
+    let r = api
+        .call(
+            Method::POST,
+            &uploads,
+            Some(&key),
+            Some(json!({"path": "big.bin", "size": onmemos_core::api::MAX_OBJECT_BYTES})),
+        )
+        .await;
+    r.assert_error(413, "quota_exceeded");
+    let staged = std::fs::read_dir(dir.path().join("storage/.onmemos-staging/uploads"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(staged, 0, "a refused upload left a staging file");
+}

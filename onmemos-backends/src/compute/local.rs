@@ -591,6 +591,10 @@ impl ComputeProvider for LocalCompute {
             });
         }
         let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let group = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw);
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         tokio::spawn(async move {
@@ -611,10 +615,29 @@ impl ComputeProvider for LocalCompute {
                 }
                 child.wait().await
             };
-            let exit = match tokio::time::timeout(request.timeout, run).await {
-                Ok(Ok(status)) => status.code(),
-                // Timed out (the child is killed on drop) or could not be waited for.
-                _ => None,
+            let gone = tx.clone();
+            // The command leads its own process group: ending it ends all it started there.
+            let kill_group = || {
+                if let Some(group) = group {
+                    let _ =
+                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                }
+            };
+            let exit = tokio::select! {
+                ran = tokio::time::timeout(request.timeout, run) => match ran {
+                    Ok(Ok(status)) => status.code(),
+                    // Timed out, or could not be waited for.
+                    _ => {
+                        kill_group();
+                        None
+                    }
+                },
+                // Nobody reads the output any more (the request went away): the command is
+                // killed rather than left running.
+                () = gone.closed() => {
+                    kill_group();
+                    return;
+                }
             };
             let _ = tx.send(Ok(ExecEvent::Exit(exit))).await;
         });

@@ -313,6 +313,7 @@ class ExecOutput(Model):
     stderr: str
     stdout: str
     timed_out: bool
+    truncated: bool
 
 
 class ExecStreamLine(Model):

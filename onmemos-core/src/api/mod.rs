@@ -23,8 +23,9 @@ pub use requests::{
 };
 pub use sessions::{
     CreateSession, EventListParams, ExecCommand, ExecOutput, ExecStreamLine, LimitOverrides,
-    SessionLifetime, SessionListParams, ShellClientFrame, ShellServerFrame,
+    MAX_EXEC_OUTPUT_BYTES, SessionLifetime, SessionListParams, ShellClientFrame, ShellServerFrame,
 };
 pub use storage::{
-    CreateUpload, ObjectListParams, PresignMethod, PresignRequest, PresignedUrl, StoredObject,
+    CreateUpload, MAX_OBJECT_BYTES, ObjectListParams, PresignMethod, PresignRequest, PresignedUrl,
+    StoredObject,
 };

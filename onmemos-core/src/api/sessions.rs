@@ -139,7 +139,13 @@ pub struct ExecOutput {
     pub exit_code: Option<i32>,
     /// Whether it was killed for running past its timeout.
     pub timed_out: bool,
+    /// Whether `stdout` or `stderr` was cut at [`MAX_EXEC_OUTPUT_BYTES`] (8 MiB each); the
+    /// streaming exec has no such limit.
+    pub truncated: bool,
 }
+
+/// The most output of each stream a synchronous exec returns, in bytes (8 MiB).
+pub const MAX_EXEC_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
 
 /// Query of `GET /v1/sessions/{id}/events`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]

@@ -66,13 +66,18 @@ pub struct PresignedUrl {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The largest object, in bytes: 5 TiB (S3's limit; every store here holds it).
+pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
+
 /// The body of `POST /v1/workspaces/{id}/uploads`: an object to upload in parts, resumably.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUpload {
     /// The object's path inside the workspace.
     pub path: String,
-    /// The object's size in bytes (counted against the quota until the upload ends).
+    /// The object's size in bytes (counted against the quota until the upload ends), at most
+    /// [`MAX_OBJECT_BYTES`] (5 TiB, S3's limit).
+    #[schema(maximum = 5_497_558_138_880_u64)]
     pub size: u64,
     /// The content type to record, where the store keeps one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

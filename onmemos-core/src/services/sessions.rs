@@ -34,7 +34,7 @@ use crate::validation::validate;
 /// Activity is written to the database at most this often per session.
 const TOUCH_INTERVAL_MS: i64 = 1_000;
 /// The longest output `exec` collects into one response, per stream.
-const MAX_EXEC_OUTPUT: usize = 8 * 1024 * 1024;
+const MAX_EXEC_OUTPUT: usize = crate::api::MAX_EXEC_OUTPUT_BYTES;
 
 /// Sessions of the calling user.
 #[derive(Debug)]
@@ -443,7 +443,8 @@ impl<'e> SessionService<'e> {
         self.compute()?.exec(id, request).await
     }
 
-    /// Runs a command and collects its output (up to 8 MiB per stream).
+    /// Runs a command and collects its output (up to [`crate::api::MAX_EXEC_OUTPUT_BYTES`] per
+    /// stream; `truncated` says when more was cut).
     pub async fn exec(
         &self,
         caller: &Principal,
@@ -455,10 +456,11 @@ impl<'e> SessionService<'e> {
         let mut stream = self.exec_stream(caller, id, command).await?;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let mut exit_code = None;
+        let mut truncated = false;
         while let Some(event) = next(&mut stream).await {
             match event? {
-                ExecEvent::Stdout(b) => append_capped(&mut stdout, &b),
-                ExecEvent::Stderr(b) => append_capped(&mut stderr, &b),
+                ExecEvent::Stdout(b) => truncated |= append_capped(&mut stdout, &b),
+                ExecEvent::Stderr(b) => truncated |= append_capped(&mut stderr, &b),
                 ExecEvent::Exit(code) => {
                     exit_code = code;
                     break;
@@ -471,6 +473,7 @@ impl<'e> SessionService<'e> {
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
             exit_code,
             timed_out: exit_code.is_none() && began.elapsed() >= timeout,
+            truncated,
         })
     }
 
@@ -730,9 +733,11 @@ fn not_found(id: SessionId) -> Error {
     Error::not_found("session not found").with_context("session", id.to_string())
 }
 
-fn append_capped(buf: &mut Vec<u8>, bytes: &[u8]) {
+/// Appends what fits under [`MAX_EXEC_OUTPUT`]; whether anything was cut.
+fn append_capped(buf: &mut Vec<u8>, bytes: &[u8]) -> bool {
     let room = MAX_EXEC_OUTPUT.saturating_sub(buf.len());
     buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    bytes.len() > room
 }
 
 /// The next item of a stream.

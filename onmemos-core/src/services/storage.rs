@@ -250,8 +250,10 @@ struct Reservation {
 impl Reservation {
     /// Counts `n` more bytes; returns the workspace's in-flight total.
     fn add(&mut self, n: u64) -> u64 {
-        self.mine += n;
-        self.counter.fetch_add(n, Ordering::SeqCst) + n
+        self.mine = self.mine.saturating_add(n);
+        self.counter
+            .fetch_add(n, Ordering::SeqCst)
+            .saturating_add(n)
     }
 }
 
@@ -342,7 +344,9 @@ impl<'a> StorageService<'a> {
         let stored = self.committed_bytes(store.as_ref(), id, &key).await?;
         let counter = self.engine.inner.uploads.counter(id);
         if let Some(length) = upload.length {
-            let would = stored + counter.load(Ordering::SeqCst) + length;
+            let would = stored
+                .saturating_add(counter.load(Ordering::SeqCst))
+                .saturating_add(length);
             if would > quota {
                 return Err(quota_exceeded(id, would, quota));
             }
@@ -352,8 +356,9 @@ impl<'a> StorageService<'a> {
             .map(move |chunk| {
                 let chunk = chunk?;
                 let in_flight = reservation.add(chunk.len() as u64);
-                if stored + in_flight > quota {
-                    return Err(quota_exceeded(id, stored + in_flight, quota));
+                let would = stored.saturating_add(in_flight);
+                if would > quota {
+                    return Err(quota_exceeded(id, would, quota));
                 }
                 Ok(chunk)
             })
@@ -382,7 +387,7 @@ impl<'a> StorageService<'a> {
         };
         let stored = store.usage_bytes(&workspace_prefix(id)).await?;
         let promised = self.engine.database().uploads().pending_bytes(id).await?;
-        Ok((stored + promised).saturating_sub(replaced))
+        Ok(stored.saturating_add(promised).saturating_sub(replaced))
     }
 
     /// Starts a resumable upload of `request.size` bytes to `request.path`: the client then
@@ -399,9 +404,22 @@ impl<'a> StorageService<'a> {
         let store = self.store()?;
         let key = object_key(id, &request.path);
         let quota = self.engine.config().storage.quota_bytes;
+        if request.size > crate::api::MAX_OBJECT_BYTES {
+            return Err(Error::invalid(
+                "size",
+                format!(
+                    "{} bytes is larger than the largest object, {} bytes",
+                    request.size,
+                    crate::api::MAX_OBJECT_BYTES
+                ),
+            ));
+        }
         let in_flight = self.engine.inner.uploads.counter(id).load(Ordering::SeqCst);
-        let would =
-            self.committed_bytes(store.as_ref(), id, &key).await? + in_flight + request.size;
+        let would = self
+            .committed_bytes(store.as_ref(), id, &key)
+            .await?
+            .saturating_add(in_flight)
+            .saturating_add(request.size);
         if would > quota {
             return Err(quota_exceeded(id, would, quota));
         }

@@ -5,7 +5,7 @@ mod credits;
 mod estimates;
 mod health;
 mod optimizer;
-mod sessions;
+pub(crate) mod sessions;
 pub(crate) mod storage;
 mod templates;
 mod users;

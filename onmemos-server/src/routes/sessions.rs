@@ -228,3 +228,12 @@ impl Follow {
         }
     }
 }
+
+/// Whether a request is a synchronous exec (`POST /v1/sessions/{id}/exec`).
+pub(crate) fn is_exec(method: &axum::http::Method, path: &str) -> bool {
+    method == axum::http::Method::POST
+        && path
+            .strip_prefix("/v1/sessions/")
+            .and_then(|rest| rest.strip_suffix("/exec"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
