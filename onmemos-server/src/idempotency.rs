@@ -194,15 +194,20 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A digest naming what `label` is for, of the record's owner and the client's key.
+fn owned_digest(label: &str, principal: &Principal, key: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in [label, &owner(principal), key] {
+        hasher.update(part.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.finalize().into()
+}
+
 /// The record's name in the database: a digest of its owner and the client's key, so the
 /// client's key itself (the answer's encryption key) is never stored.
 fn record_key(principal: &Principal, key: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(b"onmemos idempotency record\n");
-    hasher.update(owner(principal).as_bytes());
-    hasher.update(b"\n");
-    hasher.update(key.as_bytes());
-    hex(&hasher.finalize())
+    hex(&owned_digest("onmemos idempotency record", principal, key))
 }
 
 /// What makes two requests the same: method, path, query, the body (a JSON body as data:
@@ -238,12 +243,8 @@ struct Sealer(ChaCha20Poly1305);
 
 impl Sealer {
     fn new(principal: &Principal, key: &str) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(b"onmemos idempotency answer\n");
-        hasher.update(owner(principal).as_bytes());
-        hasher.update(b"\n");
-        hasher.update(key.as_bytes());
-        Self(ChaCha20Poly1305::new(&hasher.finalize()))
+        let secret = owned_digest("onmemos idempotency answer", principal, key);
+        Self(ChaCha20Poly1305::new(&secret.into()))
     }
 
     /// `nonce ‖ ciphertext`, base64.

@@ -69,6 +69,20 @@ async fn tenant(api: &common::TestApi, email: &str) -> (String, String) {
     (key, ws.body["id"].as_str().unwrap_or_default().to_owned())
 }
 
+/// Starts a session of the `python` template in `ws`: its id.
+async fn session(api: &common::TestApi, key: &str, ws: &str) -> String {
+    let session = api
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            Some(key),
+            Some(json!({"workspace_id": ws, "template": "python"})),
+        )
+        .await;
+    assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
+    session.body["id"].as_str().unwrap_or_default().to_owned()
+}
+
 async fn exec(api: &common::TestApi, key: &str, session: &str, script: &str) -> Value {
     let r = api
         .call(
@@ -97,16 +111,7 @@ async fn planted_links_reach_nothing(compute: LocalCompute) {
     .await;
     assert_eq!(put.status, StatusCode::CREATED, "{}", put.text);
 
-    let session = api
-        .call(
-            Method::POST,
-            "/v1/sessions",
-            Some(&eve),
-            Some(json!({"workspace_id": eve_ws, "template": "python"})),
-        )
-        .await;
-    assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
-    let sid = session.body["id"].as_str().unwrap_or_default().to_owned();
+    let sid = session(&api, &eve, &eve_ws).await;
     let db = dir.path().join("onmemos.db").display().to_string();
     // Everything the session can make in its files directory that is not a regular file.
     let script = format!(
@@ -293,16 +298,7 @@ async fn a_session_writing_past_the_quota_is_stopped_and_uploads_are_refused() {
     config.sessions.check_interval_ms = 10;
     let api = api_with(dir.path(), LocalCompute::unsandboxed(root.path()), config).await;
     let (eve, ws) = tenant(&api, "eve@example.com").await;
-    let session = api
-        .call(
-            Method::POST,
-            "/v1/sessions",
-            Some(&eve),
-            Some(json!({"workspace_id": ws, "template": "python"})),
-        )
-        .await;
-    assert_eq!(session.status, StatusCode::CREATED, "{}", session.text);
-    let sid = session.body["id"].as_str().unwrap_or_default().to_owned();
+    let sid = session(&api, &eve, &ws).await;
     // Within the quota, the session runs on through a pass.
     let out = exec(
         &api,
@@ -602,15 +598,7 @@ async fn exec_keeps_its_own_timeout_and_dies_with_its_request() {
     };
     let api = common::TestApi::with(Arc::new(onmemos_core::clock::SystemClock), config).await;
     let (key, ws) = tenant(&api, "slow@example.com").await;
-    let session = api
-        .call(
-            Method::POST,
-            "/v1/sessions",
-            Some(&key),
-            Some(json!({"workspace_id": ws, "template": "python"})),
-        )
-        .await;
-    let sid = session.body["id"].as_str().unwrap_or_default().to_owned();
+    let sid = session(&api, &key, &ws).await;
     let exec_path = format!("/v1/sessions/{sid}/exec");
     let timed = api
         .call(
@@ -680,15 +668,7 @@ async fn exec_keeps_its_own_timeout_and_dies_with_its_request() {
 async fn exec_output_past_its_limit_says_it_was_cut() {
     let api = common::TestApi::new().await;
     let (key, ws) = tenant(&api, "loud@example.com").await;
-    let session = api
-        .call(
-            Method::POST,
-            "/v1/sessions",
-            Some(&key),
-            Some(json!({"workspace_id": ws, "template": "python"})),
-        )
-        .await;
-    let sid = session.body["id"].as_str().unwrap_or_default().to_owned();
+    let sid = session(&api, &key, &ws).await;
     let mut seen = Vec::new();
     for (bytes, cut) in [(1000, false), (9 * 1024 * 1024, true)] {
         let out = exec(

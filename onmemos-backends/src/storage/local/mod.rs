@@ -341,6 +341,42 @@ impl Inner {
         .await
     }
 
+    /// Walks what lies under `prefix` (sorting after `after`, when given), never through a
+    /// link: `visit` gets each entry whose key (its path in the store, as bytes) starts with
+    /// the prefix. Nothing there is no error.
+    fn walk_prefix(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        what: &str,
+        mut visit: impl FnMut(&[u8], Entry<'_>) -> std::result::Result<Flow, Errno>,
+    ) -> Result<()> {
+        let parsed = Prefix::parse(prefix)?;
+        let dirs: Vec<&str> = parsed.dirs.iter().map(String::as_str).collect();
+        let start = match tree::open_dir(self.root.as_fd(), &dirs, false, self.resolver) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(()),
+            Err(e) => return Err(fs_error(e, what, prefix)),
+        };
+        let full = |path: &[u8]| [parsed.base.as_bytes(), path].concat();
+        tree::walk(
+            start,
+            |dir| worth_entering(prefix.as_bytes(), after.map(str::as_bytes), &full(dir)),
+            |entry| {
+                let (Entry::File { path, .. }
+                | Entry::Other { path, .. }
+                | Entry::DirDone { path, .. }) = &entry;
+                let key = full(path);
+                if key.starts_with(prefix.as_bytes()) {
+                    visit(&key, entry)
+                } else {
+                    Ok(Flow::Continue)
+                }
+            },
+        )
+        .map_err(|e| fs_error(e, what, prefix))
+    }
+
     fn upload_name(upload: &str) -> Result<String> {
         uuid::Uuid::parse_str(upload)
             .map(|id| id.simple().to_string())
@@ -459,45 +495,23 @@ impl StorageProvider for LocalStorage {
     }
 
     async fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ListResult> {
-        let parsed = Prefix::parse(prefix)?;
         let inner = self.inner.clone();
         let (prefix, after) = (prefix.to_owned(), after.map(str::to_owned));
         blocking(move || {
-            let dirs: Vec<&str> = parsed.dirs.iter().map(String::as_str).collect();
-            let start = match tree::open_dir(inner.root.as_fd(), &dirs, false, inner.resolver) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(ListResult::default()),
-                Err(e) => return Err(fs_error(e, "list", &prefix)),
-            };
             let mut objects = Vec::new();
-            let full = |path: &[u8]| [parsed.base.as_bytes(), path].concat();
-            tree::walk(
-                start,
-                |dir| {
-                    worth_entering(
-                        prefix.as_bytes(),
-                        after.as_deref().map(str::as_bytes),
-                        &full(dir),
-                    )
-                },
-                |entry| {
-                    if let Entry::File { path, stat, .. } = entry {
-                        let full = full(path);
-                        // A name that is not UTF-8 is no object path: not listed.
-                        if let Ok(key) = std::str::from_utf8(&full)
-                            && key.starts_with(prefix.as_str())
-                            && after.as_deref().is_none_or(|a| key > a)
-                        {
-                            objects.push(meta_of(key, stat));
-                            if objects.len() > limit {
-                                return Ok(Flow::Stop);
-                            }
-                        }
+            inner.walk_prefix(&prefix, after.as_deref(), "list", |key, entry| {
+                // A name that is not UTF-8 is no object path: not listed.
+                if let Entry::File { stat, .. } = entry
+                    && let Ok(key) = std::str::from_utf8(key)
+                    && after.as_deref().is_none_or(|a| key > a)
+                {
+                    objects.push(meta_of(key, stat));
+                    if objects.len() > limit {
+                        return Ok(Flow::Stop);
                     }
-                    Ok(Flow::Continue)
-                },
-            )
-            .map_err(|e| fs_error(e, "list", &prefix))?;
+                }
+                Ok(Flow::Continue)
+            })?;
             let next = if objects.len() > limit {
                 objects.truncate(limit);
                 objects.last().map(|o| o.path.clone())
@@ -551,42 +565,23 @@ impl StorageProvider for LocalStorage {
         let inner = self.inner.clone();
         let prefix = prefix.to_owned();
         blocking(move || {
-            let dirs: Vec<&str> = parsed.dirs.iter().map(String::as_str).collect();
-            let start = match tree::open_dir(inner.root.as_fd(), &dirs, false, inner.resolver) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(0),
-                Err(e) => return Err(fs_error(e, "delete", &prefix)),
-            };
-            let full = |path: &[u8]| [parsed.base.as_bytes(), path].concat();
             let mut removed = 0u64;
-            tree::walk(
-                start,
-                |dir| worth_entering(prefix.as_bytes(), None, &full(dir)),
-                |entry| {
-                    let (path, dir, name, flags, object) = match entry {
-                        Entry::File {
-                            path, dir, name, ..
-                        } => (path, dir, name, AtFlags::empty(), true),
-                        Entry::Other { path, dir, name } => {
-                            (path, dir, name, AtFlags::empty(), false)
-                        }
-                        Entry::DirDone { path, dir, name } => {
-                            (path, dir, name, AtFlags::REMOVEDIR, false)
-                        }
-                    };
-                    if full(path).starts_with(prefix.as_bytes()) {
-                        match rustix::fs::unlinkat(dir, tree::os(name), flags) {
-                            Ok(()) => removed += u64::from(object),
-                            // Gone meanwhile, or written into by a session meanwhile: left.
-                            Err(Errno::NOENT | Errno::NOTEMPTY) => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Ok(Flow::Continue)
-                },
-            )
-            .map_err(|e| fs_error(e, "delete", &prefix))?;
+            inner.walk_prefix(&prefix, None, "delete", |_, entry| {
+                let (dir, name, flags, object) = match entry {
+                    Entry::File { dir, name, .. } => (dir, name, AtFlags::empty(), true),
+                    Entry::Other { dir, name, .. } => (dir, name, AtFlags::empty(), false),
+                    Entry::DirDone { dir, name, .. } => (dir, name, AtFlags::REMOVEDIR, false),
+                };
+                match rustix::fs::unlinkat(dir, tree::os(name), flags) {
+                    Ok(()) => removed += u64::from(object),
+                    // Gone meanwhile, or written into by a session meanwhile: left.
+                    Err(Errno::NOENT | Errno::NOTEMPTY) => {}
+                    Err(e) => return Err(e),
+                }
+                Ok(Flow::Continue)
+            })?;
             // A prefix that is a whole directory takes the directory with it.
+            let dirs: Vec<&str> = parsed.dirs.iter().map(String::as_str).collect();
             if prefix.ends_with('/')
                 && let Some((name, up)) = dirs.split_last()
                 && let Ok(parent) = tree::open_dir(inner.root.as_fd(), up, false, inner.resolver)
@@ -612,32 +607,17 @@ impl StorageProvider for LocalStorage {
     }
 
     async fn usage_bytes(&self, prefix: &str) -> Result<u64> {
-        let parsed = Prefix::parse(prefix)?;
         let inner = self.inner.clone();
         let prefix = prefix.to_owned();
         blocking(move || {
-            let dirs: Vec<&str> = parsed.dirs.iter().map(String::as_str).collect();
-            let start = match tree::open_dir(inner.root.as_fd(), &dirs, false, inner.resolver) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(0),
-                Err(e) => return Err(fs_error(e, "measure", &prefix)),
-            };
-            let full = |path: &[u8]| [parsed.base.as_bytes(), path].concat();
             let mut total = 0u64;
             // Every regular file counts, whatever its name: what a session wrote is stored.
-            tree::walk(
-                start,
-                |dir| worth_entering(prefix.as_bytes(), None, &full(dir)),
-                |entry| {
-                    if let Entry::File { path, stat, .. } = entry
-                        && full(path).starts_with(prefix.as_bytes())
-                    {
-                        total = total.saturating_add(u64::try_from(stat.st_size).unwrap_or(0));
-                    }
-                    Ok(Flow::Continue)
-                },
-            )
-            .map_err(|e| fs_error(e, "measure", &prefix))?;
+            inner.walk_prefix(&prefix, None, "measure", |_, entry| {
+                if let Entry::File { stat, .. } = entry {
+                    total = total.saturating_add(u64::try_from(stat.st_size).unwrap_or(0));
+                }
+                Ok(Flow::Continue)
+            })?;
             Ok(total)
         })
         .await
