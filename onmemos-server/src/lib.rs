@@ -47,6 +47,7 @@ pub use extract::{ApiJson, ApiPath, ApiQuery, Auth};
 pub use idempotency::{IDEMPOTENCY_KEY, REPLAYED};
 pub use metrics::Metrics;
 pub use serve::serve;
+pub use shell::MAX_SHELL_MESSAGE;
 pub use state::AppState;
 
 /// The header carrying the request id (set when the client sends none, echoed in the response

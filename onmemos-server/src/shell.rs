@@ -35,6 +35,11 @@ use crate::state::AppState;
 
 /// How much recent output a re-attaching socket is sent.
 const SCROLLBACK_BYTES: usize = 64 * 1024;
+/// The largest WebSocket frame or message a shell socket takes (keystrokes and pastes are far
+/// smaller; a larger one closes the socket with 1009).
+pub const MAX_SHELL_MESSAGE: usize = 64 * 1024;
+/// How long one socket's input may wait for the terminal to take it.
+const INPUT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One session's terminal, shared by the sockets attached to it.
 struct Hub {
@@ -233,6 +238,11 @@ pub(crate) async fn shell(
         }
     };
     let grace = Duration::from_secs(s.config.shell_grace_secs);
+    // One message at most this large: a huge frame closes its own socket (1009), and never
+    // reaches the terminal.
+    let ws = ws
+        .max_frame_size(MAX_SHELL_MESSAGE)
+        .max_message_size(MAX_SHELL_MESSAGE);
     Ok(ws.on_upgrade(move |socket| async move {
         // Counted from the upgrade on: a request that never upgrades holds nothing.
         hub.clients.fetch_add(1, Ordering::SeqCst);
@@ -311,8 +321,20 @@ async fn serve(
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Binary(bytes))) => {
                     engine.sessions().touch(id).await;
-                    if let Err(e) = hub.pty.write(&bytes).await {
-                        let _ = socket.send(text(&error_frame(&e))).await;
+                    // A terminal that does not read its input cannot hold the other sockets'
+                    // keystrokes (and resizes) behind this one for longer than this.
+                    match tokio::time::timeout(INPUT_WRITE_TIMEOUT, hub.pty.write(&bytes)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            let _ = socket.send(text(&error_frame(&e))).await;
+                        }
+                        Err(_) => {
+                            let e = onmemos_core::Error::unavailable(format!(
+                                "the terminal did not take this input within {} s; it was dropped",
+                                INPUT_WRITE_TIMEOUT.as_secs()
+                            ));
+                            let _ = socket.send(text(&error_frame(&e))).await;
+                        }
                     }
                 }
                 Some(Ok(Message::Text(t))) => {

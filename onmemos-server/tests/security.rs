@@ -725,3 +725,65 @@ async fn upload_sizes_past_the_largest_object_are_refused() {
         .unwrap_or(0);
     assert_eq!(staged, 0, "a refused upload left a staging file");
 }
+
+/// A 10 MiB WebSocket frame closes its own socket and never reaches the terminal, which goes
+/// on serving the next socket at once.
+#[tokio::test]
+async fn a_huge_shell_frame_closes_its_socket_and_wedges_nothing() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let api = common::TestApi::new().await;
+    let (key, ws) = tenant(&api, "flood@example.com").await;
+    let sid = session(&api, &key, &ws).await;
+    let addr = common::serve(api.engine.clone()).await;
+    let connect = || async {
+        let mut request = format!("ws://{addr}/v1/sessions/{sid}/shell?rows=24&cols=80")
+            .into_client_request()
+            .unwrap_or_else(|e| panic!("{e}"));
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {key}")
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        tokio_tungstenite::connect_async(request)
+            .await
+            .unwrap_or_else(|e| panic!("shell: {e}"))
+            .0
+    };
+    let mut flood = connect().await;
+    let _ = flood
+        .send(Frame::Binary(vec![b'y'; 10 * 1024 * 1024].into()))
+        .await;
+    let mut closed = false;
+    while let Ok(Some(frame)) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), flood.next()).await
+    {
+        match frame {
+            Ok(Frame::Close(frame)) => {
+                closed = frame.is_none_or(|f| u16::from(f.code) == 1009);
+                break;
+            }
+            Err(_) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(closed, "the socket that sent a 10 MiB frame stayed open");
+
+    let mut next = connect().await;
+    next.send(Frame::Binary(b"echo after-$((6*7))\n".to_vec().into()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut seen = String::new();
+    while !seen.contains("after-42") {
+        match tokio::time::timeout(std::time::Duration::from_secs(30), next.next()).await {
+            Ok(Some(Ok(Frame::Binary(b)))) => seen.push_str(&String::from_utf8_lossy(&b)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the terminal is wedged: {other:?}, after {seen:?}"),
+        }
+    }
+}
