@@ -536,3 +536,93 @@ async fn batched_operations_keep_their_own_outcomes_on_postgres() {
     let Some(pg) = postgres().await else { return };
     batch_outcomes(pg).await;
 }
+
+/// At the edge of what the ledger can count (its issuance account's debits near `i64::MAX`),
+/// a grant that would pass it is refused with `limit_exceeded` and changes nothing, on SQLite
+/// and PostgreSQL as in the reference ledger; spending goes on.
+#[tokio::test]
+async fn grants_past_what_the_ledger_can_count_are_refused() {
+    use onmemos_core::ErrorKind;
+    use onmemos_core::model::{AccountRef, MAX_BALANCE, MAX_ISSUED, MAX_TRANSFER};
+
+    let reference = ReferenceLedger::default();
+    let mut dbs = vec![("sqlite", sqlite().await)];
+    if let Some(pg) = postgres().await {
+        dbs.push(("postgres", pg));
+    }
+    let grant = |user, amount| LedgerOp::Grant {
+        id: TransferId::new(format!("g-{}", uuid::Uuid::now_v7().simple()))
+            .unwrap_or_else(|e| panic!("{e}")),
+        user,
+        amount,
+        source: GrantSource::Purchase,
+        priority: 0,
+        expires_at: None,
+        reference: None,
+    };
+    // The reference reaches the edge by grants: users filled to the cap until less than one
+    // more fill is left.
+    let filled = (MAX_ISSUED / MAX_BALANCE) as usize;
+    for _ in 0..filled {
+        reference
+            .execute(&grant(UserId::new(), MAX_BALANCE), t0())
+            .await
+            .unwrap_or_else(|e| panic!("reference: {e}"));
+    }
+    let left = MAX_ISSUED - filled as i64 * MAX_BALANCE;
+    assert!(left < MAX_TRANSFER);
+    for (name, db) in &dbs {
+        // The databases are put at the same edge directly.
+        sqlx::query("UPDATE ledger_accounts SET debits_posted = $1 WHERE id = 'sys:issuance'")
+            .bind(MAX_ISSUED - left)
+            .execute(db.writer())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let dbs_users = users(&dbs.iter().map(|(_, d)| d).collect::<Vec<_>>(), 1).await;
+    let u = dbs_users[0];
+    let ledgers: Vec<(&str, &dyn LedgerRepo)> =
+        std::iter::once(("reference", &reference as &dyn LedgerRepo))
+            .chain(dbs.iter().map(|(n, d)| (*n, d.ledger())))
+            .collect();
+    for (name, ledger) in ledgers {
+        let refused = ledger
+            .execute(&grant(u, left + 1), t0())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{name}: a grant past the edge was applied"));
+        assert_eq!(
+            refused.kind(),
+            ErrorKind::LimitExceeded,
+            "{name}: {refused}"
+        );
+        assert_eq!(refused.field(), Some("amount"), "{name}");
+        let issued = |accounts: Vec<(AccountRef, onmemos_core::model::AccountCounters)>| {
+            accounts
+                .into_iter()
+                .find(|(a, _)| *a == AccountRef::Issuance)
+                .map(|(_, c)| c.debits_posted)
+        };
+        let accounts = ledger.accounts().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(issued(accounts), Some(MAX_ISSUED - left), "{name}");
+        ledger
+            .execute(&grant(u, left), t0())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the last grant that fits: {e}"));
+        let accounts = ledger.accounts().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(issued(accounts), Some(MAX_ISSUED), "{name}");
+        // Spending still works at the edge.
+        let hold = LedgerOp::Hold {
+            id: TransferId::new(format!("h-{}", uuid::Uuid::now_v7().simple()))
+                .unwrap_or_else(|e| panic!("{e}")),
+            user: u,
+            amount: 10,
+            timeout_at: t0() + Duration::minutes(5),
+            reference: None,
+        };
+        ledger
+            .execute(&hold, t0())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: a hold at the edge: {e}"));
+    }
+}

@@ -309,6 +309,100 @@ async fn cost_limit_stops_at_the_limit_and_never_charges_past_it() {
 }
 
 #[tokio::test]
+async fn a_limit_stops_its_session_at_its_deadline_not_at_the_next_pass() {
+    for (name, db) in common::databases().await {
+        let w = world(db, 1_000_000).await;
+        let s = w
+            .start(LimitOverrides {
+                max_cost_micros: Some(1_000),
+                ..Default::default()
+            })
+            .await;
+        let started = s.started_at.unwrap_or_default();
+        // 1,000 micro-credits at 50,000 per hour: 72,000 ms, between the passes at 70 and 80 s.
+        let deadline = started + Duration::milliseconds(1_000 * 3_600_000 / s.rate_micros_per_hour);
+        let monitor = w.engine.monitor();
+        while w.clock.now() + Duration::seconds(INTERVAL_S) < deadline {
+            w.clock.advance(Duration::seconds(INTERVAL_S));
+            monitor
+                .run_once()
+                .await
+                .unwrap_or_else(|e| panic!("pass: {e}"));
+        }
+        assert_eq!(
+            w.db.sessions().next_due().await.ok().flatten(),
+            Some(deadline),
+            "{name}: the session is due at its deadline"
+        );
+        w.clock.advance(deadline - w.clock.now());
+        let report = monitor
+            .run_once()
+            .await
+            .unwrap_or_else(|e| panic!("pass: {e}"));
+        assert_eq!(
+            report.stopped,
+            vec![(s.id, StopReason::CostLimit)],
+            "{name}"
+        );
+        let stopped = w.stored(s.id).await;
+        assert_eq!(stopped.stopped_at, Some(deadline), "{name}");
+        assert_eq!(stopped.cost_micros, 1_000, "{name}");
+        w.check_charge(&stopped, ms_between(started, deadline))
+            .await;
+        assert_eq!(
+            w.db.sessions().next_due().await.ok().flatten(),
+            None,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cost_limits_below_one_billing_step_are_refused() {
+    for (name, db) in common::databases().await {
+        let w = world(db, 1_000_000).await;
+        // python: 50,000 micro-credits per hour; one 10 s step costs 139.
+        let step = cost_of(50_000, INTERVAL_S * 1000);
+        for limit in [0, 1, step - 1] {
+            let refused = w
+                .engine
+                .sessions()
+                .create(
+                    &w.user,
+                    CreateSession {
+                        workspace_id: w.workspace,
+                        template: "python".into(),
+                        limits: LimitOverrides {
+                            max_cost_micros: Some(limit),
+                            ..Default::default()
+                        },
+                        placement: Default::default(),
+                        env: Default::default(),
+                    },
+                )
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{name}: a cost limit of {limit} was accepted"));
+            assert_eq!(refused.kind(), ErrorKind::InvalidInput, "{name}: {refused}");
+            assert_eq!(refused.field(), Some("limits.max_cost_micros"), "{name}");
+            assert!(refused.message().contains(&step.to_string()), "{refused}");
+        }
+        let s = w
+            .start(LimitOverrides {
+                max_cost_micros: Some(step),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(s.status, SessionStatus::Running, "{name}");
+        w.engine
+            .sessions()
+            .stop(&w.user, s.id)
+            .await
+            .unwrap_or_else(|e| panic!("stop: {e}"));
+    }
+}
+
+#[tokio::test]
 async fn idle_timeout_stops_an_idle_session_and_activity_defers_it() {
     for (name, db) in common::databases().await {
         let w = world(db, 1_000_000).await;
@@ -901,4 +995,73 @@ async fn two_replicas_on_one_postgres_charge_every_tick_exactly_once() {
         .await
         .unwrap_or_else(|e| panic!("reconcile: {e}"));
     assert!(report.drift.is_empty(), "ledger drift: {:?}", report.drift);
+}
+
+/// On the real clock: the running monitor wakes for a deadline that falls between two of its
+/// passes and stops the session there, before the pass that would come next.
+#[tokio::test]
+async fn the_running_monitor_wakes_for_a_deadline_between_its_passes() {
+    let Some((name, db)) = common::databases().await.into_iter().next() else {
+        panic!("no database");
+    };
+    let root = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let interval_ms = 5_000;
+    let engine = Engine::builder(Arc::new(db))
+        .with_compute(Arc::new(LocalCompute::unsandboxed(root.path())))
+        .with_config(EngineConfig {
+            sessions: SessionSettings {
+                check_interval_ms: interval_ms,
+                ..config().sessions
+            },
+            ..config()
+        })
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("engine: {e}"));
+    let (user, workspace) = common::member_with_workspace(&engine, "lab", 1_000_000).await;
+    let mut events = engine.sessions().subscribe();
+    let _monitor = engine.monitor().spawn();
+    // 104 micro-credits at 50,000 per hour: 7,488 ms, half-way between the passes at 5 and
+    // 10 s after the start.
+    let s = engine
+        .sessions()
+        .create(
+            &user,
+            CreateSession {
+                workspace_id: workspace,
+                template: "python".into(),
+                limits: LimitOverrides {
+                    max_cost_micros: Some(104),
+                    ..Default::default()
+                },
+                placement: Default::default(),
+                env: Default::default(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: create: {e}"));
+    let started = s.started_at.unwrap_or_default();
+    let deadline = started + Duration::milliseconds(104 * 3_600_000 / s.rate_micros_per_hour);
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            match events.recv().await {
+                Ok(e) if e.session_id == s.id => {
+                    if let SessionEventKind::Stopped { reason, .. } = e.kind {
+                        return (reason, e.at);
+                    }
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("events: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name}: the session did not stop"));
+    assert_eq!(stopped.0, StopReason::CostLimit, "{name}");
+    let next_pass = started + Duration::milliseconds(2 * interval_ms as i64);
+    assert!(
+        stopped.1 >= deadline && stopped.1 < next_pass,
+        "{name}: stopped at {}, the deadline was {deadline}, the next pass {next_pass}",
+        stopped.1
+    );
 }

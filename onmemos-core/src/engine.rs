@@ -263,6 +263,9 @@ pub(crate) struct Inner {
     pub(crate) uploads: crate::services::storage::InFlight,
     /// Parts of resumable uploads this server may hold in memory at once, shared by tenants.
     pub(crate) part_slots: crate::services::storage::PartSlots,
+    /// Wakes the monitor's loop early (a session started whose first deadline may come
+    /// before the next pass).
+    pub(crate) monitor_wake: Arc<tokio::sync::Notify>,
     /// When activity on each session was last written.
     pub(crate) activity: std::sync::Mutex<
         std::collections::HashMap<crate::id::SessionId, chrono::DateTime<chrono::Utc>>,
@@ -456,6 +459,7 @@ impl EngineBuilder {
                 node,
                 bus: tokio::sync::broadcast::channel(1024).0,
                 activity: std::sync::Mutex::default(),
+                monitor_wake: Arc::default(),
                 uploads: Default::default(),
                 part_slots: crate::services::storage::PartSlots::new(parts_in_memory),
             }),

@@ -204,6 +204,15 @@ impl Error {
         self
     }
 
+    /// Names another field as the one the error is about (a service speaking its request's
+    /// names rather than a lower layer's), keeping the code and the rest of the context.
+    #[must_use]
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.context.retain(|(k, _)| *k != "field");
+        self.context.push(("field", field.into()));
+        self
+    }
+
     /// Sets the source error (fluent).
     #[must_use]
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {

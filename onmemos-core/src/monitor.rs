@@ -16,10 +16,13 @@ use crate::error::{ErrorKind, Result};
 use crate::id::SessionId;
 use crate::model::{SessionEventKind, SessionRecord, SessionStatus, StopReason, Warning, cost_of};
 use crate::ports::compute::ComputeStatus;
-use crate::services::sessions::ms_within_cost;
+use crate::services::sessions::{deadlines, next_check};
 
 /// How many sessions one claim takes.
 const CLAIM_BATCH: u32 = 64;
+/// The shortest pause between passes, so that a session due again and again (its tick
+/// failing, say) cannot keep the loop busy.
+const MIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,20 +57,14 @@ impl Drop for MonitorHandle {
     }
 }
 
-/// A limit and the moment it stops the session.
-struct Deadline {
-    at: DateTime<Utc>,
-    reason: StopReason,
-    warning: Warning,
-}
-
 impl Monitor {
     pub(crate) fn new(engine: Engine) -> Self {
         Self { engine }
     }
 
     /// Reconciles once ([`Self::reconcile_after_restart`]), then runs a pass every check
-    /// interval until the handle is dropped.
+    /// interval — or as soon as a session is due, when that is sooner — until the handle is
+    /// dropped.
     pub fn spawn(self) -> MonitorHandle {
         MonitorHandle(tokio::spawn(async move {
             match self.reconcile_after_restart().await {
@@ -81,17 +78,40 @@ impl Monitor {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "could not reconcile sessions at start-up"),
             }
-            let interval =
-                std::time::Duration::from_millis(self.engine.config().sessions.check_interval_ms);
-            let mut timer = tokio::time::interval(interval);
-            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let wake = self.engine.inner.monitor_wake.clone();
             loop {
-                timer.tick().await;
                 if let Err(e) = self.run_once().await {
                     tracing::warn!(error = %e, "monitor pass failed");
                 }
+                let pause = self.until_next_pass().await;
+                // A session started here may be due before then: its start wakes the loop.
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = wake.notified() => {}
+                }
             }
         }))
+    }
+
+    /// How long to wait before the next pass: one check interval, or less when a session is
+    /// due sooner (a limit's deadline, a lease that runs out), so that limits stop sessions
+    /// at their deadline rather than at the next pass after it.
+    async fn until_next_pass(&self) -> std::time::Duration {
+        let interval =
+            std::time::Duration::from_millis(self.engine.config().sessions.check_interval_ms);
+        let due = match self.engine.database().sessions().next_due().await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read when the next session is due");
+                None
+            }
+        };
+        due.map_or(interval, |at| {
+            let wait = (at - self.engine.clock().now())
+                .to_std()
+                .unwrap_or_default();
+            wait.clamp(MIN_PAUSE, interval)
+        })
     }
 
     /// After a restart: every unfinished session of this node is stopped
@@ -270,30 +290,6 @@ impl Monitor {
         Ok(killed)
     }
 
-    /// The limits of a running session and when each stops it.
-    fn deadlines(record: &SessionRecord, started: DateTime<Utc>) -> Vec<Deadline> {
-        let s = &record.session;
-        let secs = |v: u64| Duration::seconds(i64::try_from(v).unwrap_or(i64::MAX / 1000));
-        let mut deadlines = vec![Deadline {
-            at: started + secs(s.limits.max_duration_secs),
-            reason: StopReason::DurationLimit,
-            warning: Warning::DurationLimit,
-        }];
-        if let Some(ms) = ms_within_cost(s.rate_micros_per_hour, s.limits.max_cost_micros) {
-            deadlines.push(Deadline {
-                at: started + Duration::milliseconds(ms),
-                reason: StopReason::CostLimit,
-                warning: Warning::CostLimit,
-            });
-        }
-        deadlines.push(Deadline {
-            at: s.last_activity_at + secs(s.limits.idle_timeout_secs),
-            reason: StopReason::IdleTimeout,
-            warning: Warning::IdleTimeout,
-        });
-        deadlines
-    }
-
     /// One tick of a leased session at `now`: stops it if a limit passed (charging up to the
     /// limit), else charges the time since the last tick, extends the hold — stopping it with
     /// `credits_exhausted` when that is refused — and warns of limits that are near. Returns
@@ -303,7 +299,7 @@ impl Monitor {
         let Some(started) = record.session.started_at else {
             return Ok(None);
         };
-        let deadlines = Self::deadlines(&record, started);
+        let deadlines = deadlines(&record.session, started);
         if let Some(first) = deadlines
             .iter()
             .filter(|d| d.at <= now)
@@ -351,7 +347,12 @@ impl Monitor {
         };
         let window = settings.billing_window();
         next.covered_until = Some(now + window);
-        next.next_check_at = Some(now + settings.check_interval());
+        next.next_check_at = Some(next_check(
+            &next.session,
+            started,
+            now,
+            settings.check_interval(),
+        ));
 
         // Warnings, once each, before a limit stops the session.
         let lead = settings.warning_lead();

@@ -134,6 +134,75 @@ where
     }
 }
 
+/// What a route needs of its caller beyond a valid key, checked by [`Authorized`] from the
+/// request's head — before its parameters or body are read — so a key without that authority
+/// gets 403 and never a hint about what the body should have held.
+pub(crate) trait Needs: Send + Sync + 'static {
+    /// `Ok` if `caller` may use the route.
+    fn check(caller: &Principal) -> onmemos_core::Result<()>;
+}
+
+/// The authorities routes need: one marker type each.
+pub(crate) mod needs {
+    use onmemos_core::Principal;
+    use onmemos_core::model::Scope;
+
+    macro_rules! scopes {
+        ($($(#[$doc:meta])* $name:ident => $scope:ident,)+) => {$(
+            $(#[$doc])*
+            pub(crate) struct $name;
+            impl super::Needs for $name {
+                fn check(caller: &Principal) -> onmemos_core::Result<()> {
+                    caller.require(Scope::$scope)
+                }
+            }
+        )+};
+    }
+
+    scopes! {
+        /// `workspaces:write`.
+        WorkspacesWrite => WorkspacesWrite,
+        /// `templates:write`.
+        TemplatesWrite => TemplatesWrite,
+        /// `keys:write`.
+        KeysWrite => KeysWrite,
+        /// `sessions:write`.
+        SessionsWrite => SessionsWrite,
+        /// `storage:read` (what every presigned URL needs at least).
+        StorageRead => StorageRead,
+        /// `storage:write`.
+        StorageWrite => StorageWrite,
+        /// `credits:read`.
+        CreditsRead => CreditsRead,
+        /// `optimizer:run`.
+        OptimizerRun => OptimizerRun,
+    }
+
+    /// An administrator holding the `admin` scope.
+    pub(crate) struct Admin;
+    impl super::Needs for Admin {
+        fn check(caller: &Principal) -> onmemos_core::Result<()> {
+            caller.require_admin()
+        }
+    }
+}
+
+/// The authenticated caller, holding what `N` says the route needs.
+pub(crate) struct Authorized<N>(pub Principal, pub std::marker::PhantomData<N>);
+
+impl<N: Needs> FromRequestParts<AppState> for Authorized<N> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Auth(caller) = Auth::from_request_parts(parts, state).await?;
+        N::check(&caller)?;
+        Ok(Self(caller, std::marker::PhantomData))
+    }
+}
+
 /// The authenticated caller, from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 #[derive(Debug, Clone)]
 pub struct Auth(pub Principal);

@@ -443,3 +443,93 @@ async fn a_narrow_key_cannot_revoke_a_wider_one() {
         .await;
     assert!(r.status.is_success(), "{}", r.text);
 }
+
+/// A key without a route's authority is refused (403) before the route reads its body: a bad
+/// body tells it nothing about what the body should hold.
+#[tokio::test]
+async fn authority_is_checked_before_the_body_is_read() {
+    let api = TestApi::new().await;
+    let member = api.member("reader@example.com").await;
+    let reader = api
+        .send(post(
+            "/v1/api-keys",
+            &member,
+            None,
+            json!({"name": "reader", "scopes": ["workspaces:read"]}),
+        ))
+        .await;
+    assert_eq!(reader.status, StatusCode::CREATED, "{}", reader.text);
+    let reader = reader.body["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let bad_bodies = [
+        json!({"nam": 1}),
+        json!({"name": 7, "scopes": "x"}),
+        json!({}),
+    ];
+    for path in [
+        "/v1/workspaces",
+        "/v1/sessions",
+        "/v1/templates",
+        "/v1/api-keys",
+        "/v1/users",
+        "/v1/credits/purchases",
+        "/v1/credits/grants",
+    ] {
+        for body in &bad_bodies {
+            let r = api.send(post(path, &reader, None, body.clone())).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} {body}: {}", r.text);
+            assert!(
+                !r.text.contains("unknown field") && !r.text.contains("missing field"),
+                "{path}: {}",
+                r.text
+            );
+        }
+    }
+    // A member's full key on an admin route: 403 too, whatever the body.
+    let r = api
+        .send(post(
+            "/v1/credits/purchases",
+            &member,
+            None,
+            json!({"x": 1}),
+        ))
+        .await;
+    r.assert_error(403, "insufficient_scope");
+    // With the authority, the same bad body gets its validation answer.
+    let r = api
+        .send(post("/v1/workspaces", &member, None, json!({"nam": 1})))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+}
+
+/// A purchase past the most one account may hold is refused (422 `limit_exceeded`, field
+/// `amount`) and changes nothing; others can still buy.
+#[tokio::test]
+async fn purchases_past_the_balance_cap_are_refused_and_change_nothing() {
+    let api = TestApi::new().await;
+    let ada = api.member("ada@example.com").await;
+    let bob = api.member("bob@example.com").await;
+    let (ada_id, bob_id) = (user_id(&api, &ada).await, user_id(&api, &bob).await);
+    let buy = |user: &str, amount: i64| {
+        post(
+            "/v1/credits/purchases",
+            &api.admin_key,
+            None,
+            json!({"user_id": user, "amount_micros": amount}),
+        )
+    };
+    let max = onmemos_core::model::MAX_BALANCE;
+    let r = api.send(buy(&ada_id, max)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    for _ in 0..3 {
+        let r = api.send(buy(&ada_id, 1)).await;
+        r.assert_error(422, "limit_exceeded");
+        assert_eq!(r.body["field"], "amount_micros", "{}", r.text);
+    }
+    let balance = api.call(Method::GET, "/v1/credits", Some(&ada), None).await;
+    assert_eq!(balance.body["available"], json!(max), "{}", balance.text);
+    let r = api.send(buy(&bob_id, 1_000)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}

@@ -13,8 +13,8 @@ use crate::api::{ErrorCode, Page, PageRequest};
 use crate::error::{Error, Result};
 use crate::id::UserId;
 use crate::model::{
-    AccountCounters, AccountRef, Balance, EXPIRY_PREFIX, GrantBalance, LedgerOp, MicroCredits,
-    Transfer, TransferId, TransferKind,
+    AccountCounters, AccountRef, Balance, EXPIRY_PREFIX, GrantBalance, LedgerOp, MAX_BALANCE,
+    MAX_ISSUED, MicroCredits, Transfer, TransferId, TransferKind, balance_cap, ledger_full,
 };
 use crate::ports::LedgerRepo;
 
@@ -232,6 +232,15 @@ impl LedgerRepo for ReferenceLedger {
                 ..
             } => {
                 let user_acct = AccountRef::User(*user);
+                let held = s.account(user_acct);
+                let balance = held.credits_posted - held.debits_posted;
+                if balance > MAX_BALANCE - amount {
+                    return Err(balance_cap(balance, *amount));
+                }
+                let issued = s.account(AccountRef::Issuance).debits_posted;
+                if issued > MAX_ISSUED - amount {
+                    return Err(ledger_full(issued, *amount));
+                }
                 s.account(user_acct).credits_posted += amount;
                 s.account(AccountRef::Issuance).debits_posted += amount;
                 let t = s.push(recorded(op, now)?);

@@ -29,6 +29,42 @@ use crate::model::MicroCredits;
 /// many such transfers stay far inside `i64`.
 pub const MAX_TRANSFER: MicroCredits = 1_000_000_000_000_000;
 
+/// The most one user's account may hold, posted (held credits included): 10^15 micro-credits,
+/// a billion credits. A grant or purchase past it is refused (`limit_exceeded`, field
+/// `amount`) and changes nothing.
+pub const MAX_BALANCE: MicroCredits = 1_000_000_000_000_000;
+
+/// The most the ledger can ever issue in all, in micro-credits: what one 64-bit counter holds.
+/// Every other counter is bounded by it (credit only enters through grants), so refusing the
+/// grant that would pass it keeps every account's sums exact; past it grants are refused
+/// (`limit_exceeded`) and nothing else is affected.
+pub const MAX_ISSUED: MicroCredits = i64::MAX;
+
+/// The refusal of a grant of `amount` to an account holding `balance`, past [`MAX_BALANCE`].
+pub fn balance_cap(balance: MicroCredits, amount: MicroCredits) -> Error {
+    Error::with_code(
+        ErrorCode::LimitExceeded,
+        format!(
+            "a grant of {amount} micro-credits would take the balance of {balance} past the \
+             most one account may hold, {MAX_BALANCE} micro-credits"
+        ),
+    )
+    .with_context("field", "amount")
+}
+
+/// The refusal of a grant of `amount` once `issued` micro-credits were issued, past
+/// [`MAX_ISSUED`].
+pub fn ledger_full(issued: MicroCredits, amount: MicroCredits) -> Error {
+    Error::with_code(
+        ErrorCode::LimitExceeded,
+        format!(
+            "a grant of {amount} micro-credits would take what the ledger has issued \
+             ({issued}) past the most it can count, {MAX_ISSUED}"
+        ),
+    )
+    .with_context("field", "amount")
+}
+
 /// An account of the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AccountRef {

@@ -12,7 +12,8 @@ mod workspace;
 pub use api_key::{ApiKey, ApiKeyRecord, Scope};
 pub use ledger::{
     AccountCounters, AccountDrift, AccountRef, Balance, EXPIRY_PREFIX, GrantBalance, GrantSource,
-    LedgerOp, MAX_TRANSFER, Reconciliation, Transfer, TransferId, TransferKind,
+    LedgerOp, MAX_BALANCE, MAX_ISSUED, MAX_TRANSFER, Reconciliation, Transfer, TransferId,
+    TransferKind, balance_cap, ledger_full,
 };
 pub use pricing::{PriceBook, cost_of};
 pub use session::{

@@ -2,7 +2,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{CreditRequest, ListParams, Page, PageRequest, TransferListParams};
 use crate::engine::Engine;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::model::{
     AccountRef, Balance, GrantSource, LedgerOp, PriceBook, Reconciliation, Scope, Transfer,
     TransferId,
@@ -124,7 +124,7 @@ impl<'e> CreditService<'e> {
         };
         let transfer = self.execute(&op).await.map_err(|e| {
             if e.field() == Some("amount") {
-                Error::invalid("amount_micros", e.message().to_owned())
+                e.with_field("amount_micros")
             } else {
                 e
             }

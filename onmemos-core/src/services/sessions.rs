@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use futures_core::Stream;
 
 use crate::api::{
@@ -21,7 +21,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::{SessionId, TemplateId};
 use crate::model::{
     LedgerOp, MicroCredits, Scope, Session, SessionEvent, SessionEventKind, SessionLimits,
-    SessionRecord, SessionStatus, StopReason, Template, TransferId, cost_of,
+    SessionRecord, SessionStatus, StopReason, Template, TransferId, Warning, cost_of,
 };
 use crate::ports::SessionFilter;
 use crate::ports::compute::{
@@ -68,6 +68,52 @@ pub(crate) fn ms_within_cost(rate: MicroCredits, max_cost: MicroCredits) -> Opti
         let ms = i128::from(max_cost.max(0)) * 3_600_000 / i128::from(rate);
         i64::try_from(ms).unwrap_or(i64::MAX)
     })
+}
+
+/// A limit of a running session and the moment it stops the session.
+pub(crate) struct Deadline {
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) reason: StopReason,
+    pub(crate) warning: Warning,
+}
+
+/// The limits of a session that started at `started`, and when each stops it.
+pub(crate) fn deadlines(session: &Session, started: DateTime<Utc>) -> Vec<Deadline> {
+    let secs = |v: u64| Duration::seconds(i64::try_from(v).unwrap_or(i64::MAX / 1000));
+    let mut deadlines = vec![Deadline {
+        at: started + secs(session.limits.max_duration_secs),
+        reason: StopReason::DurationLimit,
+        warning: Warning::DurationLimit,
+    }];
+    if let Some(ms) = ms_within_cost(session.rate_micros_per_hour, session.limits.max_cost_micros) {
+        deadlines.push(Deadline {
+            at: started + Duration::milliseconds(ms),
+            reason: StopReason::CostLimit,
+            warning: Warning::CostLimit,
+        });
+    }
+    deadlines.push(Deadline {
+        at: session.last_activity_at + secs(session.limits.idle_timeout_secs),
+        reason: StopReason::IdleTimeout,
+        warning: Warning::IdleTimeout,
+    });
+    deadlines
+}
+
+/// When a session checked at `now` is next due: after one check interval, or at its first
+/// deadline if that comes sooner — a limit stops the session at its deadline, not at the
+/// next pass after it.
+pub(crate) fn next_check(
+    session: &Session,
+    started: DateTime<Utc>,
+    now: DateTime<Utc>,
+    interval: Duration,
+) -> DateTime<Utc> {
+    deadlines(session, started)
+        .iter()
+        .map(|d| d.at)
+        .fold(now + interval, DateTime::min)
+        .max(now)
 }
 
 impl<'e> SessionService<'e> {
@@ -151,6 +197,21 @@ impl<'e> SessionService<'e> {
             .config()
             .pricing
             .hourly_rate(&template.resources, request.placement);
+        // A cost limit that one billing step would pass lets nothing run that is not free.
+        let check_ms =
+            i64::try_from(self.engine.config().sessions.check_interval_ms).unwrap_or(i64::MAX);
+        let step = cost_of(rate, check_ms);
+        if limits.max_cost_micros < step {
+            return Err(Error::invalid(
+                "limits.max_cost_micros",
+                format!(
+                    "limits.max_cost_micros must be at least {step} micro-credits: one billing \
+                     step ({check_ms} ms) at this session's rate of {rate} micro-credits per hour \
+                     (the limit is {} here, from the request or the template)",
+                    limits.max_cost_micros
+                ),
+            ));
+        }
         let now = self.engine.clock().now();
         let session = Session {
             id: SessionId::new(),
@@ -249,7 +310,12 @@ impl<'e> SessionService<'e> {
         next.session.last_activity_at = started_at;
         let settings = &self.engine.config().sessions;
         next.covered_until = Some(started_at + settings.billing_window());
-        next.next_check_at = Some(started_at + settings.check_interval());
+        next.next_check_at = Some(next_check(
+            &next.session,
+            started_at,
+            started_at,
+            settings.check_interval(),
+        ));
         if !db.sessions().update(&next).await? {
             let _ = compute.stop_session(id).await;
             return Err(Error::conflict("the session changed while it was starting"));
@@ -260,6 +326,8 @@ impl<'e> SessionService<'e> {
             "compute is up; billing started".into(),
         )
         .await;
+        // Its first deadline may come before the monitor's next pass.
+        self.engine.inner.monitor_wake.notify_one();
         tracing::info!(session = %id, template = %template.name, rate, "session started");
         Ok(next.session)
     }

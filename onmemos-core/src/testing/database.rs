@@ -727,6 +727,7 @@ macro_rules! database_conformance {
         $crate::database_conformance!(@ledger $make;
             ledger_holds_posts_and_voids,
             ledger_refuses_bad_operations,
+            ledger_caps_a_balance,
             ledger_grant_order_expiry_and_timeouts,
         );
     };

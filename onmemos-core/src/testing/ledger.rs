@@ -9,8 +9,8 @@ use crate::error::ErrorKind;
 use crate::id::UserId;
 use crate::ledger::reconcile;
 use crate::model::{
-    AccountRef, GrantSource, LedgerOp, MAX_TRANSFER, MicroCredits, Role, TransferId, TransferKind,
-    User,
+    AccountRef, GrantSource, LedgerOp, MAX_BALANCE, MAX_TRANSFER, MicroCredits, Role, TransferId,
+    TransferKind, User,
 };
 use crate::ports::Database;
 
@@ -188,6 +188,51 @@ pub async fn ledger_holds_posts_and_voids(db: Arc<dyn Database>) {
         .unwrap_or_default();
     use TransferKind::*;
     assert_eq!(kinds, [Grant, Hold, Post, Hold, Void]);
+    assert_consistent(&db).await;
+}
+
+/// A user's balance stops at [`MAX_BALANCE`]: the grant past it is refused with
+/// `limit_exceeded` naming `amount`, changes nothing, and other users are unaffected; spending
+/// makes room again.
+pub async fn ledger_caps_a_balance(db: Arc<dyn Database>) {
+    let (u, other) = (user(&db).await, user(&db).await);
+    let now = t0();
+    ok(&db, &grant(u, MAX_BALANCE - 10, 0, None), now).await;
+    let before = db
+        .ledger()
+        .balance(u)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for past in [11, MAX_TRANSFER] {
+        let refused = run(&db, &grant(u, past, 0, None), now)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a grant of {past} past the cap was applied"));
+        assert_eq!(refused.code(), ErrorCode::LimitExceeded, "{refused}");
+        assert_eq!(refused.field(), Some("amount"), "{refused}");
+    }
+    let after = db
+        .ledger()
+        .balance(u)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(before, after, "a refused grant changed the account");
+    ok(&db, &grant(u, 10, 0, None), now).await;
+    assert_eq!(available(&db, u).await, MAX_BALANCE);
+    ok(&db, &grant(other, MAX_TRANSFER, 0, None), now).await;
+    // What is spent leaves room.
+    let h = ok(&db, &hold(u, 500, Duration::minutes(5)), now).await;
+    ok(
+        &db,
+        &LedgerOp::Post {
+            id: tid("post"),
+            hold: h.id,
+            amount: 500,
+        },
+        now,
+    )
+    .await;
+    ok(&db, &grant(u, 500, 0, None), now).await;
     assert_consistent(&db).await;
 }
 

@@ -6,7 +6,7 @@ use onmemos_core::id::ApiKeyId;
 use onmemos_core::model::ApiKey;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, Authorized, needs};
 use crate::state::AppState;
 
 /// Creates an API key for the caller; the secret is in this answer only.
@@ -14,7 +14,7 @@ use crate::state::AppState;
     responses((status = 201, body = CreatedApiKey), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn create_key(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::KeysWrite>,
     ApiJson(body): ApiJson<CreateApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
     Ok((

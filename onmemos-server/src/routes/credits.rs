@@ -5,7 +5,7 @@ use onmemos_core::api::{CreditRequest, ErrorBody, Page, TransferListParams};
 use onmemos_core::model::{Balance, PriceBook, Transfer};
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, Auth};
+use crate::extract::{ApiJson, ApiQuery, Auth, Authorized, needs};
 use crate::idempotency::idempotency_key;
 use crate::state::AppState;
 
@@ -37,7 +37,7 @@ pub(crate) async fn transfers(
     responses((status = 201, body = Transfer), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn purchase(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::Admin>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreditRequest>,
 ) -> Result<(StatusCode, Json<Transfer>), ApiError> {
@@ -59,7 +59,7 @@ pub(crate) async fn purchase(
     responses((status = 201, body = Transfer), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn grant(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::Admin>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreditRequest>,
 ) -> Result<(StatusCode, Json<Transfer>), ApiError> {

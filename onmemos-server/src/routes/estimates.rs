@@ -3,7 +3,7 @@ use axum::extract::State;
 use onmemos_core::api::{CompareRequest, Comparison, ErrorBody, Estimate, EstimateRequest};
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Auth};
+use crate::extract::{ApiJson, Authorized, needs};
 use crate::state::AppState;
 
 /// Quotes a session configuration (a template or explicit resources) for a duration: the exact
@@ -13,7 +13,7 @@ use crate::state::AppState;
     responses((status = 200, body = Estimate), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn quote(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::CreditsRead>,
     ApiJson(body): ApiJson<EstimateRequest>,
 ) -> Result<Json<Estimate>, ApiError> {
     Ok(Json(s.engine.estimates().quote(&p, body).await?))
@@ -25,7 +25,7 @@ pub(crate) async fn quote(
     responses((status = 200, body = Comparison), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn compare(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::CreditsRead>,
     ApiJson(body): ApiJson<CompareRequest>,
 ) -> Result<Json<Comparison>, ApiError> {
     Ok(Json(s.engine.estimates().compare(&p, body).await?))

@@ -4,7 +4,7 @@ use onmemos_core::api::{ErrorBody, OptimizationReport};
 use onmemos_core::ports::optimizer::OptimizationRequest;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Auth};
+use crate::extract::{ApiJson, Authorized, needs};
 use crate::state::AppState;
 
 /// Recommendations for a cluster snapshot under a policy: consolidation (nodes to drain, nodes
@@ -16,7 +16,7 @@ use crate::state::AppState;
         (status = 501, description = "No optimizer is configured on this server", body = ErrorBody)))]
 pub(crate) async fn recommendations(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::OptimizerRun>,
     ApiJson(body): ApiJson<OptimizationRequest>,
 ) -> Result<Json<OptimizationReport>, ApiError> {
     Ok(Json(s.engine.optimizer().recommend(&p, body).await?))

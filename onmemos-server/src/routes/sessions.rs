@@ -18,7 +18,7 @@ use onmemos_core::model::{Session, SessionEvent};
 use onmemos_core::ports::compute::ExecEvent;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, Authorized, needs};
 use crate::state::AppState;
 
 /// Starts a session: quotes it, holds the credits for its first billing window, starts its
@@ -29,7 +29,7 @@ use crate::state::AppState;
     responses((status = 201, body = Session), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn create_session(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::SessionsWrite>,
     ApiJson(body): ApiJson<CreateSession>,
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
     Ok((
@@ -93,7 +93,7 @@ pub(crate) async fn stop_session(
     responses((status = 200, body = ExecOutput), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn exec(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::SessionsWrite>,
     ApiPath(id): ApiPath<SessionId>,
     ApiJson(body): ApiJson<ExecCommand>,
 ) -> Result<Json<ExecOutput>, ApiError> {
@@ -109,7 +109,7 @@ pub(crate) async fn exec(
         (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn exec_stream(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::SessionsWrite>,
     ApiPath(id): ApiPath<SessionId>,
     ApiJson(body): ApiJson<ExecCommand>,
 ) -> Result<Response, ApiError> {

@@ -20,7 +20,7 @@ use onmemos_core::model::{StorageUsage, Upload, UploadPart};
 use onmemos_core::services::UploadOptions;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, Authorized, needs};
 use crate::state::AppState;
 
 /// The workspace and the object path of a `/v1/workspaces/{workspace_id}/files/{*path}` route,
@@ -441,7 +441,7 @@ pub(crate) async fn list_objects(
     responses((status = 200, body = PresignedUrl), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn presign(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::StorageRead>,
     ApiPath(id): ApiPath<WorkspaceId>,
     ApiJson(body): ApiJson<PresignRequest>,
 ) -> Result<Json<PresignedUrl>, ApiError> {
@@ -469,7 +469,7 @@ pub(crate) async fn usage(
     responses((status = 201, body = Upload), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn create_upload(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::StorageWrite>,
     ApiPath(id): ApiPath<WorkspaceId>,
     ApiJson(body): ApiJson<CreateUpload>,
 ) -> Result<(StatusCode, Json<Upload>), ApiError> {

@@ -5,7 +5,7 @@ use onmemos_core::api::{CreateTemplate, ErrorBody, Page, TemplateListParams};
 use onmemos_core::model::Template;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, Auth};
+use crate::extract::{ApiJson, ApiQuery, Auth, Authorized, needs};
 use crate::state::AppState;
 
 /// Creates a custom template.
@@ -13,7 +13,7 @@ use crate::state::AppState;
     responses((status = 201, body = Template), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn create_template(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::TemplatesWrite>,
     ApiJson(body): ApiJson<CreateTemplate>,
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
     Ok((

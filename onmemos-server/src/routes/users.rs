@@ -6,7 +6,7 @@ use onmemos_core::id::UserId;
 use onmemos_core::model::User;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, Authorized, needs};
 use crate::state::AppState;
 
 /// The caller's own user.
@@ -21,7 +21,7 @@ pub(crate) async fn me(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<
     responses((status = 201, body = CreatedUser), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn create_user(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::Admin>,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
     Ok((

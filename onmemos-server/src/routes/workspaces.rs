@@ -6,7 +6,7 @@ use onmemos_core::id::WorkspaceId;
 use onmemos_core::model::Workspace;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, Authorized, needs};
 use crate::state::AppState;
 
 /// Creates a workspace.
@@ -14,7 +14,7 @@ use crate::state::AppState;
     responses((status = 201, body = Workspace), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn create_workspace(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::WorkspacesWrite>,
     ApiJson(body): ApiJson<CreateWorkspace>,
 ) -> Result<(StatusCode, Json<Workspace>), ApiError> {
     Ok((
@@ -53,7 +53,7 @@ pub(crate) async fn get_workspace(
     responses((status = 200, body = Workspace), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn update_workspace(
     State(s): State<AppState>,
-    Auth(p): Auth,
+    Authorized(p, _): Authorized<needs::WorkspacesWrite>,
     ApiPath(id): ApiPath<WorkspaceId>,
     ApiJson(body): ApiJson<UpdateWorkspace>,
 ) -> Result<Json<Workspace>, ApiError> {

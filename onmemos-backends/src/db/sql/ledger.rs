@@ -23,7 +23,7 @@ use onmemos_core::id::UserId;
 use onmemos_core::ledger::{expiry_id, hold_not_found, hold_settled, hold_timed_out, insufficient};
 use onmemos_core::model::{
     AccountCounters, AccountRef, Balance, GrantBalance, GrantSource, LedgerOp, MicroCredits,
-    Transfer, TransferId, TransferKind,
+    Transfer, TransferId, TransferKind, balance_cap, ledger_full,
 };
 use onmemos_core::ports::LedgerRepo;
 use onmemos_core::{Error, ErrorKind, Result};
@@ -252,6 +252,8 @@ fn refusal(op: &LedgerOp, unique: bool, message: &str) -> Option<Error> {
             "amount",
             format!("cannot post {amount}: the hold is for {figure}"),
         ),
+        ("balance_cap", LedgerOp::Grant { amount, .. }, _) => balance_cap(figure, *amount),
+        ("ledger_full", LedgerOp::Grant { amount, .. }, _) => ledger_full(figure, *amount),
         ("no_user", LedgerOp::Grant { user, .. }, _) => {
             Error::not_found(format!("no user {user}")).with_context("field", "user_id")
         }

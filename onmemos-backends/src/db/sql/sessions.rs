@@ -286,6 +286,18 @@ impl SessionRepo for SqlDatabase {
         rows.iter().map(record_from).collect()
     }
 
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(CASE WHEN lease_until > next_check_at THEN lease_until
+                             ELSE next_check_at END)
+             FROM sessions WHERE status = 'running'",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .db_context("read when the next session is due")?;
+        opt_at(due)
+    }
+
     async fn unfinished_on(&self, node: &str) -> Result<Vec<SessionRecord>> {
         let rows = sqlx::query(
             "SELECT * FROM sessions
