@@ -11,12 +11,12 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A JSON body: `application/json`, within the body limit, of the right shape. Errors name the
-/// field (`resources.cpu_millis`) where serde can tell.
+/// A JSON body: `application/json`, within the body limit, of the right shape, and allowed by
+/// the type's schema in the OpenAPI document. Errors name the field (`resources.cpu_millis`).
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<S: Send + Sync, T: DeserializeOwned + utoipa::ToSchema> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -43,7 +43,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 Error::with_code(ErrorCode::MalformedBody, rejection.body_text())
             }
         })?;
-        parse_json(&bytes).map(ApiJson)
+        let body = parse_json(&bytes)?;
+        // What serde took must also be what the document allows (see crate::openapi).
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError(malformed(&e)))?;
+        crate::openapi::check_body(&T::name(), &value)?;
+        Ok(ApiJson(body))
     }
 }
 
@@ -57,19 +62,66 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         return Err(Error::invalid("", "the request body must be a JSON object").into());
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            malformed(&inner)
-        } else if path == "." {
-            Error::invalid("", format!("invalid request body: {inner}"))
-        } else {
-            Error::invalid(path.clone(), format!("{path}: {inner}"))
+    let parsed = serde_path_to_error::deserialize(&mut de);
+    let err = match parsed {
+        Ok(value) => {
+            de.end().map_err(|e| malformed(&e))?;
+            return Ok(value);
         }
-    })?;
-    de.end().map_err(|e| malformed(&e))?;
-    Ok(value)
+        Err(err) => err,
+    };
+    // JSON has one kind of number: `3.0` is the integer 3 (as JSON Schema says), and a
+    // client's serializer may well write it so. Such a body gets a second reading.
+    if !(err.inner().is_syntax() || err.inner().is_eof())
+        && let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && integral_floats_to_integers(&mut value)
+    {
+        return serde_path_to_error::deserialize(value).map_err(|e| shape_error(e).into());
+    }
+    Err(shape_error(err).into())
+}
+
+fn shape_error(err: serde_path_to_error::Error<serde_json::Error>) -> Error {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        malformed(&inner)
+    } else if path == "." {
+        Error::invalid("", format!("invalid request body: {inner}"))
+    } else {
+        Error::invalid(path.clone(), format!("{path}: {inner}"))
+    }
+}
+
+/// Rewrites every number written with a fraction of zero that an integer can hold (`3.0`) as
+/// that integer; whether it changed anything.
+fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let Some(f) = n.as_f64() else { return false };
+            // Within ±2^53 every integer is exact in a double.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            if f.fract() == 0.0 && f.abs() <= EXACT {
+                #[allow(clippy::cast_possible_truncation)]
+                let i = f as i64;
+                *value = Value::from(i);
+                true
+            } else {
+                false
+            }
+        }
+        // Every element is visited: no short-circuit.
+        Value::Array(items) => items
+            .iter_mut()
+            .map(integral_floats_to_integers)
+            .fold(false, |a, b| a | b),
+        Value::Object(map) => map
+            .values_mut()
+            .map(integral_floats_to_integers)
+            .fold(false, |a, b| a | b),
+        _ => false,
+    }
 }
 
 fn malformed(err: &serde_json::Error) -> Error {

@@ -22,6 +22,7 @@ mod error;
 mod extract;
 mod idempotency;
 mod metrics;
+mod openapi;
 mod rate_limit;
 mod routes;
 mod serve;
@@ -69,7 +70,7 @@ pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
         rates: Arc::new(rate_limit::KeyRates::new(&config)),
     };
     let (api, openapi) = routes::api().split_for_parts();
-    let openapi = Arc::new(openapi_paths(openapi));
+    let openapi = Arc::new(openapi::finish(openapi));
     let router = api
         .route(
             "/openapi.json",
@@ -161,16 +162,7 @@ fn with_request_ids<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Rout
 
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    openapi_paths(routes::api().split_for_parts().1)
-}
-
-/// The document with paths as OpenAPI spells them: axum's wildcard `{*path}` is `{path}`.
-fn openapi_paths(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-    doc.paths.paths = std::mem::take(&mut doc.paths.paths)
-        .into_iter()
-        .map(|(path, item)| (path.replace("{*", "{"), item))
-        .collect();
-    doc
+    openapi::finish(routes::api().split_for_parts().1)
 }
 
 async fn route_not_found() -> ApiError {

@@ -191,8 +191,10 @@ impl ShellHubs {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ShellParams {
     /// Rows (default 24).
+    #[param(maximum = 65_535)]
     rows: Option<u16>,
     /// Columns (default 80).
+    #[param(maximum = 65_535)]
     cols: Option<u16>,
     /// Bytes of output the client already received from this terminal (a client that
     /// reconnects): only later output is replayed from the scrollback.

@@ -376,3 +376,32 @@ async fn bodies_must_be_json_objects() {
         .await;
     assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(0));
 }
+
+/// JSON has one kind of number: an integer written `3600.0` is accepted where an integer is
+/// expected (JSON Schema counts it as one); `3600.5` is refused naming the field.
+#[tokio::test]
+async fn integers_written_with_a_zero_fraction_are_integers() {
+    let api = TestApi::new().await;
+    let key = api.member("numbers@example.com").await;
+    let estimate = |duration: &str| {
+        raw(
+            Method::POST,
+            "/v1/estimates",
+            &key,
+            "application/json",
+            format!(r#"{{"template": "python", "duration_secs": {duration}}}"#),
+        )
+    };
+    let whole = api.send(estimate("3600")).await;
+    assert_eq!(whole.status, 200, "{}", whole.text);
+    let written_as_float = api.send(estimate("3600.0")).await;
+    assert_eq!(written_as_float.status, 200, "{}", written_as_float.text);
+    assert_eq!(written_as_float.body, whole.body);
+    let fractional = api.send(estimate("3600.5")).await;
+    fractional.assert_error(400, "invalid_request");
+    assert_eq!(
+        fractional.body["field"], "duration_secs",
+        "{}",
+        fractional.text
+    );
+}

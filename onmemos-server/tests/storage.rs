@@ -342,6 +342,15 @@ async fn files_stream_both_ways_with_ranges_etags_and_listings() {
         (presign.status, presign.code().as_str()),
         (501, "unsupported")
     );
+    // Nor does it give away how the store lays out its keys.
+    let message = presign.json()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !message.contains("workspaces/") && !message.contains(&ws.to_string()),
+        "{message}"
+    );
 
     let deleted = s
         .send(s.file(reqwest::Method::DELETE, &ws, "notes.md", &key))

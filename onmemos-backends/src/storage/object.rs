@@ -498,7 +498,7 @@ impl StorageProvider for ObjectStorage {
         let _ = (method, expires_in);
         Err(Error::with_code(
             ErrorCode::Unsupported,
-            format!("the {} store cannot presign URLs ({path:?})", self.name),
+            format!("the {} store cannot presign URLs", self.name),
         ))
     }
 

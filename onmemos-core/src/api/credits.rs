@@ -24,6 +24,7 @@ pub struct CreditRequest {
     /// Free text: an invoice, a campaign.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(max = 256))]
+    #[schema(max_length = 256)]
     pub reference: Option<String>,
 }
 
@@ -37,6 +38,7 @@ pub struct TransferListParams {
     pub kind: Option<TransferKind>,
     /// Items per page (1–200, default 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -13,6 +13,7 @@ pub struct EstimateRequest {
     /// A template (id or name); its resources are used unless `resources` is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(min = 1, max = 128))]
+    #[schema(min_length = 1, max_length = 128)]
     pub template: Option<String>,
     /// Explicit resources (instead of, or over, the template's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -20,6 +21,7 @@ pub struct EstimateRequest {
     pub resources: Option<Resources>,
     /// How long it would run, in seconds (60 s – 7 days).
     #[validate(range(min = 60, max = 604_800))]
+    #[schema(minimum = 60, maximum = 604_800)]
     pub duration_secs: u64,
     /// Spot or on-demand (default on-demand).
     #[serde(default)]
@@ -104,6 +106,7 @@ pub struct Estimate {
 pub struct CompareRequest {
     /// 1–20 configurations.
     #[validate(length(min = 1, max = 20), nested)]
+    #[schema(min_items = 1, max_items = 20)]
     pub configurations: Vec<EstimateRequest>,
 }
 

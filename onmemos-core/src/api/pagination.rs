@@ -18,6 +18,7 @@ pub const MAX_PAGE_SIZE: u32 = 200;
 pub struct ListParams {
     /// Items per page (1–200, default 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,12 +14,18 @@ use crate::validation;
 pub struct CreateUser {
     /// The user's email address.
     #[validate(email, length(max = 254))]
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     /// A display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(
         length(min = 1, max = 128),
         custom(function = "validation::single_line")
+    )]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
     )]
     pub name: Option<String>,
     /// The role (default `member`).
@@ -45,6 +51,11 @@ pub struct CreateApiKey {
         length(min = 1, max = 128),
         custom(function = "validation::single_line")
     )]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     /// The scopes; default: the caller's own scopes. Must be a subset of the caller's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,10 +80,12 @@ pub struct CreatedApiKey {
 pub struct CreateWorkspace {
     /// A DNS-label name, unique among the caller's workspaces.
     #[validate(custom(function = "validation::dns_label"))]
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(max = 1024))]
+    #[schema(max_length = 1024)]
     pub description: Option<String>,
     /// Environment variables for every session of the workspace.
     #[serde(default)]
@@ -87,10 +100,12 @@ pub struct UpdateWorkspace {
     /// A new name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(custom(function = "validation::dns_label"))]
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: Option<String>,
     /// A new description; an empty string clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(max = 1024))]
+    #[schema(max_length = 1024)]
     pub description: Option<String>,
     /// New environment variables, replacing the old ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,16 +119,23 @@ pub struct UpdateWorkspace {
 pub struct CreateTemplate {
     /// A DNS-label name, unique among the caller's templates and not a built-in's.
     #[validate(custom(function = "validation::dns_label"))]
+    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub name: String,
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(max = 1024))]
+    #[schema(max_length = 1024)]
     pub description: Option<String>,
     /// The category (default `custom`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<TemplateCategory>,
     /// The container image.
     #[validate(length(max = 256), custom(function = "validation::image_ref"))]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub image: String,
     /// The resources of each session.
     #[validate(nested)]
@@ -133,6 +155,7 @@ pub struct CreateTemplate {
     /// Typical start-up time in milliseconds (default 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(range(max = 3_600_000))]
+    #[schema(maximum = 3_600_000)]
     pub expected_start_ms: Option<u32>,
 }
 
@@ -152,6 +175,7 @@ pub struct TemplateListParams {
     pub sort: Option<TemplateSort>,
     /// Items per page (1–200, default 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]

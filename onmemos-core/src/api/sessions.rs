@@ -65,6 +65,7 @@ pub struct CreateSession {
     pub workspace_id: WorkspaceId,
     /// The template: its id or its name (`python`, or one of the caller's own).
     #[validate(length(min = 1, max = 128))]
+    #[schema(min_length = 1, max_length = 128)]
     pub template: String,
     /// Limits, within the server's bounds; unset ones come from the template.
     #[serde(default)]
@@ -94,6 +95,7 @@ pub struct SessionListParams {
     pub template_id: Option<TemplateId>,
     /// Items per page (1–200, default 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +108,7 @@ pub struct SessionListParams {
 pub struct ExecCommand {
     /// Program and arguments (no shell: use `["sh", "-c", "…"]` for one).
     #[validate(length(min = 1, max = 256))]
+    #[schema(min_items = 1, max_items = 256)]
     pub command: Vec<String>,
     /// Extra environment variables.
     #[serde(default)]
@@ -114,10 +117,12 @@ pub struct ExecCommand {
     /// Text written to the command's standard input, then closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(max = 1048576))]
+    #[schema(max_length = 1048576)]
     pub stdin: Option<String>,
     /// Kill the command after this many seconds (1–3600, default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(range(min = 1, max = 3600))]
+    #[schema(minimum = 1, maximum = 3600)]
     pub timeout_secs: Option<u64>,
 }
 
@@ -157,6 +162,7 @@ pub struct EventListParams {
     pub after: Option<u64>,
     /// At most this many (1–1000, default 200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

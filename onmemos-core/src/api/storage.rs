@@ -26,6 +26,7 @@ pub struct ObjectListParams {
     pub prefix: Option<String>,
     /// Items per page (1–1000, default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]

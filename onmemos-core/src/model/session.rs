@@ -93,12 +93,15 @@ wire_names!(Placement { OnDemand => "on_demand", Spot => "spot" });
 pub struct SessionLimits {
     /// Maximum run time in seconds (60 s – 7 days).
     #[validate(range(min = 60, max = 604_800))]
+    #[schema(minimum = 60, maximum = 604_800)]
     pub max_duration_secs: u64,
     /// Maximum cost in micro-credits.
     #[validate(range(min = 0))]
+    #[schema(minimum = 0)]
     pub max_cost_micros: MicroCredits,
     /// Stop after this many seconds without activity (60 s – 7 days).
     #[validate(range(min = 60, max = 604_800))]
+    #[schema(minimum = 60, maximum = 604_800)]
     pub idle_timeout_secs: u64,
 }
 

@@ -56,16 +56,20 @@ impl TemplateCategory {
 pub struct Resources {
     /// CPU in thousandths of a vCPU (100–64000).
     #[validate(range(min = 100, max = 64_000))]
+    #[schema(minimum = 100, maximum = 64_000)]
     pub cpu_millis: u32,
     /// Memory in MiB (128–262144).
     #[validate(range(min = 128, max = 262_144))]
+    #[schema(minimum = 128, maximum = 262_144)]
     pub memory_mib: u32,
     /// Whole GPUs (0–8).
     #[serde(default)]
     #[validate(range(max = 8))]
+    #[schema(maximum = 8)]
     pub gpu: u32,
     /// Ephemeral disk in GiB (1–1024).
     #[validate(range(min = 1, max = 1024))]
+    #[schema(minimum = 1, maximum = 1024)]
     pub disk_gib: u32,
 }
 

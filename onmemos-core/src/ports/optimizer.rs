@@ -59,14 +59,70 @@ pub enum CapacityType {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceVector {
-    /// Thousandths of a vCPU.
+    /// Thousandths of a vCPU (at most [`MAX_CPU_MILLIS`]).
+    #[schema(maximum = 1_000_000_000)]
     pub cpu_millis: u64,
-    /// Bytes of memory.
+    /// Bytes of memory (at most [`MAX_MEMORY_BYTES`], 16 TiB).
+    #[schema(maximum = 17_592_186_044_416_u64)]
     pub memory_bytes: u64,
-    /// GPUs.
+    /// GPUs (at most [`MAX_GPUS`]).
+    #[schema(maximum = 10_000)]
     pub gpus: u32,
-    /// Pods.
+    /// Pods (at most [`MAX_POD_SLOTS`]).
+    #[schema(maximum = 100_000)]
     pub pods: u32,
+}
+
+/// The most vCPU thousandths one node, pod or workload replica may have: a million cores.
+pub const MAX_CPU_MILLIS: u64 = 1_000_000_000;
+/// The most memory one node, pod or workload replica may have: 16 TiB.
+pub const MAX_MEMORY_BYTES: u64 = 1 << 44;
+/// The most GPUs one node, pod or workload replica may have.
+pub const MAX_GPUS: u32 = 10_000;
+/// The most pod slots one node may have.
+pub const MAX_POD_SLOTS: u32 = 100_000;
+/// The highest hourly price of one node or offering: a million credits.
+pub const MAX_NODE_PRICE_PER_HOUR: MicroCredits = 1_000_000_000_000;
+/// The most nodes, pods, offerings, workloads or budgets one snapshot may list.
+pub const MAX_SNAPSHOT_ITEMS: usize = 200_000;
+/// The most replicas of one workload.
+pub const MAX_REPLICAS: u32 = 100_000;
+
+impl ResourceVector {
+    /// Checks each figure against its bound, naming the field under `at`.
+    pub fn validate(&self, at: &str) -> crate::Result<()> {
+        let over = |field: &str, max: String| {
+            Err(crate::Error::invalid(
+                format!("{at}.{field}"),
+                format!("{at}.{field} may be at most {max}"),
+            ))
+        };
+        if self.cpu_millis > MAX_CPU_MILLIS {
+            return over("cpu_millis", MAX_CPU_MILLIS.to_string());
+        }
+        if self.memory_bytes > MAX_MEMORY_BYTES {
+            return over("memory_bytes", MAX_MEMORY_BYTES.to_string());
+        }
+        if self.gpus > MAX_GPUS {
+            return over("gpus", MAX_GPUS.to_string());
+        }
+        if self.pods > MAX_POD_SLOTS {
+            return over("pods", MAX_POD_SLOTS.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// A node's or offering's price: from 0 to [`MAX_NODE_PRICE_PER_HOUR`].
+fn check_price(price: MicroCredits, at: &str) -> crate::Result<()> {
+    if (0..=MAX_NODE_PRICE_PER_HOUR).contains(&price) {
+        Ok(())
+    } else {
+        Err(crate::Error::invalid(
+            format!("{at}.price_per_hour"),
+            format!("{at}.price_per_hour must be between 0 and {MAX_NODE_PRICE_PER_HOUR}"),
+        ))
+    }
 }
 
 /// How a taint repels pods that do not tolerate it.
@@ -133,6 +189,7 @@ pub struct NodeInfo {
     /// What pods can use.
     pub allocatable: ResourceVector,
     /// Price per hour in micro-credits.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price_per_hour: MicroCredits,
     /// Node labels, matched by pods' node selectors.
     #[serde(default)]
@@ -243,6 +300,7 @@ pub struct NodeOffering {
     /// What pods can use on such a node.
     pub allocatable: ResourceVector,
     /// Price per hour in micro-credits.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price_per_hour: MicroCredits,
     /// For spot offerings: the Spot Advisor interruption band (0 `<5%` … 4 `>20%`), if known.
     #[serde(default)]
@@ -261,7 +319,8 @@ pub struct NodeOffering {
 pub struct WorkloadInfo {
     /// The controller (`Deployment/web`).
     pub name: String,
-    /// Replicas it runs.
+    /// Replicas it runs (at most [`MAX_REPLICAS`]).
+    #[schema(maximum = 100_000)]
     pub replicas: u32,
     /// What each replica requests.
     pub requests: ResourceVector,
@@ -320,6 +379,55 @@ pub struct ClusterSnapshot {
 }
 
 impl ClusterSnapshot {
+    /// Checks the figures an optimizer adds up — prices, resources, counts — against their
+    /// bounds, so no sum over a snapshot can overflow; the error names the field
+    /// (`snapshot.nodes[3].price_per_hour`).
+    pub fn validate(&self) -> crate::Result<()> {
+        let lists = [
+            ("nodes", self.nodes.len()),
+            ("pods", self.pods.len()),
+            ("offerings", self.offerings.len()),
+            ("workloads", self.workloads.len()),
+            ("disruption_budgets", self.disruption_budgets.len()),
+        ];
+        for (name, len) in lists {
+            if len > MAX_SNAPSHOT_ITEMS {
+                return Err(crate::Error::invalid(
+                    format!("snapshot.{name}"),
+                    format!("snapshot.{name} may list at most {MAX_SNAPSHOT_ITEMS} items"),
+                ));
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            let at = format!("snapshot.nodes[{i}]");
+            n.allocatable.validate(&format!("{at}.allocatable"))?;
+            check_price(n.price_per_hour, &at)?;
+        }
+        for (i, o) in self.offerings.iter().enumerate() {
+            let at = format!("snapshot.offerings[{i}]");
+            o.allocatable.validate(&format!("{at}.allocatable"))?;
+            check_price(o.price_per_hour, &at)?;
+        }
+        for (i, p) in self.pods.iter().enumerate() {
+            let at = format!("snapshot.pods[{i}]");
+            p.requests.validate(&format!("{at}.requests"))?;
+            if let Some(limits) = &p.limits {
+                limits.validate(&format!("{at}.limits"))?;
+            }
+        }
+        for (i, w) in self.workloads.iter().enumerate() {
+            let at = format!("snapshot.workloads[{i}]");
+            w.requests.validate(&format!("{at}.requests"))?;
+            if w.replicas > MAX_REPLICAS {
+                return Err(crate::Error::invalid(
+                    format!("{at}.replicas"),
+                    format!("{at}.replicas may be at most {MAX_REPLICAS}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A snapshot of `pods` alone, taken at `taken_at`: no nodes, budgets, offerings or
     /// workloads (enough for rightsizing).
     pub fn of_pods(taken_at: DateTime<Utc>, pods: Vec<PodInfo>) -> Self {

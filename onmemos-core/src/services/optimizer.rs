@@ -26,6 +26,7 @@ impl<'a> OptimizerService<'a> {
         request: OptimizationRequest,
     ) -> Result<OptimizationReport> {
         caller.require(Scope::OptimizerRun)?;
+        request.snapshot.validate()?;
         let optimizer = self.engine.inner.optimizer.clone().ok_or_else(|| {
             Error::new(
                 ErrorKind::Unsupported,

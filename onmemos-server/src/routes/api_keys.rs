@@ -47,9 +47,12 @@ pub(crate) async fn get_key(
 }
 
 /// Revokes one of the caller's API keys; it stops working at once.
+///
+/// `DELETE` revokes, it does not erase: the key keeps its record, with `revoked_at` set, and
+/// still reads back (`GET`, lists) as an audit trail. Revoking a revoked key answers it again.
 #[utoipa::path(delete, path = "/v1/api-keys/{key_id}", tag = "api-keys",
     params(("key_id" = ApiKeyId, Path, description = "The key's id")),
-    responses((status = 200, description = "The revoked key", body = ApiKey), (status = "4XX", body = ErrorBody)))]
+    responses((status = 200, description = "The key, revoked (`revoked_at` set); it still reads back", body = ApiKey), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn revoke_key(
     State(s): State<AppState>,
     Auth(p): Auth,

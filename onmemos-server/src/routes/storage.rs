@@ -387,7 +387,8 @@ pub(crate) async fn get_object(
 #[utoipa::path(head, path = "/v1/workspaces/{workspace_id}/files/{*path}", tag = "storage",
     params(("workspace_id" = WorkspaceId, Path, description = "The workspace's id"),
         ("path" = String, Path, description = "The object's path inside the workspace")),
-    responses((status = 200, description = "The object exists"), (status = 404, description = "No such object")))]
+    responses((status = 200, description = "The object exists"),
+        (status = "4XX", description = "No such object (404), or the request was refused; a HEAD answer has no body")))]
 pub(crate) async fn head_object(
     State(s): State<AppState>,
     Auth(p): Auth,

@@ -599,10 +599,10 @@ impl StorageProvider for LocalStorage {
         path: &str,
         expires_in: Duration,
     ) -> Result<String> {
-        let _ = (method, expires_in);
+        let _ = (method, path, expires_in);
         Err(Error::with_code(
             ErrorCode::Unsupported,
-            format!("the local store cannot presign URLs ({path:?})"),
+            "the local store cannot presign URLs",
         ))
     }
 
