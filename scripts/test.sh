@@ -47,6 +47,8 @@ done
 step "python bindings (pip install ./onmemos-client, pytest against onmemos serve)"
 cargo build --all-features --bin onmemos
 scripts/test-python.sh
+step "the API from outside: schemathesis and a generated client (scripts/test-api.sh)"
+scripts/test-api.sh
 step "doctests"
 cargo test --workspace --all-features --doc
 # Last, so its summary closes the output.

@@ -104,6 +104,13 @@ async fn bad_snapshots_are_refused_naming_what_was_wrong() {
     v["snapshot"]["pods"][20]["usage"]["step_secs"] = json!(0);
     cases.push((v, "step_secs"));
     cases.push((json!({"policy": {}}), "snapshot"));
+    // Figures so large their sums would overflow (a node price near 2^62 was a 500).
+    let mut v = demo();
+    v["snapshot"]["nodes"][0]["price_per_hour"] = json!(1_u64 << 62);
+    cases.push((v, "snapshot.nodes[0].price_per_hour"));
+    let mut v = demo();
+    v["snapshot"]["pods"][0]["requests"]["memory_bytes"] = json!(1_u64 << 60);
+    cases.push((v, "snapshot.pods[0].requests.memory_bytes"));
     for (body, field) in cases {
         let r = api
             .call(

@@ -535,3 +535,48 @@ pub trait Optimizer: Send + Sync + Debug + 'static {
     /// Recommendations for the snapshot.
     async fn recommend(&self, request: &OptimizationRequest) -> Result<Vec<Recommendation>>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_with_figures_past_their_bounds_are_refused_by_field() {
+        let node = |price| NodeInfo {
+            name: "n".into(),
+            instance_type: "m5.large".into(),
+            zone: "z".into(),
+            capacity_type: CapacityType::OnDemand,
+            allocatable: ResourceVector {
+                cpu_millis: 2000,
+                memory_bytes: 8 << 30,
+                gpus: 0,
+                pods: 110,
+            },
+            price_per_hour: price,
+            labels: Default::default(),
+            taints: Vec::new(),
+        };
+        let mut snapshot = ClusterSnapshot::of_pods(chrono::Utc::now(), Vec::new());
+        snapshot.nodes = vec![node(96_000)];
+        assert!(snapshot.validate().is_ok());
+        for price in [-1, MAX_NODE_PRICE_PER_HOUR + 1, i64::MAX] {
+            snapshot.nodes = vec![node(price)];
+            let e = snapshot
+                .validate()
+                .err()
+                .unwrap_or_else(|| panic!("{price} passed"));
+            assert_eq!(e.field(), Some("snapshot.nodes[0].price_per_hour"));
+        }
+        snapshot.nodes = vec![node(1)];
+        snapshot.nodes[0].allocatable.memory_bytes = MAX_MEMORY_BYTES + 1;
+        let e = snapshot
+            .validate()
+            .err()
+            .unwrap_or_else(|| panic!("memory passed"));
+        assert_eq!(
+            e.field(),
+            Some("snapshot.nodes[0].allocatable.memory_bytes")
+        );
+    }
+}
