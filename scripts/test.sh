@@ -25,6 +25,13 @@ cargo fmt --all -- --check
 step "onmemos-core depends on no I/O crate"
 scripts/check-core-deps.sh
 
+step "dependencies: sources, licenses, bans (cargo deny, deny.toml)"
+if ! cargo deny --version >/dev/null 2>&1; then
+  step "installing cargo-deny"
+  cargo install --locked cargo-deny
+fi
+cargo deny --log-level error check bans licenses sources
+
 step "clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 

@@ -137,8 +137,12 @@ pub(crate) fn lines(
                 if buffer.is_empty() {
                     return Ok(None);
                 }
-                let line = buffer.split().freeze();
-                return Ok(Some((line, (body, buffer, ended))));
+                // A last line ends like any other: without its `\r`.
+                let mut line = buffer.split();
+                if line.last() == Some(&b'\r') {
+                    line.truncate(line.len() - 1);
+                }
+                return Ok(Some((line.freeze(), (body, buffer, ended))));
             }
             if buffer.len() > max_line {
                 return Err(Error::new(
@@ -229,6 +233,38 @@ mod tests {
             .into_iter()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .collect()
+    }
+
+    proptest::proptest! {
+        /// However a body is cut into chunks, the lines (of NDJSON, of server-sent events) are
+        /// the same: the body split at `\n`, a trailing `\r` dropped, a last unterminated line
+        /// kept.
+        #[test]
+        fn lines_do_not_depend_on_chunking(body in "[a\r\n{}\"é]{0,60}", cuts in proptest::collection::vec(0usize..60, 0..8)) {
+            let bytes = body.as_bytes();
+            let mut points: Vec<usize> = cuts.into_iter().filter(|c| *c <= bytes.len()).collect();
+            points.sort_unstable();
+            points.dedup();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for p in points.into_iter().chain([bytes.len()]) {
+                chunks.push(Ok::<_, reqwest::Error>(Bytes::copy_from_slice(&bytes[from..p])));
+                from = p;
+            }
+            let got: Vec<Bytes> = futures::executor::block_on(
+                lines(stream::iter(chunks), 1024).try_collect::<Vec<_>>(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            let mut want: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+            if want.last().is_some_and(|l| l.is_empty()) {
+                want.pop();
+            }
+            let want: Vec<&[u8]> = want
+                .into_iter()
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .collect();
+            proptest::prop_assert_eq!(got.iter().map(|b| b.as_ref()).collect::<Vec<_>>(), want);
+        }
     }
 
     #[test]

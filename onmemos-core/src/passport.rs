@@ -167,6 +167,27 @@ fn checksum(random: &str) -> String {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Parsing never panics, whatever the text (multi-byte characters included).
+        #[test]
+        fn parsing_any_text_is_safe(text in "onm_.{0,40}|.{0,60}") {
+            let _ = Secret::parse(&text);
+        }
+
+        /// Changing any one character of a key, or cutting it, makes it unparseable: the
+        /// checksum catches a typo before any lookup.
+        #[test]
+        fn one_changed_character_is_caught(at in 4usize..KEY_LEN, to in "[a-zA-Z0-9]", cut in 0usize..KEY_LEN) {
+            let key = Secret::generate();
+            let text = key.expose();
+            proptest::prop_assert_eq!(Secret::parse(text).ok(), Some(key.clone()));
+            let mut changed = text.to_owned();
+            changed.replace_range(at..at + 1, &to);
+            proptest::prop_assert_eq!(Secret::parse(&changed).is_ok(), changed == text);
+            proptest::prop_assert!(Secret::parse(&text[..cut]).is_err());
+        }
+    }
+
     #[test]
     fn generated_secrets_parse_and_are_distinct() {
         let a = Secret::generate();

@@ -1016,6 +1016,31 @@ fn object_error(e: Error, path: &str) -> Error {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Whatever the input, the check never panics, and what it accepts cannot leave the
+        /// workspace or confuse a store: relative, no empty, `.` or `..` segment, no control
+        /// character or backslash, within the byte bounds.
+        #[test]
+        fn accepted_paths_stay_beneath_their_workspace(path in "\\PC{0,40}|[a./\\\\%#0-9]{0,12}|.{0,1100}") {
+            if validate_object_path(&path).is_ok() {
+                proptest::prop_assert!(!path.is_empty() && path.len() <= MAX_PATH_BYTES);
+                proptest::prop_assert!(!path.starts_with('/'));
+                proptest::prop_assert!(!path.chars().any(|c| c.is_control() || c == '\\'));
+                for segment in path.split('/') {
+                    proptest::prop_assert!(!matches!(segment, "" | "." | ".."), "{path:?}");
+                    proptest::prop_assert!(segment.len() <= MAX_SEGMENT_BYTES);
+                }
+            }
+        }
+
+        /// Paths made of ordinary segments are accepted.
+        #[test]
+        fn ordinary_paths_are_accepted(segments in proptest::collection::vec("[a-zA-Z0-9_-][a-zA-Z0-9_. -]{0,20}", 1..6)) {
+            let path = segments.join("/");
+            proptest::prop_assert!(validate_object_path(&path).is_ok(), "{path:?}");
+        }
+    }
+
     #[test]
     fn object_paths_that_could_escape_or_confuse_are_refused() {
         for ok in [

@@ -588,6 +588,29 @@ mod tests {
         h
     }
 
+    proptest::proptest! {
+        /// Any header, any size: never a panic, and a part is always inside the object.
+        #[test]
+        fn a_range_is_inside_the_object_or_not_taken(header in "bytes=[-0-9,]{0,30}|.{0,40}", size in 0u64..5000) {
+            let mut headers = HeaderMap::new();
+            if let Ok(value) = header.parse() {
+                headers.insert(axum::http::header::RANGE, value);
+            }
+            if let Ranged::Part(r) = requested_range(&headers, size) {
+                proptest::prop_assert!(r.start < r.end && r.end <= size, "{header}: {r:?} of {size}");
+            }
+        }
+
+        /// `bytes=a-b` inside the object is exactly bytes a to b.
+        #[test]
+        fn a_closed_range_is_taken_as_written(a in 0u64..1000, len in 0u64..1000, size in 1u64..3000) {
+            let b = a + len;
+            let got = requested_range(&with_range(&format!("bytes={a}-{b}")), size);
+            let want = if a >= size { Ranged::Unsatisfiable } else { Ranged::Part(a..(b + 1).min(size)) };
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
     #[test]
     fn ranges_parse_as_rfc_9110_says() {
         let size = 1000;
