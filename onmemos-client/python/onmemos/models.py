@@ -54,7 +54,13 @@ __all__ = [
     "Resources",
     "Session",
     "SessionEvent",
+    "SessionEventCharged",
+    "SessionEventCreated",
+    "SessionEventFailed",
     "SessionEventKind",
+    "SessionEventStarted",
+    "SessionEventStopped",
+    "SessionEventWarning",
     "SessionLimits",
     "StorageUsage",
     "StoredObject",
@@ -552,6 +558,41 @@ class SessionEvent(Model):
     warning: Optional[str]
 
 
+class SessionEventCharged(Model):
+    """A tick charged the time used and extended the hold."""
+
+    amount_micros: int
+    at: str
+    cost_micros: int
+    message: str
+    seq: int
+    session_id: str
+    tick: int
+    type: str
+
+
+class SessionEventCreated(Model):
+    """Accepted, with its quote."""
+
+    at: str
+    message: str
+    rate_micros_per_hour: int
+    seq: int
+    session_id: str
+    type: str
+
+
+class SessionEventFailed(Model):
+    """It could not start, or broke."""
+
+    at: str
+    error: str
+    message: str
+    seq: int
+    session_id: str
+    type: str
+
+
 class SessionEventKind(Model):
     """What happened to a session."""
 
@@ -564,6 +605,40 @@ class SessionEventKind(Model):
     tick: Optional[int]
     type: str
     warning: Optional[str]
+
+
+class SessionEventStarted(Model):
+    """Compute is up and billing started."""
+
+    at: str
+    message: str
+    seq: int
+    session_id: str
+    type: str
+
+
+class SessionEventStopped(Model):
+    """It stopped."""
+
+    at: str
+    cost_micros: int
+    message: str
+    reason: str
+    seq: int
+    session_id: str
+    type: str
+
+
+class SessionEventWarning(Model):
+    """A limit is near."""
+
+    at: str
+    message: str
+    seconds_left: int
+    seq: int
+    session_id: str
+    type: str
+    warning: str
 
 
 class SessionLimits(Model):
