@@ -79,11 +79,27 @@ impl Monitor {
                 Err(e) => tracing::error!(error = %e, "could not reconcile sessions at start-up"),
             }
             let wake = self.engine.inner.monitor_wake.clone();
+            let interval =
+                std::time::Duration::from_millis(self.engine.config().sessions.check_interval_ms);
+            // Full passes (sweep, storage billing, expiries) keep to the check interval; the
+            // wake-ups in between, for deadlines, only tick the sessions that are due.
+            let mut next_full = tokio::time::Instant::now();
             loop {
-                if let Err(e) = self.run_once().await {
-                    tracing::warn!(error = %e, "monitor pass failed");
+                if tokio::time::Instant::now() >= next_full {
+                    next_full = tokio::time::Instant::now() + interval;
+                    if let Err(e) = self.run_once().await {
+                        tracing::warn!(error = %e, "monitor pass failed");
+                    }
+                } else {
+                    let now = self.engine.clock().now();
+                    if let Err(e) = self.tick_due(now, &mut PassReport::default()).await {
+                        tracing::warn!(error = %e, "monitor tick failed");
+                    }
                 }
-                let pause = self.until_next_pass().await;
+                let pause = self
+                    .until_next_pass()
+                    .await
+                    .min(next_full.saturating_duration_since(tokio::time::Instant::now()));
                 // A session started here may be due before then: its start wakes the loop.
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
@@ -159,6 +175,23 @@ impl Monitor {
         let now = self.engine.clock().now();
         self.engine.database().ledger().expire_due(now).await?;
         self.sweep(&mut report).await?;
+        self.tick_due(now, &mut report).await?;
+        let (sampled, failed) = self
+            .engine
+            .storage()
+            .bill_due(self.engine.node(), now)
+            .await?;
+        report.storage_sampled = sampled;
+        report.errors += failed;
+        let (expired, failed) = self.engine.storage().abandon_uploads(now, None).await?;
+        report.uploads_expired = expired;
+        report.errors += failed;
+        Ok(report)
+    }
+
+    /// Ticks every session due at `now` that this replica can lease — the part of a pass a
+    /// limit's deadline needs, without the sweep and the storage billing of a full one.
+    pub async fn tick_due(&self, now: DateTime<Utc>, report: &mut PassReport) -> Result<()> {
         let lease = self.engine.config().sessions.lease();
         loop {
             let claimed = self
@@ -168,7 +201,7 @@ impl Monitor {
                 .claim_due(self.engine.node(), now, now + lease, CLAIM_BATCH)
                 .await?;
             if claimed.is_empty() {
-                break;
+                return Ok(());
             }
             for record in claimed {
                 let id = record.session.id;
@@ -185,17 +218,6 @@ impl Monitor {
                 }
             }
         }
-        let (sampled, failed) = self
-            .engine
-            .storage()
-            .bill_due(self.engine.node(), now)
-            .await?;
-        report.storage_sampled = sampled;
-        report.errors += failed;
-        let (expired, failed) = self.engine.storage().abandon_uploads(now, None).await?;
-        report.uploads_expired = expired;
-        report.errors += failed;
-        Ok(report)
     }
 
     /// Stops running sessions of this node whose compute ended by itself, and kills processes
