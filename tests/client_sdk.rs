@@ -115,14 +115,14 @@ async fn lists_stream_every_page_and_output_and_events_stream_as_they_come() {
     let stdout: String = lines
         .iter()
         .filter_map(|l| match l {
-            ExecStreamLine::Stdout { data } => Some(data.as_str()),
+            ExecStreamLine::Stdout { data, .. } => Some(data.as_str()),
             _ => None,
         })
         .collect();
     let stderr: String = lines
         .iter()
         .filter_map(|l| match l {
-            ExecStreamLine::Stderr { data } => Some(data.as_str()),
+            ExecStreamLine::Stderr { data, .. } => Some(data.as_str()),
             _ => None,
         })
         .collect();

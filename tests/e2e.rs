@@ -654,3 +654,68 @@ async fn a_post_whose_answer_is_lost_is_retried_and_applied_once() {
         "the retry got the first attempt's answer"
     );
 }
+
+/// `onmemos session exec` passes environment (`-e`) and standard input (`-i`), writes the
+/// command's output byte for byte as it comes, and exits with the command's exit code, as
+/// `ssh` and `kubectl exec` do.
+#[tokio::test]
+async fn session_exec_exits_with_the_command_code_and_passes_env_and_stdin() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let created = create_user(onmemos(dir.path()), "exec@example.com", true);
+    let key = secret(&created);
+    let server = start(dir.path()).await;
+    let admin = client(&server.url, &key);
+    common::buy_credits(&admin, 5_000_000).await;
+    let ws = admin
+        .workspaces()
+        .create(&CreateWorkspace {
+            name: "lab".into(),
+            description: None,
+            env: Default::default(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("workspace: {e}"));
+    let session = common::start_session(&admin, ws.id).await;
+    let id = session.id.to_string();
+    let script = r#"printf '%s ' "$GREETING"; cat; printf '\303'; sleep 0.2; printf '\251'; printf '\377' >&2; exit 7"#;
+    let mut child = onmemos(dir.path())
+        .args(["--url", &server.url, "--api-key", &key, "session", "exec"])
+        .args(["-e", "GREETING=hi", "-i", &id, "--", "sh", "-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("onmemos: {e}"));
+    child
+        .stdin
+        .take()
+        .map(|mut s| s.write_all(b"from-stdin"))
+        .transpose()
+        .unwrap_or_else(|e| panic!("stdin: {e}"));
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("onmemos: {e}"));
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, "hi from-stdin\u{e9}".as_bytes());
+    assert_eq!(out.stderr, [0xff]);
+    let ok = onmemos(dir.path())
+        .args([
+            "--url",
+            &server.url,
+            "--api-key",
+            &key,
+            "session",
+            "exec",
+            &id,
+        ])
+        .args(["--", "true"])
+        .output()
+        .unwrap_or_else(|e| panic!("onmemos: {e}"));
+    assert_eq!(ok.status.code(), Some(0));
+}

@@ -214,6 +214,53 @@ async fn a_real_session_execs_serves_a_shell_and_leaves_no_process() {
     );
     assert_eq!(lines.last(), Some(&json!({"type": "exit", "exit_code": 4})));
 
+    // Output arrives byte for byte: a character written in two halves, a pause between them,
+    // is one character (it was two U+FFFD); bytes that are not UTF-8 come as base64.
+    let script = r"printf '\303'; sleep 0.3; printf '\251\n'; printf '\377\376\000' >&2";
+    let streamed = s
+        .http
+        .post(format!("{}/v1/sessions/{id}/exec/stream", s.base))
+        .bearer_auth(&key)
+        .json(&json!({"command": ["sh", "-c", script]}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    for line in streamed.lines() {
+        let line: onmemos_core::api::ExecStreamLine =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        match line {
+            onmemos_core::api::ExecStreamLine::Stdout { data, encoding } => {
+                out.extend(encoding.decode(&data).unwrap_or_default());
+            }
+            onmemos_core::api::ExecStreamLine::Stderr { data, encoding } => {
+                err.extend(encoding.decode(&data).unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(String::from_utf8_lossy(&out), "é\n", "{streamed}");
+    assert_eq!(err, [0xff, 0xfe, 0x00], "{streamed}");
+    assert!(streamed.contains(r#""encoding":"base64""#), "{streamed}");
+    let (status, out) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/sessions/{id}/exec"),
+            &key,
+            Some(json!({"command": ["sh", "-c", script]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["stdout"], "é\n");
+    assert!(out.get("stdout_encoding").is_none(), "{out}");
+    assert_eq!(
+        (&out["stderr"], &out["stderr_encoding"]),
+        (&json!("//4A"), &json!("base64"))
+    );
+
     // The shell: type a command, read its output, resize, ask for status and credits.
     let mut ws = s
         .shell(&id, &key)

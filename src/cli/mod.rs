@@ -103,6 +103,18 @@ enum Command {
     },
 }
 
+/// A command that ran remotely ended with this exit code, which `onmemos` exits with.
+#[derive(Debug)]
+pub(crate) struct CommandExit(pub(crate) u8);
+
+impl std::fmt::Display for CommandExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the command exited with code {}", self.0)
+    }
+}
+
+impl std::error::Error for CommandExit {}
+
 /// Parses the command line and runs the command.
 pub(crate) async fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -136,6 +148,9 @@ pub(crate) async fn run() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<CommandExit>().is_some() => {
+            ExitCode::from(e.downcast_ref::<CommandExit>().map_or(1, |c| c.0))
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

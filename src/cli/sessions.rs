@@ -13,6 +13,36 @@ use super::Output;
 use super::credits::{credits, parse_credits};
 use super::output::when;
 
+/// Runs `command`, writing its output to this process's stdout and stderr as it comes, byte
+/// for byte; its exit code.
+async fn stream_exec(
+    sessions: onmemos::client::Sessions<'_>,
+    session: SessionId,
+    command: &ExecCommand,
+) -> anyhow::Result<Option<i32>> {
+    use futures_util::StreamExt as _;
+    use onmemos::client::api::ExecStreamLine;
+    use std::io::Write as _;
+    let mut lines = sessions.exec_stream(session, command).await?;
+    while let Some(line) = lines.next().await {
+        match line? {
+            ExecStreamLine::Stdout { data, encoding } => {
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(&encoding.decode(&data)?)?;
+                stdout.flush()?;
+            }
+            ExecStreamLine::Stderr { data, encoding } => {
+                let mut stderr = std::io::stderr().lock();
+                stderr.write_all(&encoding.decode(&data)?)?;
+                stderr.flush()?;
+            }
+            ExecStreamLine::Exit { exit_code } => return Ok(exit_code),
+            ExecStreamLine::Error { message } => anyhow::bail!("{message}"),
+        }
+    }
+    anyhow::bail!("the output stream ended before the command did")
+}
+
 /// `30s`, `15m`, `2h`, `1d` or plain seconds.
 pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -86,12 +116,21 @@ pub(crate) enum SessionCommand {
         session: SessionId,
     },
     /// Run a command in a session: `onmemos session exec <id> -- ls -la`.
+    ///
+    /// Output is written as it comes, byte for byte, and `onmemos` exits with the command's
+    /// exit code (137 when it was killed), as `ssh` and `kubectl exec` do.
     Exec {
         /// The session.
         session: SessionId,
         /// Kill it after this long (default 60s).
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<u64>,
+        /// Send this terminal's standard input to the command (UTF-8 text, up to 1 MiB).
+        #[arg(short = 'i', long)]
+        stdin: bool,
+        /// An environment variable for the command (repeatable).
+        #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+        env: Vec<(String, String)>,
         /// The program and its arguments.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -210,32 +249,38 @@ pub(crate) async fn run(
         SessionCommand::Exec {
             session,
             timeout,
+            stdin,
+            env,
             command,
         } => {
-            let result = sessions
-                .exec(
-                    session,
-                    &ExecCommand {
-                        command,
-                        env: Default::default(),
-                        stdin: None,
-                        timeout_secs: timeout,
-                    },
-                )
-                .await?;
-            if out.json {
-                println!("{}", serde_json::to_string_pretty(&result)?);
+            let stdin = if stdin {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .map_err(|e| anyhow::anyhow!("standard input must be UTF-8 text: {e}"))?;
+                Some(text)
             } else {
-                print!("{}", result.stdout);
-                eprint!("{}", result.stderr);
-                if result.timed_out {
-                    eprintln!("(killed: timed out)");
-                }
-            }
-            match result.exit_code {
+                None
+            };
+            let command = ExecCommand {
+                command,
+                env: env.into_iter().collect(),
+                stdin,
+                timeout_secs: timeout,
+            };
+            let code = if out.json {
+                let result = sessions.exec(session, &command).await?;
+                println!("{}", serde_json::to_string_pretty(&result)?);
+                result.exit_code
+            } else {
+                stream_exec(sessions, session, &command).await?
+            };
+            match code {
                 Some(0) => Ok(()),
-                Some(code) => anyhow::bail!("the command exited with code {code}"),
-                None => anyhow::bail!("the command was killed"),
+                Some(code) => Err(super::CommandExit(u8::try_from(code).unwrap_or(1)).into()),
+                None => {
+                    eprintln!("(the command was killed: a signal, or its timeout)");
+                    Err(super::CommandExit(137).into())
+                }
             }
         }
         SessionCommand::Events { session } => {

@@ -317,7 +317,9 @@ class ExecOutput(Model):
 
     exit_code: Optional[int]
     stderr: str
+    stderr_encoding: Optional[str]
     stdout: str
+    stdout_encoding: Optional[str]
     timed_out: bool
     truncated: bool
 
@@ -326,6 +328,7 @@ class ExecStreamLine(Model):
     """One line of `POST /v1/sessions/{id}/exec/stream` (newline-delimited JSON)."""
 
     data: Optional[str]
+    encoding: Optional[str]
     exit_code: Optional[int]
     message: Optional[str]
     type: str

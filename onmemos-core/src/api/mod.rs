@@ -23,7 +23,8 @@ pub use requests::{
 };
 pub use sessions::{
     CreateSession, EventListParams, ExecCommand, ExecOutput, ExecStreamLine, LimitOverrides,
-    MAX_EXEC_OUTPUT_BYTES, SessionLifetime, SessionListParams, ShellClientFrame, ShellServerFrame,
+    MAX_EXEC_OUTPUT_BYTES, OutputChunks, OutputEncoding, SessionLifetime, SessionListParams,
+    ShellClientFrame, ShellServerFrame,
 };
 pub use storage::{
     CreateUpload, MAX_OBJECT_BYTES, ObjectListParams, PresignMethod, PresignRequest, PresignedUrl,

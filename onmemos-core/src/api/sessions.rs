@@ -136,10 +136,16 @@ impl ExecCommand {
 /// What a command printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ExecOutput {
-    /// Standard output (lossy UTF-8).
+    /// Standard output, exactly: its text, or base64 when `stdout_encoding` says so.
     pub stdout: String,
-    /// Standard error (lossy UTF-8).
+    /// `base64` when standard output is not UTF-8; absent for text.
+    #[serde(default, skip_serializing_if = "OutputEncoding::is_utf8")]
+    pub stdout_encoding: OutputEncoding,
+    /// Standard error, exactly: its text, or base64 when `stderr_encoding` says so.
     pub stderr: String,
+    /// `base64` when standard error is not UTF-8; absent for text.
+    #[serde(default, skip_serializing_if = "OutputEncoding::is_utf8")]
+    pub stderr_encoding: OutputEncoding,
     /// The exit code; `null` when it was killed (signal or timeout).
     pub exit_code: Option<i32>,
     /// Whether it was killed for running past its timeout.
@@ -232,19 +238,102 @@ pub enum ShellServerFrame {
     },
 }
 
+/// How the bytes of a command's output are written in a JSON string: as their text when they
+/// are UTF-8 (the usual case), else as base64 — so output reaches the client byte for byte,
+/// binary included.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputEncoding {
+    /// The string is the bytes' UTF-8 text.
+    #[default]
+    Utf8,
+    /// The string is the bytes in standard base64.
+    Base64,
+}
+
+impl OutputEncoding {
+    /// Whether this is [`OutputEncoding::Utf8`] (the default, left out on the wire).
+    pub fn is_utf8(&self) -> bool {
+        *self == Self::Utf8
+    }
+
+    /// `bytes` as a string, and the encoding it needed.
+    pub fn encode(bytes: &[u8]) -> (String, Self) {
+        use base64::Engine as _;
+        match std::str::from_utf8(bytes) {
+            Ok(text) => (text.to_owned(), Self::Utf8),
+            Err(_) => (
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+                Self::Base64,
+            ),
+        }
+    }
+
+    /// The bytes `data`, written in this encoding, stands for.
+    pub fn decode(self, data: &str) -> Result<Vec<u8>, base64::DecodeError> {
+        use base64::Engine as _;
+        match self {
+            Self::Utf8 => Ok(data.as_bytes().to_vec()),
+            Self::Base64 => base64::engine::general_purpose::STANDARD.decode(data),
+        }
+    }
+}
+
+/// Turns the chunks of one output stream into [`OutputEncoding`]ed strings without ever
+/// cutting a character in two: the bytes of a character split across chunks wait for the rest
+/// of it. Text stays text; bytes that are not UTF-8 go as base64.
+#[derive(Debug, Default)]
+pub struct OutputChunks {
+    pending: Vec<u8>,
+}
+
+impl OutputChunks {
+    /// The next string to send after `chunk` arrived, if any.
+    pub fn push(&mut self, chunk: &[u8]) -> Option<(String, OutputEncoding)> {
+        self.pending.extend_from_slice(chunk);
+        let text_until = match std::str::from_utf8(&self.pending) {
+            Ok(_) => self.pending.len(),
+            // A character cut at the end: send what comes before it, keep its bytes.
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            // Not UTF-8: these bytes go as they are.
+            Err(_) => return self.finish(),
+        };
+        if text_until == 0 {
+            return None;
+        }
+        let rest = self.pending.split_off(text_until);
+        let text = std::mem::replace(&mut self.pending, rest);
+        Some(OutputEncoding::encode(&text))
+    }
+
+    /// Whatever is left at the end of the stream (a character that never completed).
+    pub fn finish(&mut self) -> Option<(String, OutputEncoding)> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        Some(OutputEncoding::encode(&std::mem::take(&mut self.pending)))
+    }
+}
+
 /// One line of `POST /v1/sessions/{id}/exec/stream` (newline-delimited JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExecStreamLine {
-    /// Bytes on standard output (lossy UTF-8).
+    /// Bytes on standard output, exactly (see [`OutputEncoding`]).
     Stdout {
-        /// The text.
+        /// The bytes: their text, or base64 when `encoding` says so.
         data: String,
+        /// `base64` when the bytes are not UTF-8; absent for text.
+        #[serde(default, skip_serializing_if = "OutputEncoding::is_utf8")]
+        encoding: OutputEncoding,
     },
-    /// Bytes on standard error (lossy UTF-8).
+    /// Bytes on standard error, exactly (see [`OutputEncoding`]).
     Stderr {
-        /// The text.
+        /// The bytes: their text, or base64 when `encoding` says so.
         data: String,
+        /// `base64` when the bytes are not UTF-8; absent for text.
+        #[serde(default, skip_serializing_if = "OutputEncoding::is_utf8")]
+        encoding: OutputEncoding,
     },
     /// The command ended (`exit_code` null when killed).
     Exit {
@@ -261,6 +350,30 @@ pub enum ExecStreamLine {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn output_chunks_never_cut_a_character_and_keep_binary_exact() {
+        use super::{OutputChunks, OutputEncoding};
+        let mut c = OutputChunks::default();
+        // "é" is C3 A9: its first half waits for the second.
+        assert_eq!(
+            c.push(b"caf\xc3"),
+            Some(("caf".into(), OutputEncoding::Utf8))
+        );
+        assert_eq!(c.push(b"\xa9!"), Some(("é!".into(), OutputEncoding::Utf8)));
+        assert_eq!(c.push(b"\xe2"), None);
+        assert_eq!(c.push(b"\x82"), None);
+        assert_eq!(c.push(b"\xac"), Some(("€".into(), OutputEncoding::Utf8)));
+        // Not UTF-8: base64, byte for byte.
+        let (data, encoding) = c.push(&[0xff, 0x00, 0xfe]).unwrap_or_default();
+        assert_eq!(encoding, OutputEncoding::Base64);
+        assert_eq!(encoding.decode(&data).ok(), Some(vec![0xff, 0x00, 0xfe]));
+        // A character cut at the very end is flushed as the bytes it is.
+        assert_eq!(c.push(b"\xc3"), None);
+        let (data, encoding) = c.finish().unwrap_or_default();
+        assert_eq!(encoding.decode(&data).ok(), Some(vec![0xc3]));
+        assert_eq!(c.finish(), None);
+    }
 
     use super::*;
 

@@ -14,7 +14,8 @@ use chrono::{DateTime, Duration, Utc};
 use futures_core::Stream;
 
 use crate::api::{
-    CreateSession, EventListParams, ExecCommand, ExecOutput, ListParams, Page, SessionListParams,
+    CreateSession, EventListParams, ExecCommand, ExecOutput, ExecStreamLine, ListParams,
+    OutputChunks, OutputEncoding, Page, SessionListParams,
 };
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
@@ -511,6 +512,18 @@ impl<'e> SessionService<'e> {
         self.compute()?.exec(id, request).await
     }
 
+    /// Runs a command and streams its output as [`ExecStreamLine`]s, byte-exact (characters
+    /// never cut across lines; bytes that are not UTF-8 as base64), ending with its exit line.
+    pub async fn exec_lines(
+        &self,
+        caller: &Principal,
+        id: SessionId,
+        command: ExecCommand,
+    ) -> Result<impl Stream<Item = ExecStreamLine> + Send + 'static> {
+        let events = self.exec_stream(caller, id, command).await?;
+        Ok(exec_lines(events))
+    }
+
     /// Runs a command and collects its output (up to [`crate::api::MAX_EXEC_OUTPUT_BYTES`] per
     /// stream; `truncated` says when more was cut).
     pub async fn exec(
@@ -536,9 +549,13 @@ impl<'e> SessionService<'e> {
             }
         }
         self.touch(id).await;
+        let (stdout, stdout_encoding) = OutputEncoding::encode(&stdout);
+        let (stderr, stderr_encoding) = OutputEncoding::encode(&stderr);
         Ok(ExecOutput {
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stdout,
+            stdout_encoding,
+            stderr,
+            stderr_encoding,
             exit_code,
             timed_out: exit_code.is_none() && began.elapsed() >= timeout,
             truncated,
@@ -795,6 +812,44 @@ impl<'e> SessionService<'e> {
         tracing::info!(session = %id, reason = reason.as_str(), cost = next.session.cost_micros, "session stopped");
         Ok(next)
     }
+}
+
+/// The lines of an exec's events: output through one [`OutputChunks`] per stream, flushed
+/// before the exit line.
+fn exec_lines(events: ExecStream) -> impl Stream<Item = ExecStreamLine> + Send + 'static {
+    use futures_util::StreamExt as _;
+    let state = (OutputChunks::default(), OutputChunks::default());
+    events
+        .scan(state, |(out, err), event| {
+            let lines: Vec<ExecStreamLine> = match event {
+                Ok(ExecEvent::Stdout(b)) => out
+                    .push(&b)
+                    .map(|(data, encoding)| ExecStreamLine::Stdout { data, encoding })
+                    .into_iter()
+                    .collect(),
+                Ok(ExecEvent::Stderr(b)) => err
+                    .push(&b)
+                    .map(|(data, encoding)| ExecStreamLine::Stderr { data, encoding })
+                    .into_iter()
+                    .collect(),
+                Ok(ExecEvent::Exit(code)) => {
+                    let mut lines: Vec<ExecStreamLine> = Vec::new();
+                    if let Some((data, encoding)) = out.finish() {
+                        lines.push(ExecStreamLine::Stdout { data, encoding });
+                    }
+                    if let Some((data, encoding)) = err.finish() {
+                        lines.push(ExecStreamLine::Stderr { data, encoding });
+                    }
+                    lines.push(ExecStreamLine::Exit { exit_code: code });
+                    lines
+                }
+                Err(e) => vec![ExecStreamLine::Error {
+                    message: e.message().to_owned(),
+                }],
+            };
+            std::future::ready(Some(futures_util::stream::iter(lines)))
+        })
+        .flatten()
 }
 
 fn not_found(id: SessionId) -> Error {

@@ -15,7 +15,6 @@ use onmemos_core::api::{
 };
 use onmemos_core::id::SessionId;
 use onmemos_core::model::{Session, SessionEvent};
-use onmemos_core::ports::compute::ExecEvent;
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, Authorized, needs};
@@ -101,7 +100,8 @@ pub(crate) async fn exec(
 }
 
 /// Runs a command and streams its output as newline-delimited JSON (`stdout`, `stderr`, then
-/// one `exit` line).
+/// one `exit` line). Output is byte-exact: a character is never cut across lines, and bytes
+/// that are not UTF-8 come as base64 (`"encoding": "base64"`).
 #[utoipa::path(post, path = "/v1/sessions/{session_id}/exec/stream", tag = "sessions",
     params(("session_id" = SessionId, Path, description = "The session's id")),
     request_body = ExecCommand,
@@ -113,20 +113,8 @@ pub(crate) async fn exec_stream(
     ApiPath(id): ApiPath<SessionId>,
     ApiJson(body): ApiJson<ExecCommand>,
 ) -> Result<Response, ApiError> {
-    let stream = s.engine.sessions().exec_stream(&p, id, body).await?;
-    let lines = stream.map(|event| {
-        let line = match event {
-            Ok(ExecEvent::Stdout(b)) => ExecStreamLine::Stdout {
-                data: String::from_utf8_lossy(&b).into_owned(),
-            },
-            Ok(ExecEvent::Stderr(b)) => ExecStreamLine::Stderr {
-                data: String::from_utf8_lossy(&b).into_owned(),
-            },
-            Ok(ExecEvent::Exit(code)) => ExecStreamLine::Exit { exit_code: code },
-            Err(e) => ExecStreamLine::Error {
-                message: e.message().to_owned(),
-            },
-        };
+    let lines = s.engine.sessions().exec_lines(&p, id, body).await?;
+    let lines = lines.map(|line| {
         let mut text = serde_json::to_string(&line).unwrap_or_default();
         text.push('\n');
         Ok::<_, Infallible>(text)
