@@ -119,7 +119,9 @@ impl ServeConfig {
     /// Loads the layered configuration. `config_file` is the `--config` flag; when absent,
     /// `ONMEMOS_CONFIG` or `./onmemos.toml` (if it exists) is read.
     pub fn load(config_file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<Self> {
-        // Variables already in the environment win over the .env file.
+        // Variables already in the environment win over the .env file. The `onmemos` binary
+        // loads it before its runtime starts, so in the binary this sets nothing: every
+        // variable of the file is already there.
         let _ = dotenvy::dotenv();
         let file = match config_file {
             Some(path) => {

@@ -719,3 +719,68 @@ async fn session_exec_exits_with_the_command_code_and_passes_env_and_stdin() {
         .unwrap_or_else(|e| panic!("onmemos: {e}"));
     assert_eq!(ok.status.code(), Some(0));
 }
+
+/// `onmemos session events --follow` prints events as they happen and ends with the session's
+/// last one; without `--follow` it prints every event (the client's paged stream).
+#[tokio::test]
+async fn session_events_follow_until_the_session_ends() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let created = create_user(onmemos(dir.path()), "events@example.com", true);
+    let key = secret(&created);
+    let server = start(dir.path()).await;
+    let admin = client(&server.url, &key);
+    common::buy_credits(&admin, 5_000_000).await;
+    let ws = admin
+        .workspaces()
+        .create(&CreateWorkspace {
+            name: "lab".into(),
+            description: None,
+            env: Default::default(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("workspace: {e}"));
+    let session = common::start_session(&admin, ws.id).await;
+    let id = session.id.to_string();
+    let follower = onmemos(dir.path())
+        .args(["--json", "--url", &server.url, "--api-key", &key])
+        .args(["session", "events", "--follow", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("onmemos: {e}"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    admin
+        .sessions()
+        .stop(session.id)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+    let out = tokio::task::spawn_blocking(move || follower.wait_with_output())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("onmemos: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kinds: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .map(|v| v["type"].as_str().unwrap_or_default().to_owned())
+                .unwrap_or_else(|e| panic!("{e}: {l}"))
+        })
+        .collect();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("created"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("stopped"),
+        "{kinds:?}"
+    );
+    let all = cli_json(dir.path(), &server, &key, &["session", "events", &id]);
+    assert_eq!(all.as_array().map(Vec::len), Some(kinds.len()), "{all}");
+}

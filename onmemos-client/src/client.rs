@@ -60,23 +60,32 @@ impl ClientBuilder {
     /// A builder with the URL and key of `ONMEMOS_URL` and `ONMEMOS_API_KEY`, read from the
     /// environment or, for variables the environment does not set, from a `.env` file in the
     /// current directory or its parents; the rest (timeouts, retries) is still to set.
+    ///
+    /// The file is read, never loaded into the process's environment: changing the environment
+    /// while other threads run (a tokio runtime, a Python interpreter) is not sound.
     pub fn from_env() -> Result<ClientBuilder> {
-        // A missing .env file is normal (the environment alone may configure the client); a
-        // malformed one is an error, not something to skip silently.
-        if let Err(e) = dotenvy::dotenv()
-            && !e.not_found()
-        {
-            return Err(Error::new(
+        let bad_file = |e: dotenvy::Error| {
+            Error::new(
                 ErrorKind::Configuration,
                 format!("cannot read the .env file: {e}"),
-            ));
-        }
+            )
+        };
+        // A missing .env file is normal (the environment alone may configure the client); a
+        // malformed one is an error, not something to skip silently.
+        let file: std::collections::HashMap<String, String> = match dotenvy::dotenv_iter() {
+            Ok(entries) => entries
+                .collect::<std::result::Result<_, _>>()
+                .map_err(bad_file)?,
+            Err(e) if e.not_found() => Default::default(),
+            Err(e) => return Err(bad_file(e)),
+        };
+        let var = |name: &str| std::env::var(name).ok().or_else(|| file.get(name).cloned());
         let mut builder = Client::builder();
-        if let Ok(url) = std::env::var("ONMEMOS_URL") {
+        if let Some(url) = var("ONMEMOS_URL") {
             builder = builder.base_url(url);
         }
-        match std::env::var("ONMEMOS_API_KEY") {
-            Ok(key) if !key.trim().is_empty() => Ok(builder.api_key(key.trim())),
+        match var("ONMEMOS_API_KEY") {
+            Some(key) if !key.trim().is_empty() => Ok(builder.api_key(key.trim())),
             _ => Err(Error::new(
                 ErrorKind::Configuration,
                 "ONMEMOS_API_KEY is not set (in the environment or a .env file)",

@@ -64,4 +64,9 @@ fn bad_urls_keys_and_env_files_are_refused_before_any_request() {
     .unwrap_or_else(|e| panic!("{e}"));
     let client = Client::from_env().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(client.base_url(), "http://127.0.0.1:9");
+    // The file was read, not loaded: the process's environment is as it was.
+    assert!(
+        std::env::var_os("ONMEMOS_URL").is_none() && std::env::var_os("ONMEMOS_API_KEY").is_none(),
+        "from_env changed the process environment"
+    );
 }

@@ -161,7 +161,7 @@ pub(crate) async fn run() -> ExitCode {
 /// The client for user commands: flags first, then `ONMEMOS_URL` / `ONMEMOS_API_KEY` from the
 /// environment or a `.env` file.
 fn client(url: Option<String>, key: Option<String>) -> anyhow::Result<onmemos::client::Client> {
-    let _ = dotenvy::dotenv();
+    // `main` loaded the .env file into the environment before the runtime started.
     let url = url
         .or_else(|| std::env::var("ONMEMOS_URL").ok())
         .unwrap_or_else(|| onmemos::client::DEFAULT_URL.to_owned());

@@ -135,10 +135,13 @@ pub(crate) enum SessionCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Show a session's events.
+    /// Show a session's events: every one of them, page after page.
     Events {
         /// The session.
         session: SessionId,
+        /// Then keep printing new events as they happen, until the session's last one.
+        #[arg(short, long)]
+        follow: bool,
     },
 }
 
@@ -283,9 +286,14 @@ pub(crate) async fn run(
                 }
             }
         }
-        SessionCommand::Events { session } => {
-            let events = sessions
-                .events(session, &EventListParams::default())
+        SessionCommand::Events {
+            session,
+            follow: false,
+        } => {
+            use futures_util::TryStreamExt as _;
+            let events: Vec<_> = sessions
+                .events_all(session, EventListParams::default())
+                .try_collect()
                 .await?;
             let rows = events.iter().map(|e| {
                 vec![
@@ -295,6 +303,27 @@ pub(crate) async fn run(
                 ]
             });
             out.print(&events, &["seq", "at", "event"], rows)
+        }
+        SessionCommand::Events {
+            session,
+            follow: true,
+        } => {
+            // One line per event as it happens (a JSON object per line with --json).
+            use futures_util::TryStreamExt as _;
+            let mut events = sessions.follow_events(session, None).await?;
+            while let Some(e) = events.try_next().await? {
+                if out.json {
+                    println!("{}", serde_json::to_string(&e)?);
+                } else {
+                    println!(
+                        "{:>6}  {}  {}",
+                        e.seq,
+                        e.at.format("%Y-%m-%d %H:%M:%S"),
+                        e.message
+                    );
+                }
+            }
+            Ok(())
         }
     }
 }
