@@ -8,10 +8,10 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::api::PageRequest;
 use crate::error::ErrorKind;
-use crate::id::{ApiKeyId, TemplateId, UploadId, UserId, WorkspaceId};
+use crate::id::{ApiKeyId, SessionId, TemplateId, UploadId, UserId, WorkspaceId};
 use crate::model::{
-    ApiKey, ApiKeyRecord, Resources, Role, Scope, SessionLimits, Template, TemplateCategory, User,
-    Workspace,
+    ApiKey, ApiKeyRecord, Placement, Resources, Role, Scope, Session, SessionLimits, SessionRecord,
+    SessionStatus, Template, TemplateCategory, User, Workspace,
 };
 use crate::passport::{KeyDigest, Secret};
 use crate::ports::{Database, TemplateFilter};
@@ -704,6 +704,166 @@ pub async fn uploads_parts_pending_and_expiry(db: Arc<dyn Database>) {
     assert_eq!(repo.pending_bytes(w.id).await.ok(), Some(0));
 }
 
+/// A running session of `owner` in `workspace`, due for its check at `due`.
+fn running_session(
+    owner: UserId,
+    workspace: WorkspaceId,
+    template: TemplateId,
+    due: DateTime<Utc>,
+) -> SessionRecord {
+    SessionRecord {
+        session: Session {
+            id: SessionId::new(),
+            workspace_id: workspace,
+            owner_id: owner,
+            template_id: template,
+            status: SessionStatus::Running,
+            limits: SessionLimits::default(),
+            placement: Placement::OnDemand,
+            resources: Resources {
+                cpu_millis: 500,
+                memory_mib: 512,
+                gpu: 0,
+                disk_gib: 5,
+            },
+            rate_micros_per_hour: 50_000,
+            cost_micros: 0,
+            stop_reason: None,
+            failure: None,
+            created_at: t0(),
+            started_at: Some(t0()),
+            stopped_at: None,
+            last_activity_at: t0(),
+        },
+        node: "node-a".into(),
+        version: 1,
+        tick: 0,
+        hold: None,
+        billed_ms: 0,
+        covered_until: Some(t0() + Duration::minutes(5)),
+        next_check_at: Some(due),
+        warned: 0,
+    }
+}
+
+/// Session leases and versions: a due session is claimed by one holder only until its lease
+/// runs out; a write needs the version it read (and releases the lease); `next_due` is the
+/// earliest claimable moment, a lease's end included.
+pub async fn sessions_lease_version_and_due(db: Arc<dyn Database>) {
+    let owner = new_user(&db).await;
+    let w = workspace(owner.id, "leases");
+    db.workspaces()
+        .insert(&w)
+        .await
+        .unwrap_or_else(|e| panic!("workspace: {e}"));
+    let t = template(Some(owner.id), "lease-tpl", TemplateCategory::Custom, &[]);
+    db.templates()
+        .insert(&t)
+        .await
+        .unwrap_or_else(|e| panic!("template: {e}"));
+    let repo = db.sessions();
+    let due = t0() + Duration::seconds(10);
+    let record = running_session(owner.id, w.id, t.id, due);
+    let later = running_session(owner.id, w.id, t.id, due + Duration::seconds(30));
+    for r in [&record, &later] {
+        repo.insert(r)
+            .await
+            .unwrap_or_else(|e| panic!("insert: {e}"));
+    }
+    let ids = |rs: &[SessionRecord]| rs.iter().map(|r| r.session.id).collect::<BTreeSet<_>>();
+    let mine = |rs: Vec<SessionRecord>| {
+        rs.into_iter()
+            .filter(|r| r.session.owner_id == owner.id)
+            .collect::<Vec<_>>()
+    };
+
+    // Not due yet: nobody gets it.
+    let early = repo
+        .claim_due(
+            "a",
+            due - Duration::seconds(1),
+            due + Duration::seconds(59),
+            100,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("claim: {e}"));
+    assert!(mine(early).is_empty(), "claimed before it was due");
+    // Due: one holder gets it, the other not while the lease lasts.
+    let lease_end = due + Duration::seconds(60);
+    let a = mine(
+        repo.claim_due("a", due, lease_end, 100)
+            .await
+            .unwrap_or_else(|e| panic!("claim: {e}")),
+    );
+    assert_eq!(ids(&a), BTreeSet::from([record.session.id]));
+    let b = mine(
+        repo.claim_due("b", due + Duration::seconds(1), lease_end, 100)
+            .await
+            .unwrap_or_else(|e| panic!("claim: {e}")),
+    );
+    assert!(b.is_empty(), "a leased session was claimed twice: {b:?}");
+    // Held until its lease ends: that is when it is next claimable.
+    let next = repo
+        .next_due()
+        .await
+        .unwrap_or_else(|e| panic!("next_due: {e}"));
+    assert!(
+        next.is_some_and(|n| n <= due + Duration::seconds(30)),
+        "{next:?}"
+    );
+    // After the lease, another holder may take it.
+    let b = mine(
+        repo.claim_due("b", lease_end, lease_end + Duration::seconds(60), 100)
+            .await
+            .unwrap_or_else(|e| panic!("claim: {e}")),
+    );
+    assert!(
+        ids(&b).contains(&record.session.id),
+        "the lease never ended"
+    );
+
+    // A write needs the version it read; it releases the lease.
+    let mut stale = record.clone();
+    stale.version = record.version + 5;
+    stale.tick = 99;
+    assert_eq!(
+        repo.update(&stale).await.ok(),
+        Some(false),
+        "a stale write was applied"
+    );
+    let mut next_state = record.clone();
+    next_state.version = record.version + 1;
+    next_state.tick = 1;
+    next_state.next_check_at = Some(lease_end + Duration::seconds(600));
+    assert_eq!(repo.update(&next_state).await.ok(), Some(true));
+    assert_eq!(
+        repo.update(&next_state).await.ok(),
+        Some(false),
+        "the same version was written twice"
+    );
+    let stored = repo
+        .record(record.session.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the session vanished"));
+    assert_eq!((stored.version, stored.tick), (next_state.version, 1));
+    let again = mine(
+        repo.claim_due(
+            "c",
+            lease_end + Duration::seconds(600),
+            lease_end + Duration::seconds(660),
+            100,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("claim: {e}")),
+    );
+    assert!(
+        ids(&again).contains(&record.session.id),
+        "the write did not release the lease"
+    );
+}
+
 /// Runs every check of the `Database` conformance suite, each with a database from `make`,
 /// an async factory returning `Option<Arc<dyn Database>>` (`None` skips the check: the factory
 /// says why, e.g. no server configured on a developer machine).
@@ -723,6 +883,7 @@ macro_rules! database_conformance {
             workspaces_paginate,
             templates_visibility_filters_and_builtins,
             uploads_parts_pending_and_expiry,
+            sessions_lease_version_and_due,
         );
         $crate::database_conformance!(@ledger $make;
             ledger_holds_posts_and_voids,
