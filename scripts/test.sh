@@ -35,6 +35,20 @@ cargo deny --log-level error check bans licenses sources
 step "clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+step "every feature on its own compiles, without warnings (cargo hack)"
+if ! cargo hack --version >/dev/null 2>&1; then
+  step "installing cargo-hack"
+  cargo install --locked cargo-hack
+fi
+hack_log="$(mktemp)"
+cargo hack check --each-feature --no-dev-deps \
+  -p onmemos-core -p onmemos-backends -p onmemos-client -p onmemos 2>&1 | tee "$hack_log"
+if grep -q '^warning' "$hack_log"; then
+  echo "a feature combination builds with warnings (above)" >&2
+  exit 1
+fi
+rm -f "$hack_log"
+
 step "bubblewrap (the session sandbox)"
 if ! command -v bwrap >/dev/null 2>&1; then
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } ||

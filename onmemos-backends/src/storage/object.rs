@@ -495,7 +495,7 @@ impl StorageProvider for ObjectStorage {
         if let Some(signer) = &self.signer {
             return self.signed(&**signer, method, path, expires_in).await;
         }
-        let _ = (method, expires_in);
+        let _ = (method, path, expires_in);
         Err(Error::with_code(
             ErrorCode::Unsupported,
             format!("the {} store cannot presign URLs", self.name),
@@ -639,13 +639,13 @@ fn unsatisfiable(range: &Range<u64>, size: u64) -> Error {
 
 /// Installs ring as the process's TLS provider unless one is installed already (the HTTP
 /// client of the cloud stores is built without a provider of its own).
-#[cfg(feature = "cloud-storage")]
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 fn tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Applies `options` to a builder through its `with_config`, naming an unknown key.
-#[cfg(feature = "cloud-storage")]
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 fn configure<B, K>(
     url: &str,
     mut builder: B,
@@ -665,7 +665,7 @@ where
 }
 
 /// The storage over a built cloud store, which also presigns.
-#[cfg(feature = "cloud-storage")]
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 fn cloud_storage<S: ObjectStore + Signer + MultipartStore>(
     name: &'static str,
     url: &str,

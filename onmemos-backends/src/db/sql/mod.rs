@@ -50,7 +50,9 @@ pub struct SqlDatabase {
     pub(crate) dialect: Dialect,
     /// The queue ledger operations are committed through, in batches.
     group: GroupCommit,
-    /// Tasks that live as long as the database handle (SQLite's checkpoints).
+    /// Tasks that live as long as the database handle (SQLite's checkpoints; PostgreSQL has
+    /// none, so a build without SQLite never reads it).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     background: Arc<BackgroundTasks>,
 }
 
@@ -112,6 +114,7 @@ impl SqlDatabase {
     }
 
     /// Runs `task` until the last handle to this database is dropped.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn spawn_background(
         &self,
         task: impl std::future::Future<Output = ()> + Send + 'static,
