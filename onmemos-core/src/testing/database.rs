@@ -864,6 +864,175 @@ pub async fn sessions_lease_version_and_due(db: Arc<dyn Database>) {
     );
 }
 
+/// Storage-usage records: every workspace is enrolled once, due at once; a due record is
+/// leased to one holder; writes are conditional on the version and release the lease.
+pub async fn storage_usage_enrolled_leased_and_versioned(db: Arc<dyn Database>) {
+    let owner = new_user(&db).await;
+    let w = workspace(owner.id, "billed");
+    db.workspaces()
+        .insert(&w)
+        .await
+        .unwrap_or_else(|e| panic!("workspace: {e}"));
+    let repo = db.storage_usage();
+    let now = t0() + Duration::days(1);
+    repo.enroll(now)
+        .await
+        .unwrap_or_else(|e| panic!("enroll: {e}"));
+    let record = repo
+        .get(w.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the workspace was not enrolled"));
+    assert_eq!(
+        (record.owner_id, record.bytes, record.next_sample_at),
+        (owner.id, 0, now)
+    );
+    assert_eq!(repo.enroll(now).await.ok().map(|_| ()), Some(()));
+    assert_eq!(
+        repo.get(w.id).await.ok().flatten(),
+        Some(record.clone()),
+        "enrolled twice"
+    );
+
+    let mine = |rs: Vec<crate::model::StorageUsageRecord>| {
+        rs.into_iter()
+            .filter(|r| r.workspace_id == w.id)
+            .collect::<Vec<_>>()
+    };
+    let lease_end = now + Duration::seconds(60);
+    let a = mine(
+        repo.claim_due("a", now, lease_end, 1000)
+            .await
+            .unwrap_or_else(|e| panic!("claim: {e}")),
+    );
+    assert_eq!(a.len(), 1, "a due record was not claimed");
+    let b = mine(
+        repo.claim_due("b", now + Duration::seconds(1), lease_end, 1000)
+            .await
+            .unwrap_or_else(|e| panic!("claim: {e}")),
+    );
+    assert!(b.is_empty(), "a leased record was claimed twice");
+
+    let mut stale = record.clone();
+    stale.version += 7;
+    assert_eq!(
+        repo.update(&stale).await.ok(),
+        Some(false),
+        "a stale write was applied"
+    );
+    let mut next = record.clone();
+    next.version += 1;
+    next.step = 1;
+    next.bytes = 4096;
+    next.charged = 3;
+    next.sampled_at = now;
+    next.next_sample_at = now + Duration::hours(1);
+    assert_eq!(repo.update(&next).await.ok(), Some(true));
+    assert_eq!(repo.get(w.id).await.ok().flatten(), Some(next.clone()));
+    assert_eq!(
+        repo.update(&next).await.ok(),
+        Some(false),
+        "one version written twice"
+    );
+    // Not due again before its next sample, though its lease is gone.
+    let early = mine(
+        repo.claim_due(
+            "c",
+            now + Duration::minutes(59),
+            now + Duration::minutes(60),
+            1000,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("claim: {e}")),
+    );
+    assert!(early.is_empty(), "claimed before its next sample");
+    let due = mine(
+        repo.claim_due(
+            "c",
+            now + Duration::hours(1),
+            now + Duration::hours(2),
+            1000,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("claim: {e}")),
+    );
+    assert_eq!(due.len(), 1, "the write did not release the lease");
+}
+
+/// Idempotency records: the first claim runs, a concurrent one is in flight, a completed one
+/// replays its answer, another request under the key is a mismatch, an abandoned claim can be
+/// taken again, and a claim left by a dead server is taken over once stale. Records of one
+/// owner are not another's.
+pub async fn idempotency_records_claim_replay_and_takeover(db: Arc<dyn Database>) {
+    use crate::ports::{IdempotencyBegin, StoredResponse};
+    let (alice, bob) = (new_user(&db).await, new_user(&db).await);
+    let repo = db.idempotency();
+    let stale = Duration::seconds(60);
+    let begin = |user: UserId, key: &'static str, hash: &'static str, at| {
+        let repo = db.idempotency();
+        async move {
+            repo.begin(user, key, hash, at, stale)
+                .await
+                .unwrap_or_else(|e| panic!("begin: {e}"))
+        }
+    };
+    assert_eq!(
+        begin(alice.id, "k1", "h1", t0()).await,
+        IdempotencyBegin::Started
+    );
+    assert_eq!(
+        begin(alice.id, "k1", "h1", t0()).await,
+        IdempotencyBegin::InFlight
+    );
+    assert_eq!(
+        begin(alice.id, "k1", "h2", t0()).await,
+        IdempotencyBegin::Mismatch
+    );
+    // Another owner's key of the same text is its own.
+    assert_eq!(
+        begin(bob.id, "k1", "h9", t0()).await,
+        IdempotencyBegin::Started
+    );
+    let answer = StoredResponse {
+        status: 201,
+        content_type: "application/json".into(),
+        body: r#"{"id":"x"}"#.into(),
+    };
+    repo.complete(alice.id, "k1", &answer)
+        .await
+        .unwrap_or_else(|e| panic!("complete: {e}"));
+    assert_eq!(
+        begin(alice.id, "k1", "h1", t0() + Duration::hours(1)).await,
+        IdempotencyBegin::Replay(answer)
+    );
+    assert_eq!(
+        begin(alice.id, "k1", "h2", t0()).await,
+        IdempotencyBegin::Mismatch
+    );
+    // An abandoned claim (a server error) may run again.
+    assert_eq!(
+        begin(alice.id, "k2", "h1", t0()).await,
+        IdempotencyBegin::Started
+    );
+    repo.abandon(alice.id, "k2")
+        .await
+        .unwrap_or_else(|e| panic!("abandon: {e}"));
+    assert_eq!(
+        begin(alice.id, "k2", "h1", t0()).await,
+        IdempotencyBegin::Started
+    );
+    // A claim whose server died is taken over once it is stale, not before.
+    assert_eq!(
+        begin(alice.id, "k2", "h1", t0() + Duration::seconds(30)).await,
+        IdempotencyBegin::InFlight
+    );
+    assert_eq!(
+        begin(alice.id, "k2", "h1", t0() + Duration::seconds(61)).await,
+        IdempotencyBegin::Started
+    );
+}
+
 /// Runs every check of the `Database` conformance suite, each with a database from `make`,
 /// an async factory returning `Option<Arc<dyn Database>>` (`None` skips the check: the factory
 /// says why, e.g. no server configured on a developer machine).
@@ -884,6 +1053,8 @@ macro_rules! database_conformance {
             templates_visibility_filters_and_builtins,
             uploads_parts_pending_and_expiry,
             sessions_lease_version_and_due,
+            storage_usage_enrolled_leased_and_versioned,
+            idempotency_records_claim_replay_and_takeover,
         );
         $crate::database_conformance!(@ledger $make;
             ledger_holds_posts_and_voids,
