@@ -474,3 +474,42 @@ async fn a_session_cannot_start_more_processes_than_its_cap() {
         .await
         .unwrap_or_else(|e| panic!("stop: {e}"));
 }
+
+/// The `ComputeProvider` suite on `LocalCompute` without the sandbox.
+mod conformance_unsandboxed {
+    use std::sync::Arc;
+
+    use onmemos_backends::compute::LocalCompute;
+    use onmemos_core::ports::ComputeProvider;
+
+    onmemos_core::compute_conformance!(|| async {
+        let root = tempfile::tempdir()
+            .unwrap_or_else(|e| panic!("tempdir: {e}"))
+            .keep();
+        Some(Arc::new(LocalCompute::unsandboxed(root)) as Arc<dyn ComputeProvider>)
+    });
+}
+
+/// The `ComputeProvider` suite on `LocalCompute` in its bubblewrap sandbox (where bubblewrap
+/// runs: `scripts/test.sh` installs it, and CI has it).
+mod conformance_sandboxed {
+    use std::sync::Arc;
+
+    use onmemos_backends::compute::LocalCompute;
+    use onmemos_core::ports::ComputeProvider;
+
+    onmemos_core::compute_conformance!(|| async {
+        if !super::which_bwrap() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "bubblewrap must run in CI: the sandboxed suite cannot be skipped there"
+            );
+            eprintln!("SKIPPED: bubblewrap is not usable here; the sandboxed suite did not run");
+            return None;
+        }
+        let root = tempfile::tempdir()
+            .unwrap_or_else(|e| panic!("tempdir: {e}"))
+            .keep();
+        Some(Arc::new(LocalCompute::new(root)) as Arc<dyn ComputeProvider>)
+    });
+}

@@ -1,7 +1,9 @@
 //! The `ComputeProvider` port: where sessions run.
 //!
-//! Implementations: `LocalCompute` (a process tree under a PTY per session, on this machine) and
-//! `KubernetesCompute` (a pod per session). Both pass one conformance suite.
+//! Implementation: `LocalCompute` (a process tree under a PTY per session, on this machine, in
+//! bubblewrap unless the operator opted out), which passes the conformance suite
+//! ([`crate::testing::compute`], feature `testing`) sandboxed and unsandboxed. A pod per session
+//! on Kubernetes is next; it will run the same suite.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

@@ -8,6 +8,7 @@
 //!
 //! Each check panics with a message saying what did not hold.
 
+pub mod compute;
 pub mod database;
 pub mod ledger;
 pub mod storage;
