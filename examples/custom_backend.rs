@@ -133,7 +133,10 @@ impl StorageProvider for MapStore {
     fn capabilities(&self) -> StorageCapabilities {
         // Named, no presigned URLs, parts assembled here, copies without streaming, atomic
         // conditional creates.
-        StorageCapabilities::new("map", false, true, true, true)
+        StorageCapabilities::new("map")
+            .with_multipart(true)
+            .with_server_side_copy(true)
+            .with_conditional_put(true)
     }
 
     async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<ObjectMeta> {

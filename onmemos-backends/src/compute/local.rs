@@ -411,7 +411,8 @@ impl ComputeProvider for LocalCompute {
             (None, Some(_)) => LimitEnforcement::AddressSpace,
             (None, None) => LimitEnforcement::None,
         };
-        ComputeCapabilities::new("local", false, false, false, true)
+        ComputeCapabilities::new("local")
+            .with_storage_mounts(true)
             .with_sandbox(sandbox)
             .with_limits(limits)
             .with_node_local(true)

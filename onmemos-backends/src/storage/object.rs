@@ -289,13 +289,11 @@ fn store_error(error: object_store::Error, path: &str) -> Error {
 #[async_trait]
 impl StorageProvider for ObjectStorage {
     fn capabilities(&self) -> StorageCapabilities {
-        StorageCapabilities::new(
-            self.name,
-            self.can_presign(),
-            self.multipart.is_some(),
-            true,
-            true,
-        )
+        StorageCapabilities::new(self.name)
+            .with_presign(self.can_presign())
+            .with_multipart(self.multipart.is_some())
+            .with_server_side_copy(true)
+            .with_conditional_put(true)
     }
 
     async fn put(

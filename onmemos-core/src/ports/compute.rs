@@ -73,28 +73,38 @@ pub struct ComputeCapabilities {
 }
 
 impl ComputeCapabilities {
-    /// Capabilities with these values (the struct is non-exhaustive: later fields default).
-    pub fn new(
-        name: &'static str,
-        sandboxed: bool,
-        gpu: bool,
-        spot: bool,
-        storage_mounts: bool,
-    ) -> Self {
+    /// A compute named `name` that supports nothing optional (no sandbox, no limits, no GPU,
+    /// no spot, no mounts, reachable from any node); say what it does with the `with_*`
+    /// methods, by name (`ComputeCapabilities::new("k8s").with_spot(true)`).
+    pub fn new(name: &'static str) -> Self {
         Self {
             name,
-            sandboxed,
-            sandbox: if sandboxed {
-                SandboxState::Enforced
-            } else {
-                SandboxState::Off
-            },
+            sandboxed: false,
+            sandbox: SandboxState::Off,
             limits: LimitEnforcement::None,
-            gpu,
-            spot,
-            storage_mounts,
+            gpu: false,
+            spot: false,
+            storage_mounts: false,
             node_local: false,
         }
+    }
+
+    /// The same, saying whether GPUs can be attached.
+    pub fn with_gpu(mut self, gpu: bool) -> Self {
+        self.gpu = gpu;
+        self
+    }
+
+    /// The same, saying whether spot capacity can be chosen.
+    pub fn with_spot(mut self, spot: bool) -> Self {
+        self.spot = spot;
+        self
+    }
+
+    /// The same, saying whether workspace storage is mounted into sessions.
+    pub fn with_storage_mounts(mut self, storage_mounts: bool) -> Self {
+        self.storage_mounts = storage_mounts;
+        self
     }
 
     /// The same, with this sandbox state (`sandboxed` follows it).

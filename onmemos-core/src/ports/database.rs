@@ -34,13 +34,26 @@ pub struct DatabaseCapabilities {
 }
 
 impl DatabaseCapabilities {
-    /// Capabilities with the given name and flags.
-    pub fn new(name: &'static str, shared_by_replicas: bool, skip_locked: bool) -> Self {
+    /// A database named `name` that supports nothing optional; say what it does with the
+    /// `with_*` methods, by name (`DatabaseCapabilities::new("pg").with_skip_locked(true)`).
+    pub fn new(name: &'static str) -> Self {
         Self {
             name,
-            shared_by_replicas,
-            skip_locked,
+            shared_by_replicas: false,
+            skip_locked: false,
         }
+    }
+
+    /// The same, saying whether several server processes may share it.
+    pub fn with_shared_by_replicas(mut self, shared: bool) -> Self {
+        self.shared_by_replicas = shared;
+        self
+    }
+
+    /// The same, saying whether row leases (`FOR UPDATE SKIP LOCKED`) are available.
+    pub fn with_skip_locked(mut self, skip_locked: bool) -> Self {
+        self.skip_locked = skip_locked;
+        self
     }
 }
 

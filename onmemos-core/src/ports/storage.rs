@@ -37,21 +37,40 @@ pub struct StorageCapabilities {
 }
 
 impl StorageCapabilities {
-    /// Capabilities with these values (the struct is non-exhaustive: later fields default).
-    pub fn new(
-        name: &'static str,
-        presign: bool,
-        multipart: bool,
-        server_side_copy: bool,
-        conditional_put: bool,
-    ) -> Self {
+    /// A store named `name` that supports nothing optional; say what it does with the `with_*`
+    /// methods, by name (`StorageCapabilities::new("s3").with_presign(true)`).
+    pub fn new(name: &'static str) -> Self {
         Self {
             name,
-            presign,
-            multipart,
-            server_side_copy,
-            conditional_put,
+            presign: false,
+            multipart: false,
+            server_side_copy: false,
+            conditional_put: false,
         }
+    }
+
+    /// The same, saying whether presigned URLs can be issued.
+    pub fn with_presign(mut self, presign: bool) -> Self {
+        self.presign = presign;
+        self
+    }
+
+    /// The same, saying whether the store assembles uploads in parts itself.
+    pub fn with_multipart(mut self, multipart: bool) -> Self {
+        self.multipart = multipart;
+        self
+    }
+
+    /// The same, saying whether copies happen inside the store.
+    pub fn with_server_side_copy(mut self, server_side_copy: bool) -> Self {
+        self.server_side_copy = server_side_copy;
+        self
+    }
+
+    /// The same, saying whether `put` with `if_absent` is atomic.
+    pub fn with_conditional_put(mut self, conditional_put: bool) -> Self {
+        self.conditional_put = conditional_put;
+        self
     }
 }
 

@@ -168,8 +168,10 @@ impl SqlDatabase {
 impl Database for SqlDatabase {
     fn capabilities(&self) -> DatabaseCapabilities {
         match self.dialect {
-            Dialect::Sqlite => DatabaseCapabilities::new("sqlite", false, false),
-            Dialect::Postgres => DatabaseCapabilities::new("postgres", true, true),
+            Dialect::Sqlite => DatabaseCapabilities::new("sqlite"),
+            Dialect::Postgres => DatabaseCapabilities::new("postgres")
+                .with_shared_by_replicas(true)
+                .with_skip_locked(true),
         }
     }
 

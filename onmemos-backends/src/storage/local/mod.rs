@@ -439,7 +439,7 @@ fn worth_entering(prefix: &[u8], after: Option<&[u8]>, key: &[u8]) -> Descend {
 #[async_trait]
 impl StorageProvider for LocalStorage {
     fn capabilities(&self) -> StorageCapabilities {
-        StorageCapabilities::new("local", false, false, false, true)
+        StorageCapabilities::new("local").with_conditional_put(true)
     }
 
     async fn put(&self, path: &str, body: ByteStream, options: PutOptions) -> Result<ObjectMeta> {
