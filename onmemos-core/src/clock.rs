@@ -1,4 +1,4 @@
-//! An injectable clock, so that expiry, throttling and (later) billing run on simulated time in
+//! An injectable clock, so that expiry, throttling and billing run on simulated time in
 //! tests.
 //!
 //! OnMemOS timestamps have millisecond precision: that is what every database stores and what

@@ -1,8 +1,10 @@
 //! # onmemos-core
 //!
 //! The centre of OnMemOS: the domain model, the four port traits, the services and the error
-//! model. It performs no I/O of its own and depends on no database, object-store, Kubernetes or
-//! HTTP crate; backends (in `onmemos-backends`) implement the ports, and the server
+//! model. Its only I/O of its own is reading the host name once, when no `sessions.node` is
+//! configured (sessions on local compute belong to the node that started them), and it depends
+//! on no database, object-store, Kubernetes or HTTP crate: every other effect goes through a
+//! port. Backends (in `onmemos-backends`) implement the ports, and the server
 //! (`onmemos-server`) is a thin HTTP layer over the [`Engine`].
 //!
 //! ```text
