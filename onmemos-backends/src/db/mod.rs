@@ -18,6 +18,26 @@ use onmemos_core::{Error, Result};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sql::{Dialect, GroupCommitStats, SqlDatabase};
 
+// The one place a database URL's scheme picks a backend: `sql` knows neither dialect's
+// connection set-up, and each dialect's module only builds a `SqlDatabase`.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl SqlDatabase {
+    /// Opens the database named by `url` (`sqlite://…`, `sqlite::memory:`, `postgres://…`),
+    /// with default settings, running pending migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            #[cfg(feature = "sqlite")]
+            "sqlite" => sqlite::connect(&sqlite::SqliteConfig::new(url)).await,
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => {
+                postgres::connect(&postgres::PostgresConfig::new(url)).await
+            }
+            _ => Err(unsupported_url(url)),
+        }
+    }
+}
+
 /// Opens the database named by `url`: `sqlite://path` or `sqlite::memory:` (feature `sqlite`),
 /// `postgres://…` (feature `postgres`). An unknown scheme, or one whose feature is off, is a
 /// configuration error that names the feature.

@@ -132,21 +132,6 @@ impl SqlDatabase {
         self.group.stats()
     }
 
-    /// Opens the database named by `url` (`sqlite://…`, `sqlite::memory:`, `postgres://…`),
-    /// with default settings, running pending migrations.
-    pub async fn open(url: &str) -> Result<Self> {
-        let scheme = url.split(':').next().unwrap_or_default();
-        match scheme {
-            #[cfg(feature = "sqlite")]
-            "sqlite" => super::sqlite::connect(&super::sqlite::SqliteConfig::new(url)).await,
-            #[cfg(feature = "postgres")]
-            "postgres" | "postgresql" => {
-                super::postgres::connect(&super::postgres::PostgresConfig::new(url)).await
-            }
-            _ => Err(super::unsupported_url(url)),
-        }
-    }
-
     /// Which database this is.
     pub fn dialect(&self) -> Dialect {
         self.dialect
