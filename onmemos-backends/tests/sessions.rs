@@ -1005,7 +1005,7 @@ async fn the_running_monitor_wakes_for_a_deadline_between_its_passes() {
         panic!("no database");
     };
     let root = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let interval_ms = 5_000;
+    let interval_ms = 10_000;
     let engine = Engine::builder(Arc::new(db))
         .with_compute(Arc::new(LocalCompute::unsandboxed(root.path())))
         .with_config(EngineConfig {
@@ -1021,8 +1021,8 @@ async fn the_running_monitor_wakes_for_a_deadline_between_its_passes() {
     let (user, workspace) = common::member_with_workspace(&engine, "lab", 1_000_000).await;
     let mut events = engine.sessions().subscribe();
     let _monitor = engine.monitor().spawn();
-    // 104 micro-credits at 50,000 per hour: 7,488 ms, half-way between the passes at 5 and
-    // 10 s after the start.
+    // 208 micro-credits at 50,000 per hour: 14,976 ms, half-way between the passes at 10 and
+    // 20 s after the start.
     let s = engine
         .sessions()
         .create(
@@ -1031,7 +1031,7 @@ async fn the_running_monitor_wakes_for_a_deadline_between_its_passes() {
                 workspace_id: workspace,
                 template: "python".into(),
                 limits: LimitOverrides {
-                    max_cost_micros: Some(104),
+                    max_cost_micros: Some(208),
                     ..Default::default()
                 },
                 placement: Default::default(),
@@ -1041,7 +1041,7 @@ async fn the_running_monitor_wakes_for_a_deadline_between_its_passes() {
         .await
         .unwrap_or_else(|e| panic!("{name}: create: {e}"));
     let started = s.started_at.unwrap_or_default();
-    let deadline = started + Duration::milliseconds(104 * 3_600_000 / s.rate_micros_per_hour);
+    let deadline = started + Duration::milliseconds(208 * 3_600_000 / s.rate_micros_per_hour);
     let stopped = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         loop {
             match events.recv().await {
