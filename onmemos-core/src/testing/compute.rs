@@ -337,6 +337,66 @@ pub async fn usage_and_unknown_sessions(compute: Arc<dyn ComputeProvider>) {
     finished(&compute, workspace, session).await;
 }
 
+/// Stopping a session kills everything it started, however it detached (`setsid`, a
+/// double fork, `nohup`): each writes a heartbeat into the workspace, and after the stop a new
+/// session of the same workspace sees every heartbeat stand still.
+pub async fn stop_kills_everything_the_session_started(compute: Arc<dyn ComputeProvider>) {
+    let (workspace, session) = started(&compute).await;
+    let beat = |name: &str| format!("while :; do date +%s%N >> {name}; sleep 0.05; done");
+    let script = format!(
+        "setsid sh -c '{}' </dev/null >/dev/null 2>&1 & \
+         ( sh -c '{}' </dev/null >/dev/null 2>&1 & ) ; \
+         nohup sh -c '{}' </dev/null >/dev/null 2>&1 & \
+         sleep 0.5; wc -l < beat-setsid; wc -l < beat-fork; wc -l < beat-nohup",
+        beat("beat-setsid"),
+        beat("beat-fork"),
+        beat("beat-nohup")
+    );
+    let ran = run(&compute, session, &script, &[], None, PATIENCE).await;
+    let counts = String::from_utf8_lossy(&ran.stdout).into_owned();
+    assert!(
+        counts.split_whitespace().count() == 3
+            && counts
+                .split_whitespace()
+                .all(|n| n.parse::<u64>().is_ok_and(|n| n > 0)),
+        "the detached writers did not start: {counts:?} {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    compute
+        .stop_session(session)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+    // A new session of the same workspace watches the heartbeats.
+    let watcher = SessionId::new();
+    compute
+        .start_session(&SessionSpec {
+            session: watcher,
+            workspace,
+            image: "python:3.12-slim".into(),
+            resources: Resources {
+                cpu_millis: 500,
+                memory_mib: 512,
+                gpu: 0,
+                disk_gib: 1,
+            },
+            env: BTreeMap::new(),
+            placement: Placement::OnDemand,
+            files_dir: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let count = "wc -l < beat-setsid; wc -l < beat-fork; wc -l < beat-nohup";
+    let before = run(&compute, watcher, count, &[], None, PATIENCE).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let after = run(&compute, watcher, count, &[], None, PATIENCE).await;
+    assert_eq!(
+        String::from_utf8_lossy(&before.stdout),
+        String::from_utf8_lossy(&after.stdout),
+        "a process the stopped session started still runs (setsid, double fork, nohup)"
+    );
+    finished(&compute, workspace, watcher).await;
+}
+
 /// Runs every check on `compute`, one after another; returns their names.
 pub async fn run_all(compute: Arc<dyn ComputeProvider>) -> Vec<&'static str> {
     let mut held = Vec::new();
@@ -353,6 +413,7 @@ pub async fn run_all(compute: Arc<dyn ComputeProvider>) -> Vec<&'static str> {
         exec_timeout_kills_the_command;
         pty_write_read_and_resize;
         usage_and_unknown_sessions;
+        stop_kills_everything_the_session_started;
     }
     held
 }
@@ -370,6 +431,7 @@ macro_rules! compute_conformance {
             exec_timeout_kills_the_command,
             pty_write_read_and_resize,
             usage_and_unknown_sessions,
+            stop_kills_everything_the_session_started,
         );
     };
     (@checks $make:expr; $($check:ident),+ $(,)?) => {
