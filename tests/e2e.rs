@@ -655,14 +655,19 @@ async fn a_post_whose_answer_is_lost_is_retried_and_applied_once() {
     );
 }
 
-/// `onmemos session exec` passes environment (`-e`) and standard input (`-i`), writes the
-/// command's output byte for byte as it comes, and exits with the command's exit code, as
-/// `ssh` and `kubectl exec` do.
-#[tokio::test]
-async fn session_exec_exits_with_the_command_code_and_passes_env_and_stdin() {
-    use std::io::Write as _;
+/// A server, an admin `email` with credits, and a running session of theirs: (data dir,
+/// server, key, client, session).
+async fn with_a_session(
+    email: &str,
+) -> (
+    tempfile::TempDir,
+    Server,
+    String,
+    onmemos::client::Client,
+    onmemos::client::model::Session,
+) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let created = create_user(onmemos(dir.path()), "exec@example.com", true);
+    let created = create_user(onmemos(dir.path()), email, true);
     let key = secret(&created);
     let server = start(dir.path()).await;
     let admin = client(&server.url, &key);
@@ -677,6 +682,16 @@ async fn session_exec_exits_with_the_command_code_and_passes_env_and_stdin() {
         .await
         .unwrap_or_else(|e| panic!("workspace: {e}"));
     let session = common::start_session(&admin, ws.id).await;
+    (dir, server, key, admin, session)
+}
+
+/// `onmemos session exec` passes environment (`-e`) and standard input (`-i`), writes the
+/// command's output byte for byte as it comes, and exits with the command's exit code, as
+/// `ssh` and `kubectl exec` do.
+#[tokio::test]
+async fn session_exec_exits_with_the_command_code_and_passes_env_and_stdin() {
+    use std::io::Write as _;
+    let (dir, server, key, _admin, session) = with_a_session("exec@example.com").await;
     let id = session.id.to_string();
     let script = r#"printf '%s ' "$GREETING"; cat; printf '\303'; sleep 0.2; printf '\251'; printf '\377' >&2; exit 7"#;
     let mut child = onmemos(dir.path())
@@ -724,22 +739,7 @@ async fn session_exec_exits_with_the_command_code_and_passes_env_and_stdin() {
 /// last one; without `--follow` it prints every event (the client's paged stream).
 #[tokio::test]
 async fn session_events_follow_until_the_session_ends() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let created = create_user(onmemos(dir.path()), "events@example.com", true);
-    let key = secret(&created);
-    let server = start(dir.path()).await;
-    let admin = client(&server.url, &key);
-    common::buy_credits(&admin, 5_000_000).await;
-    let ws = admin
-        .workspaces()
-        .create(&CreateWorkspace {
-            name: "lab".into(),
-            description: None,
-            env: Default::default(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("workspace: {e}"));
-    let session = common::start_session(&admin, ws.id).await;
+    let (dir, server, key, admin, session) = with_a_session("events@example.com").await;
     let id = session.id.to_string();
     let follower = onmemos(dir.path())
         .args(["--json", "--url", &server.url, "--api-key", &key])

@@ -27,6 +27,24 @@ use crate::ports::compute::{
 /// The longest a check waits for something a provider does asynchronously.
 const PATIENCE: Duration = Duration::from_secs(60);
 
+/// What every check's sessions start from: a small session with one variable of its own.
+fn spec(session: SessionId, workspace: WorkspaceId) -> SessionSpec {
+    SessionSpec {
+        session,
+        workspace,
+        image: "python:3.12-slim".into(),
+        resources: Resources {
+            cpu_millis: 500,
+            memory_mib: 512,
+            gpu: 0,
+            disk_gib: 1,
+        },
+        env: BTreeMap::from([("FROM_TEMPLATE".to_owned(), "yes".to_owned())]),
+        placement: Placement::OnDemand,
+        files_dir: None,
+    }
+}
+
 /// A session started in a workspace provisioned for it: (workspace, session).
 async fn started(compute: &Arc<dyn ComputeProvider>) -> (WorkspaceId, SessionId) {
     let workspace = WorkspaceId::new();
@@ -39,20 +57,7 @@ async fn started(compute: &Arc<dyn ComputeProvider>) -> (WorkspaceId, SessionId)
         .await
         .unwrap_or_else(|e| panic!("provision: {e}"));
     compute
-        .start_session(&SessionSpec {
-            session,
-            workspace,
-            image: "python:3.12-slim".into(),
-            resources: Resources {
-                cpu_millis: 500,
-                memory_mib: 512,
-                gpu: 0,
-                disk_gib: 1,
-            },
-            env: BTreeMap::from([("FROM_TEMPLATE".to_owned(), "yes".to_owned())]),
-            placement: Placement::OnDemand,
-            files_dir: None,
-        })
+        .start_session(&spec(session, workspace))
         .await
         .unwrap_or_else(|e| panic!("start: {e}"));
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -369,20 +374,7 @@ pub async fn stop_kills_everything_the_session_started(compute: Arc<dyn ComputeP
     // A new session of the same workspace watches the heartbeats.
     let watcher = SessionId::new();
     compute
-        .start_session(&SessionSpec {
-            session: watcher,
-            workspace,
-            image: "python:3.12-slim".into(),
-            resources: Resources {
-                cpu_millis: 500,
-                memory_mib: 512,
-                gpu: 0,
-                disk_gib: 1,
-            },
-            env: BTreeMap::new(),
-            placement: Placement::OnDemand,
-            files_dir: None,
-        })
+        .start_session(&spec(watcher, workspace))
         .await
         .unwrap_or_else(|e| panic!("start: {e}"));
     let count = "wc -l < beat-setsid; wc -l < beat-fork; wc -l < beat-nohup";
