@@ -81,6 +81,20 @@ impl Server {
     }
 
     /// The HTTP status a shell request is refused with (it must be refused).
+    /// The newline-delimited answer of a streamed exec of `sh -c script`.
+    async fn exec_stream(&self, session: &str, key: &str, script: &str) -> String {
+        self.http
+            .post(format!("{}/v1/sessions/{session}/exec/stream", self.base))
+            .bearer_auth(key)
+            .json(&json!({"command": ["sh", "-c", script]}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .text()
+            .await
+            .unwrap_or_default()
+    }
+
     async fn shell_refusal(&self, session: &str, key: &str) -> u16 {
         match self.shell(session, key).await {
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
@@ -190,16 +204,8 @@ async fn a_real_session_execs_serves_a_shell_and_leaves_no_process() {
 
     // Streaming exec: newline-delimited JSON ending with the exit line.
     let streamed = s
-        .http
-        .post(format!("{}/v1/sessions/{id}/exec/stream", s.base))
-        .bearer_auth(&key)
-        .json(&json!({"command": ["sh", "-c", "echo out; echo err >&2; exit 4"]}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+        .exec_stream(&id, &key, "echo out; echo err >&2; exit 4")
+        .await;
     let lines: Vec<Value> = streamed
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or(Value::Null))
@@ -217,17 +223,7 @@ async fn a_real_session_execs_serves_a_shell_and_leaves_no_process() {
     // Output arrives byte for byte: a character written in two halves, a pause between them,
     // is one character (it was two U+FFFD); bytes that are not UTF-8 come as base64.
     let script = r"printf '\303'; sleep 0.3; printf '\251\n'; printf '\377\376\000' >&2";
-    let streamed = s
-        .http
-        .post(format!("{}/v1/sessions/{id}/exec/stream", s.base))
-        .bearer_auth(&key)
-        .json(&json!({"command": ["sh", "-c", script]}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .text()
-        .await
-        .unwrap_or_default();
+    let streamed = s.exec_stream(&id, &key, script).await;
     let (mut out, mut err) = (Vec::new(), Vec::new());
     for line in streamed.lines() {
         let line: onmemos_core::api::ExecStreamLine =
