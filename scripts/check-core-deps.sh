@@ -1,13 +1,29 @@
 #!/usr/bin/env bash
-# onmemos-core must build without I/O crates: it holds the domain, the ports and the services,
-# and backends depend on it, never the other way round.
+# Who may depend on whom (docs/architecture.md), checked on the real dependency graph:
+# - onmemos-types is plain data: no runtime (tokio), no I/O crate, utoipa only with `openapi`;
+# - onmemos-core holds the domain, the ports and the services: no database, object-store,
+#   Kubernetes or HTTP crate (backends depend on it, never the other way round);
+# - onmemos-client (and so the Python wheel) reaches neither the engine nor a server crate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-forbidden='^(sqlx|sqlx-core|object_store|kube|kube-client|reqwest|pyo3|hyper|axum)( |$)'
-tree=$(cargo tree -p onmemos-core -e normal --all-features --prefix none --format '{p}')
-if offenders=$(printf '%s\n' "$tree" | grep -E "$forbidden"); then
-  echo "onmemos-core depends on I/O crates it must not use:" >&2
-  printf '%s\n' "$offenders" | sort -u >&2
-  exit 1
-fi
-echo "ok: onmemos-core uses none of sqlx, object_store, kube, reqwest, pyo3, hyper, axum"
+
+# check PACKAGE FEATURES WHAT FORBIDDEN-REGEX
+check() {
+  local package=$1 features=$2 what=$3 forbidden=$4 tree offenders
+  # shellcheck disable=SC2086
+  tree=$(cargo tree -p "$package" -e normal $features --prefix none --format '{p}')
+  if offenders=$(printf '%s\n' "$tree" | grep -E "$forbidden"); then
+    echo "$package depends on crates it must not use ($what):" >&2
+    printf '%s\n' "$offenders" | sort -u >&2
+    exit 1
+  fi
+  echo "ok: $package ($features) uses none of: $what"
+}
+
+io='sqlx|sqlx-core|object_store|kube|kube-client|reqwest|pyo3|hyper|axum'
+check onmemos-types --no-default-features "tokio, utoipa, I/O crates" \
+  "^(tokio|utoipa|$io)( |$)"
+check onmemos-types --all-features "tokio, I/O crates" "^(tokio|$io)( |$)"
+check onmemos-core --all-features "I/O crates" "^($io)( |$)"
+check onmemos-client --all-features "the engine, server and store crates" \
+  '^(onmemos-core|onmemos-server|onmemos-backends|sqlx|sqlx-core|object_store|axum|utoipa|kube)( |$)'

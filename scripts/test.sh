@@ -22,7 +22,7 @@ fi
 step "formatting"
 cargo fmt --all -- --check
 
-step "onmemos-core depends on no I/O crate"
+step "who may depend on whom (types, core, client: scripts/check-core-deps.sh)"
 scripts/check-core-deps.sh
 
 step "dependencies: sources, licenses, bans (cargo deny, deny.toml)"
@@ -42,7 +42,7 @@ if ! cargo hack --version >/dev/null 2>&1; then
 fi
 hack_log="$(mktemp)"
 cargo hack check --each-feature --no-dev-deps \
-  -p onmemos-core -p onmemos-backends -p onmemos-client -p onmemos 2>&1 | tee "$hack_log"
+  -p onmemos-types -p onmemos-core -p onmemos-backends -p onmemos-client -p onmemos 2>&1 | tee "$hack_log"
 if grep -q '^warning' "$hack_log"; then
   echo "a feature combination builds with warnings (above)" >&2
   exit 1

@@ -228,7 +228,10 @@ impl Client {
 
     /// Opens the terminal of a running session over the shell WebSocket, 24×80, reconnecting
     /// a lost connection for up to 60 s (the server's default grace period).
-    pub async fn shell(&self, session: onmemos_core::id::SessionId) -> Result<crate::shell::Shell> {
+    pub async fn shell(
+        &self,
+        session: onmemos_types::id::SessionId,
+    ) -> Result<crate::shell::Shell> {
         self.shell_with(session, crate::shell::ShellOptions::default())
             .await
     }
@@ -236,20 +239,20 @@ impl Client {
     /// Opens the terminal of a running session with `options` (size, reconnection window).
     pub async fn shell_with(
         &self,
-        session: onmemos_core::id::SessionId,
+        session: onmemos_types::id::SessionId,
         options: crate::shell::ShellOptions,
     ) -> Result<crate::shell::Shell> {
         crate::shell::Shell::connect(&self.base, self.api_key.as_deref(), session, options).await
     }
 
     /// `GET /healthz`.
-    pub async fn health(&self) -> Result<onmemos_core::api::Health> {
+    pub async fn health(&self) -> Result<onmemos_types::api::Health> {
         self.get("/healthz").await
     }
 
     /// `GET /readyz`: whether the server can take requests (its database answers). A server
     /// that is not ready answers 503, an error of kind `Server`; this probe is never retried.
-    pub async fn ready(&self) -> Result<onmemos_core::api::Health> {
+    pub async fn ready(&self) -> Result<onmemos_types::api::Health> {
         let resp = self.execute(self.raw(Method::GET, "/readyz")).await?;
         let bytes = resp.bytes().await.map_err(Error::transport)?;
         decode(&bytes)

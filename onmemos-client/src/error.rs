@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use onmemos_core::api::{ErrorBody, ErrorCode};
+use onmemos_types::api::{ErrorBody, ErrorCode};
 
 /// What went wrong, from the caller's point of view.
 #[non_exhaustive]
@@ -40,7 +40,7 @@ pub enum ErrorKind {
 
 /// The kind a wire error code belongs to, for the client.
 pub fn kind_of_code(code: ErrorCode) -> ErrorKind {
-    use onmemos_core::ErrorKind as Core;
+    use onmemos_types::ErrorKind as Core;
     match code.kind() {
         Core::InvalidInput => ErrorKind::Validation,
         Core::Unauthenticated => ErrorKind::Authentication,

@@ -5,7 +5,7 @@
 //! ```no_run
 //! # async fn demo() -> onmemos_client::Result<()> {
 //! use onmemos_client::Client;
-//! use onmemos_core::api::CreateWorkspace;
+//! use onmemos_types::api::CreateWorkspace;
 //!
 //! let client = Client::from_env()?; // ONMEMOS_URL, ONMEMOS_API_KEY (or a .env file)
 //! let ws = client
@@ -28,7 +28,7 @@ mod stream;
 
 pub use client::{Client, ClientBuilder, DEFAULT_URL, RequestTimeout};
 pub use error::{Error, ErrorKind, Result, kind_of_code};
-pub use onmemos_core::api::SessionLifetime;
+pub use onmemos_types::api::SessionLifetime;
 pub use resources::{
     ApiKeys, Credits, Estimates, Optimizer, Sessions, Templates, Users, Workspaces,
 };
@@ -38,10 +38,10 @@ pub use storage::{ByteStream, Download, Progress, Storage, TRANSFER_TIMEOUT};
 pub use stream::{Cursor, Items};
 
 /// The wire types the client sends and receives.
-pub use onmemos_core::api;
+pub use onmemos_types::api;
 /// Typed ids.
-pub use onmemos_core::id;
+pub use onmemos_types::id;
 /// The domain types the API returns.
-pub use onmemos_core::model;
+pub use onmemos_types::model;
 /// The optimizer's request types (cluster snapshot, policy) and its recommendations.
-pub use onmemos_core::ports::optimizer;
+pub use onmemos_types::optimizer;

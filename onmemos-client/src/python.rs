@@ -425,7 +425,7 @@ fn shell_target(
     rows: u16,
     cols: u16,
     reconnect_secs: f64,
-) -> Result<(onmemos_core::id::SessionId, crate::ShellOptions)> {
+) -> Result<(onmemos_types::id::SessionId, crate::ShellOptions)> {
     let id = id.parse().map_err(|_| {
         Error::new(ErrorKind::Validation, format!("{id:?} is not a session id")).with_field("id")
     })?;
@@ -642,7 +642,7 @@ fn error_from_response(status: u16, body: &str) -> PyErr {
 /// Every wire code of the API.
 #[pyfunction]
 fn wire_codes() -> Vec<&'static str> {
-    onmemos_core::api::ErrorCode::ALL
+    onmemos_types::api::ErrorCode::ALL
         .iter()
         .map(|c| c.as_str())
         .collect()

@@ -2,14 +2,14 @@
 
 use reqwest::Method;
 
-use onmemos_core::api::{
+use onmemos_types::api::{
     CompareRequest, Comparison, CreateApiKey, CreateSession, CreateTemplate, CreateUser,
     CreateWorkspace, CreatedApiKey, CreatedUser, CreditRequest, Estimate, EstimateRequest,
     EventListParams, ExecCommand, ExecOutput, ExecStreamLine, ListParams, Page, SessionListParams,
     TemplateListParams, TransferListParams, UpdateWorkspace,
 };
-use onmemos_core::id::{ApiKeyId, SessionId, UserId, WorkspaceId};
-use onmemos_core::model::{
+use onmemos_types::id::{ApiKeyId, SessionId, UserId, WorkspaceId};
+use onmemos_types::model::{
     ApiKey, Balance, PriceBook, Session, SessionEvent, Template, Transfer, User, Workspace,
 };
 
@@ -73,8 +73,8 @@ impl Optimizer<'_> {
     /// `optimizer:run` scope.
     pub async fn recommendations(
         &self,
-        request: &onmemos_core::ports::optimizer::OptimizationRequest,
-    ) -> Result<onmemos_core::api::OptimizationReport> {
+        request: &onmemos_types::optimizer::OptimizationRequest,
+    ) -> Result<onmemos_types::api::OptimizationReport> {
         self.client
             .send_json(Method::POST, "/v1/optimizer/recommendations", request)
             .await

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use onmemos_core::api::{ShellClientFrame, ShellServerFrame};
-use onmemos_core::id::SessionId;
+use onmemos_types::api::{ShellClientFrame, ShellServerFrame};
+use onmemos_types::id::SessionId;
 use reqwest::Method;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use onmemos_core::api::{
+use onmemos_types::api::{
     CreateUpload, ObjectListParams, Page, PresignRequest, PresignedUrl, StoredObject,
 };
-use onmemos_core::id::{UploadId, WorkspaceId};
-use onmemos_core::model::{StorageUsage, Upload, UploadPart};
+use onmemos_types::id::{UploadId, WorkspaceId};
+use onmemos_types::model::{StorageUsage, Upload, UploadPart};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, header};
 use tokio::io::AsyncWriteExt;

@@ -11,7 +11,7 @@ use futures::stream::{self, BoxStream, Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use onmemos_core::api::{
+use onmemos_types::api::{
     ListParams, ObjectListParams, Page, SessionListParams, TemplateListParams, TransferListParams,
 };
 

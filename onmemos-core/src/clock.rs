@@ -7,12 +7,9 @@
 use std::fmt::Debug;
 use std::sync::Mutex;
 
-use chrono::{DateTime, Duration, SubsecRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 
-/// `at` truncated to the millisecond precision of OnMemOS timestamps.
-pub fn to_millis(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.trunc_subsecs(3)
-}
+pub use onmemos_types::time::to_millis;
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + Debug + 'static {

@@ -1,7 +1,8 @@
 //! # onmemos-core
 //!
-//! The centre of OnMemOS: the domain model, the four port traits, the services and the error
-//! model. Its only I/O of its own is reading the host name once, when no `sessions.node` is
+//! The centre of OnMemOS: the four port traits, the services and the engine, over the domain
+//! model and error model of [`onmemos_types`] (re-exported here as `api`, `id`, `model`,
+//! `error` and `validation`). Its only I/O of its own is reading the host name once, when no `sessions.node` is
 //! configured (sessions on local compute belong to the node that started them), and it depends
 //! on no database, object-store, Kubernetes or HTTP crate: every other effect goes through a
 //! port. Backends (in `onmemos-backends`) implement the ports, and the server
@@ -11,11 +12,8 @@
 //! client ──HTTP/WS──▶ server ──▶ Engine services ──▶ ports (traits) ◀── backends
 //! ```
 
-pub mod api;
 pub mod clock;
 pub mod engine;
-pub mod error;
-pub mod id;
 pub mod ledger;
 pub mod model;
 pub mod monitor;
@@ -23,7 +21,8 @@ pub mod passport;
 pub mod ports;
 pub mod principal;
 pub mod services;
-pub mod validation;
+
+pub use onmemos_types::{api, error, id, validation};
 
 #[cfg(feature = "testing")]
 pub mod testing;

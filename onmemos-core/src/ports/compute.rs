@@ -13,41 +13,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_core::Stream;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
+pub use crate::api::{LimitEnforcement, SandboxState};
 use crate::error::Result;
 use crate::id::{SessionId, WorkspaceId};
 use crate::model::{Placement, Resources};
-
-/// How a compute isolates sessions from each other and from the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SandboxState {
-    /// Every session runs sandboxed (bubblewrap namespaces, pods).
-    Enforced,
-    /// The operator chose to run sessions without a sandbox (`local://?sandbox=off`).
-    Off,
-    /// The sandbox is required but cannot be used here: sessions are refused.
-    Unavailable,
-}
-
-/// How a compute holds sessions to their memory, CPU and process limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitEnforcement {
-    /// A cgroup (v2) per session: memory, CPU and process count, and a kill of the whole tree.
-    CgroupV2,
-    /// A cgroup per session in the v1 memory, cpu and pids hierarchies.
-    CgroupV1,
-    /// The container runtime of a pod (requests and limits).
-    Container,
-    /// Only an address-space rlimit (`prlimit --as`), where no cgroup can be made: it counts
-    /// virtual memory, which breaks Go, the JVM, Node and CUDA.
-    AddressSpace,
-    /// None.
-    None,
-}
 
 /// What a compute implementation supports.
 #[derive(Debug, Clone, PartialEq, Eq)]

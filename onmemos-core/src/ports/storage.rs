@@ -153,6 +153,16 @@ pub struct PartUpload {
     pub part_size: u64,
 }
 
+impl PartUpload {
+    /// The store's handle of a recorded upload.
+    pub fn of(record: &crate::model::UploadRecord) -> Self {
+        Self {
+            id: record.store_upload_id.clone(),
+            part_size: record.part_size,
+        }
+    }
+}
+
 /// The most parts one upload has (S3's limit): larger objects get larger parts.
 pub const MAX_PARTS: u64 = 10_000;
 

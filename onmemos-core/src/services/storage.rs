@@ -22,7 +22,7 @@ use crate::model::{
     UploadPart, UploadRecord, Workspace,
 };
 use crate::ports::StorageProvider;
-use crate::ports::storage::{self, ByteStream, GetOptions, ObjectMeta, PutOptions};
+use crate::ports::storage::{self, ByteStream, GetOptions, ObjectMeta, PartUpload, PutOptions};
 use crate::principal::Principal;
 use crate::services::credits::step_id;
 
@@ -557,7 +557,7 @@ impl<'a> StorageService<'a> {
         let key = object_key(id, &record.path);
         let tag = self
             .store()?
-            .put_part(&key, &record.handle(), number, buf.freeze())
+            .put_part(&key, &PartUpload::of(&record), number, buf.freeze())
             .await?;
         let part = UploadPart {
             number,
@@ -604,7 +604,7 @@ impl<'a> StorageService<'a> {
         let key = object_key(id, &record.path);
         let meta = self
             .store()?
-            .complete_upload(&key, &record.handle(), &tags)
+            .complete_upload(&key, &PartUpload::of(&record), &tags)
             .await?;
         uploads.delete(upload).await?;
         tracing::debug!(workspace = %id, upload = %upload, path = record.path, size = meta.size, "upload completed");
@@ -622,7 +622,7 @@ impl<'a> StorageService<'a> {
             .upload_record(caller, id, upload, Scope::StorageWrite)
             .await?;
         self.store()?
-            .abort_upload(&object_key(id, &record.path), &record.handle())
+            .abort_upload(&object_key(id, &record.path), &PartUpload::of(&record))
             .await?;
         self.engine.database().uploads().delete(upload).await?;
         Ok(())
@@ -631,7 +631,7 @@ impl<'a> StorageService<'a> {
     /// Frees the store's side of an upload, logging a failure (the store expires it too).
     async fn abandon(&self, store: &dyn StorageProvider, record: &UploadRecord) -> bool {
         let key = object_key(record.workspace_id, &record.path);
-        match store.abort_upload(&key, &record.handle()).await {
+        match store.abort_upload(&key, &PartUpload::of(record)).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(upload = %record.id, error = %e, "the parts of an abandoned upload could not be freed");

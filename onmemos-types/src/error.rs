@@ -6,7 +6,7 @@
 //! wire code back.
 //!
 //! ```
-//! use onmemos_core::{Error, ErrorKind};
+//! use onmemos_types::{Error, ErrorKind};
 //!
 //! let err = Error::not_found("workspace not found").with_context("workspace", "ws_123");
 //! assert_eq!(err.kind(), ErrorKind::NotFound);

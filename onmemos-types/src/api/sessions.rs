@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 use validator::Validate;
 
 use crate::id::{TemplateId, WorkspaceId};
@@ -11,7 +10,8 @@ use crate::model::{MicroCredits, Placement, SessionStatus};
 use crate::validation;
 
 /// Limits a session request may set; the template's defaults fill the rest.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     /// Maximum run time in seconds.
@@ -58,14 +58,15 @@ impl LimitOverrides {
 }
 
 /// `POST /v1/sessions`: start a session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Validate)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// The workspace to run in.
     pub workspace_id: WorkspaceId,
     /// The template: its id or its name (`python`, or one of the caller's own).
     #[validate(length(min = 1, max = 128))]
-    #[schema(min_length = 1, max_length = 128)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub template: String,
     /// Limits, within the server's bounds; unset ones come from the template.
     #[serde(default)]
@@ -80,9 +81,10 @@ pub struct CreateSession {
 }
 
 /// Query of `GET /v1/sessions`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct SessionListParams {
     /// Only sessions of this workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,7 +97,7 @@ pub struct SessionListParams {
     pub template_id: Option<TemplateId>,
     /// Items per page (1–200, default 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(minimum = 1, maximum = 200)]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 200))]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,12 +105,13 @@ pub struct SessionListParams {
 }
 
 /// `POST /v1/sessions/{id}/exec`: run a command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Validate)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExecCommand {
     /// Program and arguments (no shell: use `["sh", "-c", "…"]` for one).
     #[validate(length(min = 1, max = 256))]
-    #[schema(min_items = 1, max_items = 256)]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 256))]
     pub command: Vec<String>,
     /// Extra environment variables.
     #[serde(default)]
@@ -117,12 +120,12 @@ pub struct ExecCommand {
     /// Text written to the command's standard input, then closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(max = 1048576))]
-    #[schema(max_length = 1048576)]
+    #[cfg_attr(feature = "openapi", schema(max_length = 1048576))]
     pub stdin: Option<String>,
     /// Kill the command after this many seconds (1–3600, default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(range(min = 1, max = 3600))]
-    #[schema(minimum = 1, maximum = 3600)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3600))]
     pub timeout_secs: Option<u64>,
 }
 
@@ -134,7 +137,8 @@ impl ExecCommand {
 }
 
 /// What a command printed and how it ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecOutput {
     /// Standard output, exactly: its text, or base64 when `stdout_encoding` says so.
     pub stdout: String,
@@ -159,16 +163,17 @@ pub struct ExecOutput {
 pub const MAX_EXEC_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
 
 /// Query of `GET /v1/sessions/{id}/events`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct EventListParams {
     /// Only events after this `seq`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
     /// At most this many (1–1000, default 200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(minimum = 1, maximum = 1000)]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
     pub limit: Option<u32>,
 }
 
@@ -183,7 +188,8 @@ impl EventListParams {
 }
 
 /// A control message from a shell client (a text frame on `/v1/sessions/{id}/shell`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ShellClientFrame {
     /// The terminal changed size.
@@ -200,7 +206,8 @@ pub enum ShellClientFrame {
 }
 
 /// A control message from the server (a text frame on `/v1/sessions/{id}/shell`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ShellServerFrame {
     /// The session as it is now.
@@ -241,7 +248,8 @@ pub enum ShellServerFrame {
 /// How the bytes of a command's output are written in a JSON string: as their text when they
 /// are UTF-8 (the usual case), else as base64 — so output reaches the client byte for byte,
 /// binary included.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OutputEncoding {
     /// The string is the bytes' UTF-8 text.
@@ -316,7 +324,8 @@ impl OutputChunks {
 }
 
 /// One line of `POST /v1/sessions/{id}/exec/stream` (newline-delimited JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExecStreamLine {
     /// Bytes on standard output, exactly (see [`OutputEncoding`]).

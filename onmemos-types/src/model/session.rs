@@ -1,13 +1,13 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use validator::Validate;
 
 use crate::id::{SessionId, TemplateId, UserId, WorkspaceId};
 use crate::model::{MicroCredits, Resources, TransferId};
 
 /// Where a session is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     /// Accepted, not yet started.
@@ -25,7 +25,8 @@ pub enum SessionStatus {
 }
 
 /// Why a session stopped (machine-readable).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
     /// Its owner stopped it.
@@ -49,7 +50,8 @@ pub enum StopReason {
 }
 
 /// Spot or on-demand capacity.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Placement {
     /// Regular capacity.
@@ -88,20 +90,21 @@ wire_names!(StopReason {
 wire_names!(Placement { OnDemand => "on_demand", Spot => "spot" });
 
 /// The limits the monitor enforces on a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Validate)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Validate)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SessionLimits {
     /// Maximum run time in seconds (60 s – 7 days).
     #[validate(range(min = 60, max = 604_800))]
-    #[schema(minimum = 60, maximum = 604_800)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 60, maximum = 604_800))]
     pub max_duration_secs: u64,
     /// Maximum cost in micro-credits.
     #[validate(range(min = 0))]
-    #[schema(minimum = 0)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub max_cost_micros: MicroCredits,
     /// Stop after this many seconds without activity (60 s – 7 days).
     #[validate(range(min = 60, max = 604_800))]
-    #[schema(minimum = 60, maximum = 604_800)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 60, maximum = 604_800))]
     pub idle_timeout_secs: u64,
 }
 
@@ -149,7 +152,8 @@ impl SessionLimits {
 }
 
 /// A running environment of a workspace, started from a template.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Session {
     /// The session's id.
     pub id: SessionId,
@@ -223,7 +227,8 @@ pub struct SessionRecord {
 }
 
 /// A warning the monitor gives once before a limit stops a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Warning {
     /// The maximum duration is near.
@@ -249,7 +254,8 @@ impl Warning {
 }
 
 /// What happened to a session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SessionEventKind {
     /// Accepted, with its quote.
@@ -310,7 +316,8 @@ impl SessionEventKind {
 }
 
 /// One entry of a session's event trail (`GET /v1/sessions/{id}/events`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionEvent {
     /// Position in the database's event order (a cursor: later events have larger ones).
     pub seq: u64,

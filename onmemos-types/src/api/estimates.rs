@@ -1,19 +1,19 @@
 //! Request and response bodies of the estimates API.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use validator::Validate;
 
 use crate::model::{MicroCredits, Placement, Resources};
 
 /// `POST /v1/estimates`: what would a session cost?
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Validate)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EstimateRequest {
     /// A template (id or name); its resources are used unless `resources` is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[validate(length(min = 1, max = 128))]
-    #[schema(min_length = 1, max_length = 128)]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub template: Option<String>,
     /// Explicit resources (instead of, or over, the template's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -21,7 +21,7 @@ pub struct EstimateRequest {
     pub resources: Option<Resources>,
     /// How long it would run, in seconds (60 s – 7 days).
     #[validate(range(min = 60, max = 604_800))]
-    #[schema(minimum = 60, maximum = 604_800)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 60, maximum = 604_800))]
     pub duration_secs: u64,
     /// Spot or on-demand (default on-demand).
     #[serde(default)]
@@ -29,7 +29,8 @@ pub struct EstimateRequest {
 }
 
 /// How far an estimate's history can be trusted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Confidence {
     /// Fewer than 5 finished sessions to learn from: the figures are the request's arithmetic.
@@ -41,7 +42,8 @@ pub enum Confidence {
 }
 
 /// Where an estimate's percentiles come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HistorySource {
     /// The caller's own finished sessions of this template.
@@ -53,7 +55,8 @@ pub enum HistorySource {
 }
 
 /// A cheaper way to run the same work.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Alternative {
     /// What changes.
     pub description: String,
@@ -70,7 +73,8 @@ pub struct Alternative {
 }
 
 /// What a session would cost.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Estimate {
     /// The resources quoted.
     pub resources: Resources,
@@ -101,17 +105,19 @@ pub struct Estimate {
 }
 
 /// `POST /v1/estimates/compare`: several configurations side by side.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, Validate)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CompareRequest {
     /// 1–20 configurations.
     #[validate(length(min = 1, max = 20), nested)]
-    #[schema(min_items = 1, max_items = 20)]
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 20))]
     pub configurations: Vec<EstimateRequest>,
 }
 
 /// The estimates of several configurations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Comparison {
     /// One per configuration, in the order asked.
     pub estimates: Vec<Estimate>,

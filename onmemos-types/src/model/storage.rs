@@ -1,6 +1,5 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::id::{UploadId, UserId, WorkspaceId};
 use crate::model::MicroCredits;
@@ -47,7 +46,8 @@ pub struct StorageUsageRecord {
 }
 
 /// The storage of a workspace: what it holds now, its quota and its bill.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StorageUsage {
     /// The workspace.
     pub workspace_id: WorkspaceId,
@@ -99,14 +99,6 @@ impl UploadRecord {
         u32::try_from(self.size.div_ceil(self.part_size.max(1)).max(1)).unwrap_or(u32::MAX)
     }
 
-    /// The store's handle of the upload.
-    pub fn handle(&self) -> crate::ports::storage::PartUpload {
-        crate::ports::storage::PartUpload {
-            id: self.store_upload_id.clone(),
-            part_size: self.part_size,
-        }
-    }
-
     /// The exact size part `number` must have.
     pub fn part_len(&self, number: u32) -> u64 {
         let start = u64::from(number).saturating_mul(self.part_size);
@@ -115,7 +107,8 @@ impl UploadRecord {
 }
 
 /// One received part of an upload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadPart {
     /// Its number, from 0.
     pub number: u32,
@@ -127,7 +120,8 @@ pub struct UploadPart {
 }
 
 /// A resumable upload, as the API shows it: what it is for and which parts arrived.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Upload {
     /// The upload's id.
     pub id: UploadId,

@@ -19,7 +19,8 @@ pub use optimizer::{KindTotal, OptimizationReport};
 pub use pagination::{DEFAULT_PAGE_SIZE, ListParams, MAX_PAGE_SIZE, Page, PageRequest};
 pub use requests::{
     ComputeHealth, CreateApiKey, CreateTemplate, CreateUser, CreateWorkspace, CreatedApiKey,
-    CreatedUser, Health, TemplateListParams, TemplateSort, UpdateWorkspace,
+    CreatedUser, Health, LimitEnforcement, SandboxState, TemplateListParams, TemplateSort,
+    UpdateWorkspace,
 };
 pub use sessions::{
     CreateSession, EventListParams, ExecCommand, ExecOutput, ExecStreamLine, LimitOverrides,

@@ -1,10 +1,10 @@
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::model::{MicroCredits, Placement, Resources};
 
 /// Prices in micro-credits (SPEC §2). Configurable; served read-only at `GET /v1/pricing`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct PriceBook {
     /// Per vCPU-hour.
@@ -89,7 +89,7 @@ fn clamp(v: i128) -> MicroCredits {
 /// however the time was split into ticks.
 ///
 /// ```
-/// use onmemos_core::model::cost_of;
+/// use onmemos_types::model::cost_of;
 /// let rate = 123_457; // micro-credits per hour
 /// let ticks = [999, 1, 35_000, 3_564_000];
 /// let mut total = 0;

@@ -5,7 +5,7 @@
 //! creation time (which cursor pagination relies on).
 //!
 //! ```
-//! use onmemos_core::id::WorkspaceId;
+//! use onmemos_types::id::WorkspaceId;
 //!
 //! let id = WorkspaceId::new();
 //! let text = id.to_string();
@@ -101,6 +101,7 @@ macro_rules! define_id {
             }
         }
 
+        #[cfg(feature = "openapi")]
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
                 utoipa::openapi::schema::ObjectBuilder::new()
@@ -111,6 +112,7 @@ macro_rules! define_id {
             }
         }
 
+        #[cfg(feature = "openapi")]
         impl utoipa::ToSchema for $name {}
     };
 }

@@ -4,7 +4,6 @@
 //! [`ErrorCode::parse`]. A test round-trips every code through both.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::error::ErrorKind;
 
@@ -12,7 +11,8 @@ macro_rules! error_codes {
     ($( $(#[$doc:meta])* $variant:ident = ($name:literal, $status:literal, $kind:ident), )+) => {
         /// A machine-readable error code, sent as its snake_case name.
         #[non_exhaustive]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
         pub enum ErrorCode {
             $( $(#[$doc])* $variant, )+
@@ -161,7 +161,8 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// The JSON body of every error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The machine-readable code (see [`ErrorCode`]); clients must accept codes they do not know.
     pub code: String,

@@ -3,16 +3,13 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::id::{ApiKeyId, UserId};
-use crate::passport::KeyDigest;
 
 /// A permission an API key carries. Keys are least-privilege: a key can only create keys whose
 /// scopes are a subset of its own.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Scope {
     /// Manage users and grant credits (only for admin users).
     #[serde(rename = "admin")]
@@ -121,7 +118,8 @@ impl FromStr for Scope {
 }
 
 /// An API key as its owner sees it: never the secret, only its first characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKey {
     /// The key's id.
     pub id: ApiKeyId,
@@ -151,13 +149,4 @@ impl ApiKey {
     pub fn has_scope(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
     }
-}
-
-/// An API key as stored: its metadata and the digest of its secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeyRecord {
-    /// The key's metadata.
-    pub key: ApiKey,
-    /// The SHA-256 digest of the secret.
-    pub digest: KeyDigest,
 }

@@ -9,7 +9,7 @@ mod template;
 mod user;
 mod workspace;
 
-pub use api_key::{ApiKey, ApiKeyRecord, Scope};
+pub use api_key::{ApiKey, Scope};
 pub use ledger::{
     AccountCounters, AccountDrift, AccountRef, Balance, EXPIRY_PREFIX, GrantBalance, GrantSource,
     LedgerOp, MAX_BALANCE, MAX_ISSUED, MAX_TRANSFER, Reconciliation, Transfer, TransferId,

@@ -1,9 +1,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
 /// An object in a workspace's storage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredObject {
     /// The path inside the workspace (`data/train.csv`).
     pub path: String,
@@ -17,16 +17,17 @@ pub struct StoredObject {
 }
 
 /// The query of `GET /v1/workspaces/{id}/files`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
 #[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct ObjectListParams {
     /// Only objects whose path starts with this (as a string: `rep` matches `report.txt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
     /// Items per page (1–1000, default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(minimum = 1, maximum = 1000)]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,7 +35,8 @@ pub struct ObjectListParams {
 }
 
 /// What a presigned URL allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum PresignMethod {
     /// Download the object.
@@ -44,7 +46,8 @@ pub enum PresignMethod {
 }
 
 /// The body of `POST /v1/workspaces/{id}/files:presign`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PresignRequest {
     /// The object's path inside the workspace.
@@ -57,7 +60,8 @@ pub struct PresignRequest {
 }
 
 /// A URL that allows one method on one object without credentials until it expires.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PresignedUrl {
     /// The URL, straight to the object store.
     pub url: String,
@@ -71,14 +75,15 @@ pub struct PresignedUrl {
 pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
 
 /// The body of `POST /v1/workspaces/{id}/uploads`: an object to upload in parts, resumably.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateUpload {
     /// The object's path inside the workspace.
     pub path: String,
     /// The object's size in bytes (counted against the quota until the upload ends), at most
     /// [`MAX_OBJECT_BYTES`] (5 TiB, S3's limit).
-    #[schema(maximum = 5_497_558_138_880_u64)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 5_497_558_138_880_u64))]
     pub size: u64,
     /// The content type to record, where the store keeps one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,14 +2,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use validator::Validate;
 
 use crate::id::{TemplateId, UserId};
 use crate::model::SessionLimits;
 
 /// What a template is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum TemplateCategory {
     /// Python development.
@@ -51,30 +51,32 @@ impl TemplateCategory {
 }
 
 /// The compute resources of a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Validate)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Validate)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// CPU in thousandths of a vCPU (100–64000).
     #[validate(range(min = 100, max = 64_000))]
-    #[schema(minimum = 100, maximum = 64_000)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 100, maximum = 64_000))]
     pub cpu_millis: u32,
     /// Memory in MiB (128–262144).
     #[validate(range(min = 128, max = 262_144))]
-    #[schema(minimum = 128, maximum = 262_144)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 128, maximum = 262_144))]
     pub memory_mib: u32,
     /// Whole GPUs (0–8).
     #[serde(default)]
     #[validate(range(max = 8))]
-    #[schema(maximum = 8)]
+    #[cfg_attr(feature = "openapi", schema(maximum = 8))]
     pub gpu: u32,
     /// Ephemeral disk in GiB (1–1024).
     #[validate(range(min = 1, max = 1024))]
-    #[schema(minimum = 1, maximum = 1024)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1024))]
     pub disk_gib: u32,
 }
 
 /// A recipe for sessions: image, resources, env vars, default limits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Template {
     /// The template's id.
     pub id: TemplateId,

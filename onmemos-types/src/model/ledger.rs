@@ -18,7 +18,6 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::api::ErrorCode;
 use crate::error::{Error, Result};
@@ -125,6 +124,7 @@ impl<'de> Deserialize<'de> for AccountRef {
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for AccountRef {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::schema::ObjectBuilder::new()
@@ -136,14 +136,16 @@ impl utoipa::PartialSchema for AccountRef {
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::ToSchema for AccountRef {}
 
 /// A transfer id, which is also its idempotency key: characters from `[A-Za-z0-9_.:-]`, at most
 /// 128 when chosen by the caller (a UUID, or a deterministic key such as
 /// `session:ses_…:tick:42`), longer for the expiry transfers the ledger names itself.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String)]
+#[cfg_attr(feature = "openapi", schema(value_type = String))]
 pub struct TransferId(String);
 
 impl TransferId {
@@ -197,7 +199,8 @@ impl fmt::Display for TransferId {
 }
 
 /// What a transfer does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TransferKind {
     /// Credits granted or purchased: issuance → user, posted.
@@ -243,7 +246,8 @@ impl TransferKind {
 }
 
 /// Where granted credits come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum GrantSource {
     /// Paid for.
@@ -276,7 +280,8 @@ pub const MAX_CALLER_ID_LEN: usize = 128;
 const MAX_ID_LEN: usize = 2 * MAX_CALLER_ID_LEN + 16;
 
 /// An immutable record of money moving.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transfer {
     /// The id (the idempotency key).
     pub id: TransferId,
@@ -505,7 +510,7 @@ impl LedgerOp {
                 expires_at,
                 reference,
             } => Some(Transfer {
-                expires_at: expires_at.map(crate::clock::to_millis),
+                expires_at: expires_at.map(crate::time::to_millis),
                 priority: Some(*priority),
                 source: Some(*source),
                 reference: reference.clone(),
@@ -525,7 +530,7 @@ impl LedgerOp {
                 timeout_at,
                 reference,
             } => Some(Transfer {
-                expires_at: Some(crate::clock::to_millis(*timeout_at)),
+                expires_at: Some(crate::time::to_millis(*timeout_at)),
                 reference: reference.clone(),
                 ..Transfer::new(
                     id.clone(),
@@ -558,7 +563,7 @@ impl LedgerOp {
                     && t.amount == *amount
                     && t.source == Some(*source)
                     && t.priority == Some(*priority)
-                    && t.expires_at == expires_at.map(crate::clock::to_millis)
+                    && t.expires_at == expires_at.map(crate::time::to_millis)
                     && t.reference == *reference
             }
             LedgerOp::Hold {
@@ -571,7 +576,7 @@ impl LedgerOp {
                 t.kind == TransferKind::Hold
                     && t.debit_account == AccountRef::User(*user)
                     && t.amount == *amount
-                    && t.expires_at == Some(crate::clock::to_millis(*timeout_at))
+                    && t.expires_at == Some(crate::time::to_millis(*timeout_at))
                     && t.reference == *reference
             }
             LedgerOp::Post { hold, amount, .. } => {
@@ -609,7 +614,8 @@ impl LedgerOp {
 }
 
 /// The four counters of an account.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountCounters {
     /// Settled debits.
     pub debits_posted: MicroCredits,
@@ -629,7 +635,8 @@ impl AccountCounters {
 }
 
 /// What remains of one grant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GrantBalance {
     /// The grant (its transfer id).
     pub id: TransferId,
@@ -660,7 +667,8 @@ impl GrantBalance {
 }
 
 /// A user's credit balance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Balance {
     /// The user.
     pub user_id: UserId,
@@ -674,7 +682,8 @@ pub struct Balance {
 }
 
 /// An account whose counters differ from what its transfers add up to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountDrift {
     /// The account.
     pub account: AccountRef,
@@ -685,7 +694,8 @@ pub struct AccountDrift {
 }
 
 /// The result of rebuilding every balance from transfers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reconciliation {
     /// Accounts checked.
     pub accounts: u64,

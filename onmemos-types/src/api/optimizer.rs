@@ -1,13 +1,13 @@
 //! The optimizer's response body.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::model::MicroCredits;
-use crate::ports::optimizer::{Recommendation, RecommendationKind};
+use crate::optimizer::{Recommendation, RecommendationKind};
 
 /// The recommendations for a snapshot, with their totals per kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OptimizationReport {
     /// Every recommendation, grouped by kind, best saving first within a kind.
     pub recommendations: Vec<Recommendation>,
@@ -17,7 +17,8 @@ pub struct OptimizationReport {
 }
 
 /// The recommendations of one kind, summed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KindTotal {
     /// The kind.
     pub kind: RecommendationKind,
