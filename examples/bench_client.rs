@@ -2,7 +2,7 @@
 //! (same URL, bearer key, and decoding into the same `Session`), to the same in-process server,
 //! in the same run.
 //!
-//! `cargo run --release --example bench_client -- [rounds] [requests]` (defaults 5, 2000)
+//! `cargo run --release --features client --example bench_client -- [rounds] [requests]` (defaults 5, 2000)
 //!
 //! Each round measures both, in alternating order: sequential requests (p50 latency and
 //! requests per second) and 16 requests in flight (requests per second). The printed figures
@@ -93,10 +93,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// The server on its own runtime (2 workers), over the embedded defaults in `dir`; its URL,
 /// an admin key, and a running session.
 fn server(dir: &std::path::Path) -> Result<(String, String, SessionId), Error> {
-    let config = onmemos::config::ServeConfig {
-        data_dir: dir.to_path_buf(),
-        ..Default::default()
-    };
+    let dir = dir.to_path_buf();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -106,7 +103,12 @@ fn server(dir: &std::path::Path) -> Result<(String, String, SessionId), Error> {
         let Ok(runtime) = runtime else { return };
         runtime.block_on(async move {
             let started = async {
-                let engine = config.open_engine().await?;
+                use onmemos::backends::{compute, db};
+                let url = format!("sqlite://{}", dir.join("onmemos.db").display());
+                let engine = onmemos::Engine::builder(db::connect(&url).await?)
+                    .with_compute(compute::connect("local://", &dir)?)
+                    .build()
+                    .await?;
                 let admin = engine
                     .users()
                     .bootstrap(CreateUser {

@@ -123,11 +123,7 @@ async fn main() -> Result<(), Error> {
 /// client of it as an admin holding 10 credits. Dropped, the directory goes.
 async fn embedded() -> Result<(Client, tempfile::TempDir), Error> {
     let dir = tempfile::tempdir()?;
-    let config = onmemos::config::ServeConfig {
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    let engine = config.open_engine().await?;
+    let engine = embedded_engine(dir.path()).await?;
     let admin = engine
         .users()
         .bootstrap(onmemos::core::api::CreateUser {
@@ -164,4 +160,16 @@ async fn embedded() -> Result<(Client, tempfile::TempDir), Error> {
         .api_key(admin.api_key.secret)
         .build()?;
     Ok((client, dir))
+}
+
+/// The engine over what `onmemos serve` uses by default: SQLite, sandboxed processes on this
+/// machine and files on local disk, all in `dir`.
+async fn embedded_engine(dir: &std::path::Path) -> Result<onmemos::Engine, Error> {
+    use onmemos::backends::{compute, db, storage};
+    let database = db::connect(&format!("sqlite://{}", dir.join("onmemos.db").display())).await?;
+    Ok(onmemos::Engine::builder(database)
+        .with_compute(compute::connect("local://", dir)?)
+        .with_storage(storage::connect("file://", &Default::default(), dir)?)
+        .build()
+        .await?)
 }

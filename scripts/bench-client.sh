@@ -4,5 +4,5 @@
 # Usage: scripts/bench-client.sh [rounds] [requests]   (default: 5 2000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet --release --example bench_client
+cargo build --quiet --release --features client --example bench_client
 target/release/examples/bench_client "$@"

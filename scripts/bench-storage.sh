@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
-cargo build --quiet --release --features s3 --bin onmemos --example bench_storage
+cargo build --quiet --release -p onmemos-cli --features s3
+cargo build --quiet --release --features s3,client --example bench_storage
 mkdir -p "$SERVICES_DIR"
 trap services_stop EXIT
 start_moto

@@ -27,3 +27,9 @@ check onmemos-types --all-features "tokio, I/O crates" "^(tokio|$io)( |$)"
 check onmemos-core --all-features "I/O crates" "^($io)( |$)"
 check onmemos-client --all-features "the engine, server and store crates" \
   '^(onmemos-core|onmemos-server|onmemos-backends|sqlx|sqlx-core|object_store|axum|utoipa|kube)( |$)'
+# An embedder of the engine with SQLite compiles no command-line, terminal or HTTP-client crate
+# (those are the `onmemos-cli` package's and the `client` feature's).
+cli='clap|clap_builder|crossterm|comfy-table|indicatif|reqwest|figment'
+check onmemos "--no-default-features --features sqlite" "CLI crates, reqwest, axum" \
+  "^($cli|axum|hyper)( |$)"
+check onmemos "" "CLI crates, reqwest" "^($cli)( |$)"

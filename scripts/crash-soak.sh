@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export ONMEMOS_CRASH_ROUNDS="${1:-300}"
 [ -n "${2:-}" ] && export ONMEMOS_SEED="$2"
-cargo nextest run --all-features -E 'binary(crash)' --no-capture
+cargo nextest run -p onmemos-cli --all-features -E 'binary(crash)' --no-capture

@@ -19,7 +19,7 @@ if ! command -v bwrap >/dev/null 2>&1; then
   fi
 fi
 
-cargo build --release --bin onmemos
+cargo build --release -p onmemos-cli
 BIN="$PWD/target/release/onmemos"
 
 "$BIN" serve --data-dir "$DATA" --listen "$LISTEN" --bootstrap-admin admin@localhost &

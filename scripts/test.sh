@@ -42,7 +42,7 @@ if ! cargo hack --version >/dev/null 2>&1; then
 fi
 hack_log="$(mktemp)"
 cargo hack check --each-feature --no-dev-deps \
-  -p onmemos-types -p onmemos-core -p onmemos-backends -p onmemos-client -p onmemos 2>&1 | tee "$hack_log"
+  -p onmemos-types -p onmemos-core -p onmemos-backends -p onmemos-client -p onmemos -p onmemos-cli 2>&1 | tee "$hack_log"
 if grep -q '^warning' "$hack_log"; then
   echo "a feature combination builds with warnings (above)" >&2
   exit 1
@@ -66,7 +66,7 @@ for example in in_process quickstart embed_router custom_backend; do
   env -u ONMEMOS_URL -u ONMEMOS_API_KEY cargo run --quiet --all-features --example "$example"
 done
 step "python bindings (pip install ./onmemos-client, pytest against onmemos serve)"
-cargo build --all-features --bin onmemos
+cargo build -p onmemos-cli --all-features
 scripts/test-python.sh
 step "the API from outside: schemathesis and a generated client (scripts/test-api.sh)"
 scripts/test-api.sh

@@ -1,8 +1,6 @@
 //! The `onmemos` command: the server with embedded defaults, admin tasks, and user commands
 //! over the HTTP client.
 
-mod cli;
-
 fn main() -> std::process::ExitCode {
     // A `.env` file is loaded into the environment here, before any thread exists: changing
     // the environment is only sound while the process has one thread (the runtime, started
@@ -12,7 +10,7 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(cli::run()),
+        Ok(runtime) => runtime.block_on(onmemos_cli::run()),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             std::process::ExitCode::FAILURE

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
+use crate::config::{FlagOverrides, LogFormat, ServeConfig};
 use anyhow::Context;
 use clap::Args;
 use onmemos::Engine;
-use onmemos::config::{FlagOverrides, LogFormat, ServeConfig};
 use onmemos::core::api::CreateUser;
 use onmemos::core::model::Role;
 

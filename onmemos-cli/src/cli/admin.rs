@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::config::{FlagOverrides, ServeConfig};
 use clap::Subcommand;
-use onmemos::config::{FlagOverrides, ServeConfig};
 use onmemos::core::api::{CreateUser, ListParams};
 use onmemos::core::model::Role;
 

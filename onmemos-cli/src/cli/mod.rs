@@ -116,7 +116,7 @@ impl std::fmt::Display for CommandExit {
 impl std::error::Error for CommandExit {}
 
 /// Parses the command line and runs the command.
-pub(crate) async fn run() -> ExitCode {
+pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     let out = Output { json: cli.json };
     let result = match cli.command {

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use onmemos_core::EngineConfig;
-use onmemos_server::ServerConfig;
+use onmemos::core::EngineConfig;
+use onmemos::server::ServerConfig;
 use serde::{Deserialize, Serialize};
 
 /// How log lines are written.
@@ -162,22 +162,22 @@ impl ServeConfig {
 
     /// Creates the data directory, opens the database (running its migrations) and builds the
     /// engine with these settings.
-    pub async fn open_engine(&self) -> anyhow::Result<onmemos_core::Engine> {
+    pub async fn open_engine(&self) -> anyhow::Result<onmemos::core::Engine> {
         std::fs::create_dir_all(&self.data_dir).map_err(|e| {
             anyhow::anyhow!("cannot create data_dir {}: {e}", self.data_dir.display())
         })?;
-        let db = onmemos_backends::db::connect(&self.database_url()).await?;
-        let optimizer = onmemos_optimizer::CostOptimizer::new()?;
-        let mut builder = onmemos_core::Engine::builder(db)
+        let db = onmemos::backends::db::connect(&self.database_url()).await?;
+        let optimizer = onmemos::optimizer::CostOptimizer::new()?;
+        let mut builder = onmemos::core::Engine::builder(db)
             .with_config(self.engine.clone())
             .with_optimizer(std::sync::Arc::new(optimizer));
         if self.compute_url != "none" {
-            let compute = onmemos_backends::compute::connect(&self.compute_url, &self.data_dir)
+            let compute = onmemos::backends::compute::connect(&self.compute_url, &self.data_dir)
                 .map_err(|e| anyhow::anyhow!("compute_url: {}", e.message()))?;
             builder = builder.with_compute(compute);
         }
         if self.storage_url != "none" {
-            let storage = onmemos_backends::storage::connect(
+            let storage = onmemos::backends::storage::connect(
                 &self.storage_url,
                 &self.storage_options,
                 &self.data_dir,
