@@ -28,10 +28,6 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::model::SessionLimits;
 use crate::ports::{ComputeProvider, Database, Optimizer, StorageProvider};
-use crate::services::{
-    ApiKeyService, CreditService, EstimateService, OptimizerService, SessionService,
-    StorageService, TemplateService, UserService, WorkspaceService,
-};
 
 /// Settings of the engine. Deserializable, so a TOML file, env vars and code agree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,19 +253,8 @@ pub(crate) struct Inner {
     pub(crate) config: EngineConfig,
     /// This server's node name (see [`SessionSettings::node`]).
     pub(crate) node: String,
-    /// Session events made in this process, for shells and streams.
-    pub(crate) bus: tokio::sync::broadcast::Sender<crate::model::SessionEvent>,
-    /// Bytes being uploaded per workspace, counted against the quota.
-    pub(crate) uploads: crate::services::storage::InFlight,
-    /// Parts of resumable uploads this server may hold in memory at once, shared by tenants.
-    pub(crate) part_slots: crate::services::storage::PartSlots,
-    /// Wakes the monitor's loop early (a session started whose first deadline may come
-    /// before the next pass).
-    pub(crate) monitor_wake: Arc<tokio::sync::Notify>,
-    /// When activity on each session was last written.
-    pub(crate) activity: std::sync::Mutex<
-        std::collections::HashMap<crate::id::SessionId, chrono::DateTime<chrono::Utc>>,
-    >,
+    /// What this process holds in memory for the services and the monitor.
+    pub(crate) shared: crate::shared::Shared,
 }
 
 /// The OnMemOS engine: cheap to clone, shared by the server, the monitor and in-process callers.
@@ -308,64 +293,14 @@ impl Engine {
         }
     }
 
-    /// The cost optimizer, when one is configured.
-    pub fn optimizer(&self) -> OptimizerService<'_> {
-        OptimizerService::new(self)
-    }
-
-    /// Users (and the bootstrap of the first admin).
-    pub fn users(&self) -> UserService<'_> {
-        UserService::new(self)
-    }
-
-    /// API keys and authentication.
-    pub fn api_keys(&self) -> ApiKeyService<'_> {
-        ApiKeyService::new(self)
-    }
-
-    /// Workspaces.
-    pub fn workspaces(&self) -> WorkspaceService<'_> {
-        WorkspaceService::new(self)
-    }
-
-    /// Templates.
-    pub fn templates(&self) -> TemplateService<'_> {
-        TemplateService::new(self)
-    }
-
-    /// Sessions: create, stop, exec, terminals, events.
-    pub fn sessions(&self) -> SessionService<'_> {
-        SessionService::new(self)
-    }
-
-    /// Cost estimates: quotes, history percentiles, cheaper alternatives.
-    pub fn estimates(&self) -> EstimateService<'_> {
-        EstimateService::new(self)
-    }
-
-    /// The session monitor: billing ticks, limits, reconciliation.
-    pub fn monitor(&self) -> crate::monitor::Monitor {
-        crate::monitor::Monitor::new(self.clone())
-    }
-
     /// This server's node name among replicas.
     pub fn node(&self) -> &str {
         &self.inner.node
     }
 
-    /// Credits: balances, purchases, grants, holds.
-    pub fn credits(&self) -> CreditService<'_> {
-        CreditService::new(self)
-    }
-
     /// The database port.
     pub fn database(&self) -> &Arc<dyn Database> {
         &self.inner.db
-    }
-
-    /// Workspace storage: uploads, downloads, listings, presigned URLs, usage.
-    pub fn storage(&self) -> StorageService<'_> {
-        StorageService::new(self)
     }
 
     /// The storage port, when one is configured.
@@ -386,6 +321,16 @@ impl Engine {
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The optimizer port, when one is configured.
+    pub fn optimizer_provider(&self) -> Option<&Arc<dyn Optimizer>> {
+        self.inner.optimizer.as_ref()
+    }
+
+    /// What this process holds in memory for the services and the monitor.
+    pub(crate) fn shared(&self) -> &crate::shared::Shared {
+        &self.inner.shared
     }
 
     /// `Ok` when every dependency answers (for readiness probes).
@@ -457,11 +402,7 @@ impl EngineBuilder {
                 clock: self.clock,
                 config: self.config,
                 node,
-                bus: tokio::sync::broadcast::channel(1024).0,
-                activity: std::sync::Mutex::default(),
-                monitor_wake: Arc::default(),
-                uploads: Default::default(),
-                part_slots: crate::services::storage::PartSlots::new(parts_in_memory),
+                shared: crate::shared::Shared::new(parts_in_memory),
             }),
         };
         engine.templates().seed_builtins().await?;

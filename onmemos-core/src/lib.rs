@@ -21,6 +21,7 @@ pub mod passport;
 pub mod ports;
 pub mod principal;
 pub mod services;
+mod shared;
 
 pub use onmemos_types::{api, error, id, validation};
 

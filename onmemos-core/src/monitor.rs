@@ -9,14 +9,14 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::engine::Engine;
-use crate::error::{ErrorKind, Result};
+use crate::error::Result;
 use crate::id::SessionId;
-use crate::model::{SessionEventKind, SessionRecord, SessionStatus, StopReason, Warning, cost_of};
+use crate::model::{SessionStatus, StopReason};
 use crate::ports::compute::ComputeStatus;
-use crate::services::sessions::{deadlines, next_check};
+use crate::services::sessions::billing::SessionBilling;
 
 /// How many sessions one claim takes.
 const CLAIM_BATCH: u32 = 64;
@@ -57,11 +57,16 @@ impl Drop for MonitorHandle {
     }
 }
 
-impl Monitor {
-    pub(crate) fn new(engine: Engine) -> Self {
-        Self { engine }
+impl Engine {
+    /// The session monitor: billing ticks, limits, reconciliation.
+    pub fn monitor(&self) -> Monitor {
+        Monitor {
+            engine: self.clone(),
+        }
     }
+}
 
+impl Monitor {
     /// Reconciles once ([`Self::reconcile_after_restart`]), then runs a pass every check
     /// interval — or as soon as a session is due, when that is sooner — until the handle is
     /// dropped.
@@ -78,7 +83,7 @@ impl Monitor {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "could not reconcile sessions at start-up"),
             }
-            let wake = self.engine.inner.monitor_wake.clone();
+            let wake = self.engine.shared().monitor_wake.clone();
             let interval =
                 std::time::Duration::from_millis(self.engine.config().sessions.check_interval_ms);
             // Full passes (sweep, storage billing, expiries) keep to the check interval; the
@@ -136,27 +141,15 @@ impl Monitor {
     /// are killed too.
     pub async fn reconcile_after_restart(&self) -> Result<PassReport> {
         let mut report = PassReport::default();
-        let sessions = self.engine.sessions();
+        let billing = SessionBilling::new(&self.engine);
         let db = self.engine.database();
         // Those that could not be reconciled stay as they are, processes included.
         let mut kept = HashSet::new();
-        for mut record in db.sessions().unfinished_on(self.engine.node()).await? {
+        for record in db.sessions().unfinished_on(self.engine.node()).await? {
             let id = record.session.id;
             let now = self.engine.clock().now();
-            let (reason, bill_until) = match (record.session.status, record.session.started_at) {
-                (SessionStatus::Running | SessionStatus::Stopping, Some(started)) => (
-                    StopReason::ServerRestartReconciled,
-                    started + Duration::milliseconds(record.billed_ms),
-                ),
-                _ => {
-                    // It never got to run: fail it, releasing its hold.
-                    record.session.failure =
-                        Some("the server restarted while the session was starting".into());
-                    (StopReason::Failed, now)
-                }
-            };
-            match sessions.finish(record, reason, bill_until, now).await {
-                Ok(_) => report.stopped.push((id, reason)),
+            match billing.reconcile(record, now).await {
+                Ok(reason) => report.stopped.push((id, reason)),
                 Err(e) => {
                     report.errors += 1;
                     kept.insert(id);
@@ -193,6 +186,7 @@ impl Monitor {
     /// limit's deadline needs, without the sweep and the storage billing of a full one.
     pub async fn tick_due(&self, now: DateTime<Utc>, report: &mut PassReport) -> Result<()> {
         let lease = self.engine.config().sessions.lease();
+        let billing = SessionBilling::new(&self.engine);
         loop {
             let claimed = self
                 .engine
@@ -205,7 +199,7 @@ impl Monitor {
             }
             for record in claimed {
                 let id = record.session.id;
-                match self.tick(record, now).await {
+                match billing.tick(record, now).await {
                     Ok(Some(reason)) => {
                         report.ticked += 1;
                         report.stopped.push((id, reason));
@@ -272,7 +266,10 @@ impl Monitor {
                 let now = self.engine.clock().now();
                 let mut ended = record.clone();
                 ended.session.failure = why;
-                match self.engine.sessions().finish(ended, reason, now, now).await {
+                match SessionBilling::new(&self.engine)
+                    .finish(ended, reason, now, now)
+                    .await
+                {
                     Ok(_) => {
                         live.remove(&id);
                         report.stopped.push((id, reason));
@@ -310,144 +307,5 @@ impl Monitor {
             }
         }
         Ok(killed)
-    }
-
-    /// One tick of a leased session at `now`: stops it if a limit passed (charging up to the
-    /// limit), else charges the time since the last tick, extends the hold — stopping it with
-    /// `credits_exhausted` when that is refused — and warns of limits that are near. Returns
-    /// the stop reason if it stopped.
-    async fn tick(&self, record: SessionRecord, now: DateTime<Utc>) -> Result<Option<StopReason>> {
-        let sessions = self.engine.sessions();
-        let Some(started) = record.session.started_at else {
-            return Ok(None);
-        };
-        let deadlines = deadlines(&record.session, started);
-        if let Some(first) = deadlines
-            .iter()
-            .filter(|d| d.at <= now)
-            .min_by_key(|d| d.at)
-        {
-            sessions.finish(record, first.reason, first.at, now).await?;
-            return Ok(Some(first.reason));
-        }
-        // Files the session wrote itself passed no quota check: this one stops it.
-        if let Some(over) = self
-            .engine
-            .storage()
-            .over_quota(record.session.workspace_id)
-            .await?
-        {
-            tracing::info!(session = %record.session.id, over, "the workspace's files went over the storage quota");
-            sessions
-                .finish(record, StopReason::StorageQuota, now, now)
-                .await?;
-            return Ok(Some(StopReason::StorageQuota));
-        }
-
-        let id = record.session.id;
-        let settings = &self.engine.config().sessions;
-        let (end_ms, charged) = sessions.charge_until(&record, now).await?;
-        let mut next = record.clone();
-        next.version += 1;
-        next.session.cost_micros += charged;
-        next.billed_ms = end_ms;
-        next.tick = record.tick + 1;
-        next.hold = match sessions.place_hold(&next.session, next.tick, now).await {
-            Ok(hold) => hold,
-            Err(e) if e.kind() == ErrorKind::InsufficientCredits => {
-                // Paid up to now; it cannot run on credit it does not have. `finish` writes
-                // this tick's state with the stop, in one conditional update.
-                next.version = record.version;
-                next.hold = None;
-                sessions.charged_event(&next, charged).await;
-                sessions
-                    .finish(next, StopReason::CreditsExhausted, now, now)
-                    .await?;
-                return Ok(Some(StopReason::CreditsExhausted));
-            }
-            Err(e) => return Err(e),
-        };
-        let window = settings.billing_window();
-        next.covered_until = Some(now + window);
-        next.next_check_at = Some(next_check(
-            &next.session,
-            started,
-            now,
-            settings.check_interval(),
-        ));
-
-        // Warnings, once each, before a limit stops the session.
-        let lead = settings.warning_lead();
-        let mut warnings = Vec::new();
-        for d in &deadlines {
-            let left = d.at - now;
-            let bit = d.warning.bit();
-            if left <= lead {
-                if next.warned & bit == 0 {
-                    next.warned |= bit;
-                    warnings.push((d.warning, left.num_seconds(), d.reason));
-                }
-            } else {
-                // Activity pushed an idle deadline back: warn again next time it nears.
-                next.warned &= !bit;
-            }
-        }
-        let available = self
-            .engine
-            .database()
-            .ledger()
-            .balance(next.session.owner_id)
-            .await?
-            .available;
-        let low = Warning::CreditsLow.bit();
-        let window_cost = cost_of(next.session.rate_micros_per_hour, window.num_milliseconds());
-        if available < window_cost && next.hold.is_some() {
-            if next.warned & low == 0 {
-                next.warned |= low;
-                let seconds_left = window.num_seconds();
-                warnings.push((
-                    Warning::CreditsLow,
-                    seconds_left,
-                    StopReason::CreditsExhausted,
-                ));
-            }
-        } else {
-            next.warned &= !low;
-        }
-
-        let wrote = self.engine.database().sessions().update(&next).await?;
-        if !wrote {
-            return Err(crate::Error::conflict(
-                "the session changed during its tick",
-            ));
-        }
-        sessions.charged_event(&next, charged).await;
-        for (warning, seconds_left, reason) in warnings {
-            sessions
-                .event(
-                    id,
-                    SessionEventKind::Warning {
-                        warning,
-                        seconds_left,
-                    },
-                    format!(
-                        "the session stops in about {} ({})",
-                        human_duration(seconds_left),
-                        reason.as_str()
-                    ),
-                )
-                .await;
-        }
-        Ok(None)
-    }
-}
-
-/// `90` → `1 min 30 s`.
-fn human_duration(seconds: i64) -> String {
-    let s = seconds.max(0);
-    match (s / 60, s % 60) {
-        (0, s) => format!("{s} s"),
-        (m, 0) => format!("{m} min"),
-        (m, s) => format!("{m} min {s} s"),
     }
 }

@@ -27,7 +27,7 @@ impl<'a> OptimizerService<'a> {
     ) -> Result<OptimizationReport> {
         caller.require(Scope::OptimizerRun)?;
         request.snapshot.validate()?;
-        let optimizer = self.engine.inner.optimizer.clone().ok_or_else(|| {
+        let optimizer = self.engine.optimizer_provider().cloned().ok_or_else(|| {
             Error::new(
                 ErrorKind::Unsupported,
                 "no optimizer is configured on this server",

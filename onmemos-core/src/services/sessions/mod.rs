@@ -1,5 +1,5 @@
-//! Sessions: create (quote → hold → start), stop, exec, terminals, events — and the billing
-//! steps the monitor shares with them.
+//! Sessions: create (quote → hold → start), stop, exec, terminals, events. Their billing is
+//! [`billing`]'s, which the monitor schedules.
 //!
 //! Billing (SPEC §4): a session's credits are reserved one window ahead by a hold. Tick `k`
 //! posts what the time used since the previous tick cost against hold `k - 1` and places hold
@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, Utc};
 use futures_core::Stream;
 
 use crate::api::{
@@ -21,8 +20,8 @@ use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{SessionId, TemplateId};
 use crate::model::{
-    LedgerOp, MicroCredits, Scope, Session, SessionEvent, SessionEventKind, SessionLimits,
-    SessionRecord, SessionStatus, StopReason, Template, TransferId, Warning, cost_of,
+    Scope, Session, SessionEvent, SessionEventKind, SessionLimits, SessionRecord, SessionStatus,
+    StopReason, Template, cost_of,
 };
 use crate::ports::SessionFilter;
 use crate::ports::compute::{
@@ -31,6 +30,10 @@ use crate::ports::compute::{
 };
 use crate::principal::Principal;
 use crate::validation::validate;
+
+pub(crate) mod billing;
+
+use billing::{SessionBilling, next_check};
 
 /// Activity is written to the database at most this often per session.
 const TOUCH_INTERVAL_MS: i64 = 1_000;
@@ -43,83 +46,14 @@ pub struct SessionService<'e> {
     engine: &'e Engine,
 }
 
-/// The id of step `step` (`hold`, `settle`, `void`) of hold `k` of `session`:
-/// `<session>.<step>.<k>`.
-pub(crate) fn transfer_id(session: SessionId, step: &str, k: u64) -> TransferId {
-    super::credits::step_id(session, step, k)
-}
-
-/// What billing `record` up to `until` (no further than its hold covers) comes to: the running
-/// time then paid for, in ms, and what is still due for it. A session that never started owes
-/// nothing.
-fn due_until(record: &SessionRecord, until: DateTime<Utc>) -> (i64, MicroCredits) {
-    let Some(started) = record.session.started_at else {
-        return (record.billed_ms, 0);
-    };
-    let until = record.covered_until.map_or(until, |c| c.min(until));
-    let end_ms = (until - started).num_milliseconds().max(record.billed_ms);
-    let due = cost_of(record.session.rate_micros_per_hour, end_ms) - record.session.cost_micros;
-    (end_ms, due.max(0))
-}
-
-/// The longest running time whose cost stays within `max_cost` at `rate`, if the rate is
-/// positive: `floor(max_cost × 3,600,000 / rate)` ms.
-pub(crate) fn ms_within_cost(rate: MicroCredits, max_cost: MicroCredits) -> Option<i64> {
-    (rate > 0).then(|| {
-        let ms = i128::from(max_cost.max(0)) * 3_600_000 / i128::from(rate);
-        i64::try_from(ms).unwrap_or(i64::MAX)
-    })
-}
-
-/// A limit of a running session and the moment it stops the session.
-pub(crate) struct Deadline {
-    pub(crate) at: DateTime<Utc>,
-    pub(crate) reason: StopReason,
-    pub(crate) warning: Warning,
-}
-
-/// The limits of a session that started at `started`, and when each stops it.
-pub(crate) fn deadlines(session: &Session, started: DateTime<Utc>) -> Vec<Deadline> {
-    let secs = |v: u64| Duration::seconds(i64::try_from(v).unwrap_or(i64::MAX / 1000));
-    let mut deadlines = vec![Deadline {
-        at: started + secs(session.limits.max_duration_secs),
-        reason: StopReason::DurationLimit,
-        warning: Warning::DurationLimit,
-    }];
-    if let Some(ms) = ms_within_cost(session.rate_micros_per_hour, session.limits.max_cost_micros) {
-        deadlines.push(Deadline {
-            at: started + Duration::milliseconds(ms),
-            reason: StopReason::CostLimit,
-            warning: Warning::CostLimit,
-        });
-    }
-    deadlines.push(Deadline {
-        at: session.last_activity_at + secs(session.limits.idle_timeout_secs),
-        reason: StopReason::IdleTimeout,
-        warning: Warning::IdleTimeout,
-    });
-    deadlines
-}
-
-/// When a session checked at `now` is next due: after one check interval, or at its first
-/// deadline if that comes sooner — a limit stops the session at its deadline, not at the
-/// next pass after it.
-pub(crate) fn next_check(
-    session: &Session,
-    started: DateTime<Utc>,
-    now: DateTime<Utc>,
-    interval: Duration,
-) -> DateTime<Utc> {
-    deadlines(session, started)
-        .iter()
-        .map(|d| d.at)
-        .fold(now + interval, DateTime::min)
-        .max(now)
-}
-
 impl<'e> SessionService<'e> {
     pub(crate) fn new(engine: &'e Engine) -> Self {
         Self { engine }
+    }
+
+    /// The billing steps of this engine's sessions.
+    fn billing(&self) -> SessionBilling<'e> {
+        SessionBilling::new(self.engine)
     }
 
     fn compute(&self) -> Result<&'e std::sync::Arc<dyn ComputeProvider>> {
@@ -136,34 +70,6 @@ impl<'e> SessionService<'e> {
                 .engine
                 .compute()
                 .is_some_and(|c| !c.capabilities().node_local)
-    }
-
-    /// Places hold `k` of `session` at `now`: one billing window of cost, no more than what is
-    /// left under its cost limit, timing out a window after the window ends. `None` when there
-    /// is nothing to hold. A hold this step already placed (by another replica, with other
-    /// figures) stands.
-    pub(crate) async fn place_hold(
-        &self,
-        session: &Session,
-        k: u64,
-        now: DateTime<Utc>,
-    ) -> Result<Option<TransferId>> {
-        let window = self.engine.config().sessions.billing_window();
-        let amount = cost_of(session.rate_micros_per_hour, window.num_milliseconds())
-            .min(session.limits.max_cost_micros - session.cost_micros);
-        if amount <= 0 {
-            return Ok(None);
-        }
-        let id = transfer_id(session.id, "hold", k);
-        let op = LedgerOp::Hold {
-            id: id.clone(),
-            user: session.owner_id,
-            amount,
-            timeout_at: now + window + window,
-            reference: Some(format!("session {}", session.id)),
-        };
-        self.engine.credits().execute_or_replayed(&op).await?;
-        Ok(Some(id))
     }
 
     /// Starts a session: validate → quote → hold credits → start compute → `running`. A failed
@@ -257,10 +163,10 @@ impl<'e> SessionService<'e> {
         )
         .await;
 
-        match self.place_hold(&record.session, 0, now).await {
+        match self.billing().place_hold(&record.session, 0, now).await {
             Ok(hold) => record.hold = hold,
             Err(e) => {
-                self.fail(record, &e).await;
+                self.billing().fail(record, &e).await;
                 return Err(e.with_context("session", id.to_string()));
             }
         }
@@ -299,7 +205,7 @@ impl<'e> SessionService<'e> {
             if let Err(stop) = compute.stop_session(id).await {
                 tracing::warn!(session = %id, error = %stop, "could not tear down a failed start");
             }
-            self.fail(record, &e).await;
+            self.billing().fail(record, &e).await;
             return Err(e.with_context("session", id.to_string()));
         }
 
@@ -328,7 +234,7 @@ impl<'e> SessionService<'e> {
         )
         .await;
         // Its first deadline may come before the monitor's next pass.
-        self.engine.inner.monitor_wake.notify_one();
+        self.engine.shared().monitor_wake.notify_one();
         tracing::info!(session = %id, template = %template.name, rate, "session started");
         Ok(next.session)
     }
@@ -433,7 +339,11 @@ impl<'e> SessionService<'e> {
                 }
             }
             let now = self.engine.clock().now();
-            match self.finish(record, StopReason::User, now, now).await {
+            match self
+                .billing()
+                .finish(record, StopReason::User, now, now)
+                .await
+            {
                 Ok(done) => return Ok(done.session),
                 Err(e) if e.kind() == ErrorKind::Conflict => continue,
                 Err(e) => return Err(e),
@@ -617,7 +527,7 @@ impl<'e> SessionService<'e> {
     /// Events of every session as they happen in this process (filter by `session_id`).
     /// Events made by other replicas are in the database ([`Self::events`]).
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
-        self.engine.inner.bus.subscribe()
+        self.engine.shared().bus.subscribe()
     }
 
     /// Records activity on a session (at most one database write a second per session).
@@ -626,7 +536,7 @@ impl<'e> SessionService<'e> {
         {
             let mut seen = self
                 .engine
-                .inner
+                .shared()
                 .activity
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
@@ -655,162 +565,10 @@ impl<'e> SessionService<'e> {
         {
             Ok(event) => {
                 // No subscriber is fine.
-                let _ = self.engine.inner.bus.send(event);
+                let _ = self.engine.shared().bus.send(event);
             }
             Err(e) => tracing::warn!(session = %id, error = %e, "could not store a session event"),
         }
-    }
-
-    /// Marks a session that never ran `failed`, releasing its hold.
-    async fn fail(&self, record: SessionRecord, error: &Error) {
-        let id = record.session.id;
-        if let Some(hold) = &record.hold {
-            let void = LedgerOp::Void {
-                id: transfer_id(id, "void", record.tick),
-                hold: hold.clone(),
-            };
-            if let Err(e) = self.engine.credits().execute(&void).await {
-                tracing::warn!(session = %id, error = %e, "could not void the hold of a failed start; it times out by itself");
-            }
-        }
-        let mut next = record;
-        next.version += 1;
-        next.hold = None;
-        next.session.status = SessionStatus::Failed;
-        next.session.stop_reason = Some(StopReason::Failed);
-        next.session.failure = Some(error.message().to_owned());
-        next.session.stopped_at = Some(self.engine.clock().now());
-        if let Err(e) = self.engine.database().sessions().update(&next).await {
-            tracing::warn!(session = %id, error = %e, "could not mark a session failed");
-        }
-        self.event(
-            id,
-            SessionEventKind::Failed {
-                error: error.message().to_owned(),
-            },
-            format!("failed: {}", error.message()),
-        )
-        .await;
-    }
-
-    /// Posts `amount` against `hold` as transfer `id` and returns what the ledger charged: the
-    /// stored amount when this step already ran (with other figures), nothing when the hold
-    /// timed out meanwhile.
-    pub(crate) async fn settle(
-        &self,
-        session: SessionId,
-        k: u64,
-        hold: &TransferId,
-        amount: MicroCredits,
-    ) -> Result<MicroCredits> {
-        let id = transfer_id(session, "settle", k);
-        let op = LedgerOp::Post {
-            id: id.clone(),
-            hold: hold.clone(),
-            amount,
-        };
-        match self.engine.credits().execute_or_replayed(&op).await {
-            Ok(t) => Ok(t.amount),
-            Err(e) if e.kind() == ErrorKind::Conflict => {
-                tracing::warn!(session = %session, hold = %hold, "the hold timed out before it was settled; that time is not charged");
-                Ok(0)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Charges `record` up to `until` against its open hold (see [`due_until`]); returns the
-    /// running time now paid for and what the ledger charged.
-    pub(crate) async fn charge_until(
-        &self,
-        record: &SessionRecord,
-        until: DateTime<Utc>,
-    ) -> Result<(i64, MicroCredits)> {
-        let (end_ms, due) = due_until(record, until);
-        let charged = match &record.hold {
-            Some(hold) => {
-                self.settle(record.session.id, record.tick, hold, due)
-                    .await?
-            }
-            None => 0,
-        };
-        Ok((end_ms, charged))
-    }
-
-    /// Records a tick's charge in the session's events (nothing when it charged nothing).
-    pub(crate) async fn charged_event(&self, record: &SessionRecord, charged: MicroCredits) {
-        if charged == 0 {
-            return;
-        }
-        let cost = record.session.cost_micros;
-        self.event(
-            record.session.id,
-            SessionEventKind::Charged {
-                tick: record.tick,
-                amount_micros: charged,
-                cost_micros: cost,
-            },
-            format!("charged {charged} micro-credits; {cost} so far"),
-        )
-        .await;
-    }
-
-    /// Ends a running session for `reason`: charges it up to `bill_until` (no further than its
-    /// hold covers), releases the hold, marks it stopped, and stops its compute when it runs
-    /// here. `Conflict` when the session changed meanwhile (the caller re-reads).
-    pub(crate) async fn finish(
-        &self,
-        record: SessionRecord,
-        reason: StopReason,
-        bill_until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<SessionRecord> {
-        let id = record.session.id;
-        let mut next = record.clone();
-        next.version += 1;
-        let (end_ms, charged) = self.charge_until(&record, bill_until).await?;
-        next.session.cost_micros += charged;
-        next.billed_ms = end_ms;
-        next.hold = None;
-        next.next_check_at = None;
-        next.session.status = if reason == StopReason::Failed {
-            SessionStatus::Failed
-        } else {
-            SessionStatus::Stopped
-        };
-        next.session.stop_reason = Some(reason);
-        next.session.stopped_at = Some(now);
-        if !self.engine.database().sessions().update(&next).await? {
-            return Err(Error::conflict("the session changed meanwhile"));
-        }
-        if self.reaches(&next)
-            && let Some(compute) = self.engine.compute()
-            && let Err(e) = compute.stop_session(id).await
-        {
-            // The monitor's sweep tries again.
-            tracing::warn!(session = %id, error = %e, "could not stop the session's compute");
-        }
-        self.engine
-            .inner
-            .activity
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        self.event(
-            id,
-            SessionEventKind::Stopped {
-                reason,
-                cost_micros: next.session.cost_micros,
-            },
-            format!(
-                "stopped ({}); total cost {} micro-credits",
-                reason.as_str(),
-                next.session.cost_micros
-            ),
-        )
-        .await;
-        tracing::info!(session = %id, reason = reason.as_str(), cost = next.session.cost_micros, "session stopped");
-        Ok(next)
     }
 }
 

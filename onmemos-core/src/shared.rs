@@ -1,0 +1,132 @@
+//! The engine's in-process state, shared by its services and its monitor: what one server
+//! process holds in memory besides the ports (events for local subscribers, activity
+//! throttling, upload reservations, part memory, the monitor's wake-up).
+//!
+//! It depends on nothing of the engine, so the engine can own it and every service reach it
+//! through [`Engine::shared`](crate::Engine::shared) without a cycle between their modules.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::id::{SessionId, UserId, WorkspaceId};
+use crate::model::SessionEvent;
+
+/// The in-process state of one engine.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Session events made in this process, for shells and streams.
+    pub(crate) bus: tokio::sync::broadcast::Sender<SessionEvent>,
+    /// When activity on each session was last written.
+    pub(crate) activity: Mutex<HashMap<SessionId, DateTime<Utc>>>,
+    /// Wakes the monitor's loop early (a session started whose first deadline may come
+    /// before the next pass).
+    pub(crate) monitor_wake: Arc<tokio::sync::Notify>,
+    /// Bytes being uploaded per workspace, counted against the quota.
+    pub(crate) uploads: InFlight,
+    /// Parts of resumable uploads this server may hold in memory at once, shared by tenants.
+    pub(crate) part_slots: PartSlots,
+}
+
+impl Shared {
+    /// The state of a new engine holding at most `parts_in_memory` upload parts at once.
+    pub(crate) fn new(parts_in_memory: usize) -> Self {
+        Self {
+            bus: tokio::sync::broadcast::channel(1024).0,
+            activity: Mutex::default(),
+            monitor_wake: Arc::default(),
+            uploads: InFlight::default(),
+            part_slots: PartSlots::new(parts_in_memory),
+        }
+    }
+}
+
+/// Memory for parts of resumable uploads: `total` slots server-wide, at most half of them
+/// (at least one) held by any one tenant, so a tenant trickling bytes into its parts can
+/// never keep every other tenant's parts waiting.
+#[derive(Debug)]
+pub(crate) struct PartSlots {
+    global: tokio::sync::Semaphore,
+    per_tenant: usize,
+    held: Mutex<HashMap<UserId, usize>>,
+    freed: tokio::sync::Notify,
+}
+
+/// A slot of [`PartSlots`], released when dropped.
+pub(crate) struct PartSlot<'a> {
+    slots: &'a PartSlots,
+    tenant: UserId,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl PartSlots {
+    pub(crate) fn new(total: usize) -> Self {
+        Self {
+            global: tokio::sync::Semaphore::new(total),
+            per_tenant: (total / 2).max(1),
+            held: Mutex::default(),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Waits for the tenant's share, then for a server-wide slot.
+    pub(crate) async fn acquire(&self, tenant: UserId) -> Result<PartSlot<'_>> {
+        loop {
+            let freed = self.freed.notified();
+            {
+                let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                let mine = held.entry(tenant).or_default();
+                if *mine < self.per_tenant {
+                    *mine += 1;
+                    break;
+                }
+            }
+            freed.await;
+        }
+        match self.global.acquire().await {
+            Ok(permit) => Ok(PartSlot {
+                slots: self,
+                tenant,
+                _permit: permit,
+            }),
+            Err(_) => {
+                self.release(tenant);
+                Err(Error::unavailable("the server is shutting down"))
+            }
+        }
+    }
+
+    fn release(&self, tenant: UserId) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mine) = held.get_mut(&tenant) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                held.remove(&tenant);
+            }
+        }
+        drop(held);
+        self.freed.notify_waiters();
+    }
+}
+
+impl Drop for PartSlot<'_> {
+    fn drop(&mut self) {
+        self.slots.release(self.tenant);
+    }
+}
+
+/// Bytes being uploaded per workspace on this server, counted against the quota before they
+/// are stored.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight(Mutex<HashMap<WorkspaceId, Arc<AtomicU64>>>);
+
+impl InFlight {
+    pub(crate) fn counter(&self, workspace: WorkspaceId) -> Arc<AtomicU64> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, c| Arc::strong_count(c) > 1 || c.load(Ordering::Relaxed) > 0);
+        map.entry(workspace).or_default().clone()
+    }
+}
