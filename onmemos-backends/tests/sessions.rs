@@ -51,6 +51,7 @@ fn config() -> EngineConfig {
             warning_lead_secs: 30,
             lease_secs: 5,
             node: Some("node-a".into()),
+            ..SessionSettings::default()
         },
         ..EngineConfig::default()
     }
@@ -1064,4 +1065,100 @@ async fn the_running_monitor_wakes_for_a_deadline_between_its_passes() {
         "{name}: stopped at {}, the deadline was {deadline}, the next pass {next_pass}",
         stopped.1
     );
+}
+
+/// Reads the terminal until its output so far contains `needle`; everything read.
+async fn read_until(terminal: &mut onmemos_core::services::Terminal, needle: &str) -> String {
+    let mut seen = String::new();
+    let read = async {
+        while !seen.contains(needle) {
+            match terminal.read().await {
+                Some(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+                None => break,
+            }
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(20), read)
+        .await
+        .is_err()
+    {
+        panic!("{needle:?} never came; the terminal showed {seen:?}");
+    }
+    assert!(
+        seen.contains(needle),
+        "the terminal closed before {needle:?}: {seen:?}"
+    );
+    seen
+}
+
+#[tokio::test]
+async fn an_embedder_attaches_detaches_and_reattaches_to_a_terminal_without_http() {
+    for (name, db) in common::databases().await {
+        let w = world(db, 1_000_000).await;
+        let s = w.start(LimitOverrides::default()).await;
+        let size = PtySize { rows: 24, cols: 80 };
+        let terminals = w.engine.terminals();
+
+        let mut first = terminals
+            .attach(&w.user, s.id, size, None)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: attach: {e}"));
+        first
+            .write(b"KEPT=still-here; echo first-$((6*7))\n")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: write: {e}"));
+        read_until(&mut first, "first-42").await;
+        let offset = first.offset();
+        // Typed, then detached before its output is read: it lands in the scrollback.
+        first
+            .write(b"echo while-$((1+1))-away\n")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: write: {e}"));
+        drop(first);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+        // Another tenant cannot reach it.
+        let (stranger, _) = common::member_with_workspace(&w.engine, "other", 1_000_000).await;
+        let refused = terminals.attach(&stranger, s.id, size, None).await;
+        assert_eq!(
+            refused.map(|_| ()).map_err(|e| e.kind()),
+            Err(ErrorKind::NotFound),
+            "{name}"
+        );
+
+        // Within the grace period: the same shell, replaying only what came after `offset`.
+        let mut again = terminals
+            .attach(&w.user, s.id, size, Some(offset))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: re-attach: {e}"));
+        assert_eq!(again.lost(), 0, "{name}");
+        let replayed = read_until(&mut again, "while-2-away").await;
+        assert!(
+            !replayed.contains("first-42"),
+            "{name}: replayed {replayed:?}"
+        );
+        again
+            .write(b"echo $KEPT\n")
+            .await
+            .unwrap_or_else(|e| panic!("{name}: write: {e}"));
+        read_until(&mut again, "still-here").await;
+        assert!(again.offset() > offset, "{name}");
+
+        // A stop closes the terminal: reads end, and the ending says why.
+        w.engine
+            .sessions()
+            .stop(&w.user, s.id)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: stop: {e}"));
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            while again.read().await.is_some() {}
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "{name}: the terminal stayed open after the stop"
+        );
+        assert_eq!(terminals.ending(s.id).await.reason, "user", "{name}");
+        w.check_no_processes(s.id);
+    }
 }

@@ -3,7 +3,7 @@
 //! A [`Shell`] survives a lost connection: when the socket breaks before the terminal ended,
 //! it reconnects (with backoff, for up to [`ShellOptions::reconnect_within`]), telling the
 //! server how much output it already has, so only the output it missed is replayed. The server
-//! keeps a terminal whose last socket left for its grace period (`shell_grace_secs`, 60 s by
+//! keeps a terminal whose last socket left for its grace period (`terminal_grace_secs`, 60 s by
 //! default), and 64 KiB of its output.
 
 use std::time::{Duration, Instant};

@@ -137,10 +137,14 @@ pub struct SessionSettings {
     /// The name of this server among replicas: sessions on local compute belong to the node
     /// that started them. Default: the host name.
     pub node: Option<String>,
+    /// How long a session's terminal stays open after its last attachment (shell socket)
+    /// leaves, in seconds: one that comes back within it gets the same shell and its
+    /// scrollback.
+    pub terminal_grace_secs: u64,
 }
 
 impl Default for SessionSettings {
-    /// Checks every 10 s, 5-minute holds and warnings, 60-second leases.
+    /// Checks every 10 s, 5-minute holds and warnings, 60-second leases and terminal grace.
     fn default() -> Self {
         Self {
             check_interval_ms: 10_000,
@@ -148,6 +152,7 @@ impl Default for SessionSettings {
             warning_lead_secs: 300,
             lease_secs: 60,
             node: None,
+            terminal_grace_secs: 60,
         }
     }
 }

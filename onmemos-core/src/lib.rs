@@ -22,6 +22,7 @@ pub mod ports;
 pub mod principal;
 pub mod services;
 mod shared;
+mod terminal;
 
 pub use onmemos_types::{api, error, id, validation};
 

@@ -1,6 +1,6 @@
 //! The engine's in-process state, shared by its services and its monitor: what one server
 //! process holds in memory besides the ports (events for local subscribers, activity
-//! throttling, upload reservations, part memory, the monitor's wake-up).
+//! throttling, upload reservations, part memory, open terminals, the monitor's wake-up).
 //!
 //! It depends on nothing of the engine, so the engine can own it and every service reach it
 //! through [`Engine::shared`](crate::Engine::shared) without a cycle between their modules.
@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) uploads: InFlight,
     /// Parts of resumable uploads this server may hold in memory at once, shared by tenants.
     pub(crate) part_slots: PartSlots,
+    /// The terminals of sessions attached here.
+    pub(crate) terminals: Arc<crate::terminal::Hubs>,
 }
 
 impl Shared {
@@ -40,6 +42,7 @@ impl Shared {
             monitor_wake: Arc::default(),
             uploads: InFlight::default(),
             part_slots: PartSlots::new(parts_in_memory),
+            terminals: Arc::default(),
         }
     }
 }

@@ -10,9 +10,6 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Longest time a request may take, in seconds (answered with 503 and `Retry-After`).
     pub request_timeout_secs: u64,
-    /// How long a session's terminal stays attached after its last shell socket leaves, in
-    /// seconds: a socket that reconnects within it gets the same terminal and its scrollback.
-    pub shell_grace_secs: u64,
     /// How long a connection may take to send a request's headers, in seconds, counted from
     /// when it opened or finished its previous response: it closes slow-header connections and
     /// idle keep-alive connections alike ([`serve`](crate::serve)).
@@ -32,7 +29,6 @@ impl Default for ServerConfig {
         Self {
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
-            shell_grace_secs: 60,
             header_timeout_secs: 15,
             max_connections: 1024,
             rate_limit_per_second: 100,

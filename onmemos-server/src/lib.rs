@@ -1,6 +1,6 @@
 //! # onmemos-server
 //!
-//! The HTTP face of an [`Engine`]: a REST API (and, later, WebSocket shells) with API-key
+//! The HTTP face of an [`Engine`]: a REST API and WebSocket shells with API-key
 //! authentication, an OpenAPI 3.1 document at `/openapi.json`, Prometheus metrics at `/metrics`
 //! and JSON errors from one code table.
 //!
@@ -66,7 +66,6 @@ pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
         engine,
         metrics: Arc::new(Metrics::default()),
         config: Arc::new(config.clone()),
-        shells: Arc::default(),
         rates: Arc::new(rate_limit::KeyRates::new(&config)),
     };
     let (api, openapi) = routes::api().split_for_parts();

@@ -16,8 +16,6 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// The open session terminals.
-    pub(crate) shells: Arc<crate::shell::ShellHubs>,
     /// Per-key request rates.
     pub(crate) rates: Arc<crate::rate_limit::KeyRates>,
 }

@@ -8,6 +8,7 @@ mod optimizer;
 pub(crate) mod sessions;
 pub(crate) mod storage;
 mod templates;
+mod terminals;
 mod users;
 mod workspaces;
 
@@ -20,6 +21,7 @@ pub use storage::{
     Download, StorageService, UploadOptions, validate_object_path, workspace_prefix,
 };
 pub use templates::{BUILTIN_TEMPLATE_NAMES, TemplateService, builtin_templates};
+pub use terminals::{SCROLLBACK_BYTES, Terminal, TerminalEnd, TerminalService};
 pub use users::UserService;
 pub use workspaces::WorkspaceService;
 
@@ -50,6 +52,11 @@ impl Engine {
     /// Templates.
     pub fn templates(&self) -> TemplateService<'_> {
         TemplateService::new(self)
+    }
+
+    /// Terminals of running sessions: attach, detach, re-attach (in-process shells).
+    pub fn terminals(&self) -> TerminalService<'_> {
+        TerminalService::new(self)
     }
 
     /// Sessions: create, stop, exec, terminals, events.
