@@ -482,12 +482,21 @@ mod conformance_unsandboxed {
     use onmemos_backends::compute::LocalCompute;
     use onmemos_core::ports::ComputeProvider;
 
-    onmemos_core::compute_conformance!(|| async {
-        let root = tempfile::tempdir()
+    fn root() -> std::path::PathBuf {
+        tempfile::tempdir()
             .unwrap_or_else(|e| panic!("tempdir: {e}"))
-            .keep();
-        Some(Arc::new(LocalCompute::unsandboxed(root)) as Arc<dyn ComputeProvider>)
-    });
+            .keep()
+    }
+
+    onmemos_core::compute_conformance!(
+        || async { Some(Arc::new(LocalCompute::unsandboxed(root())) as Arc<dyn ComputeProvider>) },
+        restart = || async {
+            let root = root();
+            let first = Arc::new(LocalCompute::unsandboxed(&root)) as Arc<dyn ComputeProvider>;
+            let again = Arc::new(LocalCompute::unsandboxed(&root)) as Arc<dyn ComputeProvider>;
+            Some((first, again))
+        }
+    );
 }
 
 /// The `ComputeProvider` suite on `LocalCompute` in its bubblewrap sandbox (where bubblewrap
@@ -498,7 +507,8 @@ mod conformance_sandboxed {
     use onmemos_backends::compute::LocalCompute;
     use onmemos_core::ports::ComputeProvider;
 
-    onmemos_core::compute_conformance!(|| async {
+    /// A fresh root, or `None` (said) where bubblewrap cannot run outside CI.
+    fn root() -> Option<std::path::PathBuf> {
         if !super::which_bwrap() {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -507,9 +517,22 @@ mod conformance_sandboxed {
             eprintln!("SKIPPED: bubblewrap is not usable here; the sandboxed suite did not run");
             return None;
         }
-        let root = tempfile::tempdir()
-            .unwrap_or_else(|e| panic!("tempdir: {e}"))
-            .keep();
-        Some(Arc::new(LocalCompute::new(root)) as Arc<dyn ComputeProvider>)
-    });
+        Some(
+            tempfile::tempdir()
+                .unwrap_or_else(|e| panic!("tempdir: {e}"))
+                .keep(),
+        )
+    }
+
+    onmemos_core::compute_conformance!(
+        || async {
+            root().map(|root| Arc::new(LocalCompute::new(root)) as Arc<dyn ComputeProvider>)
+        },
+        restart = || async {
+            let root = root()?;
+            let first = Arc::new(LocalCompute::new(&root)) as Arc<dyn ComputeProvider>;
+            let again = Arc::new(LocalCompute::new(&root)) as Arc<dyn ComputeProvider>;
+            Some((first, again))
+        }
+    );
 }

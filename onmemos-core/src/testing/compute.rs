@@ -389,6 +389,57 @@ pub async fn stop_kills_everything_the_session_started(compute: Arc<dyn ComputeP
     finished(&compute, workspace, watcher).await;
 }
 
+/// A provider made again over the same state — the server restarted — finds the sessions the
+/// first one started in `running_sessions`, and stopping one through it kills it: the first
+/// then reports it gone, and neither lists it any more.
+pub async fn running_sessions_after_a_restart(
+    compute: Arc<dyn ComputeProvider>,
+    restarted: Arc<dyn ComputeProvider>,
+) {
+    let (workspace, session) = started(&compute).await;
+    let running = restarted
+        .running_sessions()
+        .await
+        .unwrap_or_else(|e| panic!("running_sessions after the restart: {e}"));
+    assert!(
+        running.contains(&session),
+        "a session started before the restart is not listed after it: {running:?}"
+    );
+    restarted
+        .stop_session(session)
+        .await
+        .unwrap_or_else(|e| panic!("stop after the restart: {e}"));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let listed = restarted
+            .running_sessions()
+            .await
+            .unwrap_or_else(|e| panic!("running_sessions: {e}"))
+            .contains(&session);
+        let status = compute
+            .status(session)
+            .await
+            .unwrap_or_else(|e| panic!("status: {e}"));
+        if !listed && !matches!(status, ComputeStatus::Running | ComputeStatus::Starting) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session still runs after a stop through the restarted provider: listed {listed}, {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The first provider's own stop of a session that is gone is not an error.
+    compute
+        .stop_session(session)
+        .await
+        .unwrap_or_else(|e| panic!("stopping a gone session: {e}"));
+    restarted
+        .teardown_workspace(workspace)
+        .await
+        .unwrap_or_else(|e| panic!("teardown: {e}"));
+}
+
 /// Runs every check on `compute`, one after another; returns their names.
 pub async fn run_all(compute: Arc<dyn ComputeProvider>) -> Vec<&'static str> {
     let mut held = Vec::new();
@@ -413,8 +464,28 @@ pub async fn run_all(compute: Arc<dyn ComputeProvider>) -> Vec<&'static str> {
 /// One test per check of the `ComputeProvider` suite, each with a provider from `make`, an
 /// async factory returning `Option<Arc<dyn ComputeProvider>>` (`None` skips the check: the
 /// factory says why).
+///
+/// With `restart = make_pair`, an async factory of two providers over the same state (the
+/// second is the first after a server restart: same root, same namespace), it also runs
+/// [`running_sessions_after_a_restart`](crate::testing::compute::running_sessions_after_a_restart).
 #[macro_export]
 macro_rules! compute_conformance {
+    ($make:expr, restart = $pair:expr) => {
+        $crate::compute_conformance!($make);
+
+        #[::tokio::test]
+        async fn running_sessions_after_a_restart() {
+            let pair = $pair;
+            let pair: Option<(
+                ::std::sync::Arc<dyn $crate::ports::ComputeProvider>,
+                ::std::sync::Arc<dyn $crate::ports::ComputeProvider>,
+            )> = pair().await;
+            if let Some((compute, restarted)) = pair {
+                $crate::testing::compute::running_sessions_after_a_restart(compute, restarted)
+                    .await;
+            }
+        }
+    };
     ($make:expr) => {
         $crate::compute_conformance!(@checks $make;
             lifecycle_status_and_listing,
