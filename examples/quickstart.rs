@@ -2,7 +2,7 @@
 //! session then reads, stop it, and read the bill.
 //!
 //! ```text
-//! cargo run --example quickstart
+//! cargo run --features client --example quickstart
 //! ```
 //!
 //! With `ONMEMOS_URL` and `ONMEMOS_API_KEY` set (or in a `.env` file) it talks to that server,
