@@ -3,6 +3,7 @@
 //! therefore read as hostile input; and [`ObjectStorage`] over the `object_store` crate for
 //! memory, S3 (`s3`), GCS (`gcs`) and Azure Blob (`azure`).
 
+mod cloud;
 #[cfg(feature = "local-storage")]
 mod local;
 mod object;
@@ -76,7 +77,7 @@ pub fn connect(
                     "storage_url {url:?} names no bucket: expected {scheme}://bucket[/prefix]"
                 )));
             }
-            cloud(scheme, url, bucket, prefix.trim_matches('/'), options)
+            cloud::connect(scheme, url, bucket, prefix.trim_matches('/'), options)
         }
         _ => Err(Error::configuration(format!(
             "unknown storage URL scheme `{scheme}` in {url:?}: expected file://, memory://, s3://, gs:// or az://"
@@ -90,37 +91,6 @@ fn reject_options(url: &str, options: &StorageOptions) -> Result<()> {
         Some(key) => Err(Error::configuration(format!(
             "storage option `{key}` does not apply to {url:?}"
         ))),
-    }
-}
-
-// Without a cloud feature, the parameters go unused.
-#[allow(unused_variables)]
-fn cloud(
-    scheme: &str,
-    url: &str,
-    bucket: &str,
-    prefix: &str,
-    options: &StorageOptions,
-) -> Result<Arc<dyn StorageProvider>> {
-    match scheme {
-        "s3" => {
-            #[cfg(feature = "s3")]
-            return object::s3(url, bucket, prefix, options);
-            #[cfg(not(feature = "s3"))]
-            return Err(crate::feature_off("s3", url));
-        }
-        "gs" => {
-            #[cfg(feature = "gcs")]
-            return object::gcs(url, bucket, prefix, options);
-            #[cfg(not(feature = "gcs"))]
-            return Err(crate::feature_off("gcs", url));
-        }
-        _ => {
-            #[cfg(feature = "azure")]
-            return object::azure(url, bucket, prefix, options);
-            #[cfg(not(feature = "azure"))]
-            return Err(crate::feature_off("azure", url));
-        }
     }
 }
 
