@@ -49,6 +49,9 @@ if grep -q '^warning' "$hack_log"; then
 fi
 rm -f "$hack_log"
 
+step "the declared rust-version holds (scripts/check-msrv.sh)"
+scripts/check-msrv.sh
+
 step "bubblewrap (the session sandbox)"
 if ! command -v bwrap >/dev/null 2>&1; then
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } ||
