@@ -10,8 +10,11 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{client, create_user, free_port, secret, serve, wait_ready};
-use onmemos::client::model::{MicroCredits, SessionStatus, StopReason, cost_of};
-use onmemos::core::api::{CreateWorkspace, SessionListParams};
+use futures::TryStreamExt;
+use onmemos::client::model::{
+    MicroCredits, SessionStatus, StopReason, Transfer, TransferKind, cost_of,
+};
+use onmemos::core::api::{CreateWorkspace, SessionListParams, TransferListParams};
 
 /// `onmemos` in `dir` on SQLite, with unsandboxed local compute (so background jobs outlive
 /// the commands that start them) and a fast monitor.
@@ -94,6 +97,15 @@ async fn sessions_of_a_killed_server_are_reconciled_on_restart() {
         assert!(Instant::now() < deadline, "sessions were not reconciled");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let posts: Vec<Transfer> = client
+        .credits()
+        .transfers_all(TransferListParams {
+            kind: Some(TransferKind::Post),
+            ..Default::default()
+        })
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("transfers: {e}"));
     let mut total: MicroCredits = 0;
     for s in &sessions {
         assert_eq!(
@@ -106,8 +118,16 @@ async fn sessions_of_a_killed_server_are_reconciled_on_restart() {
             "processes of {} survived the restart",
             s.id
         );
-        // Charged up to a tick of the first run: a whole number of billed milliseconds, and
-        // exactly what the ledger posted for it.
+        // Charged exactly what the ledger posted for it: each tick's settle, the one a kill
+        // may have cut off before the session recorded it (replayed by the reconciliation)
+        // included, and nothing for the time after its last tick.
+        let prefix = format!("{}.", s.id);
+        let posted: MicroCredits = posts
+            .iter()
+            .filter(|t| t.id.as_str().starts_with(&prefix))
+            .map(|t| t.amount)
+            .sum();
+        assert_eq!(s.cost_micros, posted, "{}: cost and ledger disagree", s.id);
         let events = client
             .sessions()
             .events(s.id, &Default::default())
@@ -122,10 +142,11 @@ async fn sessions_of_a_killed_server_are_reconciled_on_restart() {
                 _ => None,
             })
             .sum();
-        assert_eq!(
-            s.cost_micros, charged_by_ticks,
-            "{}: charged beyond its last tick",
-            s.id
+        assert!(
+            charged_by_ticks <= s.cost_micros,
+            "{}: its ticks charged {charged_by_ticks}, more than its cost {}",
+            s.id,
+            s.cost_micros
         );
         assert!(s.cost_micros > 0, "{}: its ticks were never charged", s.id);
         assert!(
