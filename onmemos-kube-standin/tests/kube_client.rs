@@ -1,0 +1,453 @@
+//! kube-rs against the stand-in: CRUD, conflicts, selectors, pagination, patches, dry runs,
+//! bad input, and `kube::runtime::watcher` through a relist after `410 Expired`.
+#![cfg(feature = "kube")]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use onmemos_kube_standin::StandIn;
+use serde_json::json;
+
+async fn standin() -> (StandIn, kube::Client) {
+    let standin = StandIn::start()
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"));
+    let client = standin.client().unwrap_or_else(|e| panic!("client: {e}"));
+    (standin, client)
+}
+
+fn config_map(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
+    let mut cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "data": { "k": "v" }
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    cm.metadata.labels = Some(
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<BTreeMap<_, _>>(),
+    );
+    cm
+}
+
+/// The code and reason of a kube API error.
+fn api_error<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> (u16, String) {
+    match result {
+        Err(kube::Error::Api(status)) => (status.code, status.reason.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn objects_are_created_read_replaced_and_deleted_with_the_apiservers_errors() {
+    let (_s, client) = standin().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let created = cms
+        .create(&PostParams::default(), &config_map("a", &[]))
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    let meta = &created.metadata;
+    assert!(meta.uid.as_deref().is_some_and(|u| u.len() == 36));
+    assert!(meta.creation_timestamp.is_some());
+    let rv: u64 = meta
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no resourceVersion: {meta:?}"));
+
+    // The same name again: 409 AlreadyExists.
+    let again = cms
+        .create(&PostParams::default(), &config_map("a", &[]))
+        .await;
+    assert_eq!(api_error(again), (409, "AlreadyExists".into()));
+
+    // A replace from the current version wins and moves the version on; one from the old
+    // version then conflicts.
+    let mut fresh = created.clone();
+    fresh.data = Some([("k".to_owned(), "w".to_owned())].into());
+    let replaced = cms
+        .replace("a", &PostParams::default(), &fresh)
+        .await
+        .unwrap_or_else(|e| panic!("replace: {e}"));
+    let rv2: u64 = replaced
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    assert!(rv2 > rv, "{rv2} after {rv}");
+    assert_eq!(replaced.metadata.uid, created.metadata.uid);
+    let stale = cms.replace("a", &PostParams::default(), &created).await;
+    match stale {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+            assert!(
+                status.message.contains("the object has been modified"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("a stale replace was not a conflict: {other:?}"),
+    }
+
+    // Dry runs answer and store nothing.
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    cms.create(&dry, &config_map("dry", &[]))
+        .await
+        .unwrap_or_else(|e| panic!("dry create: {e}"));
+    assert_eq!(api_error(cms.get("dry").await), (404, "NotFound".into()));
+
+    cms.delete("a", &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("delete: {e}"));
+    assert_eq!(api_error(cms.get("a").await), (404, "NotFound".into()));
+    assert_eq!(
+        api_error(cms.delete("a", &DeleteParams::default()).await),
+        (404, "NotFound".into())
+    );
+
+    // In a namespace that does not exist: 404 naming the namespace.
+    let nowhere: Api<ConfigMap> = Api::namespaced(client, "nowhere");
+    match nowhere
+        .create(&PostParams::default(), &config_map("x", &[]))
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 404);
+            assert_eq!(status.message, "namespaces \"nowhere\" not found");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_names_bodies_and_selectors_are_refused_and_nothing_is_stored() {
+    let (s, client) = standin().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    match cms
+        .create(&PostParams::default(), &config_map("Not_A_Name", &[]))
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+            assert!(
+                status.message.starts_with(
+                    "ConfigMap \"Not_A_Name\" is invalid: metadata.name: Invalid value"
+                ),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let bad = cms.list(&ListParams::default().labels("app in (web")).await;
+    assert_eq!(api_error(bad).0, 400);
+    let bad = cms
+        .list(&ListParams::default().fields("spec.unknown=x"))
+        .await;
+    assert_eq!(api_error(bad).0, 400);
+
+    // Malformed JSON over raw HTTP.
+    let http = reqwest_like(&s, "/api/v1/namespaces/default/configmaps", b"{not json").await;
+    assert_eq!(http.0, 400, "{}", http.1);
+    assert!(http.1.contains("\"reason\":\"BadRequest\""), "{}", http.1);
+    assert!(
+        cms.list(&ListParams::default())
+            .await
+            .map(|l| l.items.is_empty())
+            .unwrap_or(false)
+    );
+}
+
+/// POSTs `body` as JSON to `path`; the status code and the body.
+async fn reqwest_like(s: &StandIn, path: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(s.addr())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(request.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    conn.write_all(body).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut out = String::new();
+    conn.read_to_string(&mut out)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, out)
+}
+
+#[tokio::test]
+async fn lists_select_by_label_and_field_and_page_with_continue_tokens() {
+    let (_s, client) = standin().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for i in 0..7 {
+        let tier = if i % 2 == 0 { "front" } else { "back" };
+        cms.create(
+            &PostParams::default(),
+            &config_map(&format!("cm-{i}"), &[("app", "web"), ("tier", tier)]),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("create: {e}"));
+    }
+    let names = |l: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
+        l.items
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .collect()
+    };
+    let front = cms
+        .list(&ListParams::default().labels("app=web,tier in (front)"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(names(front), ["cm-0", "cm-2", "cm-4", "cm-6"]);
+    let not_back = cms
+        .list(&ListParams::default().labels("tier!=back,!missing"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(names(not_back).len(), 4);
+    let one = cms
+        .list(&ListParams::default().fields("metadata.name=cm-3"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(names(one), ["cm-3"]);
+
+    let mut seen = Vec::new();
+    let mut params = ListParams::default().limit(3);
+    let mut pages = 0;
+    loop {
+        let page = cms.list(&params).await.unwrap_or_else(|e| panic!("{e}"));
+        pages += 1;
+        let token = page.metadata.continue_.clone();
+        seen.extend(names(page));
+        match token.filter(|t| !t.is_empty()) {
+            Some(t) => params = ListParams::default().limit(3).continue_token(&t),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 7);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "pages in name order, without repeats");
+    // Every namespace: the configmaps of `default` only exist there.
+    let all: Api<ConfigMap> = Api::all(client);
+    assert_eq!(
+        all.list(&ListParams::default())
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0),
+        7
+    );
+}
+
+#[tokio::test]
+async fn every_patch_type_and_server_side_apply() {
+    let (_s, client) = standin().await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": { "name": "p", "labels": { "a": "1" } },
+        "spec": { "containers": [
+            { "name": "main", "image": "busybox", "env": [{ "name": "A", "value": "1" }] },
+            { "name": "side", "image": "busybox" }
+        ], "tolerations": [{ "key": "t1", "operator": "Exists" }] }
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let created = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        created.status.and_then(|s| s.phase).as_deref(),
+        Some("Pending")
+    );
+    let pp = PatchParams::default();
+
+    let merged = pods
+        .patch(
+            "p",
+            &pp,
+            &Patch::Merge(json!({ "metadata": { "labels": { "b": "2", "a": null } } })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("merge: {e}"));
+    let labels = merged.metadata.labels.unwrap_or_default();
+    assert_eq!(labels.get("b").map(String::as_str), Some("2"));
+    assert!(!labels.contains_key("a"));
+
+    let json_patch: json_patch_ops::Patch = serde_json::from_value(json!([
+        { "op": "add", "path": "/metadata/annotations", "value": { "x": "y" } },
+        { "op": "replace", "path": "/spec/containers/1/image", "value": "alpine" }
+    ]))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let patched = pods
+        .patch("p", &pp, &Patch::Json::<()>(json_patch))
+        .await
+        .unwrap_or_else(|e| panic!("json: {e}"));
+    assert_eq!(
+        patched.spec.as_ref().map(|s| s.containers[1].image.clone()),
+        Some(Some("alpine".into()))
+    );
+
+    let strategic = pods
+        .patch(
+            "p",
+            &pp,
+            &Patch::Strategic(json!({ "spec": {
+                "containers": [{ "name": "main", "env": [{ "name": "B", "value": "2" }] }],
+                "tolerations": [{ "key": "t2", "operator": "Exists" }]
+            } })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("strategic: {e}"));
+    let spec = strategic.spec.unwrap_or_default();
+    assert_eq!(spec.containers.len(), 2, "containers merge by name");
+    assert_eq!(
+        spec.containers[0].env.as_ref().map(Vec::len),
+        Some(2),
+        "env merges by name"
+    );
+    assert_eq!(
+        spec.tolerations.as_ref().map(Vec::len),
+        Some(1),
+        "tolerations are replaced"
+    );
+
+    // Server-side apply: a field manager is required; a missing object is created.
+    let cms: Api<ConfigMap> = Api::namespaced(pods.clone().into_client(), "default");
+    let applied = config_map("applied", &[("by", "apply")]);
+    let refused = cms
+        .patch("applied", &PatchParams::default(), &Patch::Apply(&applied))
+        .await;
+    assert_eq!(api_error(refused).0, 400);
+    let ssa = PatchParams::apply("tests").force();
+    let made = cms
+        .patch("applied", &ssa, &Patch::Apply(&applied))
+        .await
+        .unwrap_or_else(|e| panic!("apply: {e}"));
+    assert!(made.metadata.uid.is_some());
+    let mut again = applied.clone();
+    again.data = Some([("k".to_owned(), "changed".to_owned())].into());
+    let updated = cms
+        .patch("applied", &ssa, &Patch::Apply(&again))
+        .await
+        .unwrap_or_else(|e| panic!("apply: {e}"));
+    assert_eq!(updated.metadata.uid, made.metadata.uid);
+    assert_eq!(
+        updated.data.and_then(|d| d.get("k").cloned()).as_deref(),
+        Some("changed")
+    );
+}
+
+/// kube's `Patch::Json` takes a `json_patch::Patch`.
+mod json_patch_ops {
+    pub use json_patch::Patch;
+}
+
+type Events =
+    futures::stream::BoxStream<'static, Result<watcher::Event<ConfigMap>, watcher::Error>>;
+
+/// The watcher's next event (within 20 s).
+async fn next(events: &mut Events) -> watcher::Event<ConfigMap> {
+    tokio::time::timeout(Duration::from_secs(20), events.try_next())
+        .await
+        .unwrap_or_else(|_| panic!("no watch event in 20 s"))
+        .unwrap_or_else(|e| panic!("watcher: {e}"))
+        .unwrap_or_else(|| panic!("the watcher ended"))
+}
+
+#[tokio::test]
+async fn the_watcher_relists_after_410_expired() {
+    let (s, client) = standin().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    cms.create(&PostParams::default(), &config_map("first", &[]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut events: Events = watcher(cms.clone(), watcher::Config::default()).boxed();
+    let mut init_done = 0;
+    let mut applied = Vec::new();
+    // The initial list.
+    loop {
+        match next(&mut events).await {
+            watcher::Event::InitDone => {
+                init_done += 1;
+                break;
+            }
+            watcher::Event::InitApply(cm) => applied.push(cm.metadata.name.unwrap_or_default()),
+            _ => {}
+        }
+    }
+    assert_eq!(applied, ["first"]);
+    // A change arrives as it happens.
+    cms.create(&PostParams::default(), &config_map("second", &[]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    loop {
+        if let watcher::Event::Apply(cm) = next(&mut events).await {
+            assert_eq!(cm.metadata.name.as_deref(), Some("second"));
+            break;
+        }
+    }
+    // Changes the watcher does not see (another namespace) move the cluster on; the server
+    // forgets its history and drops the watch: the watcher's resume from the version it last
+    // saw gets 410 Expired, and it lists again.
+    let elsewhere: Api<ConfigMap> = Api::namespaced(cms.clone().into_client(), "kube-system");
+    elsewhere
+        .create(&PostParams::default(), &config_map("unseen", &[]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    cms.create(&PostParams::default(), &config_map("third", &[]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    loop {
+        if let watcher::Event::Apply(cm) = next(&mut events).await {
+            assert_eq!(cm.metadata.name.as_deref(), Some("third"));
+            break;
+        }
+    }
+    elsewhere
+        .create(&PostParams::default(), &config_map("unseen-2", &[]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.cluster().compact();
+    s.cluster().end_watches();
+    // The watcher reports the 410, then relists on its next poll.
+    match tokio::time::timeout(Duration::from_secs(20), events.try_next()).await {
+        Ok(Err(e)) => assert!(e.to_string().contains("Expired"), "{e}"),
+        other => panic!("the resume did not get 410 Expired: {other:?}"),
+    }
+    let mut relisted = Vec::new();
+    loop {
+        match next(&mut events).await {
+            watcher::Event::Init => relisted.clear(),
+            watcher::Event::InitApply(cm) => relisted.push(cm.metadata.name.unwrap_or_default()),
+            watcher::Event::InitDone => {
+                init_done += 1;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(init_done, 2, "the watcher relisted");
+    assert_eq!(relisted, ["first", "second", "third"]);
+    let _ = Api::<Namespace>::all(cms.into_client())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items.len());
+}
