@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod api;
+mod controllers;
 mod defaults;
 mod discovery;
 mod names;
@@ -51,11 +52,13 @@ pub struct StandIn {
     kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
+    controllers: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for StandIn {
     fn drop(&mut self) {
         self.server.abort();
+        self.controllers.abort();
     }
 }
 
@@ -90,6 +93,7 @@ impl StandIn {
         let dir = tempfile::tempdir()?;
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(&kubeconfig, kubeconfig_yaml(&url))?;
+        let controllers = controllers::spawn(&state);
         let app = router(state.clone());
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -103,6 +107,7 @@ impl StandIn {
             kubeconfig,
             _dir: dir,
             server,
+            controllers,
         })
     }
 

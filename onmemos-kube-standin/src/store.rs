@@ -535,7 +535,9 @@ impl Store {
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .is_some_and(|f| !f.is_empty());
-        if has_finalizers || graceful.is_some() {
+        // A namespace is emptied by the namespace controller before it goes.
+        let namespace_object = resource.group.is_empty() && resource.plural == "namespaces";
+        if has_finalizers || graceful.is_some() || namespace_object {
             if current.pointer("/metadata/deletionTimestamp").is_some() {
                 return Ok(current);
             }
@@ -543,6 +545,10 @@ impl Store {
             next["metadata"]["deletionTimestamp"] = json!(timestamp());
             if let Some(grace) = graceful {
                 next["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+            }
+            if namespace_object {
+                next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                next["status"]["phase"] = json!("Terminating");
             }
             if dry_run {
                 return Ok(next);
@@ -580,6 +586,34 @@ impl Store {
             },
         );
         Ok(gone)
+    }
+
+    /// Removes a namespace whose content is gone (the namespace controller's last step).
+    pub fn remove_namespace(&self, name: &str) {
+        let Some(ns) = resources::find("", "v1", "namespaces") else {
+            return;
+        };
+        let mut state = self.lock();
+        let k = key(ns, "", name);
+        if let Some(mut gone) = state.objects.remove(&k) {
+            let rv = Self::next_rv(&mut state);
+            gone["metadata"]["resourceVersion"] = json!(rv.to_string());
+            self.record(
+                &mut state,
+                Change {
+                    rv,
+                    kind: ChangeKind::Deleted,
+                    resource: ns,
+                    namespace: String::new(),
+                    object: gone,
+                },
+            );
+        }
+    }
+
+    /// A receiver of every change from now on.
+    pub fn subscribe(&self) -> Changes {
+        self.changes.subscribe()
     }
 
     /// Every object of `resource` passing `filter`, the version they were read at, and a

@@ -1,24 +1,20 @@
-//! kube-rs against the stand-in: CRUD, conflicts, selectors, pagination, patches, dry runs,
-//! bad input, and `kube::runtime::watcher` through a relist after `410 Expired`.
+//! kube-rs against the stand-in (or a real cluster, with `KUBECONFIG`): CRUD, conflicts,
+//! selectors, pagination, patches, dry runs, bad input, namespaces and garbage collection,
+//! and `kube::runtime::watcher` through a relist after `410 Expired`.
 #![cfg(feature = "kube")]
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::Env;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use onmemos_kube_standin::StandIn;
 use serde_json::json;
-
-async fn standin() -> (StandIn, kube::Client) {
-    let standin = StandIn::start()
-        .await
-        .unwrap_or_else(|e| panic!("start: {e}"));
-    let client = standin.client().unwrap_or_else(|e| panic!("client: {e}"));
-    (standin, client)
-}
 
 fn config_map(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
     let mut cm: ConfigMap = serde_json::from_value(json!({
@@ -45,8 +41,9 @@ fn api_error<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> (u16, String
 
 #[tokio::test]
 async fn objects_are_created_read_replaced_and_deleted_with_the_apiservers_errors() {
-    let (_s, client) = standin().await;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let env = Env::new().await;
+    let client = env.client.clone();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &env.namespace);
     let created = cms
         .create(&PostParams::default(), &config_map("a", &[]))
         .await
@@ -126,12 +123,13 @@ async fn objects_are_created_read_replaced_and_deleted_with_the_apiservers_error
         }
         other => panic!("{other:?}"),
     }
+    env.finish().await;
 }
 
 #[tokio::test]
 async fn bad_names_bodies_and_selectors_are_refused_and_nothing_is_stored() {
-    let (s, client) = standin().await;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let env = Env::new().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
     match cms
         .create(&PostParams::default(), &config_map("Not_A_Name", &[]))
         .await
@@ -156,15 +154,21 @@ async fn bad_names_bodies_and_selectors_are_refused_and_nothing_is_stored() {
     assert_eq!(api_error(bad).0, 400);
 
     // Malformed JSON over raw HTTP.
-    let http = reqwest_like(&s, "/api/v1/namespaces/default/configmaps", b"{not json").await;
-    assert_eq!(http.0, 400, "{}", http.1);
-    assert!(http.1.contains("\"reason\":\"BadRequest\""), "{}", http.1);
-    assert!(
-        cms.list(&ListParams::default())
-            .await
-            .map(|l| l.items.is_empty())
-            .unwrap_or(false)
-    );
+    if let Some(s) = env.standin("malformed JSON over raw HTTP") {
+        let path = format!("/api/v1/namespaces/{}/configmaps", env.namespace);
+        let http = reqwest_like(s, &path, b"{not json").await;
+        assert_eq!(http.0, 400, "{}", http.1);
+        assert!(http.1.contains("\"reason\":\"BadRequest\""), "{}", http.1);
+    }
+    // Nothing was stored (a real cluster puts its own kube-root-ca.crt in every namespace).
+    let stored = cms.list(&ListParams::default()).await.map(|l| {
+        l.items
+            .into_iter()
+            .filter(|c| c.metadata.name.as_deref() != Some("kube-root-ca.crt"))
+            .count()
+    });
+    assert_eq!(stored.ok(), Some(0));
+    env.finish().await;
 }
 
 /// POSTs `body` as JSON to `path`; the status code and the body.
@@ -195,8 +199,9 @@ async fn reqwest_like(s: &StandIn, path: &str, body: &[u8]) -> (u16, String) {
 
 #[tokio::test]
 async fn lists_select_by_label_and_field_and_page_with_continue_tokens() {
-    let (_s, client) = standin().await;
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let env = Env::new().await;
+    let client = env.client.clone();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &env.namespace);
     for i in 0..7 {
         let tier = if i % 2 == 0 { "front" } else { "back" };
         cms.create(
@@ -229,7 +234,7 @@ async fn lists_select_by_label_and_field_and_page_with_continue_tokens() {
     assert_eq!(names(one), ["cm-3"]);
 
     let mut seen = Vec::new();
-    let mut params = ListParams::default().limit(3);
+    let mut params = ListParams::default().labels("app=web").limit(3);
     let mut pages = 0;
     loop {
         let page = cms.list(&params).await.unwrap_or_else(|e| panic!("{e}"));
@@ -237,7 +242,12 @@ async fn lists_select_by_label_and_field_and_page_with_continue_tokens() {
         let token = page.metadata.continue_.clone();
         seen.extend(names(page));
         match token.filter(|t| !t.is_empty()) {
-            Some(t) => params = ListParams::default().limit(3).continue_token(&t),
+            Some(t) => {
+                params = ListParams::default()
+                    .labels("app=web")
+                    .limit(3)
+                    .continue_token(&t)
+            }
             None => break,
         }
     }
@@ -246,21 +256,25 @@ async fn lists_select_by_label_and_field_and_page_with_continue_tokens() {
     let mut sorted = seen.clone();
     sorted.sort();
     assert_eq!(seen, sorted, "pages in name order, without repeats");
-    // Every namespace: the configmaps of `default` only exist there.
+    // Across every namespace, the same seven.
     let all: Api<ConfigMap> = Api::all(client);
-    assert_eq!(
-        all.list(&ListParams::default())
-            .await
-            .map(|l| l.items.len())
-            .unwrap_or(0),
-        7
-    );
+    let everywhere = all
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter(|c| c.metadata.namespace.as_deref() == Some(env.namespace.as_str()))
+                .count()
+        });
+    assert_eq!(everywhere.ok(), Some(7));
+    env.finish().await;
 }
 
 #[tokio::test]
 async fn every_patch_type_and_server_side_apply() {
-    let (_s, client) = standin().await;
-    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let env = Env::new().await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
     let pod: Pod = serde_json::from_value(json!({
         "metadata": { "name": "p", "labels": { "a": "1" } },
         "spec": { "containers": [
@@ -330,7 +344,7 @@ async fn every_patch_type_and_server_side_apply() {
     );
 
     // Server-side apply: a field manager is required; a missing object is created.
-    let cms: Api<ConfigMap> = Api::namespaced(pods.clone().into_client(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
     let applied = config_map("applied", &[("by", "apply")]);
     let refused = cms
         .patch("applied", &PatchParams::default(), &Patch::Apply(&applied))
@@ -353,6 +367,7 @@ async fn every_patch_type_and_server_side_apply() {
         updated.data.and_then(|d| d.get("k").cloned()).as_deref(),
         Some("changed")
     );
+    env.finish().await;
 }
 
 /// kube's `Patch::Json` takes a `json_patch::Patch`.
@@ -374,8 +389,11 @@ async fn next(events: &mut Events) -> watcher::Event<ConfigMap> {
 
 #[tokio::test]
 async fn the_watcher_relists_after_410_expired() {
-    let (s, client) = standin().await;
-    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let env = Env::new().await;
+    let Some(s) = env.standin("the_watcher_relists_after_410_expired") else {
+        return env.finish().await;
+    };
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
     cms.create(&PostParams::default(), &config_map("first", &[]))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -407,7 +425,8 @@ async fn the_watcher_relists_after_410_expired() {
     // Changes the watcher does not see (another namespace) move the cluster on; the server
     // forgets its history and drops the watch: the watcher's resume from the version it last
     // saw gets 410 Expired, and it lists again.
-    let elsewhere: Api<ConfigMap> = Api::namespaced(cms.clone().into_client(), "kube-system");
+    let other = Env::new_namespace(&env.client).await;
+    let elsewhere: Api<ConfigMap> = Api::namespaced(env.client.clone(), &other);
     elsewhere
         .create(&PostParams::default(), &config_map("unseen", &[]))
         .await
@@ -446,8 +465,73 @@ async fn the_watcher_relists_after_410_expired() {
     }
     assert_eq!(init_done, 2, "the watcher relisted");
     assert_eq!(relisted, ["first", "second", "third"]);
-    let _ = Api::<Namespace>::all(cms.into_client())
-        .list(&ListParams::default())
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_deleted_namespace_goes_with_everything_in_it_and_dependents_go_with_their_owner() {
+    let env = Env::new().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    let owner = cms
+        .create(&PostParams::default(), &config_map("owner", &[]))
         .await
-        .map(|l| l.items.len());
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut dependent = config_map("dependent", &[]);
+    dependent.metadata.owner_references = Some(vec![
+        serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+            "uid": owner.metadata.uid.clone().unwrap_or_default()
+        }))
+        .unwrap_or_else(|e| panic!("{e}")),
+    ]);
+    cms.create(&PostParams::default(), &dependent)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    cms.create(&PostParams::default(), &config_map("bystander", &[]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    cms.delete("owner", &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("the dependent to be collected", || async {
+        matches!(cms.get_opt("dependent").await, Ok(None))
+    })
+    .await;
+    assert!(
+        matches!(cms.get_opt("bystander").await, Ok(Some(_))),
+        "only dependents go"
+    );
+
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    let deleting = namespaces
+        .delete(&env.namespace, &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    if let either::Either::Left(ns) = deleting {
+        assert_eq!(
+            ns.status.and_then(|s| s.phase).as_deref(),
+            Some("Terminating")
+        );
+    }
+    eventually("the namespace to go", || async {
+        matches!(namespaces.get_opt(&env.namespace).await, Ok(None))
+    })
+    .await;
+    assert_eq!(api_error(cms.get("bystander").await).0, 404);
+}
+
+/// Waits up to 60 s for `check` to hold.
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 60 s for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

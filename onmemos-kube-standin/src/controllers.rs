@@ -1,0 +1,125 @@
+//! The controllers that make the stand-in a cluster rather than a store: the namespace
+//! controller (a deleted namespace is emptied, then goes) and the garbage collector
+//! (dependents go with their owner, by `ownerReferences`).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::StandInState;
+use crate::resources::RESOURCES;
+use crate::store::{ChangeKind, Filter, Preconditions};
+
+/// Runs the controllers until the state is dropped.
+pub(crate) fn spawn(state: &Arc<StandInState>) -> tokio::task::JoinHandle<()> {
+    let weak = Arc::downgrade(state);
+    let mut changes = state.store.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let change = match changes.recv().await {
+                Ok(change) => change,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Missed changes: look at the whole cluster again.
+                    let Some(state) = weak.upgrade() else { return };
+                    resync(&state);
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let Some(state) = weak.upgrade() else { return };
+            let object = &change.object;
+            match (change.resource.group, change.resource.plural, change.kind) {
+                ("", "namespaces", ChangeKind::Modified)
+                    if object.pointer("/metadata/deletionTimestamp").is_some() =>
+                {
+                    empty_namespace(&state, name_of(object));
+                }
+                (_, _, ChangeKind::Deleted) => collect_dependents(&state, object),
+                _ => {}
+            }
+        }
+    })
+}
+
+fn name_of(object: &Value) -> &str {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// Looks at every terminating namespace and every orphaned dependent.
+fn resync(state: &StandInState) {
+    if let Some(ns) = crate::resources::find("", "v1", "namespaces") {
+        let (namespaces, _) = state.store.list(ns, &Filter::default());
+        for n in namespaces {
+            if n.pointer("/metadata/deletionTimestamp").is_some() {
+                empty_namespace(state, name_of(&n));
+            }
+        }
+    }
+}
+
+/// Deletes everything in namespace `name`, then the namespace.
+fn empty_namespace(state: &StandInState, name: &str) {
+    let filter = Filter {
+        namespace: Some(name.to_owned()),
+        ..Filter::default()
+    };
+    for resource in RESOURCES.iter().filter(|r| r.namespaced && !r.read_only) {
+        let (items, _) = state.store.list(resource, &filter);
+        for item in items {
+            let _ = state.store.delete(
+                resource,
+                name,
+                name_of(&item),
+                &Preconditions::default(),
+                None,
+                false,
+            );
+        }
+    }
+    state.store.remove_namespace(name);
+}
+
+/// Deletes the objects whose `ownerReferences` name `owner` (background propagation).
+fn collect_dependents(state: &StandInState, owner: &Value) {
+    let Some(uid) = owner.pointer("/metadata/uid").and_then(Value::as_str) else {
+        return;
+    };
+    let namespace = owner
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let filter = Filter {
+        namespace: namespace.clone(),
+        ..Filter::default()
+    };
+    for resource in RESOURCES.iter().filter(|r| !r.read_only) {
+        let (items, _) = state.store.list(resource, &filter);
+        for item in items {
+            let owned = item
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| {
+                    refs.iter()
+                        .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+                });
+            if owned {
+                let ns = item
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let _ = state.store.delete(
+                    resource,
+                    ns,
+                    name_of(&item),
+                    &Preconditions::default(),
+                    None,
+                    false,
+                );
+            }
+        }
+    }
+}
