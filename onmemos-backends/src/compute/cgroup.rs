@@ -259,7 +259,12 @@ impl Cgroups {
         for _ in 0..250 {
             let left = self.pids(session);
             if left.is_empty() {
-                return self.remove(session);
+                // Processes that are still exiting are no longer listed but keep the group
+                // busy for a moment: try again until they are gone.
+                match self.remove(session) {
+                    Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {}
+                    done => return done,
+                }
             }
             for pid in left {
                 if let Some(pid) = rustix::process::Pid::from_raw(pid) {
@@ -270,7 +275,7 @@ impl Cgroups {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Err(std::io::Error::other(format!(
-            "processes {:?} survived SIGKILL",
+            "processes {:?} survived SIGKILL, or the group stayed busy",
             self.pids(session)
         )))
     }
