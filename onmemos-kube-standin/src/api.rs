@@ -274,6 +274,13 @@ async fn dispatch(state: Arc<StandInState>, request: Request) -> Result<Response
         return Err(ApiError::no_route(&path));
     };
     let query = Query::parse(request.uri().query());
+    if let (Some(name), Some("log"), &Method::GET) = (
+        target.name.as_deref(),
+        target.subresource.as_deref(),
+        &method,
+    ) {
+        return crate::kubelet::logs(&state, &target.namespace, name, &query).await;
+    }
     let headers = request.headers().clone();
     let body = axum::body::to_bytes(request.into_body(), 64 << 20)
         .await
@@ -315,6 +322,18 @@ async fn dispatch(state: Arc<StandInState>, request: Request) -> Result<Response
             let created =
                 store.create(target.resource, &target.namespace, object, query.dry_run()?)?;
             Ok(json_response(StatusCode::CREATED, &created))
+        }
+        (&Method::POST, Some(name), Some("binding")) => {
+            let binding = parse_body(&headers, &body)?;
+            let node = binding
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad_request("a Binding needs target.name"))?;
+            crate::scheduler::bind(&state, &target.namespace, name, node)?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
             let object = parse_body(&headers, &body)?;
@@ -496,12 +515,17 @@ fn delete(
             .and_then(Value::as_str)
             .map(str::to_owned),
     };
+    let graceful = if target.resource.group.is_empty() && target.resource.plural == "pods" {
+        crate::kubelet::deletion_grace(state, &target.namespace, name, &options)
+    } else {
+        None
+    };
     let deleted = state.store.delete(
         target.resource,
         &target.namespace,
         name,
         &preconditions,
-        None,
+        graceful,
         dry_run,
     )?;
     Ok(json_response(StatusCode::OK, &deleted))

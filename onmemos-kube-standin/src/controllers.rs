@@ -1,6 +1,6 @@
 //! The controllers that make the stand-in a cluster rather than a store: the namespace
-//! controller (a deleted namespace is emptied, then goes) and the garbage collector
-//! (dependents go with their owner, by `ownerReferences`).
+//! controller (a deleted namespace is emptied, then goes), the garbage collector (dependents
+//! go with their owner, by `ownerReferences`), the scheduler and the kubelet.
 
 use std::sync::Arc;
 
@@ -23,20 +23,36 @@ pub(crate) fn spawn(state: &Arc<StandInState>) -> tokio::task::JoinHandle<()> {
                     // Missed changes: look at the whole cluster again.
                     let Some(state) = weak.upgrade() else { return };
                     resync(&state);
+                    crate::scheduler::schedule_pending(&state);
+                    crate::kubelet::sync(&state);
                     continue;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
             let Some(state) = weak.upgrade() else { return };
-            let object = &change.object;
-            match (change.resource.group, change.resource.plural, change.kind) {
-                ("", "namespaces", ChangeKind::Modified)
-                    if object.pointer("/metadata/deletionTimestamp").is_some() =>
-                {
-                    empty_namespace(&state, name_of(object));
+            // Take every change already queued, then run the scheduler and the kubelet once.
+            let mut batch = vec![change];
+            while let Ok(more) = changes.try_recv() {
+                batch.push(more);
+            }
+            let mut pods_or_nodes = false;
+            for change in &batch {
+                let object = &change.object;
+                match (change.resource.group, change.resource.plural, change.kind) {
+                    ("", "namespaces", ChangeKind::Modified)
+                        if object.pointer("/metadata/deletionTimestamp").is_some() =>
+                    {
+                        empty_namespace(&state, name_of(object));
+                    }
+                    (_, _, ChangeKind::Deleted) => collect_dependents(&state, object),
+                    _ => {}
                 }
-                (_, _, ChangeKind::Deleted) => collect_dependents(&state, object),
-                _ => {}
+                pods_or_nodes |= change.resource.group.is_empty()
+                    && matches!(change.resource.plural, "pods" | "nodes");
+            }
+            if pods_or_nodes {
+                crate::scheduler::schedule_pending(&state);
+                crate::kubelet::sync(&state);
             }
         }
     })

@@ -23,15 +23,21 @@ mod api;
 mod controllers;
 mod defaults;
 mod discovery;
+mod events;
+mod kubelet;
 mod names;
+mod nodes;
 mod patch;
+mod quantity;
 mod resources;
 mod scale;
+mod scheduler;
 mod selectors;
 mod status;
 mod store;
 mod watch;
 
+pub use nodes::{NodeSpec, Taint};
 pub use resources::{RESOURCES, ResourceType};
 pub use status::{ApiError, FieldError};
 
@@ -41,6 +47,8 @@ pub(crate) struct StandInState {
     pub(crate) store: store::Store,
     /// Bumped to end every open watch (as an apiserver restart or a load balancer would).
     pub(crate) watch_epoch: tokio::sync::watch::Sender<u64>,
+    /// The processes of the pods on the nodes.
+    pub(crate) kubelet: kubelet::Kubelet,
 }
 
 /// A running stand-in. Dropping it stops the server.
@@ -89,6 +97,7 @@ impl StandIn {
         let state = Arc::new(StandInState {
             store: store::Store::new(),
             watch_epoch: tokio::sync::watch::Sender::new(0),
+            kubelet: kubelet::Kubelet::new()?,
         });
         let dir = tempfile::tempdir()?;
         let kubeconfig = dir.path().join("kubeconfig");
@@ -160,6 +169,57 @@ impl Cluster {
     /// last version they saw.
     pub fn end_watches(&self) {
         self.state.watch_epoch.send_modify(|e| *e += 1);
+    }
+
+    /// Adds a node (ready and schedulable) with its kubelet.
+    pub fn add_node(&self, node: &NodeSpec) -> Result<(), ApiError> {
+        let nodes = resources::find("", "v1", "nodes")
+            .ok_or_else(|| ApiError::internal("no nodes resource"))?;
+        self.state
+            .store
+            .create(nodes, "", node.to_object(), false)
+            .map(|_| ())
+    }
+
+    /// Removes a node at once: its pods' processes are killed and the pods go with it.
+    pub fn remove_node(&self, name: &str) -> Result<(), ApiError> {
+        let (Some(nodes), Some(pods)) = (
+            resources::find("", "v1", "nodes"),
+            resources::find("", "v1", "pods"),
+        ) else {
+            return Ok(());
+        };
+        if !self.state.store.remove(nodes, "", name) {
+            return Err(ApiError::not_found(nodes, name));
+        }
+        let filter = store::Filter {
+            fields: selectors::FieldSelector::parse(&format!("spec.nodeName={name}"))
+                .map_err(ApiError::bad_request)?,
+            ..store::Filter::default()
+        };
+        let (on_node, _) = self.state.store.list(pods, &filter);
+        for pod in on_node {
+            let ns = pod
+                .pointer("/metadata/namespace")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            let pod_name = pod
+                .pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            self.state.store.remove(pods, ns, pod_name);
+        }
+        Ok(())
+    }
+
+    /// Makes `image` fail to pull (`ErrImagePull`, then `ImagePullBackOff`).
+    pub fn refuse_image(&self, image: &str) {
+        self.state.kubelet.refuse_image(image);
+    }
+
+    /// Kills a container's processes with SIGKILL, as an OOM kill would; whether it ran.
+    pub fn kill_container(&self, namespace: &str, pod: &str, container: &str) -> bool {
+        self.state.kubelet.kill_container(namespace, pod, container)
     }
 
     /// Forgets every change so far, as an etcd compaction does: a watch or a `continue`

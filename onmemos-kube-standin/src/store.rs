@@ -590,25 +590,32 @@ impl Store {
 
     /// Removes a namespace whose content is gone (the namespace controller's last step).
     pub fn remove_namespace(&self, name: &str) {
-        let Some(ns) = resources::find("", "v1", "namespaces") else {
-            return;
-        };
-        let mut state = self.lock();
-        let k = key(ns, "", name);
-        if let Some(mut gone) = state.objects.remove(&k) {
-            let rv = Self::next_rv(&mut state);
-            gone["metadata"]["resourceVersion"] = json!(rv.to_string());
-            self.record(
-                &mut state,
-                Change {
-                    rv,
-                    kind: ChangeKind::Deleted,
-                    resource: ns,
-                    namespace: String::new(),
-                    object: gone,
-                },
-            );
+        if let Some(ns) = resources::find("", "v1", "namespaces") {
+            self.remove(ns, "", name);
         }
+    }
+
+    /// Removes an object whatever its finalizers and grace (a kubelet's last step for a
+    /// deleted pod); whether it was there.
+    pub fn remove(&self, resource: &'static ResourceType, namespace: &str, name: &str) -> bool {
+        let mut state = self.lock();
+        let k = key(resource, namespace, name);
+        let Some(mut gone) = state.objects.remove(&k) else {
+            return false;
+        };
+        let rv = Self::next_rv(&mut state);
+        gone["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.record(
+            &mut state,
+            Change {
+                rv,
+                kind: ChangeKind::Deleted,
+                resource,
+                namespace: namespace.to_owned(),
+                object: gone,
+            },
+        );
+        true
     }
 
     /// A receiver of every change from now on.

@@ -1,0 +1,318 @@
+//! The stand-in as a cluster: the scheduler (selectors, affinity, taints, resources), the
+//! kubelet running pods as real processes (phases, exit codes, restarts, logs, graceful
+//! deletion), image pull errors and killed containers. These script the cluster, so they
+//! run on the stand-in only.
+#![cfg(feature = "kube")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::Env;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use onmemos_kube_standin::{NodeSpec, Taint};
+use serde_json::{Value, json};
+
+fn pod(name: &str, spec: Value) -> Pod {
+    serde_json::from_value(json!({ "metadata": { "name": name }, "spec": spec }))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn sh(script: &str) -> Value {
+    json!([{ "name": "main", "image": "busybox", "command": ["sh", "-c", script] }])
+}
+
+/// Waits up to 30 s for pod `name` to satisfy `check`; the pod.
+async fn wait_for(pods: &Api<Pod>, name: &str, what: &str, check: impl Fn(&Pod) -> bool) -> Pod {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let current = pods.get_opt(name).await.unwrap_or_else(|e| panic!("{e}"));
+        if let Some(p) = &current
+            && check(p)
+        {
+            return p.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pod {name} never became {what}: {current:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn phase(p: &Pod) -> &str {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or_default()
+}
+
+fn scheduled_condition(p: &Pod) -> Option<(String, String)> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .map(|c| (c.status.clone(), c.message.clone().unwrap_or_default()))
+}
+
+#[tokio::test]
+async fn pods_run_as_processes_with_logs_exit_codes_and_graceful_deletion() {
+    let env = Env::new().await;
+    let Some(s) = env.standin("pods_run_as_processes") else {
+        return env.finish().await;
+    };
+    s.cluster()
+        .add_node(&NodeSpec::new("node-a"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    let pp = PostParams::default();
+
+    pods.create(
+        &pp,
+        &pod(
+            "web",
+            json!({ "containers": sh("echo pid=$$; echo hello from $GREETING; exec sleep 300") }),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let running = wait_for(&pods, "web", "Running", |p| phase(p) == "Running").await;
+    let status = running.status.clone().unwrap_or_default();
+    assert_eq!(
+        running.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        Some("node-a")
+    );
+    assert!(status.pod_ip.is_some() && status.start_time.is_some());
+    let cs = &status.container_statuses.unwrap_or_default()[0];
+    assert!(cs.ready && cs.state.as_ref().and_then(|s| s.running.as_ref()).is_some());
+    assert_eq!(
+        scheduled_condition(&running).map(|c| c.0).as_deref(),
+        Some("True")
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let logs = pods
+            .logs("web", &LogParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if logs.contains("hello") || tokio::time::Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(logs.contains("hello from"), "{logs:?}");
+    let pid: i32 = logs
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {logs:?}"));
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the container's process runs"
+    );
+
+    // A graceful deletion: the pod is marked, its process stopped, then the pod goes.
+    pods.delete("web", &DeleteParams::default().grace_period(5))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while pods.get_opt("web").await.ok().flatten().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted pod stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted pod's process {pid} survived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Exit codes and restart policies.
+    pods.create(
+        &pp,
+        &pod(
+            "fails",
+            json!({ "restartPolicy": "Never", "containers": sh("exit 3") }),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let failed = wait_for(&pods, "fails", "Failed", |p| phase(p) == "Failed").await;
+    let terminated = failed
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c[0].state.clone())
+        .and_then(|s| s.terminated);
+    assert_eq!(
+        terminated.map(|t| (t.exit_code, t.reason.unwrap_or_default())),
+        Some((3, "Error".into()))
+    );
+    pods.create(
+        &pp,
+        &pod(
+            "succeeds",
+            json!({ "restartPolicy": "OnFailure", "containers": sh("true") }),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    wait_for(&pods, "succeeds", "Succeeded", |p| phase(p) == "Succeeded").await;
+
+    // A killed container restarts under `Always`.
+    pods.create(
+        &pp,
+        &pod("restarts", json!({ "containers": sh("exec sleep 300") })),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    wait_for(&pods, "restarts", "Running", |p| phase(p) == "Running").await;
+    assert!(
+        s.cluster()
+            .kill_container(&env.namespace, "restarts", "main")
+    );
+    wait_for(&pods, "restarts", "restarted once", |p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|c| {
+                c[0].restart_count == 1 && c[0].state.as_ref().is_some_and(|s| s.running.is_some())
+            })
+    })
+    .await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn the_scheduler_honours_selectors_affinity_taints_and_resources() {
+    let env = Env::new().await;
+    let Some(s) = env.standin("the_scheduler_honours") else {
+        return env.finish().await;
+    };
+    let cluster = s.cluster();
+    cluster
+        .add_node(&NodeSpec::new("small").capacity(1000, 1 << 30, 110))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    let pp = PostParams::default();
+    let unschedulable = |p: &Pod| scheduled_condition(p).is_some_and(|c| c.0 == "False");
+
+    // Too big for the only node.
+    let big = json!([{ "name": "main", "image": "busybox", "command": ["sleep", "300"],
+        "resources": { "requests": { "cpu": "2", "memory": "128Mi" } } }]);
+    pods.create(&pp, &pod("big", json!({ "containers": big })))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let waiting = wait_for(&pods, "big", "unschedulable", unschedulable).await;
+    let message = scheduled_condition(&waiting)
+        .map(|c| c.1)
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("0/1 nodes are available: 1 Insufficient cpu."),
+        "{message}"
+    );
+    let events: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);
+    let failed = events
+        .list(&ListParams::default().fields("involvedObject.name=big,reason=FailedScheduling"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(failed.items.len(), 1, "one FailedScheduling event");
+
+    // A node selector no node matches, until one does.
+    pods.create(
+        &pp,
+        &pod(
+            "picky",
+            json!({ "nodeSelector": { "disk": "ssd" }, "containers": sh("exec sleep 300") }),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let waiting = wait_for(&pods, "picky", "unschedulable", unschedulable).await;
+    assert!(
+        scheduled_condition(&waiting)
+            .is_some_and(|c| c.1.contains("didn't match Pod's node affinity/selector"))
+    );
+    cluster
+        .add_node(
+            &NodeSpec::new("fast").label("disk", "ssd").taint(Taint::new(
+                "dedicated",
+                "gpu",
+                "NoSchedule",
+            )),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The matching node is tainted: still unschedulable, now for the taint.
+    let tainted = wait_for(&pods, "picky", "refused by the taint", |p| {
+        scheduled_condition(p).is_some_and(|c| c.1.contains("untolerated taint {dedicated: gpu}"))
+    })
+    .await;
+    assert!(
+        tainted
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_ref())
+            .is_none()
+    );
+    // A pod that tolerates the taint and requires the label by affinity lands there.
+    pods.create(
+        &pp,
+        &pod(
+            "tolerant",
+            json!({
+                "tolerations": [{ "key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule" }],
+                "affinity": { "nodeAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{ "matchExpressions": [{ "key": "disk", "operator": "In", "values": ["ssd"] }] }]
+                } } },
+                "containers": sh("exec sleep 300")
+            }),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let placed = wait_for(&pods, "tolerant", "scheduled", |p| {
+        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("fast")
+    })
+    .await;
+    assert_eq!(
+        scheduled_condition(&placed).map(|c| c.0).as_deref(),
+        Some("True")
+    );
+
+    // An image that cannot be pulled.
+    cluster.refuse_image("registry.example/missing:1");
+    pods.create(
+        &pp,
+        &pod(
+            "unpullable",
+            json!({ "containers": [{ "name": "main", "image": "registry.example/missing:1" }] }),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let backoff = wait_for(&pods, "unpullable", "in ImagePullBackOff", |p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|c| {
+                c[0].state
+                    .as_ref()
+                    .and_then(|s| s.waiting.as_ref())
+                    .and_then(|w| w.reason.as_deref())
+                    == Some("ImagePullBackOff")
+            })
+    })
+    .await;
+    assert_eq!(phase(&backoff), "Pending");
+    env.finish().await;
+}
