@@ -323,6 +323,14 @@ async fn dispatch(state: Arc<StandInState>, request: Request) -> Result<Response
                 store.create(target.resource, &target.namespace, object, query.dry_run()?)?;
             Ok(json_response(StatusCode::CREATED, &created))
         }
+        (&Method::POST, Some(name), Some("eviction")) => crate::eviction::evict(
+            &state,
+            &target.namespace,
+            name,
+            &headers,
+            &body,
+            query.dry_run()?,
+        ),
         (&Method::POST, Some(name), Some("binding")) => {
             let binding = parse_body(&headers, &body)?;
             let node = binding

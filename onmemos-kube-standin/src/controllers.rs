@@ -36,6 +36,7 @@ pub(crate) fn spawn(state: &Arc<StandInState>) -> tokio::task::JoinHandle<()> {
                 batch.push(more);
             }
             let mut pods_or_nodes = false;
+            let mut workloads = false;
             for change in &batch {
                 let object = &change.object;
                 match (change.resource.group, change.resource.plural, change.kind) {
@@ -47,8 +48,13 @@ pub(crate) fn spawn(state: &Arc<StandInState>) -> tokio::task::JoinHandle<()> {
                     (_, _, ChangeKind::Deleted) => collect_dependents(&state, object),
                     _ => {}
                 }
-                pods_or_nodes |= change.resource.group.is_empty()
+                let core = change.resource.group.is_empty()
                     && matches!(change.resource.plural, "pods" | "nodes");
+                pods_or_nodes |= core;
+                workloads |= core || matches!(change.resource.group, "apps" | "policy");
+            }
+            if workloads {
+                crate::workloads::reconcile(&state);
             }
             if pods_or_nodes {
                 crate::scheduler::schedule_pending(&state);

@@ -182,6 +182,14 @@ fn misfit(pod: &Value, node: &Value, used: (u64, u64, u64)) -> Option<String> {
     None
 }
 
+/// Whether a daemon pod belongs on `node`: ready, matching, its taints tolerated (resources
+/// are not counted, as the daemon set controller does not).
+pub(crate) fn daemon_fits(pod: &Value, node: &Value) -> bool {
+    ready(node)
+        && selects(pod, node)
+        && untolerated(pod, node, &["NoSchedule", "NoExecute"]).is_none()
+}
+
 /// Whether a pod still holds its node's resources.
 pub(crate) fn holds_resources(pod: &Value) -> bool {
     !matches!(str_at(pod, "/status/phase"), "Succeeded" | "Failed")

@@ -152,6 +152,21 @@ impl ApiError {
         Self::new(403, "Forbidden", message).with_details(details(resource, name))
     }
 
+    /// 403 `Forbidden` naming a resource by its qualified name (`poddisruptionbudget.policy`).
+    pub fn forbidden_named(qualified: &str, name: &str, why: &str) -> Self {
+        let (kind, group) = qualified.split_once('.').unwrap_or((qualified, ""));
+        let mut d = json!({ "kind": kind, "name": name });
+        if !group.is_empty() {
+            d["group"] = json!(group);
+        }
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{qualified} {name:?} is forbidden: {why}"),
+        )
+        .with_details(d)
+    }
+
     /// 405 `MethodNotAllowed`: `<action> is not supported on resources of kind "pods"`.
     pub fn method_not_supported(resource: &ResourceType, action: &str) -> Self {
         Self::new(
@@ -205,7 +220,8 @@ impl ApiError {
             d["causes"] = Value::Array(causes);
         }
         let mut e = Self::new(429, "TooManyRequests", message).with_details(d);
-        e.retry_after = Some(retry_after);
+        // The apiserver sends the header only for a positive delay.
+        e.retry_after = (retry_after > 0).then_some(retry_after);
         e
     }
 

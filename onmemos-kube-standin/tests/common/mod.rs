@@ -48,6 +48,19 @@ impl Env {
         }
     }
 
+    /// A client that does not retry 429s and 5xxs (kube retries them by default).
+    pub async fn client_without_retries(&self) -> kube::Client {
+        let mut config = match &self.standin {
+            Some(s) => kube::Config::new(s.url().parse().unwrap_or_else(|e| panic!("{e}"))),
+            None => kube::Config::infer()
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        };
+        config.default_retry = false;
+        config.default_namespace = self.namespace.clone();
+        kube::Client::try_from(config).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Creates a namespace with a fresh name.
     pub async fn new_namespace(client: &kube::Client) -> String {
         let name = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
