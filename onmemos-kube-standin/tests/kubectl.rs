@@ -225,3 +225,155 @@ async fn a_watch_sees_a_change_as_it_happens() {
     );
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_scale_cordon_and_a_drain_held_by_a_budget_until_it_allows() {
+    if !have_kubectl() {
+        return;
+    }
+    let env = Env::new().await;
+    let Some(s) = env.standin("apply_scale_cordon_and_drain") else {
+        return env.finish().await;
+    };
+    let node = format!("node-{}", &env.namespace[2..]);
+    s.cluster()
+        .add_node(&onmemos_kube_standin::NodeSpec::new(&node))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let k = Kubectl::new(&env);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": "web" },
+        "spec": {
+            "replicas": 2,
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": { "metadata": { "labels": { "app": "web" } },
+                "spec": { "terminationGracePeriodSeconds": 1,
+                    "containers": [{ "name": "main", "image": "busybox", "command": ["sleep", "3600"] }] } }
+        }
+    });
+    let file = write_json(dir.path(), "deploy.json", &deployment);
+    assert!(
+        k.ok(&["apply", "--validate=false", "-f", &file])
+            .contains("created")
+    );
+    let ready = |n: usize| {
+        let k = &k;
+        move || {
+            let out = k.ok(&[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={range .items[*]}{.status.phase}{\"\\n\"}{end}",
+            ]);
+            out.lines().filter(|l| *l == "Running").count() == n
+        }
+    };
+    wait_blocking("two running pods", ready(2));
+    k.ok(&["scale", "deployment", "web", "--replicas=3"]);
+    wait_blocking("three running pods", ready(3));
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "3"
+    );
+
+    // A budget that allows no disruption, and a drain it holds.
+    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web"},
+        "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "web"}}}});
+    k.ok(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        &write_json(dir.path(), "pdb.json", &pdb),
+    ]);
+    wait_blocking("the budget observed", || {
+        k.ok(&[
+            "get",
+            "pdb",
+            "web",
+            "-o",
+            "jsonpath={.status.currentHealthy}/{.status.disruptionsAllowed}",
+        ]) == "3/0"
+    });
+    assert!(k.ok(&["cordon", &node]).contains("cordoned"));
+    assert_eq!(
+        k.ok(&["get", "node", &node, "-o", "jsonpath={.spec.unschedulable}"]),
+        "true"
+    );
+    let mut drain = k
+        .command(&[
+            "drain",
+            &node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=120s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        drain.try_wait().ok().flatten().is_none(),
+        "the drain finished while the budget allowed nothing"
+    );
+    assert_eq!(
+        k.ok(&["get", "pods", "-l", "app=web", "-o", "name"])
+            .lines()
+            .count(),
+        3,
+        "nothing was evicted"
+    );
+    // The budget relents: the drain completes.
+    k.ok(&[
+        "patch",
+        "pdb",
+        "web",
+        "--type=merge",
+        "-p",
+        "{\"spec\":{\"minAvailable\":0}}",
+    ]);
+    let out =
+        tokio::task::block_in_place(|| drain.wait_with_output()).unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "drain failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("drained"), "{stdout}");
+    let left = k.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "--field-selector",
+        &format!("spec.nodeName={node}"),
+        "-o",
+        "name",
+    ]);
+    assert_eq!(left.trim(), "", "pods left on the drained node");
+    env.finish().await;
+}
+
+/// Polls `check` (which may run kubectl) for up to 60 s.
+fn wait_blocking(what: &str, check: impl Fn() -> bool) {
+    tokio::task::block_in_place(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !check() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waited 60 s for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+}
