@@ -281,6 +281,9 @@ async fn dispatch(state: Arc<StandInState>, request: Request) -> Result<Response
     ) {
         return crate::kubelet::logs(&state, &target.namespace, name, &query).await;
     }
+    if target.subresource.as_deref() == Some("exec") {
+        return crate::exec::serve(state.clone(), &target, request).await;
+    }
     let headers = request.headers().clone();
     let body = axum::body::to_bytes(request.into_body(), 64 << 20)
         .await

@@ -25,6 +25,7 @@ mod defaults;
 mod discovery;
 mod events;
 mod eviction;
+mod exec;
 mod kubelet;
 mod names;
 mod nodes;

@@ -316,3 +316,118 @@ async fn the_scheduler_honours_selectors_affinity_taints_and_resources() {
     assert_eq!(phase(&backoff), "Pending");
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_speaks_the_channel_protocol_with_exit_codes_stdin_and_a_tty() {
+    use kube::api::AttachParams;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let env = Env::new().await;
+    let Some(s) = env.standin("exec_speaks_the_channel_protocol") else {
+        return env.finish().await;
+    };
+    s.cluster()
+        .add_node(&NodeSpec::new("node-x"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    let spec = json!({ "containers": [{ "name": "main", "image": "busybox", "command": ["sleep", "300"],
+        "env": [{ "name": "FROM_POD", "value": "yes" }] }] });
+    pods.create(&PostParams::default(), &pod("box", spec))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_for(&pods, "box", "Running", |p| phase(p) == "Running").await;
+
+    // Output on its channels, the container's environment, and the exit code as a status.
+    let mut run = pods
+        .exec(
+            "box",
+            ["sh", "-c", "echo out $FROM_POD; echo err >&2; exit 3"],
+            &AttachParams::default().stderr(true),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("exec: {e}"));
+    let mut out = String::new();
+    let mut err = String::new();
+    let mut stdout = run.stdout().unwrap_or_else(|| panic!("no stdout"));
+    let mut stderr = run.stderr().unwrap_or_else(|| panic!("no stderr"));
+    stdout
+        .read_to_string(&mut out)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    stderr
+        .read_to_string(&mut err)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = run
+        .take_status()
+        .unwrap_or_else(|| panic!("no status"))
+        .await
+        .unwrap_or_else(|| panic!("no status"));
+    assert_eq!(out, "out yes\n");
+    assert_eq!(err, "err\n");
+    assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
+    let cause = status
+        .details
+        .and_then(|d| d.causes)
+        .and_then(|c| c.into_iter().next());
+    assert_eq!(
+        cause.map(|c| (c.reason, c.message)),
+        Some((Some("ExitCode".into()), Some("3".into())))
+    );
+
+    // Standard input, closed by the client (v5), reaches the command.
+    let mut cat = pods
+        .exec(
+            "box",
+            ["sh", "-c", "tr a-z A-Z"],
+            &AttachParams::default().stdin(true).stderr(false),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("exec: {e}"));
+    let mut input = cat.stdin().unwrap_or_else(|| panic!("no stdin"));
+    input
+        .write_all(b"shout\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(input);
+    let mut shouted = String::new();
+    cat.stdout()
+        .unwrap_or_else(|| panic!("no stdout"))
+        .read_to_string(&mut shouted)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(shouted, "SHOUT\n");
+    let ok = cat
+        .take_status()
+        .unwrap_or_else(|| panic!("no status"))
+        .await;
+    assert_eq!(ok.and_then(|s| s.status).as_deref(), Some("Success"));
+
+    // A TTY: the size a resize sets is the one the shell sees.
+    let mut tty = pods
+        .exec("box", ["sh"], &AttachParams::interactive_tty())
+        .await
+        .unwrap_or_else(|e| panic!("exec: {e}"));
+    let mut resize = tty
+        .terminal_size()
+        .unwrap_or_else(|| panic!("no resize channel"));
+    use futures::SinkExt as _;
+    resize
+        .send(kube::api::TerminalSize {
+            width: 123,
+            height: 45,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut input = tty.stdin().unwrap_or_else(|| panic!("no stdin"));
+    input
+        .write_all(b"stty size; exit\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut screen = String::new();
+    let mut output = tty.stdout().unwrap_or_else(|| panic!("no stdout"));
+    let _ = tokio::time::timeout(Duration::from_secs(20), output.read_to_string(&mut screen)).await;
+    assert!(screen.contains("45 123"), "{screen:?}");
+    env.finish().await;
+}
