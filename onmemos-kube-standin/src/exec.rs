@@ -108,6 +108,15 @@ pub(crate) async fn serve(
         .into_response())
 }
 
+/// A close with 1000 (normal closure): client-go reads it as the end of every stream, while a
+/// close without a code is an error to it.
+fn normal_close() -> Message {
+    Message::Close(Some(axum::extract::ws::CloseFrame {
+        code: 1000,
+        reason: "".into(),
+    }))
+}
+
 fn container_running(pod: &Value, name: &str) -> bool {
     pod.pointer("/status/containerStatuses")
         .and_then(Value::as_array)
@@ -171,7 +180,7 @@ async fn run_exec(mut socket: WebSocket, container: Arc<Container>, o: Options, 
             let _ = socket
                 .send(frame(ERROR, status.to_string().as_bytes()))
                 .await;
-            let _ = socket.send(Message::Close(None)).await;
+            let _ = socket.send(normal_close()).await;
             return;
         }
     };
@@ -214,7 +223,7 @@ async fn run_exec(mut socket: WebSocket, container: Arc<Container>, o: Options, 
     let _ = socket
         .send(frame(ERROR, status.to_string().as_bytes()))
         .await;
-    let _ = socket.send(Message::Close(None)).await;
+    let _ = socket.send(normal_close()).await;
 }
 
 type Exit = std::pin::Pin<Box<dyn std::future::Future<Output = Option<i32>> + Send>>;

@@ -389,7 +389,8 @@ async fn exec_speaks_the_channel_protocol_with_exit_codes_stdin_and_a_tty() {
         .write_all(b"shout\n")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    drop(input);
+    // kube's stdin ends at a shutdown (dropping the writer does not end it).
+    input.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
     let mut shouted = String::new();
     cat.stdout()
         .unwrap_or_else(|| panic!("no stdout"))

@@ -377,3 +377,89 @@ fn wait_blocking(what: &str, check: impl Fn() -> bool) {
         }
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_with_exit_codes_stdin_and_a_terminal() {
+    if !have_kubectl() {
+        return;
+    }
+    let env = Env::new().await;
+    let Some(s) = env.standin("kubectl exec") else {
+        return env.finish().await;
+    };
+    let node = format!("node-{}", &env.namespace[2..]);
+    s.cluster()
+        .add_node(&onmemos_kube_standin::NodeSpec::new(&node))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let k = Kubectl::new(&env);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "box"},
+        "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]}});
+    k.ok(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        &write_json(dir.path(), "pod.json", &pod),
+    ]);
+    k.ok(&["wait", "--for=condition=Ready", "pod/box", "--timeout=60s"]);
+
+    // The command's exit code becomes kubectl's, as with a cluster.
+    let out = k.run(&[
+        "exec",
+        "box",
+        "--",
+        "sh",
+        "-c",
+        "echo hi; echo oops >&2; exit 7",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "stdout {:?} stderr {:?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("oops"));
+
+    // Standard input.
+    let mut child = k
+        .command(&["exec", "-i", "box", "--", "tr", "a-z", "A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap_or_else(|| panic!("no stdin"));
+        stdin
+            .write_all(b"quiet\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out =
+        tokio::task::block_in_place(|| child.wait_with_output()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "QUIET\n");
+
+    // `exec -it` under a real terminal (util-linux `script` gives kubectl one).
+    let kubeconfig = env.kubeconfig.display().to_string();
+    let cache = k.cache.path().display().to_string();
+    let inner = format!(
+        "kubectl --kubeconfig {kubeconfig} --cache-dir {cache} -n {} exec -it box -- sh -c 'tty; exit 4'",
+        env.namespace
+    );
+    let out = tokio::task::block_in_place(|| {
+        Command::new("script")
+            .args(["-qec", &inner, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+    })
+    .unwrap_or_else(|e| panic!("script: {e}"));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("/dev/pts/"),
+        "the command had no terminal: {shown:?}"
+    );
+    assert_eq!(out.status.code(), Some(4), "{shown:?}");
+    env.finish().await;
+}
