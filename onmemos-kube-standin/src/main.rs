@@ -15,6 +15,11 @@ struct Args {
     /// Where to write a kubeconfig pointing at it.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// A JSON file of nodes to add at start: `[{"name": "n1", "labels": {…},
+    /// "cpu_millis": 4000, "memory_bytes": 17179869184, "pods": 110, "taints": [{"key": …,
+    /// "value": …, "effect": "NoSchedule"}]}]` (all but `name` optional).
+    #[arg(long)]
+    nodes: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -37,6 +42,24 @@ async fn main() -> std::process::ExitCode {
     {
         eprintln!("error: cannot write {}: {e}", path.display());
         return std::process::ExitCode::FAILURE;
+    }
+    if let Some(path) = &args.nodes {
+        let nodes: Vec<onmemos_kube_standin::NodeSpec> = match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                eprintln!("error: --nodes {}: {e}", path.display());
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        for node in &nodes {
+            if let Err(e) = standin.cluster().add_node(node) {
+                eprintln!("error: node {}: {e}", node.name);
+                return std::process::ExitCode::FAILURE;
+            }
+        }
     }
     println!("listening on {}", standin.url());
     let _ = tokio::signal::ctrl_c().await;

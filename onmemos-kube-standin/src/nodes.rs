@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 /// A taint on a node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Taint {
     /// The key.
     pub key: String,
     /// The value (may be empty).
+    #[serde(default)]
     pub value: String,
     /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
     pub effect: String,
@@ -35,8 +37,10 @@ impl Taint {
     }
 }
 
-/// A node to add: name, labels, allocatable capacity and taints.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A node to add: name, labels, allocatable capacity and taints. As JSON (the binary's
+/// `--nodes` file), every field but `name` may be left out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, from = "NodeFile")]
 pub struct NodeSpec {
     /// The node's name.
     pub name: String,
@@ -50,6 +54,32 @@ pub struct NodeSpec {
     pub pods: u32,
     /// Its taints.
     pub taints: Vec<Taint>,
+}
+
+/// A node as the `--nodes` file states it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeFile {
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    cpu_millis: Option<u64>,
+    memory_bytes: Option<u64>,
+    pods: Option<u32>,
+    #[serde(default)]
+    taints: Vec<Taint>,
+}
+
+impl From<NodeFile> for NodeSpec {
+    fn from(f: NodeFile) -> Self {
+        let mut spec = NodeSpec::new(&f.name);
+        spec.labels.extend(f.labels);
+        spec.cpu_millis = f.cpu_millis.unwrap_or(spec.cpu_millis);
+        spec.memory_bytes = f.memory_bytes.unwrap_or(spec.memory_bytes);
+        spec.pods = f.pods.unwrap_or(spec.pods);
+        spec.taints = f.taints;
+        spec
+    }
 }
 
 impl NodeSpec {
