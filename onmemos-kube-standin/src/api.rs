@@ -281,6 +281,9 @@ async fn dispatch(state: Arc<StandInState>, request: Request) -> Result<Response
     ) {
         return crate::kubelet::logs(&state, &target.namespace, name, &query).await;
     }
+    if target.resource.group == "metrics.k8s.io" {
+        return crate::metrics::serve(&state, &method, &target);
+    }
     if target.subresource.as_deref() == Some("exec") {
         return crate::exec::serve(state.clone(), &target, request).await;
     }

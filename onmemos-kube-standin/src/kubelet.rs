@@ -76,6 +76,8 @@ pub(crate) struct Container {
     logs: Mutex<VecDeque<u8>>,
     pub(crate) log_tx: broadcast::Sender<bytes::Bytes>,
     id: String,
+    /// When it was first started.
+    started: std::time::Instant,
 }
 
 impl Container {
@@ -102,6 +104,22 @@ impl Container {
             }
             _ => None,
         }
+    }
+
+    /// Its CPU (millicores, averaged over its life) and resident memory (bytes) now.
+    pub(crate) fn usage(&self) -> (u64, u64) {
+        let Some(pgid) = *self.pgid.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return (0, 0);
+        };
+        if !matches!(
+            *self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            ContainerState::Running { .. }
+        ) {
+            return (0, 0);
+        }
+        let (cpu_seconds, memory) = crate::metrics::group_usage(pgid);
+        let alive = self.started.elapsed().as_secs_f64().max(0.001);
+        ((cpu_seconds / alive * 1000.0).round() as u64, memory)
     }
 
     /// Whether it is terminated now.
@@ -404,6 +422,7 @@ fn start(state: &Arc<StandInState>, pod: &Value) {
                 logs: Mutex::default(),
                 log_tx: broadcast::channel(256).0,
                 id: uuid::Uuid::new_v4().simple().to_string(),
+                started: std::time::Instant::now(),
             })
         })
         .collect();

@@ -27,6 +27,7 @@ mod events;
 mod eviction;
 mod exec;
 mod kubelet;
+mod metrics;
 mod names;
 mod nodes;
 mod patch;

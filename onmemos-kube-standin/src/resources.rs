@@ -102,6 +102,8 @@ pub static RESOURCES: &[ResourceType] = &[
     resource!("apps", "v1", "daemonsets", "daemonset", "DaemonSet", namespaced: true, short: ["ds"], sub: ["status"], spec: true),
     resource!("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", namespaced: true, short: ["pdb"], sub: ["status"], spec: true),
     resource!("coordination.k8s.io", "v1", "leases", "lease", "Lease", namespaced: true, short: [], sub: [], spec: false),
+    resource!("metrics.k8s.io", "v1beta1", "pods", "", "PodMetrics", namespaced: true, short: [], sub: [], spec: false, read_only: true),
+    resource!("metrics.k8s.io", "v1beta1", "nodes", "", "NodeMetrics", namespaced: false, short: [], sub: [], spec: false, read_only: true),
 ];
 
 /// The resource `plural` of `group`/`version`.

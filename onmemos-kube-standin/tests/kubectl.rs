@@ -422,6 +422,12 @@ async fn exec_with_exit_codes_stdin_and_a_terminal() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("oops"));
 
+    // `kubectl top` reads the metrics API: the container's real resident memory.
+    let top = k.ok(&["top", "pod", "box", "--no-headers"]);
+    assert!(top.starts_with("box") && top.contains("Mi"), "{top:?}");
+    let nodes = k.ok(&["top", "node", &node, "--no-headers"]);
+    assert!(nodes.starts_with(&node), "{nodes:?}");
+
     // Standard input.
     let mut child = k
         .command(&["exec", "-i", "box", "--", "tr", "a-z", "A-Z"])
