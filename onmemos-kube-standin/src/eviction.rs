@@ -58,6 +58,32 @@ pub(crate) fn evict(
             .get("dryRun")
             .and_then(Value::as_array)
             .is_some_and(|d| d.iter().any(|v| v == "All"));
+    match evict_pod(state, namespace, name, &options, dry_run)? {
+        Outcome::Evicted => Ok(success()),
+        Outcome::TwoBudgets => {
+            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.", "code": 500});
+            Ok((StatusCode::INTERNAL_SERVER_ERROR, axum::Json(status)).into_response())
+        }
+    }
+}
+
+/// What an eviction came to, when it is not an error.
+pub(crate) enum Outcome {
+    /// The pod is being deleted.
+    Evicted,
+    /// More than one budget matches: the apiserver answers 500.
+    TwoBudgets,
+}
+
+/// Evicts pod `name` with `options` (`DeleteOptions`).
+pub(crate) fn evict_pod(
+    state: &StandInState,
+    namespace: &str,
+    name: &str,
+    options: &Value,
+    dry_run: bool,
+) -> Result<Outcome, ApiError> {
     let (Some(pods), Some(pdbs)) = (
         resources::find("", "v1", "pods"),
         resources::find("policy", "v1", "poddisruptionbudgets"),
@@ -76,7 +102,27 @@ pub(crate) fn evict(
             .map(str::to_owned),
     };
     let delete = |preconditions: &Preconditions| -> Result<(), ApiError> {
-        let grace = crate::kubelet::deletion_grace(state, namespace, name, &options);
+        if !dry_run {
+            // As the apiserver does since 1.26: the pod says why it goes.
+            let _ = state
+                .store
+                .modify(pods, namespace, name, true, false, |current| {
+                    let mut next = current.clone();
+                    let mut conditions: Vec<Value> = next["status"]["conditions"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|c| c["type"] != "DisruptionTarget")
+                        .collect();
+                    conditions.push(json!({"type": "DisruptionTarget", "status": "True",
+                    "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting",
+                    "lastTransitionTime": crate::store::timestamp()}));
+                    next["status"]["conditions"] = Value::Array(conditions);
+                    Ok(next)
+                });
+        }
+        let grace = crate::kubelet::deletion_grace(state, namespace, name, options);
         state
             .store
             .delete(pods, namespace, name, preconditions, grace, dry_run)
@@ -87,7 +133,7 @@ pub(crate) fn evict(
         || pod.pointer("/metadata/deletionTimestamp").is_some()
     {
         delete(&requested)?;
-        return Ok(success());
+        return Ok(Outcome::Evicted);
     }
     let filter = Filter {
         namespace: Some(namespace.to_owned()),
@@ -108,13 +154,11 @@ pub(crate) fn evict(
         })
         .collect();
     if matching.len() > 1 {
-        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.", "code": 500});
-        return Ok((StatusCode::INTERNAL_SERVER_ERROR, axum::Json(status)).into_response());
+        return Ok(Outcome::TwoBudgets);
     }
     let Some(pdb) = matching.into_iter().next() else {
         delete(&requested)?;
-        return Ok(success());
+        return Ok(Outcome::Evicted);
     };
     let pdb_name = str_at(&pdb, "/metadata/name").to_owned();
     let int = |p: &str| pdb.pointer(p).and_then(Value::as_i64).unwrap_or(0);
@@ -130,7 +174,7 @@ pub(crate) fn evict(
             ..requested
         };
         delete(&pinned)?;
-        return Ok(success());
+        return Ok(Outcome::Evicted);
     }
     let cause = |message: String| vec![json!({ "reason": "DisruptionBudget", "message": message })];
     if int("/status/observedGeneration") < int("/metadata/generation") {
@@ -170,5 +214,5 @@ pub(crate) fn evict(
             })?;
     }
     delete(&requested)?;
-    Ok(success())
+    Ok(Outcome::Evicted)
 }

@@ -171,6 +171,8 @@ pub(crate) struct PodRun {
     stop: watch::Sender<Option<u64>>,
     /// Containers whose task has ended.
     finished: AtomicU32,
+    /// Stopped by a node shutdown: the pod stays, `Failed` with reason `Terminated`.
+    shutdown: std::sync::atomic::AtomicBool,
     pod_ip: String,
     started: String,
 }
@@ -434,6 +436,7 @@ fn start(state: &Arc<StandInState>, pod: &Value) {
         containers,
         stop,
         finished: AtomicU32::new(0),
+        shutdown: std::sync::atomic::AtomicBool::new(false),
         pod_ip: format!("10.244.{}.{}", (ip >> 8) & 0xff, ip & 0xff),
         started: timestamp(),
     });
@@ -613,17 +616,67 @@ async fn run_container(
     }
 }
 
-/// Forgets a stopped pod and removes it from the store.
+/// Forgets a stopped pod and removes it from the store — or, after a node shutdown, leaves it
+/// `Failed` as the kubelet's graceful node shutdown does.
 fn remove_run(state: &StandInState, run: &PodRun) {
-    let gone = state
-        .kubelet
-        .pods
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&run.uid)
-        .is_some();
+    let mut runs = state.kubelet.pods.lock().unwrap_or_else(|e| e.into_inner());
+    if run.shutdown.load(Ordering::SeqCst) {
+        drop(runs);
+        let _ = state.store.modify(
+            pods_type(),
+            &run.namespace,
+            &run.name,
+            true,
+            false,
+            |current| {
+                let mut next = current.clone();
+                next["status"]["phase"] = json!("Failed");
+                next["status"]["reason"] = json!("Terminated");
+                next["status"]["message"] = json!(SHUTDOWN_MESSAGE);
+                Ok(next)
+            },
+        );
+        state
+            .kubelet
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&run.uid);
+        return;
+    }
+    let gone = runs.remove(&run.uid).is_some();
+    drop(runs);
     if gone {
         let _ = state.store.remove(pods_type(), &run.namespace, &run.name);
+    }
+}
+
+/// What the kubelet says of a pod it stops for a node shutdown.
+pub(crate) const SHUTDOWN_MESSAGE: &str =
+    "Pod was terminated in response to imminent node shutdown.";
+
+/// Stops every pod on `node` as a graceful node shutdown does: SIGTERM, SIGKILL after
+/// `grace` seconds, and the pods stay `Failed`.
+pub(crate) fn shut_down_node(state: &StandInState, node: &str, grace: u64) {
+    let (on_node, _) = state.store.list(pods_type(), &Filter::default());
+    for pod in on_node
+        .iter()
+        .filter(|p| str_at(p, "/spec/nodeName") == node)
+    {
+        let run = state
+            .kubelet
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(str_at(pod, "/metadata/uid"))
+            .cloned();
+        if let Some(run) = run {
+            run.shutdown.store(true, Ordering::SeqCst);
+            let _ = run.stop.send(Some(grace));
+            if run.all_finished() {
+                remove_run(state, &run);
+            }
+        }
     }
 }
 

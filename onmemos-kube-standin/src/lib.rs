@@ -26,6 +26,7 @@ mod discovery;
 mod events;
 mod eviction;
 mod exec;
+mod interruption;
 mod kubelet;
 mod metrics;
 mod names;
@@ -42,6 +43,7 @@ mod store;
 mod watch;
 mod workloads;
 
+pub use interruption::SpotProvider;
 pub use nodes::{NodeSpec, Taint};
 pub use resources::{RESOURCES, ResourceType};
 pub use status::{ApiError, FieldError};
@@ -165,6 +167,21 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    pub(crate) fn from_state(state: Arc<StandInState>) -> Self {
+        Self { state }
+    }
+
+    /// Interrupts spot node `node` as `provider` does (see [`SpotProvider`]); the node is
+    /// gone `grace` later.
+    pub fn interrupt_spot(
+        &self,
+        node: &str,
+        provider: SpotProvider,
+        grace: std::time::Duration,
+    ) -> Result<(), ApiError> {
+        interruption::interrupt(&self.state, node, provider, grace)
+    }
+
     /// The cluster's current resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.state.store.resource_version()

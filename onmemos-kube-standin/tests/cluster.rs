@@ -432,3 +432,152 @@ async fn exec_speaks_the_channel_protocol_with_exit_codes_stdin_and_a_tty() {
     assert!(screen.contains("45 123"), "{screen:?}");
     env.finish().await;
 }
+
+fn condition(p: &Pod, kind: &str) -> Option<(String, String)> {
+    p.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_interruptions_as_gke_and_karpenter_signal_them() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Node;
+    use onmemos_kube_standin::SpotProvider;
+
+    let env = Env::new().await;
+    let Some(s) = env.standin("spot_interruptions") else {
+        return env.finish().await;
+    };
+    let cluster = s.cluster();
+    let suffix = &env.namespace[2..];
+    let (gke, kar, steady) = (
+        format!("gke-{suffix}"),
+        format!("kar-{suffix}"),
+        format!("od-{suffix}"),
+    );
+    cluster
+        .add_node(&NodeSpec::new(&gke).gke_spot())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    let on = |node: &str| json!({ "nodeName": node, "terminationGracePeriodSeconds": 1, "containers": sh("exec sleep 300") });
+
+    // GKE: graceful node shutdown. The pod is stopped and stays Failed; then the node goes.
+    pods.create(&PostParams::default(), &pod("batch", on(&gke)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_for(&pods, "batch", "Running", |p| phase(p) == "Running").await;
+    cluster
+        .interrupt_spot(&gke, SpotProvider::Gke, Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let node = nodes.get(&gke).await.unwrap_or_else(|e| panic!("{e}"));
+    let ready = node
+        .status
+        .and_then(|s| s.conditions)
+        .and_then(|cs| cs.into_iter().find(|c| c.type_ == "Ready"));
+    assert_eq!(
+        ready.map(|c| (c.status, c.message.unwrap_or_default())),
+        Some(("False".into(), "node is shutting down".into()))
+    );
+    let stopped = wait_for(&pods, "batch", "Failed", |p| phase(p) == "Failed").await;
+    assert_eq!(
+        condition(&stopped, "DisruptionTarget"),
+        Some(("True".into(), "TerminationByKubelet".into()))
+    );
+    assert_eq!(
+        stopped.status.and_then(|s| s.reason).as_deref(),
+        Some("Terminated")
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while nodes.get_opt(&gke).await.ok().flatten().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the interrupted node stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Karpenter: taint, evict through the eviction API, then the node goes; the deployment's
+    // replacement lands on the node that stays.
+    cluster
+        .add_node(&NodeSpec::new(&kar).karpenter_spot())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), &env.namespace);
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "svc" },
+        "spec": { "replicas": 1, "selector": { "matchLabels": { "app": "svc" } },
+            "template": { "metadata": { "labels": { "app": "svc" } },
+                "spec": { "terminationGracePeriodSeconds": 1, "containers": sh("exec sleep 300") } } }
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let on_node = |node: String| {
+        let pods = pods.clone();
+        async move {
+            pods.list(
+                &ListParams::default()
+                    .labels("app=svc")
+                    .fields(&format!("spec.nodeName={node}")),
+            )
+            .await
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .filter(|p| phase(p) == "Running")
+                    .count()
+            })
+            .unwrap_or(0)
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while on_node(kar.clone()).await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replica never ran on the spot node"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster
+        .add_node(&NodeSpec::new(&steady))
+        .unwrap_or_else(|e| panic!("{e}"));
+    cluster
+        .interrupt_spot(&kar, SpotProvider::Karpenter, Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tainted = nodes.get(&kar).await.unwrap_or_else(|e| panic!("{e}"));
+    let taints: Vec<String> = tainted
+        .spec
+        .and_then(|s| s.taints)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| format!("{}:{}", t.key, t.effect))
+        .collect();
+    assert!(
+        taints.contains(&"karpenter.sh/disrupted:NoSchedule".to_owned()),
+        "{taints:?}"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while on_node(steady.clone()).await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replacement never ran on the steady node"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while nodes.get_opt(&kar).await.ok().flatten().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the interrupted node stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.finish().await;
+}
