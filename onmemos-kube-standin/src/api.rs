@@ -219,6 +219,13 @@ fn item_key(item: &Value) -> String {
 
 /// The handler of every API request.
 pub(crate) async fn handle(State(state): State<Arc<StandInState>>, request: Request) -> Response {
+    match state.faults.take(request.method(), request.uri().path()) {
+        Some(crate::faults::FaultKind::Status(code)) => {
+            return crate::faults::error(code).into_response();
+        }
+        Some(crate::faults::FaultKind::Stall(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
     let path = request.uri().path().to_owned();
     match dispatch(state, request).await {
         Ok(response) => response,

@@ -26,6 +26,7 @@ mod discovery;
 mod events;
 mod eviction;
 mod exec;
+mod faults;
 mod interruption;
 mod kubelet;
 mod metrics;
@@ -43,6 +44,7 @@ mod store;
 mod watch;
 mod workloads;
 
+pub use faults::{Fault, FaultKind};
 pub use interruption::SpotProvider;
 pub use nodes::{NodeSpec, Taint};
 pub use resources::{RESOURCES, ResourceType};
@@ -56,6 +58,8 @@ pub(crate) struct StandInState {
     pub(crate) watch_epoch: tokio::sync::watch::Sender<u64>,
     /// The processes of the pods on the nodes.
     pub(crate) kubelet: kubelet::Kubelet,
+    /// Injected faults still to happen.
+    pub(crate) faults: faults::Faults,
 }
 
 /// A running stand-in. Dropping it stops the server.
@@ -105,6 +109,7 @@ impl StandIn {
             store: store::Store::new(),
             watch_epoch: tokio::sync::watch::Sender::new(0),
             kubelet: kubelet::Kubelet::new()?,
+            faults: faults::Faults::default(),
         });
         let dir = tempfile::tempdir()?;
         let kubeconfig = dir.path().join("kubeconfig");
@@ -232,6 +237,11 @@ impl Cluster {
             self.state.store.remove(pods, ns, pod_name);
         }
         Ok(())
+    }
+
+    /// Injects a fault: the next matching requests fail or stall.
+    pub fn inject(&self, fault: Fault) {
+        self.state.faults.add(fault);
     }
 
     /// Makes `image` fail to pull (`ErrImagePull`, then `ImagePullBackOff`).

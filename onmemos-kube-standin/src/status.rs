@@ -235,6 +235,14 @@ impl ApiError {
         .with_details(json!({ "causes": [{ "message": why.to_string() }] }))
     }
 
+    /// 504 `Timeout`: `Timeout: <message>` (fault injection).
+    pub fn timeout(message: &str) -> Self {
+        let mut e = Self::new(504, "Timeout", format!("Timeout: {message}"))
+            .with_details(json!({ "retryAfterSeconds": 1 }));
+        e.retry_after = Some(1);
+        e
+    }
+
     /// 503 `ServiceUnavailable` (fault injection).
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)

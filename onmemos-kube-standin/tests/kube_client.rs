@@ -535,3 +535,60 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn injected_faults_are_retried_by_kubes_default_client_and_reach_one_without_retries() {
+    use onmemos_kube_standin::{Fault, FaultKind};
+    let env = Env::new().await;
+    let Some(s) = env.standin("injected faults") else {
+        return env.finish().await;
+    };
+    let path = format!("/api/v1/namespaces/{}/configmaps", env.namespace);
+    let fault = |code, times| Fault {
+        method: Some(http::Method::POST),
+        path_prefix: path.clone(),
+        times,
+        kind: FaultKind::Status(code),
+    };
+    // kube retries 503 and 429 by default: two failures, then the create lands.
+    s.cluster().inject(fault(503, 1));
+    s.cluster().inject(fault(429, 1));
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    cms.create(&PostParams::default(), &config_map("after-faults", &[]))
+        .await
+        .unwrap_or_else(|e| panic!("the retried create failed: {e}"));
+    // Without retries the fault is the answer, with the apiserver's reason.
+    s.cluster().inject(fault(503, 1));
+    let strict: Api<ConfigMap> =
+        Api::namespaced(env.client_without_retries().await, &env.namespace);
+    assert_eq!(
+        api_error(
+            strict
+                .create(&PostParams::default(), &config_map("x", &[]))
+                .await
+        ),
+        (503, "ServiceUnavailable".into())
+    );
+    s.cluster().inject(fault(500, 1));
+    assert_eq!(
+        api_error(
+            strict
+                .create(&PostParams::default(), &config_map("x", &[]))
+                .await
+        ),
+        (500, "InternalError".into())
+    );
+    // A stall delays the answer.
+    s.cluster().inject(Fault {
+        method: None,
+        path_prefix: path.clone(),
+        times: 1,
+        kind: FaultKind::Stall(Duration::from_millis(800)),
+    });
+    let started = tokio::time::Instant::now();
+    cms.list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    env.finish().await;
+}
