@@ -57,6 +57,7 @@ pub(crate) fn spawn(state: &Arc<StandInState>) -> tokio::task::JoinHandle<()> {
                 crate::workloads::reconcile(&state);
             }
             if pods_or_nodes {
+                crate::taints::reconcile(&state);
                 crate::scheduler::schedule_pending(&state);
                 crate::kubelet::sync(&state);
             }

@@ -78,3 +78,22 @@ fn qos_class(pod: &Value) -> &'static str {
         "Burstable"
     }
 }
+
+/// What the apiserver's update strategies set on every write: a `NoExecute` taint without a
+/// `timeAdded` gets the time it was added.
+pub fn on_write(resource: &ResourceType, object: &mut Value) {
+    if resource.group.is_empty()
+        && resource.plural == "nodes"
+        && let Some(taints) = object
+            .pointer_mut("/spec/taints")
+            .and_then(Value::as_array_mut)
+    {
+        for taint in taints {
+            if taint.get("effect").and_then(Value::as_str) == Some("NoExecute")
+                && taint.get("timeAdded").is_none_or(Value::is_null)
+            {
+                taint["timeAdded"] = json!(crate::store::timestamp());
+            }
+        }
+    }
+}

@@ -41,6 +41,7 @@ mod scheduler;
 mod selectors;
 mod status;
 mod store;
+mod taints;
 mod watch;
 mod workloads;
 

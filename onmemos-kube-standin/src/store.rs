@@ -320,6 +320,7 @@ impl Store {
             meta["generation"] = json!(1);
         }
         crate::defaults::on_create(resource, &mut object);
+        crate::defaults::on_write(resource, &mut object);
         if dry_run {
             object["metadata"]["resourceVersion"] = json!(state.rv.to_string());
             return Ok(object);
@@ -377,7 +378,8 @@ impl Store {
         {
             return Err(ApiError::stale(resource, name));
         }
-        let next = merge_update(resource, &current, object, status);
+        let mut next = merge_update(resource, &current, object, status);
+        crate::defaults::on_write(resource, &mut next);
         self.commit(&mut state, resource, namespace, k, &current, next, dry_run)
     }
 
@@ -423,7 +425,8 @@ impl Store {
         {
             return Err(ApiError::stale(resource, name));
         }
-        let next = merge_update(resource, &current, changed, status);
+        let mut next = merge_update(resource, &current, changed, status);
+        crate::defaults::on_write(resource, &mut next);
         self.commit(&mut state, resource, namespace, k, &current, next, dry_run)
     }
 

@@ -581,3 +581,75 @@ async fn spot_interruptions_as_gke_and_karpenter_signal_them() {
     }
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_no_execute_taint_evicts_what_does_not_tolerate_it() {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Patch, PatchParams};
+
+    let env = Env::new().await;
+    let Some(s) = env.standin("a_no_execute_taint") else {
+        return env.finish().await;
+    };
+    let node = format!("tainted-{}", &env.namespace[2..]);
+    s.cluster()
+        .add_node(&NodeSpec::new(&node))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    let with = |tolerations: Value| {
+        json!({ "nodeName": node, "terminationGracePeriodSeconds": 1,
+        "tolerations": tolerations, "containers": sh("exec sleep 300") })
+    };
+    pods.create(&PostParams::default(), &pod("plain", with(json!([]))))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    pods.create(&PostParams::default(), &pod("brief", with(json!([{ "key": "maintenance", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1 }]))))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "patient",
+            with(json!([{ "key": "maintenance", "operator": "Exists", "effect": "NoExecute" }])),
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    for name in ["plain", "brief", "patient"] {
+        wait_for(&pods, name, "Running", |p| phase(p) == "Running").await;
+    }
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    nodes
+        .patch(
+            &node,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "spec": { "taints": [{ "key": "maintenance", "effect": "NoExecute" }] } }),
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gone = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while pods.get_opt(name).await.ok().flatten().is_some() {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{name} stayed on the tainted node"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    gone("plain").await;
+    gone("brief").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        pods.get("patient")
+            .await
+            .is_ok_and(|p| p.metadata.deletion_timestamp.is_none()),
+        "a pod tolerating the taint forever was evicted"
+    );
+    env.finish().await;
+}
