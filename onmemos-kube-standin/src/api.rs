@@ -608,10 +608,28 @@ pub(crate) fn event_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
-/// Whether a change concerns a watch of `target` with `filter`.
-pub(crate) fn concerns(change: &Change, target: &Target, filter: &Filter) -> bool {
-    std::ptr::eq(change.resource, target.resource)
-        && filter.matches(&change.namespace, &change.object)
+/// The event type a watch of `target` with `filter` sees for `change`, if any. A change that
+/// moves an object into the selection is `ADDED` to it, one that moves it out `DELETED`.
+pub(crate) fn event_for(change: &Change, target: &Target, filter: &Filter) -> Option<&'static str> {
+    if !std::ptr::eq(change.resource, target.resource) {
+        return None;
+    }
+    let now = filter.matches(&change.namespace, &change.object);
+    match change.kind {
+        crate::store::ChangeKind::Modified => {
+            let before = change
+                .previous
+                .as_ref()
+                .map_or(now, |p| filter.matches(&change.namespace, p));
+            match (before, now) {
+                (true, true) => Some("MODIFIED"),
+                (false, true) => Some("ADDED"),
+                (true, false) => Some("DELETED"),
+                (false, false) => None,
+            }
+        }
+        kind => now.then(|| kind.as_str()),
+    }
 }
 
 /// A body that streams `chunks`.

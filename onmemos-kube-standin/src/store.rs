@@ -50,6 +50,9 @@ pub struct Change {
     pub namespace: String,
     /// The object after the change (before it, for a deletion, with the deletion's version).
     pub object: Value,
+    /// The object before a modification (so a watch can tell an object that moved into or
+    /// out of its selector).
+    pub previous: Option<Value>,
 }
 
 type Key = (&'static str, &'static str, String, String);
@@ -336,6 +339,7 @@ impl Store {
                 resource,
                 namespace: namespace.to_owned(),
                 object: object.clone(),
+                previous: None,
             },
         );
         Ok(object)
@@ -466,6 +470,7 @@ impl Store {
                     resource,
                     namespace: namespace.to_owned(),
                     object: next.clone(),
+                    previous: None,
                 },
             );
         } else {
@@ -478,6 +483,7 @@ impl Store {
                     resource,
                     namespace: namespace.to_owned(),
                     object: next.clone(),
+                    previous: Some(current.clone()),
                 },
             );
         }
@@ -567,6 +573,7 @@ impl Store {
                     resource,
                     namespace: namespace.to_owned(),
                     object: next.clone(),
+                    previous: Some(current.clone()),
                 },
             );
             return Ok(next);
@@ -586,6 +593,7 @@ impl Store {
                 resource,
                 namespace: namespace.to_owned(),
                 object: gone.clone(),
+                previous: None,
             },
         );
         Ok(gone)
@@ -616,6 +624,7 @@ impl Store {
                 resource,
                 namespace: namespace.to_owned(),
                 object: gone,
+                previous: None,
             },
         );
         true

@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::StandInState;
-use crate::api::{DEFAULT_WATCH, Query, Target, concerns, event_line, streaming};
+use crate::api::{DEFAULT_WATCH, Query, Target, event_for, event_line, streaming};
 use crate::status::ApiError;
 
 /// How often a watch that allows bookmarks gets one.
@@ -93,8 +93,9 @@ pub(crate) fn serve(
         state.store.watch_from(asked).map(|(past, receiver)| {
             let lines = past
                 .iter()
-                .filter(|c| concerns(c, &target, &filter))
-                .map(|c| event_line(c.kind.as_str(), &c.object))
+                .filter_map(|c| {
+                    event_for(c, &target, &filter).map(|kind| event_line(kind, &c.object))
+                })
                 .collect::<Vec<_>>();
             (lines, asked.unwrap_or(0), receiver, false)
         })
@@ -135,8 +136,8 @@ pub(crate) fn serve(
                             continue;
                         }
                         last_rv = change.rv;
-                        if concerns(&change, &target, &filter)
-                            && tx.send(event_line(change.kind.as_str(), &change.object)).await.is_err()
+                        if let Some(kind) = event_for(&change, &target, &filter)
+                            && tx.send(event_line(kind, &change.object)).await.is_err()
                         {
                             return;
                         }

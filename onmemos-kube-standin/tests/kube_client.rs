@@ -592,3 +592,60 @@ async fn injected_faults_are_retried_by_kubes_default_client_and_reach_one_witho
     assert!(started.elapsed() >= Duration::from_millis(800));
     env.finish().await;
 }
+
+#[tokio::test]
+async fn a_watch_with_a_selector_sees_objects_enter_and_leave_it() {
+    use kube::api::{WatchEvent, WatchParams};
+    let env = Env::new().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    cms.create(
+        &PostParams::default(),
+        &config_map("moving", &[("tier", "back")]),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let version = cms
+        .list(&ListParams::default())
+        .await
+        .ok()
+        .and_then(|l| l.metadata.resource_version)
+        .unwrap_or_default();
+    let mut events = cms
+        .watch(
+            &WatchParams::default().labels("tier=front").timeout(30),
+            &version,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .boxed();
+    let relabel = |tier: &'static str| {
+        let cms = cms.clone();
+        async move {
+            cms.patch(
+                "moving",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"tier": tier}}})),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+    let mut seen = Vec::new();
+    // Into the selection, out of it, and back.
+    for tier in ["front", "back", "front"] {
+        relabel(tier).await;
+        let event = tokio::time::timeout(Duration::from_secs(20), events.try_next())
+            .await
+            .unwrap_or_else(|_| panic!("no event"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("the watch ended"));
+        seen.push(match event {
+            WatchEvent::Added(_) => "ADDED",
+            WatchEvent::Modified(_) => "MODIFIED",
+            WatchEvent::Deleted(_) => "DELETED",
+            other => panic!("{other:?}"),
+        });
+    }
+    assert_eq!(seen, ["ADDED", "DELETED", "ADDED"]);
+    env.finish().await;
+}
