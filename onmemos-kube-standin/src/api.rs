@@ -332,9 +332,14 @@ async fn dispatch(state: Arc<StandInState>, request: Request) -> Result<Response
             }
             let object = parse_body(&headers, &body)?;
             check_identity(target.resource, &target.namespace, &object)?;
+            let warning =
+                crate::fields::check(target.resource, &object, query.get("fieldValidation"))?;
             let created =
                 store.create(target.resource, &target.namespace, object, query.dry_run()?)?;
-            Ok(json_response(StatusCode::CREATED, &created))
+            Ok(with_warning(
+                json_response(StatusCode::CREATED, &created),
+                warning,
+            ))
         }
         (&Method::POST, Some(name), Some("eviction")) => crate::eviction::evict(
             &state,
@@ -359,6 +364,8 @@ async fn dispatch(state: Arc<StandInState>, request: Request) -> Result<Response
         (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
             let object = parse_body(&headers, &body)?;
             check_identity(target.resource, &target.namespace, &object)?;
+            let warning =
+                crate::fields::check(target.resource, &object, query.get("fieldValidation"))?;
             let replaced = store.replace(
                 target.resource,
                 &target.namespace,
@@ -367,7 +374,10 @@ async fn dispatch(state: Arc<StandInState>, request: Request) -> Result<Response
                 sub == Some("status"),
                 query.dry_run()?,
             )?;
-            Ok(json_response(StatusCode::OK, &replaced))
+            Ok(with_warning(
+                json_response(StatusCode::OK, &replaced),
+                warning,
+            ))
         }
         (&Method::PUT, Some(name), Some("scale")) => {
             let scale = parse_body(&headers, &body)?;
@@ -411,6 +421,14 @@ async fn dispatch(state: Arc<StandInState>, request: Request) -> Result<Response
             method.as_str(),
         )),
     }
+}
+
+/// `response` with a `Warning` header, when there is one.
+fn with_warning(mut response: Response, warning: Option<String>) -> Response {
+    if let Some(w) = warning.and_then(|w| w.parse().ok()) {
+        response.headers_mut().insert("warning", w);
+    }
+    response
 }
 
 /// The body's kind, apiVersion and namespace must agree with the path.

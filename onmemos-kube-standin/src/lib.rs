@@ -27,6 +27,7 @@ mod events;
 mod eviction;
 mod exec;
 mod faults;
+mod fields;
 mod interruption;
 mod kubelet;
 mod metrics;

@@ -187,6 +187,9 @@ pub(crate) fn apply(
                 }
                 other => return Err(ApiError::unsupported_media_type(other)),
             };
+            if !scale {
+                crate::fields::check(resource, &next, query.get("fieldValidation"))?;
+            }
             if scale {
                 let replicas = next
                     .pointer("/spec/replicas")

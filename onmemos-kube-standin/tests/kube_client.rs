@@ -649,3 +649,49 @@ async fn a_watch_with_a_selector_sees_objects_enter_and_leave_it() {
     assert_eq!(seen, ["ADDED", "DELETED", "ADDED"]);
     env.finish().await;
 }
+
+#[tokio::test]
+async fn strict_field_validation_refuses_unknown_fields_and_stores_nothing() {
+    let env = Env::new().await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    if let Some(s) = env.standin("raw strict create") {
+        let body = br#"{"metadata":{"name":"strict","bogus":1},"data":{"k":"v"},"extra":2}"#;
+        let path = format!(
+            "/api/v1/namespaces/{}/configmaps?fieldValidation=Strict",
+            env.namespace
+        );
+        let (code, answer) = reqwest_like(s, &path, body).await;
+        assert_eq!(code, 400, "{answer}");
+        assert!(answer.contains(r#"strict decoding error: unknown field \"extra\", unknown field \"metadata.bogus\""#), "{answer}");
+        let warn = format!(
+            "/api/v1/namespaces/{}/configmaps?fieldValidation=Warn",
+            env.namespace
+        );
+        let (code, answer) = reqwest_like(s, &warn, body).await;
+        assert_eq!(code, 201, "{answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("warning: 299 - \"unknown field"),
+            "{answer}"
+        );
+        cms.delete("strict", &DeleteParams::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    cms.create(&PostParams::default(), &config_map("patched", &[]))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let strict = PatchParams::default().validation_strict();
+    let refused = cms
+        .patch("patched", &strict, &Patch::Merge(json!({ "extra": true })))
+        .await;
+    assert_eq!(api_error(refused).0, 400);
+    let kept = cms.get("patched").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        kept.data.and_then(|d| d.get("k").cloned()).as_deref(),
+        Some("v"),
+        "the refused patch changed nothing"
+    );
+    env.finish().await;
+}
