@@ -294,6 +294,9 @@ async fn dispatch(state: Arc<StandInState>, request: Request) -> Result<Response
     if target.subresource.as_deref() == Some("exec") {
         return crate::exec::serve(state.clone(), &target, request).await;
     }
+    if target.subresource.as_deref() == Some("attach") {
+        return crate::exec::serve_attach(state.clone(), &target, request).await;
+    }
     let headers = request.headers().clone();
     let body = axum::body::to_bytes(request.into_body(), 64 << 20)
         .await

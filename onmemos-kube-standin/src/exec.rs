@@ -371,3 +371,115 @@ fn spawn_tty(
     });
     Ok(Box::pin(async move { code_of(child.wait().await) }))
 }
+
+/// Serves an attach request: the container's own process — its output as it comes, input to
+/// its standard input or terminal, resizes of its terminal — until it exits.
+pub(crate) async fn serve_attach(
+    state: Arc<StandInState>,
+    target: &Target,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let name = target.name.clone().unwrap_or_default();
+    let pod = state.store.get(target.resource, &target.namespace, &name)?;
+    let o = options(request.uri().query().unwrap_or_default());
+    if !(o.stdin || o.stdout || o.stderr) {
+        return Err(ApiError::bad_request(
+            "you must specify at least 1 of stdin, stdout, stderr",
+        ));
+    }
+    let Some(run) = state.kubelet.pod(&target.namespace, &name) else {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned or is not running: phase {:?}",
+            pod.pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        )));
+    };
+    let container = run.container(o.container.as_deref())?.clone();
+    if !container_running(&pod, &container.name) {
+        return Err(ApiError::bad_request(format!(
+            "container {:?} is not running",
+            container.name
+        )));
+    }
+    if o.stdin && !container.stdin && !container.tty {
+        return Err(ApiError::bad_request(format!(
+            "container {:?} does not read standard input (set stdin: true)",
+            container.name
+        )));
+    }
+    let upgrade = WebSocketUpgrade::from_request(request, &())
+        .await
+        .map_err(|_| ApiError::bad_request("Upgrade request required"))?
+        .protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"]);
+    Ok(upgrade
+        .on_upgrade(move |socket| async move { run_attach(socket, container, o).await })
+        .into_response())
+}
+
+async fn run_attach(mut socket: WebSocket, container: Arc<Container>, o: Options) {
+    use crate::kubelet::AttachInput;
+    for (on, channel) in [
+        (o.stdin, STDIN),
+        (o.stdout, STDOUT),
+        (o.stderr && !o.tty, STDERR),
+        (true, ERROR),
+    ] {
+        if on && socket.send(frame(channel, &[])).await.is_err() {
+            return;
+        }
+    }
+    let (_, mut output) = container.logs();
+    let input = container
+        .input
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Binary(b))) if !b.is_empty() => {
+                    let sent = match b[0] {
+                        STDIN => Some(AttachInput::Bytes(b.slice(1..))),
+                        RESIZE => serde_json::from_slice::<Value>(&b[1..]).ok().map(|v| AttachInput::Resize(
+                            v["Height"].as_u64().and_then(|h| u16::try_from(h).ok()).unwrap_or(24),
+                            v["Width"].as_u64().and_then(|w| u16::try_from(w).ok()).unwrap_or(80),
+                        )),
+                        _ => None,
+                    };
+                    if let (Some(sent), Some(input)) = (sent, &input) {
+                        let _ = input.send(sent).await;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            out = output.recv() => match out {
+                Ok(bytes) => {
+                    if o.stdout && socket.send(frame(STDOUT, &bytes)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            _ = tick.tick() => {
+                if let Some(code) = container.exit_code() {
+                    while let Ok(bytes) = output.try_recv() {
+                        let _ = socket.send(frame(STDOUT, &bytes)).await;
+                    }
+                    let status = exit_status(&container_command(&container), code);
+                    let _ = socket.send(frame(ERROR, status.to_string().as_bytes())).await;
+                    let _ = socket.send(normal_close()).await;
+                    return;
+                }
+            }
+        }
+    }
+    let _ = socket.send(normal_close()).await;
+}
+
+fn container_command(container: &Container) -> Vec<String> {
+    container.argv().to_vec()
+}

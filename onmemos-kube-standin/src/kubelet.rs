@@ -78,6 +78,21 @@ pub(crate) struct Container {
     id: String,
     /// When it was first started.
     started: std::time::Instant,
+    /// Whether it runs under a terminal (`tty: true`).
+    pub(crate) tty: bool,
+    /// Whether it reads standard input (`stdin: true`).
+    pub(crate) stdin: bool,
+    /// Where attached clients' input goes, while the process runs.
+    pub(crate) input: Mutex<Option<tokio::sync::mpsc::Sender<AttachInput>>>,
+}
+
+/// Input of an attached client.
+#[derive(Debug)]
+pub(crate) enum AttachInput {
+    /// Bytes for standard input.
+    Bytes(bytes::Bytes),
+    /// A terminal size: rows, columns.
+    Resize(u16, u16),
 }
 
 impl Container {
@@ -120,6 +135,25 @@ impl Container {
         let (cpu_seconds, memory) = crate::metrics::group_usage(pgid);
         let alive = self.started.elapsed().as_secs_f64().max(0.001);
         ((cpu_seconds / alive * 1000.0).round() as u64, memory)
+    }
+
+    /// Its exit code, once its process ended (terminated, or waiting to restart).
+    pub(crate) fn exit_code(&self) -> Option<i32> {
+        match &*self.state.lock().unwrap_or_else(|e| e.into_inner()) {
+            ContainerState::Terminated { exit_code, .. } => Some(*exit_code),
+            ContainerState::Waiting { .. } if self.restarts.load(Ordering::SeqCst) > 0 => {
+                match &*self.last_state.lock().unwrap_or_else(|e| e.into_inner()) {
+                    Some(ContainerState::Terminated { exit_code, .. }) => Some(*exit_code),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// The command it runs.
+    pub(crate) fn argv(&self) -> &[String] {
+        &self.argv
     }
 
     /// Whether it is terminated now.
@@ -425,6 +459,9 @@ fn start(state: &Arc<StandInState>, pod: &Value) {
                 log_tx: broadcast::channel(256).0,
                 id: uuid::Uuid::new_v4().simple().to_string(),
                 started: std::time::Instant::now(),
+                tty: c.get("tty").and_then(Value::as_bool).unwrap_or(false),
+                stdin: c.get("stdin").and_then(Value::as_bool).unwrap_or(false),
+                input: Mutex::new(None),
             })
         })
         .collect();
@@ -494,19 +531,10 @@ async fn run_container(
             let _ = stop.wait_for(Option::is_some).await;
             break;
         }
-        let mut cmd = tokio::process::Command::new(&c.argv[0]);
-        cmd.args(&c.argv[1..])
-            .current_dir(&c.dir)
-            .envs(c.env.iter().cloned())
-            .env("HOSTNAME", &run.name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
         let started_at = timestamp();
-        let mut child = match cmd.spawn() {
-            Ok(child) => child,
+        let spawned = spawn_container(&c, &run.name);
+        let (mut child, pumps, input_pump) = match spawned {
+            Ok(spawned) => spawned,
             Err(e) => {
                 c.append(format!("exec {}: {e}\n", c.argv[0]).as_bytes());
                 c.set(ContainerState::Terminated {
@@ -524,33 +552,6 @@ async fn run_container(
                 continue;
             }
         };
-        *c.pgid.lock().unwrap_or_else(|e| e.into_inner()) =
-            child.id().and_then(|p| i32::try_from(p).ok());
-        let pumps: Vec<_> = [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|mut out| {
-            let c = c.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0; 8192];
-                while let Ok(n) = out.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    c.append(&buf[..n]);
-                }
-            })
-        })
-        .collect();
         c.set(ContainerState::Running {
             started_at: started_at.clone(),
         });
@@ -573,8 +574,12 @@ async fn run_container(
                 }
             }
         };
-        // The whole group goes with its leader.
+        // The whole group goes with its leader; attached input has nowhere to go.
         c.signal(rustix::process::Signal::KILL);
+        c.input.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(p) = input_pump {
+            p.abort();
+        }
         for p in pumps {
             let _ = p.await;
         }
@@ -678,6 +683,106 @@ pub(crate) fn shut_down_node(state: &StandInState, node: &str, grace: u64) {
             }
         }
     }
+}
+
+/// A started container process: the child, the tasks copying its output (awaited when it
+/// ends), and the task feeding it attached input (stopped when it ends).
+type Spawned = (
+    tokio::process::Child,
+    Vec<tokio::task::JoinHandle<()>>,
+    Option<tokio::task::JoinHandle<()>>,
+);
+
+/// Starts a container's process — under a PTY for `tty: true`, with piped standard input for
+/// `stdin: true` — and the tasks copying its output to the logs and attached input to it.
+fn spawn_container(c: &Arc<Container>, hostname: &str) -> std::io::Result<Spawned> {
+    use tokio::io::AsyncWriteExt as _;
+    let (input_tx, mut input_rx) = tokio::sync::mpsc::channel::<AttachInput>(64);
+    let mut pumps = Vec::new();
+    let mut input_pump = None;
+    let mut output: Vec<Box<dyn tokio::io::AsyncRead + Send + Unpin>> = Vec::new();
+    let child = if c.tty {
+        let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
+        pty.resize(pty_process::Size::new(24, 80))
+            .map_err(std::io::Error::other)?;
+        let child = pty_process::Command::new(&c.argv[0])
+            .args(&c.argv[1..])
+            .current_dir(&c.dir)
+            .envs(c.env.iter().cloned())
+            .env("HOSTNAME", hostname)
+            .env("TERM", "xterm")
+            .spawn(pts)
+            .map_err(std::io::Error::other)?;
+        let (read, mut write) = pty.into_split();
+        output.push(Box::new(read));
+        input_pump = Some(tokio::spawn(async move {
+            while let Some(input) = input_rx.recv().await {
+                match input {
+                    AttachInput::Bytes(b) => {
+                        let _ = write.write_all(&b).await;
+                    }
+                    AttachInput::Resize(rows, cols) => {
+                        let _ = write.resize(pty_process::Size::new(rows, cols));
+                    }
+                }
+            }
+        }));
+        child
+    } else {
+        let mut cmd = tokio::process::Command::new(&c.argv[0]);
+        cmd.args(&c.argv[1..])
+            .current_dir(&c.dir)
+            .envs(c.env.iter().cloned())
+            .env("HOSTNAME", hostname)
+            .stdin(if c.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            input_pump = Some(tokio::spawn(async move {
+                while let Some(input) = input_rx.recv().await {
+                    if let AttachInput::Bytes(b) = input
+                        && stdin.write_all(&b).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }));
+        }
+        output.extend(
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        );
+        output.extend(
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        );
+        child
+    };
+    *c.pgid.lock().unwrap_or_else(|e| e.into_inner()) =
+        child.id().and_then(|p| i32::try_from(p).ok());
+    *c.input.lock().unwrap_or_else(|e| e.into_inner()) = Some(input_tx);
+    for mut out in output {
+        let c = c.clone();
+        pumps.push(tokio::spawn(async move {
+            let mut buf = vec![0; 8192];
+            // EIO on a PTY when its last process exits: the end of output.
+            while let Ok(n @ 1..) = out.read(&mut buf).await {
+                c.append(&buf[..n]);
+            }
+        }));
+    }
+    Ok((child, pumps, input_pump))
 }
 
 /// Writes the pod's status from what its containers are doing.

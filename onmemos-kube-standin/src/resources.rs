@@ -91,7 +91,7 @@ macro_rules! resource {
 pub static RESOURCES: &[ResourceType] = &[
     resource!("", "v1", "namespaces", "namespace", "Namespace", namespaced: false, short: ["ns"], sub: ["status"], spec: false),
     resource!("", "v1", "nodes", "node", "Node", namespaced: false, short: ["no"], sub: ["status"], spec: true),
-    resource!("", "v1", "pods", "pod", "Pod", namespaced: true, short: ["po"], sub: ["status", "log", "binding", "eviction", "exec"], spec: false),
+    resource!("", "v1", "pods", "pod", "Pod", namespaced: true, short: ["po"], sub: ["status", "log", "binding", "eviction", "exec", "attach"], spec: false),
     resource!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", namespaced: true, short: ["sa"], sub: [], spec: false),
     resource!("", "v1", "events", "event", "Event", namespaced: true, short: ["ev"], sub: [], spec: false),
     resource!("", "v1", "configmaps", "configmap", "ConfigMap", namespaced: true, short: ["cm"], sub: [], spec: false),

@@ -653,3 +653,66 @@ async fn a_no_execute_taint_evicts_what_does_not_tolerate_it() {
     );
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_reaches_the_containers_own_terminal() {
+    use futures::SinkExt as _;
+    use kube::api::AttachParams;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let env = Env::new().await;
+    let Some(s) = env.standin("attach") else {
+        return env.finish().await;
+    };
+    s.cluster()
+        .add_node(&NodeSpec::new(&format!("att-{}", &env.namespace[2..])))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    let spec = json!({ "restartPolicy": "Never", "containers": [{ "name": "main", "image": "busybox",
+        "command": ["sh"], "tty": true, "stdin": true }] });
+    pods.create(&PostParams::default(), &pod("console", spec))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_for(&pods, "console", "Running", |p| phase(p) == "Running").await;
+    let mut attached = pods
+        .attach("console", &AttachParams::interactive_tty())
+        .await
+        .unwrap_or_else(|e| panic!("attach: {e}"));
+    let mut resize = attached
+        .terminal_size()
+        .unwrap_or_else(|| panic!("no resize channel"));
+    resize
+        .send(kube::api::TerminalSize {
+            width: 100,
+            height: 30,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut input = attached.stdin().unwrap_or_else(|| panic!("no stdin"));
+    input
+        .write_all(b"stty size; exit 3\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut screen = String::new();
+    let mut output = attached.stdout().unwrap_or_else(|| panic!("no stdout"));
+    let _ = tokio::time::timeout(Duration::from_secs(20), output.read_to_string(&mut screen)).await;
+    assert!(screen.contains("30 100"), "{screen:?}");
+    let status = attached
+        .take_status()
+        .unwrap_or_else(|| panic!("no status"))
+        .await;
+    assert_eq!(
+        status.and_then(|s| s.reason).as_deref(),
+        Some("NonZeroExitCode")
+    );
+    let done = wait_for(&pods, "console", "Failed", |p| phase(p) == "Failed").await;
+    let code = done
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c[0].state.clone())
+        .and_then(|s| s.terminated)
+        .map(|t| t.exit_code);
+    assert_eq!(code, Some(3));
+    env.finish().await;
+}
