@@ -422,6 +422,26 @@ async fn exec_with_exit_codes_stdin_and_a_terminal() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("oops"));
 
+    // Logs: the container's output, whole or its tail.
+    let talker = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talker"},
+        "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", "echo one; echo two; exec sleep 3600"]}]}});
+    k.ok(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        &write_json(dir.path(), "talker.json", &talker),
+    ]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/talker",
+        "--timeout=60s",
+    ]);
+    wait_blocking("the talker's output", || {
+        k.ok(&["logs", "talker"]) == "one\ntwo\n"
+    });
+    assert_eq!(k.ok(&["logs", "talker", "--tail=1"]), "two\n");
+
     // `kubectl top` reads the metrics API: the container's real resident memory.
     let top = k.ok(&["top", "pod", "box", "--no-headers"]);
     assert!(top.starts_with("box") && top.contains("Mi"), "{top:?}");
