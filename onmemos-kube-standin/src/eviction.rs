@@ -104,23 +104,13 @@ pub(crate) fn evict_pod(
     let delete = |preconditions: &Preconditions| -> Result<(), ApiError> {
         if !dry_run {
             // As the apiserver does since 1.26: the pod says why it goes.
-            let _ = state
-                .store
-                .modify(pods, namespace, name, true, false, |current| {
-                    let mut next = current.clone();
-                    let mut conditions: Vec<Value> = next["status"]["conditions"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|c| c["type"] != "DisruptionTarget")
-                        .collect();
-                    conditions.push(json!({"type": "DisruptionTarget", "status": "True",
-                    "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting",
-                    "lastTransitionTime": crate::store::timestamp()}));
-                    next["status"]["conditions"] = Value::Array(conditions);
-                    Ok(next)
-                });
+            crate::conditions::disruption_target(
+                state,
+                namespace,
+                name,
+                "EvictionByEvictionAPI",
+                "Eviction API: evicting",
+            );
         }
         let grace = crate::kubelet::deletion_grace(state, namespace, name, options);
         state

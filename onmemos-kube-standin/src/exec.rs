@@ -5,7 +5,6 @@
 //! `ExitCode` cause — then the socket closes. With `tty=true` the command runs under a PTY
 //! (stderr merged) that resize messages size.
 
-use std::process::Stdio;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -63,19 +62,16 @@ fn options(query: &str) -> Options {
     o
 }
 
-/// Serves an exec request.
-pub(crate) async fn serve(
-    state: Arc<StandInState>,
+/// The pod, the options and the container an exec or attach request addresses: the pod
+/// must run here, and the request must ask for at least one stream.
+fn addressed(
+    state: &StandInState,
     target: &Target,
-    request: Request,
-) -> Result<Response, ApiError> {
+    request: &Request,
+) -> Result<(Value, Options, Arc<Container>), ApiError> {
     let name = target.name.clone().unwrap_or_default();
-    let pods = target.resource;
-    let pod = state.store.get(pods, &target.namespace, &name)?;
+    let pod = state.store.get(target.resource, &target.namespace, &name)?;
     let o = options(request.uri().query().unwrap_or_default());
-    if o.command.is_empty() {
-        return Err(ApiError::bad_request("you must specify at least 1 command"));
-    }
     if !(o.stdin || o.stdout || o.stderr) {
         return Err(ApiError::bad_request(
             "you must specify at least 1 of stdin, stdout, stderr",
@@ -90,6 +86,19 @@ pub(crate) async fn serve(
         )));
     };
     let container = run.container(o.container.as_deref())?.clone();
+    Ok((pod, o, container))
+}
+
+/// Serves an exec request.
+pub(crate) async fn serve(
+    state: Arc<StandInState>,
+    target: &Target,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (pod, o, container) = addressed(&state, target, &request)?;
+    if o.command.is_empty() {
+        return Err(ApiError::bad_request("you must specify at least 1 command"));
+    }
     if !container_running(&pod, &container.name) {
         return Err(ApiError::bad_request(format!(
             "unable to upgrade connection: container not found ({:?})",
@@ -148,6 +157,22 @@ fn exit_status(command: &[String], code: i32) -> Value {
     }
 }
 
+/// Sends the empty first message of each channel the request uses; whether the socket took
+/// them.
+async fn open_channels(socket: &mut WebSocket, o: &Options) -> bool {
+    for (on, channel) in [
+        (o.stdin, STDIN),
+        (o.stdout, STDOUT),
+        (o.stderr && !o.tty, STDERR),
+        (true, ERROR),
+    ] {
+        if on && socket.send(frame(channel, &[])).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 enum Input {
     Stdin(Bytes),
     CloseStdin,
@@ -156,15 +181,8 @@ enum Input {
 }
 
 async fn run_exec(mut socket: WebSocket, container: Arc<Container>, o: Options, v5: bool) {
-    for (on, channel) in [
-        (o.stdin, STDIN),
-        (o.stdout, STDOUT),
-        (o.stderr && !o.tty, STDERR),
-        (true, ERROR),
-    ] {
-        if on && socket.send(frame(channel, &[])).await.is_err() {
-            return;
-        }
+    if !open_channels(&mut socket, &o).await {
+        return;
     }
     let (out_tx, mut out_rx) = mpsc::channel::<(u8, Bytes)>(64);
     let (in_tx, in_rx) = mpsc::channel::<Input>(64);
@@ -242,20 +260,7 @@ fn spawn_piped(
     out: mpsc::Sender<(u8, Bytes)>,
     mut input: mpsc::Receiver<Input>,
 ) -> std::io::Result<Exit> {
-    let mut child = tokio::process::Command::new(&o.command[0])
-        .args(&o.command[1..])
-        .envs(container.env.iter().cloned())
-        .current_dir(&container.dir)
-        .stdin(if o.stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()?;
+    let mut child = crate::kubelet::piped_command(&o.command, container, o.stdin).spawn()?;
     let mut stdin = child.stdin.take();
     let group = child.id().and_then(|p| i32::try_from(p).ok());
     tokio::spawn(async move {
@@ -325,17 +330,8 @@ fn spawn_tty(
     out: mpsc::Sender<(u8, Bytes)>,
     mut input: mpsc::Receiver<Input>,
 ) -> std::io::Result<Exit> {
-    let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
-    pty.resize(pty_process::Size::new(24, 80))
-        .map_err(std::io::Error::other)?;
-    let mut child = pty_process::Command::new(&o.command[0])
-        .args(&o.command[1..])
-        .envs(container.env.iter().cloned())
-        .env("TERM", "xterm-256color")
-        .current_dir(&container.dir)
-        .spawn(pts)
-        .map_err(std::io::Error::other)?;
-    let (mut read, mut write) = pty.into_split();
+    let (mut child, mut read, mut write) =
+        crate::kubelet::spawn_on_pty(&o.command, container, &[])?;
     let leader = child.id().and_then(|p| i32::try_from(p).ok());
     tokio::spawn(async move {
         while let Some(i) = input.recv().await {
@@ -379,23 +375,7 @@ pub(crate) async fn serve_attach(
     target: &Target,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let name = target.name.clone().unwrap_or_default();
-    let pod = state.store.get(target.resource, &target.namespace, &name)?;
-    let o = options(request.uri().query().unwrap_or_default());
-    if !(o.stdin || o.stdout || o.stderr) {
-        return Err(ApiError::bad_request(
-            "you must specify at least 1 of stdin, stdout, stderr",
-        ));
-    }
-    let Some(run) = state.kubelet.pod(&target.namespace, &name) else {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned or is not running: phase {:?}",
-            pod.pointer("/status/phase")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        )));
-    };
-    let container = run.container(o.container.as_deref())?.clone();
+    let (pod, o, container) = addressed(&state, target, &request)?;
     if !container_running(&pod, &container.name) {
         return Err(ApiError::bad_request(format!(
             "container {:?} is not running",
@@ -419,15 +399,8 @@ pub(crate) async fn serve_attach(
 
 async fn run_attach(mut socket: WebSocket, container: Arc<Container>, o: Options) {
     use crate::kubelet::AttachInput;
-    for (on, channel) in [
-        (o.stdin, STDIN),
-        (o.stdout, STDOUT),
-        (o.stderr && !o.tty, STDERR),
-        (true, ERROR),
-    ] {
-        if on && socket.send(frame(channel, &[])).await.is_err() {
-            return;
-        }
+    if !open_channels(&mut socket, &o).await {
+        return;
     }
     let (_, mut output) = container.logs();
     let input = container

@@ -35,19 +35,6 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-fn set_condition(status: &mut Value, condition: Value) {
-    let kind = condition["type"].clone();
-    let mut kept: Vec<Value> = status["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c["type"] != kind)
-        .collect();
-    kept.push(condition);
-    status["conditions"] = Value::Array(kept);
-}
-
 /// Starts the interruption of `node`; it is gone `grace` later.
 pub(crate) fn interrupt(
     state: &Arc<StandInState>,
@@ -79,16 +66,18 @@ pub(crate) fn interrupt(
     if provider == SpotProvider::Gke {
         state.store.modify(nodes, "", node, true, false, |current| {
             let mut next = current.clone();
-            set_condition(&mut next["status"], json!({"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "node is shutting down", "lastHeartbeatTime": timestamp(), "lastTransitionTime": timestamp()}));
+            crate::conditions::set(&mut next["status"], json!({"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "node is shutting down", "lastHeartbeatTime": timestamp(), "lastTransitionTime": timestamp()}));
             Ok(next)
         })?;
         let (all, _) = state.store.list(pods, &Filter::default());
         for pod in all.iter().filter(|p| str_at(p, "/spec/nodeName") == node) {
-            let _ = state.store.modify(pods, str_at(pod, "/metadata/namespace"), str_at(pod, "/metadata/name"), true, false, |current| {
-                let mut next = current.clone();
-                set_condition(&mut next["status"], json!({"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet", "message": crate::kubelet::SHUTDOWN_MESSAGE, "lastTransitionTime": timestamp()}));
-                Ok(next)
-            });
+            crate::conditions::disruption_target(
+                state,
+                str_at(pod, "/metadata/namespace"),
+                str_at(pod, "/metadata/name"),
+                "TerminationByKubelet",
+                crate::kubelet::SHUTDOWN_MESSAGE,
+            );
         }
         crate::kubelet::shut_down_node(state, node, grace.as_secs());
     }

@@ -685,6 +685,51 @@ pub(crate) fn shut_down_node(state: &StandInState, node: &str, grace: u64) {
     }
 }
 
+/// `argv` in `container` (its environment and directory) in a process group of its own, with
+/// its output piped, and its standard input when `stdin`.
+pub(crate) fn piped_command(
+    argv: &[String],
+    container: &Container,
+    stdin: bool,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .current_dir(&container.dir)
+        .envs(container.env.iter().cloned())
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs `argv` in `container` (its environment and directory, plus `extra` variables) under
+/// a new 24×80 PTY; the child and the two halves of the terminal.
+pub(crate) fn spawn_on_pty(
+    argv: &[String],
+    container: &Container,
+    extra: &[(&str, &str)],
+) -> std::io::Result<(
+    tokio::process::Child,
+    pty_process::OwnedReadPty,
+    pty_process::OwnedWritePty,
+)> {
+    let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
+    pty.resize(pty_process::Size::new(24, 80))
+        .map_err(std::io::Error::other)?;
+    let child = pty_process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(&container.dir)
+        .envs(container.env.iter().cloned())
+        .envs(extra.iter().copied())
+        .env("TERM", "xterm-256color")
+        .spawn(pts)
+        .map_err(std::io::Error::other)?;
+    let (read, write) = pty.into_split();
+    Ok((child, read, write))
+}
+
 /// A started container process: the child, the tasks copying its output (awaited when it
 /// ends), and the task feeding it attached input (stopped when it ends).
 type Spawned = (
@@ -702,18 +747,7 @@ fn spawn_container(c: &Arc<Container>, hostname: &str) -> std::io::Result<Spawne
     let mut input_pump = None;
     let mut output: Vec<Box<dyn tokio::io::AsyncRead + Send + Unpin>> = Vec::new();
     let child = if c.tty {
-        let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
-        pty.resize(pty_process::Size::new(24, 80))
-            .map_err(std::io::Error::other)?;
-        let child = pty_process::Command::new(&c.argv[0])
-            .args(&c.argv[1..])
-            .current_dir(&c.dir)
-            .envs(c.env.iter().cloned())
-            .env("HOSTNAME", hostname)
-            .env("TERM", "xterm")
-            .spawn(pts)
-            .map_err(std::io::Error::other)?;
-        let (read, mut write) = pty.into_split();
+        let (child, read, mut write) = spawn_on_pty(&c.argv, c, &[("HOSTNAME", hostname)])?;
         output.push(Box::new(read));
         input_pump = Some(tokio::spawn(async move {
             while let Some(input) = input_rx.recv().await {
@@ -729,20 +763,8 @@ fn spawn_container(c: &Arc<Container>, hostname: &str) -> std::io::Result<Spawne
         }));
         child
     } else {
-        let mut cmd = tokio::process::Command::new(&c.argv[0]);
-        cmd.args(&c.argv[1..])
-            .current_dir(&c.dir)
-            .envs(c.env.iter().cloned())
-            .env("HOSTNAME", hostname)
-            .stdin(if c.stdin {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+        let mut cmd = piped_command(&c.argv, c, c.stdin);
+        cmd.env("HOSTNAME", hostname);
         let mut child = cmd.spawn()?;
         if let Some(mut stdin) = child.stdin.take() {
             input_pump = Some(tokio::spawn(async move {

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod api;
+mod conditions;
 mod controllers;
 mod defaults;
 mod discovery;

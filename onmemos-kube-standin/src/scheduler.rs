@@ -268,17 +268,6 @@ pub(crate) fn schedule_pending(state: &StandInState) {
     }
 }
 
-fn set_condition(status: &mut Value, condition: Value) {
-    let kind = condition["type"].clone();
-    let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
-    let mut kept: Vec<Value> = conditions
-        .into_iter()
-        .filter(|c| c["type"] != kind)
-        .collect();
-    kept.push(condition);
-    status["conditions"] = Value::Array(kept);
-}
-
 /// Binds pod `name` to `node` (as a `Binding` would).
 pub(crate) fn bind(
     state: &StandInState,
@@ -308,7 +297,7 @@ pub(crate) fn bind(
         })?;
     state.store.modify(pods, namespace, name, true, false, |current| {
         let mut next = current.clone();
-        set_condition(
+        crate::conditions::set(
             &mut next["status"],
             json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": timestamp()}),
         );
@@ -336,7 +325,7 @@ fn unschedulable(state: &StandInState, pod: &Value, message: &str) {
     let name = str_at(pod, "/metadata/name");
     let _ = state.store.modify(pods, ns, name, true, false, |current| {
         let mut next = current.clone();
-        set_condition(
+        crate::conditions::set(
             &mut next["status"],
             json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message, "lastProbeTime": null, "lastTransitionTime": timestamp()}),
         );

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::StandInState;
 use crate::resources;
-use crate::store::{Filter, Preconditions, timestamp};
+use crate::store::{Filter, Preconditions};
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer)
@@ -90,13 +90,13 @@ pub(crate) fn reconcile(state: &Arc<StandInState>) {
             let ns = str_at(pod, "/metadata/namespace").to_owned();
             let pod_name = str_at(pod, "/metadata/name").to_owned();
             if due <= now {
-                let _ = state.store.modify(pods, &ns, &pod_name, true, false, |current| {
-                    let mut next = current.clone();
-                    let mut conditions: Vec<Value> = next["status"]["conditions"].as_array().cloned().unwrap_or_default().into_iter().filter(|c| c["type"] != "DisruptionTarget").collect();
-                    conditions.push(json!({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager", "message": "Taint manager: deleting due to NoExecute taint", "lastTransitionTime": timestamp()}));
-                    next["status"]["conditions"] = Value::Array(conditions);
-                    Ok(next)
-                });
+                crate::conditions::disruption_target(
+                    state,
+                    &ns,
+                    &pod_name,
+                    "DeletionByTaintManager",
+                    "Taint manager: deleting due to NoExecute taint",
+                );
                 let grace = crate::kubelet::deletion_grace(state, &ns, &pod_name, &json!({}));
                 let _ = state.store.delete(
                     pods,

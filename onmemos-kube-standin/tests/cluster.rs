@@ -444,7 +444,7 @@ fn condition(p: &Pod, kind: &str) -> Option<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spot_interruptions_as_gke_and_karpenter_signal_them() {
+async fn spot_interruptions_as_gke_karpenter_and_the_aws_handler_signal_them() {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::Node;
     use onmemos_kube_standin::SpotProvider;
@@ -579,6 +579,28 @@ async fn spot_interruptions_as_gke_and_karpenter_signal_them() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // The AWS Node Termination Handler: its taint and a cordon.
+    let eks = format!("eks-{suffix}");
+    cluster
+        .add_node(&NodeSpec::new(&eks).eks_spot())
+        .unwrap_or_else(|e| panic!("{e}"));
+    cluster
+        .interrupt_spot(
+            &eks,
+            SpotProvider::AwsNodeTerminationHandler,
+            Duration::from_secs(1),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let handled = nodes.get(&eks).await.unwrap_or_else(|e| panic!("{e}"));
+    let spec = handled.spec.unwrap_or_default();
+    assert_eq!(spec.unschedulable, Some(true));
+    assert!(
+        spec.taints
+            .unwrap_or_default()
+            .iter()
+            .any(|t| t.key == "aws-node-termination-handler/spot-itn" && t.effect == "NoSchedule")
+    );
     env.finish().await;
 }
 
