@@ -172,15 +172,9 @@ pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiE
                 "error decoding from json: illegal base64 data or syntax error: {e}"
             ))
         }),
-        "application/yaml" | "application/apply-patch+yaml" => {
-            // JSON is YAML, and kube-rs and kubectl send JSON under the YAML types; YAML
-            // in block style is not read (docs/testing-kubernetes.md).
-            serde_json::from_slice(body).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "error converting YAML to JSON: this server reads YAML bodies in their JSON form only: {e}"
-                ))
-            })
-        }
+        "application/yaml" | "application/apply-patch+yaml" => serde_json::from_slice(body)
+            .or_else(|_| crate::yaml::parse(body))
+            .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}"))),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }

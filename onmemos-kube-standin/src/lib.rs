@@ -46,6 +46,7 @@ mod store;
 mod taints;
 mod watch;
 mod workloads;
+mod yaml;
 
 pub use faults::{Fault, FaultKind};
 pub use interruption::SpotProvider;

@@ -173,12 +173,17 @@ async fn bad_names_bodies_and_selectors_are_refused_and_nothing_is_stored() {
 
 /// POSTs `body` as JSON to `path`; the status code and the body.
 async fn reqwest_like(s: &StandIn, path: &str, body: &[u8]) -> (u16, String) {
+    post(s, path, "application/json", body).await
+}
+
+/// POSTs `body` as `content_type` to `path`; the status code and the whole answer.
+async fn post(s: &StandIn, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(s.addr())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     conn.write_all(request.as_bytes())
@@ -693,5 +698,28 @@ async fn strict_field_validation_refuses_unknown_fields_and_stores_nothing() {
         Some("v"),
         "the refused patch changed nothing"
     );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn yaml_bodies_are_read_and_malformed_ones_refused() {
+    let env = Env::new().await;
+    let Some(s) = env.standin("raw YAML bodies") else {
+        return env.finish().await;
+    };
+    let path = format!("/api/v1/namespaces/{}/configmaps", env.namespace);
+    let yaml =
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  level: \"3\"\n";
+    let (code, answer) = post(s, &path, "application/yaml", yaml).await;
+    assert_eq!(code, 201, "{answer}");
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
+    let stored = cms.get("from-yaml").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        stored.data.and_then(|d| d.get("level").cloned()).as_deref(),
+        Some("3")
+    );
+    let (code, answer) = post(s, &path, "application/yaml", b"metadata: {name: [broken\n").await;
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer.contains("error converting YAML to JSON"), "{answer}");
     env.finish().await;
 }

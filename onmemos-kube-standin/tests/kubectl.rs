@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::Env;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
@@ -103,6 +103,26 @@ async fn get_apply_and_delete_as_against_a_cluster() {
     assert!(names.contains(&env.namespace.as_str()), "{names:?}");
     assert!(names.contains(&"default"), "{names:?}");
 
+    // Two kinds in one get: a List of both.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let waiting = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "waiting"},
+        "spec": {"nodeSelector": {"no": "node"}, "containers": [{"name": "main", "image": "busybox"}]}});
+    k.ok(&[
+        "apply",
+        "--validate=false",
+        "-f",
+        &write_json(dir.path(), "waiting.json", &waiting),
+    ]);
+    let both: Value = serde_json::from_str(&k.ok(&["get", "nodes,pods", "-o", "json"]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(both["kind"], "List");
+    assert!(
+        both["items"].as_array().is_some_and(|items| items
+            .iter()
+            .any(|i| i["kind"] == "Pod" && i["metadata"]["name"] == "waiting")),
+        "{both}"
+    );
+
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "labels": {"app": "demo"}}, "data": {"level": "1"}});
     let file = write_json(dir.path(), "cm.json", &cm);
@@ -182,7 +202,7 @@ async fn a_watch_sees_a_change_as_it_happens() {
     let env = Env::new().await;
     let k = Kubectl::new(&env);
     let mut child = k
-        .command(&["get", "configmaps", "--watch", "-o", "name"])
+        .command(&["get", "pods", "--watch", "-o", "name"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -201,10 +221,12 @@ async fn a_watch_sees_a_change_as_it_happens() {
     });
     // Give the watch a moment to start, then make a change.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.namespace);
-    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "seen"}}))
-        .unwrap_or_else(|e| panic!("{e}"));
-    cms.create(&PostParams::default(), &cm)
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.namespace);
+    let pod: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "seen"}, "spec": {"containers": [{"name": "main", "image": "busybox"}]}}),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    pods.create(&PostParams::default(), &pod)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -212,7 +234,7 @@ async fn a_watch_sees_a_change_as_it_happens() {
     while std::time::Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
             lines.push(line);
-            if lines.iter().any(|l| l == "configmap/seen") {
+            if lines.iter().any(|l| l == "pod/seen") {
                 break;
             }
         }
@@ -220,7 +242,7 @@ async fn a_watch_sees_a_change_as_it_happens() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(
-        lines.iter().any(|l| l == "configmap/seen"),
+        lines.iter().any(|l| l == "pod/seen"),
         "the watch showed {lines:?}"
     );
     env.finish().await;
