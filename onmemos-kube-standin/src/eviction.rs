@@ -206,3 +206,106 @@ pub(crate) fn evict_pod(
     delete(&requested)?;
     Ok(Outcome::Evicted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cluster with no controllers running: the budget's status is what the test writes.
+    fn quiet_state() -> StandInState {
+        StandInState {
+            store: crate::store::Store::new(),
+            watch_epoch: tokio::sync::watch::Sender::new(0),
+            kubelet: crate::kubelet::Kubelet::new().unwrap_or_else(|e| panic!("{e}")),
+            faults: crate::faults::Faults::default(),
+        }
+    }
+
+    fn running_pod(state: &StandInState) {
+        let pods = resources::find("", "v1", "pods").unwrap_or_else(|| panic!("pods"));
+        let pod = json!({"metadata": {"name": "web-0", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "main", "image": "busybox"}]}});
+        state
+            .store
+            .create(pods, "default", pod, false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        state
+            .store
+            .modify(pods, "default", "web-0", true, false, |p| {
+                let mut next = p.clone();
+                next["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+                Ok(next)
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn budget(state: &StandInState, status: Value) {
+        let pdbs = resources::find("policy", "v1", "poddisruptionbudgets")
+            .unwrap_or_else(|| panic!("pdbs"));
+        let pdb = json!({"metadata": {"name": "web"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}});
+        state
+            .store
+            .create(pdbs, "default", pdb, false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        state
+            .store
+            .modify(pdbs, "default", "web", true, false, |b| {
+                let mut next = b.clone();
+                next["status"] = status.clone();
+                Ok(next)
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
+    async fn an_unobserved_budget_asks_to_retry_in_ten_seconds() {
+        let state = quiet_state();
+        running_pod(&state);
+        budget(
+            &state,
+            json!({"observedGeneration": 0, "disruptionsAllowed": 1, "currentHealthy": 2, "desiredHealthy": 1}),
+        );
+        let refused = evict_pod(&state, "default", "web-0", &json!({}), false)
+            .err()
+            .unwrap_or_else(|| panic!("evicted"));
+        let status = refused.to_status();
+        assert_eq!((refused.code(), refused.reason()), (429, "TooManyRequests"));
+        assert_eq!(status["details"]["retryAfterSeconds"], 10);
+        assert_eq!(status["details"]["causes"][0]["reason"], "DisruptionBudget");
+        assert_eq!(
+            status["details"]["causes"][0]["message"],
+            "The disruption budget web is still being processed by the server."
+        );
+    }
+
+    #[tokio::test]
+    async fn an_allowed_disruption_is_taken_from_the_budget() {
+        let state = quiet_state();
+        running_pod(&state);
+        budget(
+            &state,
+            json!({"observedGeneration": 1, "disruptionsAllowed": 1, "currentHealthy": 2, "desiredHealthy": 1}),
+        );
+        assert!(matches!(
+            evict_pod(&state, "default", "web-0", &json!({}), false),
+            Ok(Outcome::Evicted)
+        ));
+        let pdbs = resources::find("policy", "v1", "poddisruptionbudgets")
+            .unwrap_or_else(|| panic!("pdbs"));
+        let after = state
+            .store
+            .get(pdbs, "default", "web")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(after["status"]["disruptionsAllowed"], 0);
+        assert!(after["status"]["disruptedPods"]["web-0"].is_string());
+        let pods = resources::find("", "v1", "pods").unwrap_or_else(|| panic!("pods"));
+        assert_eq!(
+            state
+                .store
+                .get(pods, "default", "web-0")
+                .err()
+                .map(|e| e.code()),
+            Some(404)
+        );
+    }
+}
