@@ -357,11 +357,6 @@ impl Store {
         status: bool,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
-        let mut state = self.lock();
-        let k = key(resource, namespace, name);
-        let Some(current) = state.objects.get(&k).cloned() else {
-            return Err(ApiError::not_found(resource, name));
-        };
         if !object.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
@@ -371,20 +366,7 @@ impl Store {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        if let Some(asked) = object
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            && !asked.is_empty()
-            && Some(asked)
-                != current
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-        {
-            return Err(ApiError::stale(resource, name));
-        }
-        let mut next = merge_update(resource, &current, object, status);
-        crate::defaults::on_write(resource, &mut next);
-        self.commit(&mut state, resource, namespace, k, &current, next, dry_run)
+        self.modify(resource, namespace, name, status, dry_run, |_| Ok(object))
     }
 
     /// Applies `change` to the current object under the store's lock (patches, scale,
@@ -407,7 +389,7 @@ impl Store {
         if !changed.is_object() {
             return Err(ApiError::bad_request("the result must be a JSON object"));
         }
-        if name_of(&changed) != name {
+        if !name_of(&changed).is_empty() && name_of(&changed) != name {
             return Err(ApiError::invalid(
                 resource,
                 name,
