@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 
 use crate::StandInState;
 use crate::resources::RESOURCES;
-use crate::store::{ChangeKind, Filter, Preconditions};
+use crate::store::{ChangeKind, Filter, Preconditions, name_of};
 
 /// Runs the controllers until the state is dropped.
 pub(crate) fn spawn(state: &Arc<StandInState>) -> tokio::task::JoinHandle<()> {
@@ -63,13 +63,6 @@ pub(crate) fn spawn(state: &Arc<StandInState>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
-}
-
-fn name_of(object: &Value) -> &str {
-    object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 /// Looks at every terminating namespace and every orphaned dependent.

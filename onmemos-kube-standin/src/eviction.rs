@@ -13,13 +13,8 @@ use crate::StandInState;
 use crate::resources;
 use crate::selectors::labels_of;
 use crate::status::ApiError;
+use crate::store::str_at;
 use crate::store::{Filter, Preconditions};
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
 
 fn success() -> Response {
     (

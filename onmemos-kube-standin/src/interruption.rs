@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::StandInState;
 use crate::resources;
 use crate::status::ApiError;
+use crate::store::str_at;
 use crate::store::{Filter, timestamp};
 
 /// Whose interruption to simulate.
@@ -27,12 +28,6 @@ pub enum SpotProvider {
     AwsNodeTerminationHandler,
     /// Karpenter's interruption handling.
     Karpenter,
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 /// Starts the interruption of `node`; it is gone `grace` later.

@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::StandInState;
 use crate::resources::{self, ResourceType};
+use crate::store::str_at;
 use crate::store::{Filter, timestamp};
 
 /// Log bytes kept per container.
@@ -273,12 +274,6 @@ impl Drop for Kubelet {
 
 fn pods_type() -> &'static ResourceType {
     resources::find("", "v1", "pods").unwrap_or(&resources::RESOURCES[2])
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 impl Kubelet {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::StandInState;
 use crate::resources;
+use crate::store::str_at;
 use crate::store::{Filter, timestamp};
 
 /// What a pod asks for: CPU millis, memory bytes.
@@ -39,12 +40,6 @@ pub(crate) fn requests(pod: &Value) -> (u64, u64) {
 
 fn labels(object: &Value) -> BTreeMap<String, String> {
     crate::selectors::labels_of(object)
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 /// Whether `toleration` tolerates `taint`.

@@ -118,7 +118,15 @@ pub fn timestamp() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn name_of(object: &Value) -> &str {
+/// The string at JSON `pointer` in `v`, or `""`.
+pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// An object's `metadata.name`, or `""`.
+pub(crate) fn name_of(object: &Value) -> &str {
     object
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -190,9 +198,42 @@ impl Store {
         let _ = self.changes.send(change);
     }
 
-    fn next_rv(state: &mut State) -> u64 {
+    /// Writes one change: the next resourceVersion on `object`, the object stored (or removed,
+    /// for a deletion), and the change recorded for watches. The object as written.
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        state: &mut State,
+        resource: &'static ResourceType,
+        namespace: &str,
+        k: Key,
+        kind: ChangeKind,
+        mut object: Value,
+        previous: Option<Value>,
+    ) -> Value {
         state.rv += 1;
-        state.rv
+        let rv = state.rv;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        match kind {
+            ChangeKind::Deleted => {
+                state.objects.remove(&k);
+            }
+            ChangeKind::Added | ChangeKind::Modified => {
+                state.objects.insert(k, object.clone());
+            }
+        }
+        self.record(
+            state,
+            Change {
+                rv,
+                kind,
+                resource,
+                namespace: namespace.to_owned(),
+                object: object.clone(),
+                previous,
+            },
+        );
+        object
     }
 
     /// The object, if it exists.
@@ -328,21 +369,15 @@ impl Store {
             object["metadata"]["resourceVersion"] = json!(state.rv.to_string());
             return Ok(object);
         }
-        let rv = Self::next_rv(&mut state);
-        object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        state.objects.insert(k, object.clone());
-        self.record(
+        Ok(self.write(
             &mut state,
-            Change {
-                rv,
-                kind: ChangeKind::Added,
-                resource,
-                namespace: namespace.to_owned(),
-                object: object.clone(),
-                previous: None,
-            },
-        );
-        Ok(object)
+            resource,
+            namespace,
+            k,
+            ChangeKind::Added,
+            object,
+            None,
+        ))
     }
 
     /// Replaces an object (`PUT`). With `status`, only its status changes; without, its
@@ -424,7 +459,7 @@ impl Store {
         namespace: &str,
         k: Key,
         current: &Value,
-        mut next: Value,
+        next: Value,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         if next == *current {
@@ -434,42 +469,34 @@ impl Store {
         if dry_run {
             return Ok(next);
         }
-        let rv = Self::next_rv(state);
-        next["metadata"]["resourceVersion"] = json!(rv.to_string());
         // A deleting object whose last finalizer went is removed.
         let finalized = next.pointer("/metadata/deletionTimestamp").is_some()
             && next
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
                 .is_none_or(Vec::is_empty);
-        if finalized {
-            state.objects.remove(&k);
-            self.record(
+        Ok(if finalized {
+            self.write(
                 state,
-                Change {
-                    rv,
-                    kind: ChangeKind::Deleted,
-                    resource,
-                    namespace: namespace.to_owned(),
-                    object: next.clone(),
-                    previous: None,
-                },
-            );
+                resource,
+                namespace,
+                k,
+                ChangeKind::Deleted,
+                next,
+                None,
+            )
         } else {
-            state.objects.insert(k, next.clone());
-            self.record(
+            let previous = Some(current.clone());
+            self.write(
                 state,
-                Change {
-                    rv,
-                    kind: ChangeKind::Modified,
-                    resource,
-                    namespace: namespace.to_owned(),
-                    object: next.clone(),
-                    previous: Some(current.clone()),
-                },
-            );
-        }
-        Ok(next)
+                resource,
+                namespace,
+                k,
+                ChangeKind::Modified,
+                next,
+                previous,
+            )
+        })
     }
 
     /// Deletes an object: at once, or — while it has finalizers, or `graceful` asks for
@@ -544,41 +571,15 @@ impl Store {
             if dry_run {
                 return Ok(next);
             }
-            let rv = Self::next_rv(&mut state);
-            next["metadata"]["resourceVersion"] = json!(rv.to_string());
-            state.objects.insert(k, next.clone());
-            self.record(
-                &mut state,
-                Change {
-                    rv,
-                    kind: ChangeKind::Modified,
-                    resource,
-                    namespace: namespace.to_owned(),
-                    object: next.clone(),
-                    previous: Some(current.clone()),
-                },
-            );
-            return Ok(next);
+            let previous = Some(current);
+            let kind = ChangeKind::Modified;
+            return Ok(self.write(&mut state, resource, namespace, k, kind, next, previous));
         }
         if dry_run {
             return Ok(current);
         }
-        let rv = Self::next_rv(&mut state);
-        let mut gone = current;
-        gone["metadata"]["resourceVersion"] = json!(rv.to_string());
-        state.objects.remove(&k);
-        self.record(
-            &mut state,
-            Change {
-                rv,
-                kind: ChangeKind::Deleted,
-                resource,
-                namespace: namespace.to_owned(),
-                object: gone.clone(),
-                previous: None,
-            },
-        );
-        Ok(gone)
+        let kind = ChangeKind::Deleted;
+        Ok(self.write(&mut state, resource, namespace, k, kind, current, None))
     }
 
     /// Removes a namespace whose content is gone (the namespace controller's last step).
@@ -593,21 +594,17 @@ impl Store {
     pub fn remove(&self, resource: &'static ResourceType, namespace: &str, name: &str) -> bool {
         let mut state = self.lock();
         let k = key(resource, namespace, name);
-        let Some(mut gone) = state.objects.remove(&k) else {
+        let Some(gone) = state.objects.get(&k).cloned() else {
             return false;
         };
-        let rv = Self::next_rv(&mut state);
-        gone["metadata"]["resourceVersion"] = json!(rv.to_string());
-        self.record(
+        self.write(
             &mut state,
-            Change {
-                rv,
-                kind: ChangeKind::Deleted,
-                resource,
-                namespace: namespace.to_owned(),
-                object: gone,
-                previous: None,
-            },
+            resource,
+            namespace,
+            k,
+            ChangeKind::Deleted,
+            gone,
+            None,
         );
         true
     }

@@ -10,13 +10,8 @@ use serde_json::{Value, json};
 
 use crate::StandInState;
 use crate::resources;
+use crate::store::str_at;
 use crate::store::{Filter, Preconditions};
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
 
 /// Evicts what the `NoExecute` taints say must go; schedules a look again for tolerations
 /// that run out later.

@@ -10,20 +10,10 @@ use serde_json::{Map, Value, json};
 use crate::StandInState;
 use crate::resources::{self, ResourceType};
 use crate::selectors::{LabelSelector, labels_of};
-use crate::store::{Filter, Preconditions};
+use crate::store::{Filter, Preconditions, name_of, str_at};
 
 fn find(group: &str, plural: &str) -> Option<&'static ResourceType> {
     resources::find(group, "v1", plural)
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-fn name_of(v: &Value) -> &str {
-    str_at(v, "/metadata/name")
 }
 
 /// The selector of a `metav1.LabelSelector` object; `None` when it does not parse.
