@@ -13,8 +13,7 @@ use crate::StandInState;
 use crate::resources;
 use crate::selectors::labels_of;
 use crate::status::ApiError;
-use crate::store::str_at;
-use crate::store::{Filter, Preconditions};
+use crate::store::{Filter, Preconditions, str_at};
 
 fn success() -> Response {
     (

@@ -16,8 +16,7 @@ use serde_json::{Value, json};
 use crate::StandInState;
 use crate::resources;
 use crate::status::ApiError;
-use crate::store::str_at;
-use crate::store::{Filter, timestamp};
+use crate::store::{Filter, str_at, timestamp};
 
 /// Whose interruption to simulate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

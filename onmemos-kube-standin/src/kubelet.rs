@@ -18,8 +18,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::StandInState;
 use crate::resources::{self, ResourceType};
-use crate::store::str_at;
-use crate::store::{Filter, timestamp};
+use crate::store::{Filter, str_at, timestamp};
 
 /// Log bytes kept per container.
 const LOG_BYTES: usize = 1 << 20;

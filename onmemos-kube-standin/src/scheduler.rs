@@ -9,8 +9,7 @@ use serde_json::{Value, json};
 
 use crate::StandInState;
 use crate::resources;
-use crate::store::str_at;
-use crate::store::{Filter, timestamp};
+use crate::store::{Filter, str_at, timestamp};
 
 /// What a pod asks for: CPU millis, memory bytes.
 pub(crate) fn requests(pod: &Value) -> (u64, u64) {

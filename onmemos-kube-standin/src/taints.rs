@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 
 use crate::StandInState;
 use crate::resources;
-use crate::store::str_at;
-use crate::store::{Filter, Preconditions};
+use crate::store::{Filter, Preconditions, str_at};
 
 /// Evicts what the `NoExecute` taints say must go; schedules a look again for tolerations
 /// that run out later.
