@@ -106,7 +106,7 @@ fn server(dir: &std::path::Path) -> Result<(String, String, SessionId), Error> {
                 use onmemos::backends::{compute, db};
                 let url = format!("sqlite://{}", dir.join("onmemos.db").display());
                 let engine = onmemos::Engine::builder(db::connect(&url).await?)
-                    .with_compute(compute::connect("local://", &dir)?)
+                    .with_compute(compute::connect("local://", &dir).await?)
                     .build()
                     .await?;
                 let admin = engine

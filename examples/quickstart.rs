@@ -168,7 +168,7 @@ async fn embedded_engine(dir: &std::path::Path) -> Result<onmemos::Engine, Error
     use onmemos::backends::{compute, db, storage};
     let database = db::connect(&format!("sqlite://{}", dir.join("onmemos.db").display())).await?;
     Ok(onmemos::Engine::builder(database)
-        .with_compute(compute::connect("local://", dir)?)
+        .with_compute(compute::connect("local://", dir).await?)
         .with_storage(storage::connect("file://", &Default::default(), dir)?)
         .build()
         .await?)

@@ -27,7 +27,9 @@ fn spec(session: SessionId, workspace: WorkspaceId) -> SessionSpec {
         },
         env: BTreeMap::from([("FROM_TEMPLATE".to_owned(), "yes".to_owned())]),
         placement: Placement::OnDemand,
-        files_dir: None,
+        files: None,
+        template: None,
+        max_duration: None,
     }
 }
 
@@ -36,6 +38,7 @@ async fn started(compute: &LocalCompute, workspace: WorkspaceId) -> SessionId {
     compute
         .provision_workspace(&WorkspaceSpec {
             workspace,
+            owner: onmemos_core::id::UserId::new(),
             name: "ws".into(),
         })
         .await

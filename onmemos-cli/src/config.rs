@@ -49,7 +49,8 @@ pub struct ServeConfig {
     /// The database URL; empty means `sqlite://<data_dir>/onmemos.db`.
     pub database_url: String,
     /// Where sessions run: `local://` (processes under a PTY on this machine, sandboxed with
-    /// bubblewrap when installed), `local://?sandbox=off`, or `none` (no sessions).
+    /// bubblewrap when installed), `local://?sandbox=off`, `kube://[CONTEXT|in-cluster]?…`
+    /// (pods on a Kubernetes cluster; see docs/compute.md), or `none` (no sessions).
     pub compute_url: String,
     /// Where workspace files live: `file://` (under `<data_dir>/storage`), `file:///dir`,
     /// `memory://`, `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, or
@@ -173,6 +174,7 @@ impl ServeConfig {
             .with_optimizer(std::sync::Arc::new(optimizer));
         if self.compute_url != "none" {
             let compute = onmemos::backends::compute::connect(&self.compute_url, &self.data_dir)
+                .await
                 .map_err(|e| anyhow::anyhow!("compute_url: {}", e.message()))?;
             builder = builder.with_compute(compute);
         }

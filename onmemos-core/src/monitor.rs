@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::id::SessionId;
-use crate::model::{SessionStatus, StopReason};
-use crate::ports::compute::ComputeStatus;
+use crate::model::{SessionEventKind, SessionStatus, StopReason, Warning};
+use crate::ports::compute::{ComputeNotice, ComputeStatus};
 use crate::services::sessions::billing::SessionBilling;
 
 /// How many sessions one claim takes.
@@ -220,6 +220,26 @@ impl Monitor {
         let Some(compute) = self.engine.compute() else {
             return Ok(());
         };
+        // What the compute announced comes first: the owner hears of an interruption before
+        // the session stops for it.
+        for notice in compute.take_notices() {
+            let ComputeNotice::Interruption { session, message } = notice;
+            {
+                {
+                    self.engine
+                        .sessions()
+                        .event(
+                            session,
+                            SessionEventKind::Warning {
+                                warning: Warning::Interruption,
+                                seconds_left: 0,
+                            },
+                            format!("the session's capacity is being taken back: {message}"),
+                        )
+                        .await;
+                }
+            }
+        }
         let unfinished = self
             .engine
             .database()
@@ -242,8 +262,9 @@ impl Monitor {
             }
             let id = record.session.id;
             // A shell that exits cleanly is its user ending the session; otherwise it failed.
+            let now = self.engine.clock().now();
             let gone = match compute.status(id).await {
-                Ok(ComputeStatus::Exited(Some(0))) => Some((StopReason::User, None)),
+                Ok(ComputeStatus::Exited(Some(0))) => Some((StopReason::User, None, now)),
                 Ok(ComputeStatus::Exited(code)) => Some((
                     StopReason::Failed,
                     Some(format!(
@@ -251,10 +272,19 @@ impl Monitor {
                         code.map(|c| format!(" with code {c}"))
                             .unwrap_or_else(|| " on a signal".into())
                     )),
+                    now,
                 )),
+                // Charged up to the moment its capacity went, not to when it was noticed.
+                Ok(ComputeStatus::Preempted { at, reason }) => {
+                    Some((StopReason::Preempted, Some(reason), at.min(now)))
+                }
+                Ok(ComputeStatus::Failed { reason }) => {
+                    Some((StopReason::Failed, Some(reason), now))
+                }
                 Ok(ComputeStatus::Gone) => Some((
                     StopReason::Failed,
                     Some("the session's compute is gone".to_owned()),
+                    now,
                 )),
                 Ok(_) => None,
                 Err(e) => {
@@ -262,12 +292,11 @@ impl Monitor {
                     None
                 }
             };
-            if let Some((reason, why)) = gone {
-                let now = self.engine.clock().now();
+            if let Some((reason, why, until)) = gone {
                 let mut ended = record.clone();
                 ended.session.failure = why;
                 match SessionBilling::new(&self.engine)
-                    .finish(ended, reason, now, now)
+                    .finish(ended, reason, until, now)
                     .await
                 {
                     Ok(_) => {
@@ -292,8 +321,27 @@ impl Monitor {
             return Ok(0);
         };
         let mut killed = 0;
+        let shared = !compute.capabilities().node_local;
         for id in compute.running_sessions().await? {
             if live.contains(&id) {
+                continue;
+            }
+            // Compute every replica reaches also runs the sessions other replicas started:
+            // only those no replica runs any more are orphans.
+            if shared
+                && self
+                    .engine
+                    .database()
+                    .sessions()
+                    .record(id)
+                    .await?
+                    .is_some_and(|r| {
+                        !matches!(
+                            r.session.status,
+                            SessionStatus::Stopped | SessionStatus::Failed
+                        )
+                    })
+            {
                 continue;
             }
             match compute.stop_session(id).await {

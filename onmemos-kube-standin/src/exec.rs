@@ -260,7 +260,7 @@ fn spawn_piped(
     out: mpsc::Sender<(u8, Bytes)>,
     mut input: mpsc::Receiver<Input>,
 ) -> std::io::Result<Exit> {
-    let mut child = crate::kubelet::piped_command(&o.command, container, o.stdin).spawn()?;
+    let mut child = crate::kubelet::piped_command(&o.command, container, o.stdin)?.spawn()?;
     let mut stdin = child.stdin.take();
     let group = child.id().and_then(|p| i32::try_from(p).ok());
     tokio::spawn(async move {

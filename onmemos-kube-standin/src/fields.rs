@@ -51,6 +51,10 @@ fn top_level(resource: &ResourceType) -> &'static [&'static str] {
             "reportingComponent",
             "reportingInstance",
         ],
+        ("rbac.authorization.k8s.io", "roles" | "clusterroles") => &["rules", "aggregationRule"],
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => {
+            &["subjects", "roleRef"]
+        }
         _ => &["spec", "status"],
     }
 }

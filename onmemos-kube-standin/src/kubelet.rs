@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, watch};
 use crate::StandInState;
 use crate::resources::{self, ResourceType};
 use crate::store::{Filter, str_at, timestamp};
+use crate::volumes;
 
 /// Log bytes kept per container.
 const LOG_BYTES: usize = 1 << 20;
@@ -68,6 +69,10 @@ pub(crate) struct Container {
     argv: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) dir: PathBuf,
+    /// What runs a command in the container's file system (bubblewrap), when it has one.
+    filesystem: Result<Vec<String>, String>,
+    /// The value of [`volumes::MARKER`] in its processes' environment.
+    marker: String,
     state: Mutex<ContainerState>,
     last_state: Mutex<Option<ContainerState>>,
     restarts: AtomicU32,
@@ -154,6 +159,20 @@ impl Container {
     /// The command it runs.
     pub(crate) fn argv(&self) -> &[String] {
         &self.argv
+    }
+
+    /// `argv` as run in the container's file system.
+    pub(crate) fn command_line(&self, argv: &[String]) -> std::io::Result<Vec<String>> {
+        match &self.filesystem {
+            Ok(prefix) => Ok(prefix.iter().chain(argv).cloned().collect()),
+            Err(e) => Err(std::io::Error::other(e.clone())),
+        }
+    }
+
+    /// Kills every process of the container, its own and those exec'd into it.
+    fn kill_all(&self) {
+        self.signal(rustix::process::Signal::KILL);
+        volumes::kill_marked(&self.marker);
     }
 
     /// Whether it is terminated now.
@@ -265,7 +284,7 @@ impl Drop for Kubelet {
     fn drop(&mut self) {
         for pod in self.pods.lock().unwrap_or_else(|e| e.into_inner()).values() {
             for c in &pod.containers {
-                c.signal(rustix::process::Signal::KILL);
+                c.kill_all();
             }
         }
     }
@@ -283,6 +302,11 @@ impl Kubelet {
             refused: Mutex::default(),
             next_ip: AtomicU32::new(2),
         })
+    }
+
+    /// Where CSI volumes keep their files: `<root>/<driver>/<bucket>/<prefix>`.
+    pub(crate) fn csi_root(&self) -> PathBuf {
+        self.root.path().join("csi")
     }
 
     /// Images that fail to pull from now on.
@@ -421,7 +445,9 @@ fn start(state: &Arc<StandInState>, pod: &Value) {
             if argv.is_empty() {
                 argv = vec!["sleep".into(), "infinity".into()];
             }
-            let env = c
+            let name = str_at(c, "/name").to_owned();
+            let marker = format!("{uid}.{name}");
+            let mut env: Vec<(String, String)> = c
                 .get("env")
                 .and_then(Value::as_array)
                 .into_iter()
@@ -436,12 +462,15 @@ fn start(state: &Arc<StandInState>, pod: &Value) {
                     ))
                 })
                 .collect();
+            env.push((volumes::MARKER.to_owned(), marker.clone()));
             Arc::new(Container {
-                name: str_at(c, "/name").to_owned(),
+                name,
                 image: str_at(c, "/image").to_owned(),
                 argv,
                 env,
                 dir: dir.clone(),
+                filesystem: volumes::prefix(state, pod, c, &dir),
+                marker,
                 state: Mutex::new(ContainerState::Waiting {
                     reason: "ContainerCreating".into(),
                     message: String::new(),
@@ -525,6 +554,15 @@ async fn run_container(
             let _ = stop.wait_for(Option::is_some).await;
             break;
         }
+        if let Err(e) = &c.filesystem {
+            c.set(ContainerState::Waiting {
+                reason: "CreateContainerConfigError".into(),
+                message: e.clone(),
+            });
+            report(&state, &run);
+            let _ = stop.wait_for(Option::is_some).await;
+            break;
+        }
         let started_at = timestamp();
         let spawned = spawn_container(&c, &run.name);
         let (mut child, pumps, input_pump) = match spawned {
@@ -568,8 +606,8 @@ async fn run_container(
                 }
             }
         };
-        // The whole group goes with its leader; attached input has nowhere to go.
-        c.signal(rustix::process::Signal::KILL);
+        // Everything of the container goes with its process; attached input has nowhere to go.
+        c.kill_all();
         c.input.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(p) = input_pump {
             p.abort();
@@ -685,7 +723,8 @@ pub(crate) fn piped_command(
     argv: &[String],
     container: &Container,
     stdin: bool,
-) -> tokio::process::Command {
+) -> std::io::Result<tokio::process::Command> {
+    let argv = container.command_line(argv)?;
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(&container.dir)
@@ -695,7 +734,7 @@ pub(crate) fn piped_command(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    cmd
+    Ok(cmd)
 }
 
 /// Runs `argv` in `container` (its environment and directory, plus `extra` variables) under
@@ -709,6 +748,7 @@ pub(crate) fn spawn_on_pty(
     pty_process::OwnedReadPty,
     pty_process::OwnedWritePty,
 )> {
+    let argv = container.command_line(argv)?;
     let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
     pty.resize(pty_process::Size::new(24, 80))
         .map_err(std::io::Error::other)?;
@@ -757,7 +797,7 @@ fn spawn_container(c: &Arc<Container>, hostname: &str) -> std::io::Result<Spawne
         }));
         child
     } else {
-        let mut cmd = piped_command(&c.argv, c, c.stdin);
+        let mut cmd = piped_command(&c.argv, c, c.stdin)?;
         cmd.env("HOSTNAME", hostname);
         let mut child = cmd.spawn()?;
         if let Some(mut stdin) = child.stdin.take() {

@@ -44,6 +44,7 @@ mod selectors;
 mod status;
 mod store;
 mod taints;
+mod volumes;
 mod watch;
 mod workloads;
 mod yaml;
@@ -134,6 +135,12 @@ impl StandIn {
             server,
             controllers,
         })
+    }
+
+    /// The directory a CSI volume of `driver` shows for `bucket`: a pod mounting the bucket
+    /// with a prefix sees `<this>/<prefix>` (see the kubelet's volumes).
+    pub fn csi_bucket_dir(&self, driver: &str, bucket: &str) -> PathBuf {
+        self.state.kubelet.csi_root().join(driver).join(bucket)
     }
 
     /// Its URL (`http://127.0.0.1:PORT`).

@@ -23,12 +23,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::ReceiverStream;
 use async_trait::async_trait;
 use bytes::Bytes;
 use onmemos_core::id::{SessionId, WorkspaceId};
 use onmemos_core::ports::compute::{
     ComputeCapabilities, ComputeProvider, ComputeStatus, ExecEvent, ExecRequest, ExecStream,
-    LimitEnforcement, PtyConnection, PtySize, ResourceUsage, SandboxState, SessionSpec,
+    FilesMount, LimitEnforcement, PtyConnection, PtySize, ResourceUsage, SandboxState, SessionSpec,
     WorkspaceSpec,
 };
 use onmemos_core::{Error, Result};
@@ -460,14 +461,20 @@ impl ComputeProvider for LocalCompute {
         tokio::fs::create_dir_all(&workdir)
             .await
             .map_err(|e| io_error("create the workspace directory", e))?;
-        if let Some(files) = &spec.files_dir {
+        // Only files on this machine can be shown here: a bucket is the business of a
+        // compute with a CSI driver.
+        let files_dir = match &spec.files {
+            Some(FilesMount::Dir(dir)) => Some(dir.clone()),
+            _ => None,
+        };
+        if let Some(files) = &files_dir {
             link_files(&workdir, files).await?;
         }
         let shell = self.shell.display().to_string();
         let argv = self.wrap(
             spec.session,
             &workdir,
-            spec.files_dir.as_deref(),
+            files_dir.as_deref(),
             Some(spec.resources.memory_mib),
             &[shell, "-i".into()],
         )?;
@@ -523,7 +530,7 @@ impl ComputeProvider for LocalCompute {
             input: tokio::sync::Mutex::new(write),
             output,
             workdir,
-            files: spec.files_dir.clone(),
+            files: files_dir,
             env: spec.env.clone(),
             marker,
             reader,
@@ -785,20 +792,6 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(
     match pipe.as_mut()?.read(buf).await {
         Ok(0) | Err(_) => None,
         Ok(n) => Some(n),
-    }
-}
-
-/// A stream over an mpsc receiver.
-struct ReceiverStream<T>(tokio::sync::mpsc::Receiver<T>);
-
-impl<T> futures_core::Stream for ReceiverStream<T> {
-    type Item = T;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<T>> {
-        self.0.poll_recv(cx)
     }
 }
 

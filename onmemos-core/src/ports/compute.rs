@@ -1,9 +1,9 @@
 //! The `ComputeProvider` port: where sessions run.
 //!
-//! Implementation: `LocalCompute` (a process tree under a PTY per session, on this machine, in
-//! bubblewrap unless the operator opted out), which passes the conformance suite
-//! ([`crate::testing::compute`], feature `testing`) sandboxed and unsandboxed. A pod per session
-//! on Kubernetes is next; it will run the same suite.
+//! Implementations: `LocalCompute` (a process tree under a PTY per session, on this machine, in
+//! bubblewrap unless the operator opted out) and `KubernetesCompute` (a namespace per workspace,
+//! a pod per session, on GKE, EKS or any cluster). Both pass the conformance suite
+//! ([`crate::testing::compute`], feature `testing`).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -15,8 +15,10 @@ use bytes::Bytes;
 use futures_core::Stream;
 
 pub use crate::api::{LimitEnforcement, SandboxState};
+use chrono::{DateTime, Utc};
+
 use crate::error::Result;
-use crate::id::{SessionId, WorkspaceId};
+use crate::id::{SessionId, TemplateId, UserId, WorkspaceId};
 use crate::model::{Placement, Resources};
 
 /// What a compute implementation supports.
@@ -102,8 +104,50 @@ impl ComputeCapabilities {
 pub struct WorkspaceSpec {
     /// The workspace.
     pub workspace: WorkspaceId,
+    /// Its owner.
+    pub owner: UserId,
     /// Its DNS-label name.
     pub name: String,
+}
+
+/// Where a workspace's stored files come from, for a compute to show them in its sessions at
+/// `/workspace/files`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FilesMount {
+    /// A directory on the server's machine (local storage).
+    Dir(std::path::PathBuf),
+    /// A prefix of a bucket in an object store.
+    Bucket(BucketMount),
+}
+
+/// A prefix of a bucket, as a CSI driver mounts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketMount {
+    /// Which store.
+    pub store: BucketStore,
+    /// The bucket (the container, on Azure).
+    pub bucket: String,
+    /// The workspace's prefix in it, without a leading or trailing `/` (`workspaces/ws_…`).
+    pub prefix: String,
+}
+
+/// The object store a bucket lives in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BucketStore {
+    /// Amazon S3 (or an S3-compatible store).
+    S3 {
+        /// Its region, when configured.
+        region: Option<String>,
+    },
+    /// Google Cloud Storage.
+    Gcs,
+    /// Azure Blob Storage.
+    Azure {
+        /// The storage account.
+        account: String,
+    },
 }
 
 /// What to start for a session.
@@ -113,6 +157,8 @@ pub struct SessionSpec {
     pub session: SessionId,
     /// The workspace it runs in.
     pub workspace: WorkspaceId,
+    /// The template it was made from, when there is one.
+    pub template: Option<TemplateId>,
     /// The image (ignored by local compute).
     pub image: String,
     /// Resource requests and limits.
@@ -121,9 +167,12 @@ pub struct SessionSpec {
     pub env: BTreeMap<String, String>,
     /// Spot or on-demand.
     pub placement: Placement,
-    /// The workspace's stored files as a directory on this machine (local storage), shown in
-    /// the session as `/workspace/files`; other stores are mounted by the compute itself.
-    pub files_dir: Option<std::path::PathBuf>,
+    /// Where the workspace's stored files come from, shown in the session as
+    /// `/workspace/files`; `None` shows none.
+    pub files: Option<FilesMount>,
+    /// The longest the session may run: a compute may stop it itself past this, as a backstop
+    /// to the monitor that stops it at its limit.
+    pub max_duration: Option<Duration>,
 }
 
 /// A command to run in a session.
@@ -176,7 +225,8 @@ pub trait PtyConnection: Send + Sync + Debug {
 }
 
 /// The state of a session's compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ComputeStatus {
     /// Starting up.
     Starting,
@@ -184,8 +234,34 @@ pub enum ComputeStatus {
     Running,
     /// Exited with this code.
     Exited(Option<i32>),
+    /// Its capacity was taken back — evicted, its node terminated, or deleted by someone else —
+    /// at `at`; the session is charged up to then.
+    Preempted {
+        /// When it ended.
+        at: DateTime<Utc>,
+        /// What happened, for the session's owner.
+        reason: String,
+    },
+    /// It could not start or run (an image that cannot be pulled, no node that fits).
+    Failed {
+        /// Why, for the session's owner.
+        reason: String,
+    },
     /// Not known to the provider (never started, or gone).
     Gone,
+}
+
+/// Something a compute learned about a running session on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ComputeNotice {
+    /// Its capacity is being taken back: the session will end soon.
+    Interruption {
+        /// The session.
+        session: SessionId,
+        /// What the provider said.
+        message: String,
+    },
 }
 
 /// Resources a session uses now.
@@ -223,4 +299,8 @@ pub trait ComputeProvider: Send + Sync + Debug + 'static {
     async fn usage(&self, session: SessionId) -> Result<ResourceUsage>;
     /// The sessions this provider runs (to reconcile after a restart).
     async fn running_sessions(&self) -> Result<Vec<SessionId>>;
+    /// What the compute learned since the last call (each notice once per provider).
+    fn take_notices(&self) -> Vec<ComputeNotice> {
+        Vec::new()
+    }
 }

@@ -247,6 +247,12 @@ pub trait StorageProvider: Send + Sync + Debug + 'static {
         let _ = prefix;
         None
     }
+    /// The bucket and key prefix that hold the objects under `prefix`, when the store is a
+    /// cloud object store, so a compute can mount them with its CSI driver.
+    fn bucket(&self, prefix: &str) -> Option<crate::ports::compute::BucketMount> {
+        let _ = prefix;
+        None
+    }
 }
 
 fn unsupported_upload(path: &str) -> crate::Error {

@@ -21,7 +21,7 @@ use crate::id::{SessionId, WorkspaceId};
 use crate::model::{Placement, Resources};
 use crate::ports::ComputeProvider;
 use crate::ports::compute::{
-    ComputeStatus, ExecEvent, ExecRequest, PtySize, SessionSpec, WorkspaceSpec,
+    ComputeStatus, ExecEvent, ExecRequest, FilesMount, PtySize, SessionSpec, WorkspaceSpec,
 };
 
 /// The longest a check waits for something a provider does asynchronously.
@@ -41,29 +41,46 @@ fn spec(session: SessionId, workspace: WorkspaceId) -> SessionSpec {
         },
         env: BTreeMap::from([("FROM_TEMPLATE".to_owned(), "yes".to_owned())]),
         placement: Placement::OnDemand,
-        files_dir: None,
+        files: None,
+        template: None,
+        max_duration: None,
     }
 }
 
 /// A session started in a workspace provisioned for it: (workspace, session).
 async fn started(compute: &Arc<dyn ComputeProvider>) -> (WorkspaceId, SessionId) {
+    started_as(compute, spec).await
+}
+
+/// The same, the session made by `make` (from its id and its workspace's).
+async fn started_as(
+    compute: &Arc<dyn ComputeProvider>,
+    make: impl Fn(SessionId, WorkspaceId) -> SessionSpec,
+) -> (WorkspaceId, SessionId) {
     let workspace = WorkspaceId::new();
     let session = SessionId::new();
     compute
         .provision_workspace(&WorkspaceSpec {
             workspace,
+            owner: crate::id::UserId::new(),
             name: "conformance".into(),
         })
         .await
         .unwrap_or_else(|e| panic!("provision: {e}"));
     compute
-        .start_session(&spec(session, workspace))
+        .start_session(&make(session, workspace))
         .await
         .unwrap_or_else(|e| panic!("start: {e}"));
+    running(compute, session).await;
+    (workspace, session)
+}
+
+/// Waits until a started session runs.
+async fn running(compute: &Arc<dyn ComputeProvider>, session: SessionId) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         match compute.status(session).await {
-            Ok(ComputeStatus::Running) => return (workspace, session),
+            Ok(ComputeStatus::Running) => return,
             Ok(ComputeStatus::Starting) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -343,16 +360,25 @@ pub async fn usage_and_unknown_sessions(compute: Arc<dyn ComputeProvider>) {
 }
 
 /// Stopping a session kills everything it started, however it detached (`setsid`, a
-/// double fork, `nohup`): each writes a heartbeat into the workspace, and after the stop a new
-/// session of the same workspace sees every heartbeat stand still.
+/// double fork, `nohup`): each writes a heartbeat into the workspace's files, and after the
+/// stop a new session of the same workspace sees every heartbeat stand still.
+///
+/// The files are a directory of this machine ([`FilesMount::Dir`]), which a pod sees only on
+/// a single-node cluster whose node is this machine (the stand-in's).
 pub async fn stop_kills_everything_the_session_started(compute: Arc<dyn ComputeProvider>) {
-    let (workspace, session) = started(&compute).await;
-    let beat = |name: &str| format!("while :; do date +%s%N >> {name}; sleep 0.05; done");
+    let files = std::env::temp_dir().join(format!("onmemos-conformance-{}", SessionId::new()));
+    std::fs::create_dir_all(&files).unwrap_or_else(|e| panic!("create {files:?}: {e}"));
+    let with_files = |session, workspace| SessionSpec {
+        files: Some(FilesMount::Dir(files.clone())),
+        ..spec(session, workspace)
+    };
+    let (workspace, session) = started_as(&compute, with_files).await;
+    let beat = |name: &str| format!("while :; do date +%s%N >> files/{name}; sleep 0.05; done");
     let script = format!(
         "setsid sh -c '{}' </dev/null >/dev/null 2>&1 & \
          ( sh -c '{}' </dev/null >/dev/null 2>&1 & ) ; \
          nohup sh -c '{}' </dev/null >/dev/null 2>&1 & \
-         sleep 0.5; wc -l < beat-setsid; wc -l < beat-fork; wc -l < beat-nohup",
+         sleep 0.5; wc -l < files/beat-setsid; wc -l < files/beat-fork; wc -l < files/beat-nohup",
         beat("beat-setsid"),
         beat("beat-fork"),
         beat("beat-nohup")
@@ -374,10 +400,11 @@ pub async fn stop_kills_everything_the_session_started(compute: Arc<dyn ComputeP
     // A new session of the same workspace watches the heartbeats.
     let watcher = SessionId::new();
     compute
-        .start_session(&spec(watcher, workspace))
+        .start_session(&with_files(watcher, workspace))
         .await
         .unwrap_or_else(|e| panic!("start: {e}"));
-    let count = "wc -l < beat-setsid; wc -l < beat-fork; wc -l < beat-nohup";
+    running(&compute, watcher).await;
+    let count = "wc -l < files/beat-setsid; wc -l < files/beat-fork; wc -l < files/beat-nohup";
     let before = run(&compute, watcher, count, &[], None, PATIENCE).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let after = run(&compute, watcher, count, &[], None, PATIENCE).await;
@@ -387,6 +414,7 @@ pub async fn stop_kills_everything_the_session_started(compute: Arc<dyn ComputeP
         "a process the stopped session started still runs (setsid, double fork, nohup)"
     );
     finished(&compute, workspace, watcher).await;
+    let _ = std::fs::remove_dir_all(&files);
 }
 
 /// A provider made again over the same state — the server restarted — finds the sessions the

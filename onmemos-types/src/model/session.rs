@@ -239,6 +239,8 @@ pub enum Warning {
     IdleTimeout,
     /// The credits will not cover the next billing window.
     CreditsLow,
+    /// The session's spot capacity is being taken back (the provider announced it).
+    Interruption,
 }
 
 impl Warning {
@@ -249,6 +251,7 @@ impl Warning {
             Self::CostLimit => 2,
             Self::IdleTimeout => 4,
             Self::CreditsLow => 8,
+            Self::Interruption => 16,
         }
     }
 }

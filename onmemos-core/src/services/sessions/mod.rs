@@ -25,8 +25,8 @@ use crate::model::{
 };
 use crate::ports::SessionFilter;
 use crate::ports::compute::{
-    ComputeProvider, ExecEvent, ExecRequest, ExecStream, PtyConnection, PtySize, SessionSpec,
-    WorkspaceSpec,
+    ComputeProvider, ExecEvent, ExecRequest, ExecStream, FilesMount, PtyConnection, PtySize,
+    SessionSpec, WorkspaceSpec,
 };
 use crate::principal::Principal;
 use crate::validation::validate;
@@ -177,23 +177,19 @@ impl<'e> SessionService<'e> {
         let spec = SessionSpec {
             session: id,
             workspace: workspace.id,
+            template: Some(template.id),
             image: template.image.clone(),
             resources: template.resources,
             env,
             placement: request.placement,
-            // Files kept on this machine can be shown to sessions running on it.
-            files_dir: self
-                .engine
-                .storage_provider()
-                .filter(|_| compute.capabilities().node_local)
-                .and_then(|s| {
-                    s.local_dir(&crate::services::storage::workspace_prefix(workspace.id))
-                }),
+            files: self.files_mount(compute.as_ref(), workspace.id),
+            max_duration: Some(std::time::Duration::from_secs(limits.max_duration_secs)),
         };
         let started = async {
             compute
                 .provision_workspace(&WorkspaceSpec {
                     workspace: workspace.id,
+                    owner: workspace.owner_id,
                     name: workspace.name.clone(),
                 })
                 .await?;
@@ -237,6 +233,24 @@ impl<'e> SessionService<'e> {
         self.engine.shared().monitor_wake.notify_one();
         tracing::info!(session = %id, template = %template.name, rate, "session started");
         Ok(next.session)
+    }
+
+    /// How a session of `workspace` on `compute` sees the workspace's stored files: a compute
+    /// on this machine sees local storage's directory; another mounts the store's bucket, or —
+    /// with local storage — the directory as a path on its node (a single-node cluster).
+    fn files_mount(
+        &self,
+        compute: &dyn ComputeProvider,
+        workspace: crate::id::WorkspaceId,
+    ) -> Option<FilesMount> {
+        let storage = self.engine.storage_provider()?;
+        let prefix = crate::services::storage::workspace_prefix(workspace);
+        let dir = storage.local_dir(&prefix).map(FilesMount::Dir);
+        if compute.capabilities().node_local {
+            dir
+        } else {
+            storage.bucket(&prefix).map(FilesMount::Bucket).or(dir)
+        }
     }
 
     pub(crate) async fn resolve_template(

@@ -1,0 +1,146 @@
+//! `KubernetesCompute` on the loopback Kubernetes stand-in (real processes behind real pods,
+//! the real exec and attach WebSocket protocols), or on a real cluster when `KUBECONFIG` is
+//! set: the `ComputeProvider` conformance suite for each flavour.
+#![cfg(feature = "kubernetes")]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use onmemos_backends::compute::{Flavour, KubeOptions, KubernetesCompute};
+use onmemos_core::Result;
+use onmemos_core::id::{SessionId, WorkspaceId};
+use onmemos_core::ports::ComputeProvider;
+use onmemos_core::ports::compute::{
+    ComputeCapabilities, ComputeNotice, ComputeStatus, ExecRequest, ExecStream, PtyConnection,
+    PtySize, ResourceUsage, SessionSpec, WorkspaceSpec,
+};
+use onmemos_kube_standin::{NodeSpec, StandIn};
+
+/// A compute and the stand-in it runs on (none on a real cluster), kept alive together.
+#[derive(Debug)]
+struct OnCluster {
+    compute: KubernetesCompute,
+    _standin: Option<Arc<StandIn>>,
+}
+
+/// The nodes a stand-in gets for `flavour`: one on-demand and one spot node, labelled as
+/// that provider labels them.
+fn nodes(flavour: Flavour) -> Vec<NodeSpec> {
+    match flavour {
+        Flavour::Gke => vec![
+            NodeSpec::new("gke-on-demand"),
+            NodeSpec::new("gke-spot").gke_spot(),
+        ],
+        Flavour::Eks => vec![
+            NodeSpec::new("eks-on-demand").label("eks.amazonaws.com/capacityType", "ON_DEMAND"),
+            NodeSpec::new("eks-spot").eks_spot(),
+        ],
+        Flavour::Plain => vec![NodeSpec::new("node-a")],
+    }
+}
+
+/// `n` computes of `flavour` over one cluster (the same server, restarted `n - 1` times).
+async fn computes(flavour: Flavour, n: usize) -> Vec<Arc<dyn ComputeProvider>> {
+    let options = KubeOptions {
+        flavour,
+        // The stand-in runs pods as this machine's user.
+        run_as: onmemos_backends::compute::RunAs::Image,
+        ..KubeOptions::default()
+    };
+    let (config, standin) = match std::env::var_os("KUBECONFIG") {
+        Some(_) => (
+            kube::Config::infer()
+                .await
+                .unwrap_or_else(|e| panic!("KUBECONFIG is set but unreadable: {e}")),
+            None,
+        ),
+        None => {
+            let standin = StandIn::start()
+                .await
+                .unwrap_or_else(|e| panic!("stand-in: {e}"));
+            for node in nodes(flavour) {
+                standin
+                    .cluster()
+                    .add_node(&node)
+                    .unwrap_or_else(|e| panic!("node: {e:?}"));
+            }
+            let url = standin.url().parse().unwrap_or_else(|e| panic!("{e}"));
+            (kube::Config::new(url), Some(Arc::new(standin)))
+        }
+    };
+    (0..n)
+        .map(|_| {
+            let compute = KubernetesCompute::with_config(config.clone(), options.clone())
+                .unwrap_or_else(|e| panic!("compute: {e}"));
+            Arc::new(OnCluster {
+                compute,
+                _standin: standin.clone(),
+            }) as Arc<dyn ComputeProvider>
+        })
+        .collect()
+}
+
+#[async_trait]
+impl ComputeProvider for OnCluster {
+    fn capabilities(&self) -> ComputeCapabilities {
+        self.compute.capabilities()
+    }
+    async fn provision_workspace(&self, spec: &WorkspaceSpec) -> Result<()> {
+        self.compute.provision_workspace(spec).await
+    }
+    async fn teardown_workspace(&self, workspace: WorkspaceId) -> Result<()> {
+        self.compute.teardown_workspace(workspace).await
+    }
+    async fn start_session(&self, spec: &SessionSpec) -> Result<()> {
+        self.compute.start_session(spec).await
+    }
+    async fn stop_session(&self, session: SessionId) -> Result<()> {
+        self.compute.stop_session(session).await
+    }
+    async fn exec(&self, session: SessionId, request: ExecRequest) -> Result<ExecStream> {
+        self.compute.exec(session, request).await
+    }
+    async fn attach_pty(
+        &self,
+        session: SessionId,
+        size: PtySize,
+    ) -> Result<Box<dyn PtyConnection>> {
+        self.compute.attach_pty(session, size).await
+    }
+    async fn status(&self, session: SessionId) -> Result<ComputeStatus> {
+        self.compute.status(session).await
+    }
+    async fn usage(&self, session: SessionId) -> Result<ResourceUsage> {
+        self.compute.usage(session).await
+    }
+    async fn running_sessions(&self) -> Result<Vec<SessionId>> {
+        self.compute.running_sessions().await
+    }
+    fn take_notices(&self) -> Vec<ComputeNotice> {
+        self.compute.take_notices()
+    }
+}
+
+macro_rules! conformance_of {
+    ($module:ident, $flavour:expr) => {
+        /// The `ComputeProvider` suite on this flavour.
+        mod $module {
+            use std::sync::Arc;
+
+            use onmemos_core::ports::ComputeProvider;
+
+            onmemos_core::compute_conformance!(
+                || async { super::computes($flavour, 1).await.pop() },
+                restart = || async {
+                    let mut pair = super::computes($flavour, 2).await;
+                    let again: Arc<dyn ComputeProvider> = pair.pop()?;
+                    Some((pair.pop()?, again))
+                }
+            );
+        }
+    };
+}
+
+conformance_of!(conformance_gke, onmemos_backends::compute::Flavour::Gke);
+conformance_of!(conformance_eks, onmemos_backends::compute::Flavour::Eks);
+conformance_of!(conformance_plain, onmemos_backends::compute::Flavour::Plain);
