@@ -185,31 +185,11 @@ impl World {
             .map(|t| t.amount)
             .sum();
         assert_eq!(posted, s.cost_micros, "ledger posts against the session");
-        let balance = self
-            .db
-            .ledger()
-            .balance(self.user.user_id())
-            .await
-            .unwrap_or_else(|e| panic!("balance: {e}"));
-        assert_eq!(
-            balance.counters.debits_pending, 0,
-            "a hold outlived the session"
-        );
-        assert_eq!(
-            balance.counters.debits_posted, s.cost_micros,
-            "what the user paid"
-        );
+        common::check_paid(self.db.as_ref(), self.user.user_id(), s.cost_micros).await;
     }
 
     async fn events(&self, id: SessionId) -> Vec<SessionEventKind> {
-        self.engine
-            .sessions()
-            .events(&self.user, id, &Default::default())
-            .await
-            .unwrap_or_else(|e| panic!("events: {e}"))
-            .into_iter()
-            .map(|e| e.kind)
-            .collect()
+        common::event_kinds(&self.engine, &self.user, id).await
     }
 
     /// The trail starts created → started, has every tick's charge, and ends with the stop.

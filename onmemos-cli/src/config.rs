@@ -97,6 +97,12 @@ pub struct FlagOverrides {
     /// `--database-url`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// `--compute-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_url: Option<String>,
+    /// `--storage-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_url: Option<String>,
     /// `--log-format`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,

@@ -135,18 +135,32 @@ impl Monitor {
         })
     }
 
-    /// After a restart: every unfinished session of this node is stopped
-    /// (`server_restart_reconciled`), charged up to its last tick — the time since cannot be
-    /// proven — and its processes are killed; processes of sessions this node does not know
-    /// are killed too.
+    /// After a restart. On compute of this machine, every unfinished session of this node is
+    /// stopped (`server_restart_reconciled`), charged up to its last tick — the time since
+    /// cannot be proven — and its processes are killed; processes of sessions this node does
+    /// not know are killed too. On compute every node reaches (pods), running sessions outlive
+    /// the restart: they are left to the sweep, which ends those whose compute went; the ones
+    /// this node was starting or stopping are reconciled; compute no session owns is removed.
+    /// Sessions created after `started` (by this process) are not leftovers.
     pub async fn reconcile_after_restart(&self) -> Result<PassReport> {
         let mut report = PassReport::default();
+        let started = self.engine.clock().now();
         let billing = SessionBilling::new(&self.engine);
         let db = self.engine.database();
+        let shared = self
+            .engine
+            .compute()
+            .is_some_and(|c| !c.capabilities().node_local);
         // Those that could not be reconciled stay as they are, processes included.
         let mut kept = HashSet::new();
-        for record in db.sessions().unfinished_on(self.engine.node()).await? {
+        for record in db.sessions().unfinished(Some(self.engine.node())).await? {
             let id = record.session.id;
+            if record.session.created_at >= started
+                || (shared && record.session.status == SessionStatus::Running)
+            {
+                kept.insert(id);
+                continue;
+            }
             let now = self.engine.clock().now();
             match billing.reconcile(record, now).await {
                 Ok(reason) => report.stopped.push((id, reason)),
@@ -157,7 +171,11 @@ impl Monitor {
                 }
             }
         }
-        report.orphans_killed += self.kill_orphans(&kept).await?;
+        if shared {
+            self.sweep(&mut report).await?;
+        } else {
+            report.orphans_killed += self.kill_orphans(&kept).await?;
+        }
         Ok(report)
     }
 
@@ -240,11 +258,14 @@ impl Monitor {
                 }
             }
         }
+        // Compute every node reaches runs every node's sessions: each replica sweeps them all
+        // (the writes are conditional, so two replicas ending one session end it once).
+        let shared = !compute.capabilities().node_local;
         let unfinished = self
             .engine
             .database()
             .sessions()
-            .unfinished_on(self.engine.node())
+            .unfinished((!shared).then_some(self.engine.node()))
             .await?;
         let mut live: HashSet<SessionId> = unfinished
             .iter()

@@ -275,6 +275,16 @@ async fn dispatch(state: Arc<StandInState>, request: Request) -> Result<Response
         return Err(ApiError::no_route(&path));
     };
     let query = Query::parse(request.uri().query());
+    state.audit.note(
+        &method,
+        target.resource.group,
+        match &target.subresource {
+            Some(sub) => format!("{}/{sub}", target.resource.plural),
+            None => target.resource.plural.to_owned(),
+        },
+        target.name.is_some(),
+        query.flag("watch"),
+    );
     if let (Some(name), Some("log"), &Method::GET) = (
         target.name.as_deref(),
         target.subresource.as_deref(),

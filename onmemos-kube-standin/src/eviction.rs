@@ -212,6 +212,7 @@ mod tests {
             watch_epoch: tokio::sync::watch::Sender::new(0),
             kubelet: crate::kubelet::Kubelet::new().unwrap_or_else(|e| panic!("{e}")),
             faults: crate::faults::Faults::default(),
+            audit: crate::audit::Audit::default(),
         }
     }
 

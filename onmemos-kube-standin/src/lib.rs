@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod api;
+mod audit;
 mod conditions;
 mod controllers;
 mod defaults;
@@ -49,6 +50,7 @@ mod watch;
 mod workloads;
 mod yaml;
 
+pub use audit::Access;
 pub use faults::{Fault, FaultKind};
 pub use interruption::SpotProvider;
 pub use nodes::{NodeSpec, Taint};
@@ -65,6 +67,8 @@ pub(crate) struct StandInState {
     pub(crate) kubelet: kubelet::Kubelet,
     /// Injected faults still to happen.
     pub(crate) faults: faults::Faults,
+    /// The accesses clients made.
+    pub(crate) audit: audit::Audit,
 }
 
 /// A running stand-in. Dropping it stops the server.
@@ -91,6 +95,23 @@ fn router(state: Arc<StandInState>) -> axum::Router {
     axum::Router::new().fallback(api::handle).with_state(state)
 }
 
+/// Whether the real `kubectl` can run here, for tests that drive it. Under `CI` it must:
+/// its absence panics there; elsewhere it is said and the caller skips.
+pub fn kubectl_on_path() -> bool {
+    let found = std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kubectl must be on the PATH in CI: the kubectl tests cannot be skipped there"
+        );
+        eprintln!("SKIPPED: no kubectl on the PATH");
+    }
+    found
+}
+
 /// A kubeconfig whose one context points at `url` in namespace `default`.
 pub fn kubeconfig_yaml(url: &str) -> String {
     format!(
@@ -115,6 +136,7 @@ impl StandIn {
             watch_epoch: tokio::sync::watch::Sender::new(0),
             kubelet: kubelet::Kubelet::new()?,
             faults: faults::Faults::default(),
+            audit: audit::Audit::default(),
         });
         let dir = tempfile::tempdir()?;
         let kubeconfig = dir.path().join("kubeconfig");
@@ -248,6 +270,11 @@ impl Cluster {
             self.state.store.remove(pods, ns, pod_name);
         }
         Ok(())
+    }
+
+    /// The accesses (verb, group, resource) clients made so far, as RBAC rules name them.
+    pub fn accesses(&self) -> Vec<Access> {
+        self.state.audit.seen()
     }
 
     /// Injects a fault: the next matching requests fail or stall.

@@ -16,18 +16,7 @@ use serde_json::{Value, json};
 
 /// Whether kubectl can run here (it must in CI).
 fn have_kubectl() -> bool {
-    let found = Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "kubectl must be on the PATH in CI: the kubectl tests cannot be skipped there"
-        );
-        eprintln!("SKIPPED: no kubectl on the PATH");
-    }
-    found
+    onmemos_kube_standin::kubectl_on_path()
 }
 
 struct Kubectl<'a> {

@@ -107,3 +107,33 @@ pub async fn all_posts(db: &dyn Database) -> Vec<Transfer> {
         }
     }
 }
+
+/// Checks that `user` has nothing held and paid exactly `paid`.
+pub async fn check_paid(db: &dyn Database, user: UserId, paid: MicroCredits) {
+    let balance = db
+        .ledger()
+        .balance(user)
+        .await
+        .unwrap_or_else(|e| panic!("balance: {e}"));
+    assert_eq!(
+        balance.counters.debits_pending, 0,
+        "a hold outlived the session"
+    );
+    assert_eq!(balance.counters.debits_posted, paid, "what the user paid");
+}
+
+/// The kinds of a session's events, oldest first.
+pub async fn event_kinds(
+    engine: &Engine,
+    user: &Principal,
+    id: onmemos_core::id::SessionId,
+) -> Vec<onmemos_core::model::SessionEventKind> {
+    engine
+        .sessions()
+        .events(user, id, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("events: {e}"))
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}

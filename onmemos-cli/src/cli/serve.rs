@@ -24,6 +24,14 @@ pub(crate) struct ServeArgs {
     /// in the data directory]
     #[arg(long, alias = "database")]
     database_url: Option<String>,
+    /// Where sessions run: `local://`, `local://?sandbox=off`, `kube://[CONTEXT|in-cluster]?…`
+    /// or `none` [env: ONMEMOS_COMPUTE_URL; default: local://]
+    #[arg(long)]
+    compute_url: Option<String>,
+    /// Where workspace files live: `file://`, `s3://…`, `gs://…`, `az://…`, `memory://` or
+    /// `none` [env: ONMEMOS_STORAGE_URL; default: file://]
+    #[arg(long)]
+    storage_url: Option<String>,
     /// Log format: pretty or json [env: ONMEMOS_LOG_FORMAT]
     #[arg(long, value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
@@ -46,6 +54,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         data_dir: args.data_dir,
         database_url: args.database_url,
+        compute_url: args.compute_url,
+        storage_url: args.storage_url,
         log_format: args.log_format,
     };
     let config = ServeConfig::load(args.config.as_deref(), &flags)?;

@@ -281,8 +281,9 @@ pub trait SessionRepo: Send + Sync {
     /// The earliest moment a running session is due and claimable: its next check, or the end
     /// of the lease that holds it when that is later. `None` when no session runs.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>>;
-    /// The unfinished sessions whose compute is on `node`.
-    async fn unfinished_on(&self, node: &str) -> Result<Vec<SessionRecord>>;
+    /// The unfinished sessions started by `node`, or by any node when `None` (a compute every
+    /// node reaches).
+    async fn unfinished(&self, node: Option<&str>) -> Result<Vec<SessionRecord>>;
     /// Deletes one of `owner`'s sessions with its events if it has finished; returns whether it
     /// did.
     async fn delete_finished(&self, owner: UserId, id: SessionId) -> Result<bool>;

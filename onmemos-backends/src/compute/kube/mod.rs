@@ -42,8 +42,6 @@ use retry::{kube_error, retried};
 
 /// How long a deleted pod or namespace may take to go before the call gives up.
 const GONE_PATIENCE: Duration = Duration::from_secs(120);
-/// The longest a request–response call may stall.
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Sessions as pods on a Kubernetes cluster.
 pub struct KubernetesCompute {
@@ -108,8 +106,8 @@ impl KubernetesCompute {
         config.default_retry = false;
         let streams = kube::Client::try_from(config.clone())
             .map_err(|e| Error::configuration(format!("Kubernetes client: {e}")))?;
-        config.read_timeout = Some(CALL_TIMEOUT);
-        config.connect_timeout = Some(CALL_TIMEOUT);
+        config.read_timeout = Some(options.call_timeout);
+        config.connect_timeout = Some(options.call_timeout);
         let client = kube::Client::try_from(config)
             .map_err(|e| Error::configuration(format!("Kubernetes client: {e}")))?;
         let pods = PodCache::new();
@@ -401,7 +399,7 @@ impl ComputeProvider for KubernetesCompute {
     }
 
     async fn start_session(&self, spec: &SessionSpec) -> Result<()> {
-        self.synced(CALL_TIMEOUT).await?;
+        self.synced(self.options.call_timeout).await?;
         if self.pods.pod(spec.session).is_some() {
             return Err(Error::conflict(format!(
                 "session {} is already running",
@@ -435,7 +433,7 @@ impl ComputeProvider for KubernetesCompute {
     }
 
     async fn stop_session(&self, session: SessionId) -> Result<()> {
-        self.synced(CALL_TIMEOUT).await?;
+        self.synced(self.options.call_timeout).await?;
         self.pods.stopping(session);
         let namespace = match self.pods.pod(session) {
             Some(pod) => pod.metadata.namespace.clone().unwrap_or_default(),
@@ -450,7 +448,7 @@ impl ComputeProvider for KubernetesCompute {
     }
 
     async fn exec(&self, session: SessionId, request: ExecRequest) -> Result<ExecStream> {
-        self.synced(CALL_TIMEOUT).await?;
+        self.synced(self.options.call_timeout).await?;
         let (namespace, name) = self.located(session)?;
         exec::exec(&self.streams, &namespace, &name, request).await
     }
@@ -460,18 +458,18 @@ impl ComputeProvider for KubernetesCompute {
         session: SessionId,
         size: PtySize,
     ) -> Result<Box<dyn PtyConnection>> {
-        self.synced(CALL_TIMEOUT).await?;
+        self.synced(self.options.call_timeout).await?;
         let (namespace, name) = self.located(session)?;
         exec::attach(&self.streams, &namespace, &name, size).await
     }
 
     async fn status(&self, session: SessionId) -> Result<ComputeStatus> {
-        self.synced(CALL_TIMEOUT).await?;
+        self.synced(self.options.call_timeout).await?;
         Ok(self.pods.status(session))
     }
 
     async fn usage(&self, session: SessionId) -> Result<ResourceUsage> {
-        self.synced(CALL_TIMEOUT).await?;
+        self.synced(self.options.call_timeout).await?;
         let (namespace, name) = self.located(session)?;
         let pod = self.pods.pod(session);
         let running = self.pods.status(session) == ComputeStatus::Running;
@@ -498,7 +496,7 @@ impl ComputeProvider for KubernetesCompute {
     }
 
     async fn running_sessions(&self) -> Result<Vec<SessionId>> {
-        self.synced(CALL_TIMEOUT).await?;
+        self.synced(self.options.call_timeout).await?;
         Ok(self.pods.running())
     }
 

@@ -16,6 +16,8 @@
 //!   &start_timeout_secs=300    how long a pod may stay unscheduled before its session fails
 //!   &max_pods=20               the pods a workspace's quota allows
 //!   &azure_secret=NAME         the secret the Azure Blob CSI driver reads the account key from
+//!   &call_timeout_secs=15      how long one call to the API server may stall before it is
+//!                              retried (watches, exec and terminals are streams: not bounded)
 //! ```
 
 use std::time::Duration;
@@ -98,6 +100,8 @@ pub struct KubeOptions {
     pub max_pods: u32,
     /// The secret holding the Azure storage account's key, for the Blob CSI driver.
     pub azure_secret: Option<String>,
+    /// How long one call to the API server may stall before it is retried.
+    pub call_timeout: Duration,
 }
 
 impl Default for KubeOptions {
@@ -114,6 +118,7 @@ impl Default for KubeOptions {
             start_timeout: Duration::from_secs(300),
             max_pods: 20,
             azure_secret: None,
+            call_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -224,9 +229,19 @@ impl KubeOptions {
                     }
                 }
                 "azure_secret" if !value.is_empty() => options.azure_secret = Some(value),
+                "call_timeout_secs" => {
+                    options.call_timeout = match value.parse::<u64>() {
+                        Ok(s @ 1..=600) => Duration::from_secs(s),
+                        _ => {
+                            return Err(bad(format!(
+                                "call_timeout_secs {value:?} is not a number of seconds from 1 to 600"
+                            )));
+                        }
+                    }
+                }
                 other => {
                     return Err(bad(format!(
-                        "unknown option {other:?} (or an empty value); the options are flavour, namespace_prefix, image_pull_secrets, identity, capacity_labels, gpu_accelerator, run_as_user, start_timeout_secs, max_pods, azure_secret"
+                        "unknown option {other:?} (or an empty value); the options are flavour, namespace_prefix, image_pull_secrets, identity, capacity_labels, gpu_accelerator, run_as_user, start_timeout_secs, max_pods, azure_secret, call_timeout_secs"
                     )));
                 }
             }
@@ -277,6 +292,7 @@ mod tests {
                 start_timeout: Duration::from_secs(30),
                 max_pods: 5,
                 azure_secret: Some("key".into()),
+                call_timeout: Duration::from_secs(15),
             }
         );
     }
@@ -290,6 +306,7 @@ mod tests {
             ("kube://?run_as_user=0", "run_as_user \"0\""),
             ("kube://?start_timeout_secs=0", "start_timeout_secs \"0\""),
             ("kube://?max_pods=lots", "max_pods \"lots\""),
+            ("kube://?call_timeout_secs=0", "call_timeout_secs \"0\""),
             ("kube://?identity=x", "identity needs flavour gke"),
             ("kube://?capacity_labels=karpenter", "flavour eks only"),
             ("kube://?identity=", "unknown option \"identity\""),

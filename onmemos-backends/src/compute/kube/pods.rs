@@ -41,6 +41,9 @@ struct CacheState {
     stopping: HashSet<SessionId>,
     /// Sessions whose interruption was announced.
     announced: HashSet<SessionId>,
+    /// When the watch first saw each session's pod ended: the moment its session ends. The
+    /// pod's own `finishedAt` counts whole seconds, and a session runs until its pod ends.
+    ended_at: HashMap<SessionId, DateTime<Utc>>,
     notices: Vec<ComputeNotice>,
 }
 
@@ -98,7 +101,7 @@ impl PodCache {
                 Event::InitApply(pod) => {
                     if let Some(id) = session_of(&pod) {
                         let pod = Arc::new(pod);
-                        s.see(id, &pod);
+                        s.see(id, &pod, now, false);
                         s.relist.get_or_insert_default().insert(id, pod);
                     }
                 }
@@ -112,7 +115,7 @@ impl PodCache {
                         .map(|(id, pod)| (*id, pod.clone()))
                         .collect();
                     for (id, pod) in gone {
-                        s.went(id, &pod, now);
+                        s.went(id, &pod, finished_at(&pod).unwrap_or(now));
                     }
                     s.pods = listed;
                     s.synced = true;
@@ -120,7 +123,7 @@ impl PodCache {
                 Event::Apply(pod) => {
                     if let Some(id) = session_of(&pod) {
                         let pod = Arc::new(pod);
-                        s.see(id, &pod);
+                        s.see(id, &pod, now, true);
                         s.pods.insert(id, pod);
                     }
                 }
@@ -157,7 +160,13 @@ impl PodCache {
     pub(super) fn status(&self, session: SessionId) -> ComputeStatus {
         let s = lock(&self.state);
         match s.pods.get(&session) {
-            Some(pod) => pod_status(pod),
+            Some(pod) => match pod_status(pod) {
+                ComputeStatus::Preempted { at, reason } => ComputeStatus::Preempted {
+                    at: s.ended_at.get(&session).copied().unwrap_or(at),
+                    reason,
+                },
+                status => status,
+            },
             None => s
                 .ended
                 .get(&session)
@@ -193,6 +202,7 @@ impl PodCache {
         s.stopping.remove(&session);
         s.ended.remove(&session);
         s.announced.remove(&session);
+        s.ended_at.remove(&session);
     }
 
     /// The notices gathered since the last call.
@@ -202,8 +212,21 @@ impl PodCache {
 }
 
 impl CacheState {
-    /// Looks at a pod as it is now: an interruption is announced once.
-    fn see(&mut self, id: SessionId, pod: &Pod) {
+    /// Looks at a pod as it is now: an interruption is announced once, and the moment it
+    /// ended is noted.
+    fn see(&mut self, id: SessionId, pod: &Pod, now: DateTime<Utc>, live: bool) {
+        if !matches!(
+            pod_status(pod),
+            ComputeStatus::Running | ComputeStatus::Starting
+        ) {
+            // Seen in a list after the watch was down, it ended when its container says.
+            let at = if live {
+                now
+            } else {
+                finished_at(pod).unwrap_or(now)
+            };
+            self.ended_at.entry(id).or_insert(at);
+        }
         if let Some(message) = disruption(pod)
             && !self.stopping.contains(&id)
             && self.announced.insert(id)

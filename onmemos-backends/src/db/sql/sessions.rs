@@ -298,10 +298,11 @@ impl SessionRepo for SqlDatabase {
         opt_at(due)
     }
 
-    async fn unfinished_on(&self, node: &str) -> Result<Vec<SessionRecord>> {
+    async fn unfinished(&self, node: Option<&str>) -> Result<Vec<SessionRecord>> {
         let rows = sqlx::query(
             "SELECT * FROM sessions
-             WHERE node = $1 AND status IN ('pending', 'starting', 'running', 'stopping')
+             WHERE ($1 IS NULL OR node = $1)
+               AND status IN ('pending', 'starting', 'running', 'stopping')
              ORDER BY id",
         )
         .bind(node)

@@ -20,6 +20,7 @@ use crate::model::{
     LedgerOp, MicroCredits, Session, SessionEventKind, SessionRecord, SessionStatus, StopReason,
     TransferId, Warning, cost_of,
 };
+use crate::ports::compute::ComputeStatus;
 
 /// The id of step `step` (`hold`, `settle`, `void`) of hold `k` of `session`:
 /// `<session>.<step>.<k>`.
@@ -233,6 +234,18 @@ impl<'e> SessionBilling<'e> {
             .await;
     }
 
+    /// When and why the session's compute was taken back, if the compute says so.
+    async fn preempted(&self, record: &SessionRecord) -> Option<(DateTime<Utc>, String)> {
+        let compute = self.engine.compute()?;
+        if !self.sessions().reaches(record) {
+            return None;
+        }
+        match compute.status(record.session.id).await {
+            Ok(ComputeStatus::Preempted { at, reason }) => Some((at, reason)),
+            _ => None,
+        }
+    }
+
     /// Ends a running session for `reason`: charges it up to `bill_until` (no further than its
     /// hold covers), releases the hold, marks it stopped, and stops its compute when it runs
     /// here. `Conflict` when the session changed meanwhile (the caller re-reads).
@@ -257,7 +270,12 @@ impl<'e> SessionBilling<'e> {
             SessionStatus::Stopped
         };
         next.session.stop_reason = Some(reason);
-        next.session.stopped_at = Some(now);
+        // Capacity taken back ended the session when it went, not when that was noticed.
+        next.session.stopped_at = Some(if reason == StopReason::Preempted {
+            bill_until.min(now)
+        } else {
+            now
+        });
         if !self.engine.database().sessions().update(&next).await? {
             return Err(Error::conflict("the session changed meanwhile"));
         }
@@ -305,11 +323,21 @@ impl<'e> SessionBilling<'e> {
             return Ok(None);
         };
         let deadlines = deadlines(&record.session, started);
-        if let Some(first) = deadlines
+        let first = deadlines
             .iter()
             .filter(|d| d.at <= now)
-            .min_by_key(|d| d.at)
+            .min_by_key(|d| d.at);
+        // Capacity taken back before now ends the session there: not charged past it.
+        if let Some((at, why)) = self.preempted(&record).await
+            && first.is_none_or(|d| at < d.at)
         {
+            let mut ended = record;
+            ended.session.failure = Some(why);
+            self.finish(ended, StopReason::Preempted, at.min(now), now)
+                .await?;
+            return Ok(Some(StopReason::Preempted));
+        }
+        if let Some(first) = first {
             self.finish(record, first.reason, first.at, now).await?;
             return Ok(Some(first.reason));
         }
