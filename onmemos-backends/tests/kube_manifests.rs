@@ -78,7 +78,7 @@ fn labels() -> Value {
 
 /// The pod of a plain on-demand session without files; each case below changes this.
 fn base_pod() -> Value {
-    let resources = json!({ "cpu": "2000m", "memory": "4096Mi", "ephemeral-storage": "10Gi" });
+    let resources = json!({ "cpu": "2", "memory": "4Gi", "ephemeral-storage": "10Gi" });
     json!({
         "apiVersion": "v1",
         "kind": "Pod",

@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 use onmemos::client::model::{
     MicroCredits, SessionStatus, StopReason, Transfer, TransferKind, cost_of,
 };
-use onmemos::core::api::{CreateWorkspace, SessionListParams, TransferListParams};
+use onmemos::core::api::{SessionListParams, TransferListParams};
 
 /// `onmemos` in `dir` on SQLite, with unsandboxed local compute (so background jobs outlive
 /// the commands that start them) and a fast monitor.
@@ -44,15 +44,7 @@ async fn sessions_of_a_killed_server_are_reconciled_on_restart() {
     wait_ready(&url).await;
     let client = client(&url, &key);
     common::buy_credits(&client, 100_000_000).await;
-    let ws = client
-        .workspaces()
-        .create(&CreateWorkspace {
-            name: "crash".into(),
-            description: None,
-            env: Default::default(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let ws = common::workspace(&client, "crash").await;
     let mut ids = Vec::new();
     let first_created = Instant::now();
     for _ in 0..3 {

@@ -302,6 +302,15 @@ impl Monitor {
                 Ok(ComputeStatus::Failed { reason }) => {
                     Some((StopReason::Failed, Some(reason), now))
                 }
+                // Gone from compute every node watches: it went while no server watched (all
+                // were down). It is charged up to its last tick: the time since cannot be proven.
+                Ok(ComputeStatus::Gone) if shared => Some((
+                    StopReason::ServerRestartReconciled,
+                    Some("the session's pod went while no server was watching".to_owned()),
+                    record.session.started_at.map_or(now, |s| {
+                        s + chrono::Duration::milliseconds(record.billed_ms)
+                    }),
+                )),
                 Ok(ComputeStatus::Gone) => Some((
                     StopReason::Failed,
                     Some("the session's compute is gone".to_owned()),

@@ -179,3 +179,16 @@ pub async fn buy_credits(admin: &Client, micros: i64) {
         .await
         .unwrap_or_else(|e| panic!("purchase: {e}"));
 }
+
+/// A new workspace named `name`.
+pub async fn workspace(client: &Client, name: &str) -> onmemos::client::model::Workspace {
+    client
+        .workspaces()
+        .create(&onmemos::client::api::CreateWorkspace {
+            name: name.into(),
+            description: None,
+            env: Default::default(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create workspace {name}: {e}"))
+}

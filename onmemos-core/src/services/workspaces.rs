@@ -132,6 +132,10 @@ impl<'e> WorkspaceService<'e> {
             return Err(not_found(id));
         }
         let removed = self.engine.storage().remove_all(id).await?;
+        // Then its compute environment (a namespace, a directory), waiting until it went.
+        if let Some(compute) = self.engine.compute() {
+            compute.teardown_workspace(id).await?;
+        }
         if self
             .engine
             .database()

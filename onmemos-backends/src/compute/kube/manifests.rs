@@ -344,13 +344,31 @@ fn placement(options: &KubeOptions, placement: Placement, gpu: bool) -> (Value, 
     (Value::Object(selector), Value::Array(tolerations), affinity)
 }
 
+/// CPU in the canonical form the API server answers with: `2`, `1500m`.
+fn cpu_quantity(millis: u32) -> String {
+    if millis.is_multiple_of(1000) {
+        (millis / 1000).to_string()
+    } else {
+        format!("{millis}m")
+    }
+}
+
+/// Memory in the canonical form the API server answers with: `2Gi`, `1536Mi`.
+fn memory_quantity(mib: u32) -> String {
+    if mib.is_multiple_of(1024) {
+        format!("{}Gi", mib / 1024)
+    } else {
+        format!("{mib}Mi")
+    }
+}
+
 /// The pod of a session.
 pub fn pod(options: &KubeOptions, spec: &SessionSpec) -> Pod {
     let namespace = namespace_name(options, spec.workspace);
     let r = spec.resources;
     let mut resources = json!({
-        "cpu": format!("{}m", r.cpu_millis),
-        "memory": format!("{}Mi", r.memory_mib),
+        "cpu": cpu_quantity(r.cpu_millis),
+        "memory": memory_quantity(r.memory_mib),
         "ephemeral-storage": format!("{}Gi", r.disk_gib),
     });
     if r.gpu > 0 {
