@@ -144,3 +144,140 @@ macro_rules! conformance_of {
 conformance_of!(conformance_gke, onmemos_backends::compute::Flavour::Gke);
 conformance_of!(conformance_eks, onmemos_backends::compute::Flavour::Eks);
 conformance_of!(conformance_plain, onmemos_backends::compute::Flavour::Plain);
+
+/// A session sees its workspace's prefix of the bucket at `/workspace/files`, read and
+/// written both ways, whichever CSI driver mounts it (on the stand-in, the kubelet maps each
+/// driver's bucket to a directory and scopes it by the prefix the mount names).
+#[tokio::test]
+async fn a_bucket_prefix_is_the_workspace_files_inside_the_pod_for_each_csi_driver() {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use futures::StreamExt as _;
+    use onmemos_core::model::{Placement, Resources};
+    use onmemos_core::ports::compute::{BucketMount, BucketStore, ExecEvent, FilesMount};
+
+    if std::env::var_os("KUBECONFIG").is_some() {
+        eprintln!("SKIPPED on a real cluster: the bucket is the stand-in's");
+        return;
+    }
+    for (flavour, store, driver) in [
+        (Flavour::Gke, BucketStore::Gcs, "gcsfuse.csi.storage.gke.io"),
+        (
+            Flavour::Eks,
+            BucketStore::S3 {
+                region: Some("eu-west-1".into()),
+            },
+            "s3.csi.aws.com",
+        ),
+        (
+            Flavour::Plain,
+            BucketStore::Azure {
+                account: "acct".into(),
+            },
+            "blob.csi.azure.com",
+        ),
+    ] {
+        let standin = StandIn::start().await.unwrap_or_else(|e| panic!("{e}"));
+        for node in nodes(flavour) {
+            standin
+                .cluster()
+                .add_node(&node)
+                .unwrap_or_else(|e| panic!("{e:?}"));
+        }
+        let url = standin.url().parse().unwrap_or_else(|e| panic!("{e}"));
+        let options = KubeOptions {
+            flavour,
+            run_as: onmemos_backends::compute::RunAs::Image,
+            ..KubeOptions::default()
+        };
+        let compute = KubernetesCompute::with_config(kube::Config::new(url), options)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (workspace, session) = (WorkspaceId::new(), SessionId::new());
+        let prefix = format!("workspaces/{workspace}");
+        let dir = standin.csi_bucket_dir(driver, "files").join(&prefix);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("in-bucket.txt"), "from the bucket\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Another workspace's objects in the same bucket stay out of sight.
+        let other = standin
+            .csi_bucket_dir(driver, "files")
+            .join("workspaces/ws_other");
+        std::fs::create_dir_all(&other).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(other.join("secret.txt"), "not yours").unwrap_or_else(|e| panic!("{e}"));
+        compute
+            .provision_workspace(&WorkspaceSpec {
+                workspace,
+                owner: onmemos_core::id::UserId::new(),
+                name: "b".into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("provision: {e}"));
+        compute
+            .start_session(&SessionSpec {
+                session,
+                workspace,
+                template: None,
+                image: "python:3.12-slim".into(),
+                resources: Resources {
+                    cpu_millis: 500,
+                    memory_mib: 512,
+                    gpu: 0,
+                    disk_gib: 1,
+                },
+                env: BTreeMap::new(),
+                placement: Placement::OnDemand,
+                files: Some(FilesMount::Bucket(BucketMount {
+                    store,
+                    bucket: "files".into(),
+                    prefix,
+                })),
+                max_duration: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{driver}: start: {e}"));
+        let mut out = compute
+            .exec(
+                session,
+                ExecRequest {
+                    command: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "cat files/in-bucket.txt; ls files; echo from-pod > files/written.txt"
+                            .into(),
+                    ],
+                    env: BTreeMap::new(),
+                    stdin: None,
+                    timeout: Duration::from_secs(30),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("exec: {e}"));
+        let mut stdout = Vec::new();
+        while let Some(Ok(event)) = out.next().await {
+            if let ExecEvent::Stdout(b) = event {
+                stdout.extend_from_slice(&b);
+            }
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&stdout),
+            "from the bucket\nin-bucket.txt\n",
+            "{driver}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("written.txt"))
+                .ok()
+                .as_deref(),
+            Some("from-pod\n"),
+            "{driver}: a file the session wrote is not in the bucket"
+        );
+        compute
+            .stop_session(session)
+            .await
+            .unwrap_or_else(|e| panic!("stop: {e}"));
+        compute
+            .teardown_workspace(workspace)
+            .await
+            .unwrap_or_else(|e| panic!("teardown: {e}"));
+    }
+}

@@ -9,6 +9,8 @@ use object_store::{ObjectStore, multipart::MultipartStore, signer::Signer};
 use onmemos_core::Error;
 use onmemos_core::Result;
 use onmemos_core::ports::StorageProvider;
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+use onmemos_core::ports::compute::BucketStore;
 
 use super::StorageOptions;
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
@@ -74,12 +76,40 @@ where
     Ok(builder)
 }
 
+/// What a compute needs to mount a bucket of store `name`: the S3 region and the Azure
+/// account, from the storage options or the environment the store reads them from too.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+fn bucket_store(name: &str, options: &StorageOptions) -> BucketStore {
+    let find = |keys: &[&str], vars: &[&str]| {
+        keys.iter()
+            .find_map(|k| options.get(*k).cloned())
+            .or_else(|| vars.iter().find_map(|v| std::env::var(v).ok()))
+    };
+    match name {
+        "s3" => BucketStore::S3 {
+            region: find(
+                &["region", "aws_region"],
+                &["AWS_REGION", "AWS_DEFAULT_REGION"],
+            ),
+        },
+        "gcs" => BucketStore::Gcs,
+        _ => BucketStore::Azure {
+            account: find(
+                &["account_name", "azure_storage_account_name"],
+                &["AZURE_STORAGE_ACCOUNT_NAME"],
+            )
+            .unwrap_or_default(),
+        },
+    }
+}
+
 /// The storage over a built cloud store, which also presigns.
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 fn cloud_storage<S: ObjectStore + Signer + MultipartStore>(
     name: &'static str,
     url: &str,
-    root: &str,
+    (bucket, root): (&str, &str),
+    options: &StorageOptions,
     built: object_store::Result<S>,
 ) -> Result<Arc<dyn StorageProvider>> {
     let store =
@@ -87,7 +117,8 @@ fn cloud_storage<S: ObjectStore + Signer + MultipartStore>(
     Ok(Arc::new(
         ObjectStorage::over(name, store.clone(), root)
             .with_signer(store.clone())
-            .with_multipart(store),
+            .with_multipart(store)
+            .with_bucket(bucket_store(name, options), bucket),
     ))
 }
 
@@ -107,7 +138,7 @@ macro_rules! cloud_constructor {
             let builder = <$builder>::from_env().$bucket(bucket);
             $(let builder = $extra(builder);)?
             let builder = configure(url, builder, options, |b, k: $key, v| b.with_config(k, v))?;
-            cloud_storage($name, url, root, builder.build())
+            cloud_storage($name, url, (bucket, root), options, builder.build())
         }
     };
 }

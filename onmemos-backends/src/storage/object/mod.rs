@@ -3,6 +3,8 @@
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
+
+use onmemos_core::ports::compute::{BucketMount, BucketStore};
 #[cfg(feature = "cloud-storage")]
 use std::time::Duration;
 
@@ -46,6 +48,8 @@ pub struct ObjectStorage {
     /// Whether the store records attributes such as the content type.
     attributes: bool,
     part_size: usize,
+    /// The cloud bucket behind the store, for computes that mount it.
+    bucket: Option<(BucketStore, String)>,
 }
 
 impl fmt::Debug for ObjectStorage {
@@ -80,7 +84,31 @@ impl ObjectStorage {
             copy_if_absent: true,
             attributes: true,
             part_size: DEFAULT_PART_SIZE,
+            bucket: None,
         }
+    }
+
+    /// Says which cloud bucket the store is, so computes can mount the workspaces' prefixes
+    /// with their CSI drivers.
+    pub fn with_bucket(mut self, store: BucketStore, bucket: &str) -> Self {
+        self.bucket = Some((store, bucket.to_owned()));
+        self
+    }
+
+    /// The bucket and key prefix of the objects under `prefix`, when the store is a bucket.
+    pub(crate) fn bucket_mount(&self, prefix: &str) -> Option<BucketMount> {
+        let (store, bucket) = self.bucket.clone()?;
+        let prefix = prefix.trim_matches('/');
+        let prefix = if self.root.is_empty() {
+            prefix.to_owned()
+        } else {
+            format!("{}/{prefix}", self.root)
+        };
+        Some(BucketMount {
+            store,
+            bucket,
+            prefix,
+        })
     }
 
     /// Issues presigned URLs with `signer` (usually the same store).
@@ -296,4 +324,34 @@ fn unsatisfiable(range: &Range<u64>, size: u64) -> Error {
             range.start, range.end
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_store_names_the_workspace_prefix_under_its_root_and_others_name_none() {
+        let memory = || Arc::new(object_store::memory::InMemory::new()) as Arc<dyn ObjectStore>;
+        let rooted = ObjectStorage::over("gcs", memory(), "/tenants/acme/")
+            .with_bucket(BucketStore::Gcs, "files");
+        assert_eq!(
+            rooted.bucket_mount("workspaces/ws_1/"),
+            Some(BucketMount {
+                store: BucketStore::Gcs,
+                bucket: "files".into(),
+                prefix: "tenants/acme/workspaces/ws_1".into(),
+            })
+        );
+        let bare = ObjectStorage::over("s3", memory(), "")
+            .with_bucket(BucketStore::S3 { region: None }, "files");
+        assert_eq!(
+            bare.bucket_mount("workspaces/ws_1/").map(|m| m.prefix),
+            Some("workspaces/ws_1".into())
+        );
+        assert_eq!(
+            ObjectStorage::over("memory", memory(), "").bucket_mount("x/"),
+            None
+        );
+    }
 }

@@ -21,6 +21,10 @@ use super::{ObjectStorage, STAGING, staged_part, store_error, unsatisfiable};
 
 #[async_trait]
 impl StorageProvider for ObjectStorage {
+    fn bucket(&self, prefix: &str) -> Option<onmemos_core::ports::compute::BucketMount> {
+        self.bucket_mount(prefix)
+    }
+
     fn capabilities(&self) -> StorageCapabilities {
         StorageCapabilities::new(self.name)
             .with_presign(self.can_presign())
