@@ -176,14 +176,14 @@ async fn admin_with_workspace(
     standin: &StandIn,
     port: u16,
 ) -> (Client, onmemos::client::model::Workspace, String) {
-    // The user is made on the database directly, beside the running server.
+    // The user is made on the database directly, once the server made the database.
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&url).await;
     let key = secret(&create_user(
         onmemos(dir, standin, "admin"),
         "root@example.com",
         true,
     ));
-    let url = format!("http://127.0.0.1:{port}");
-    wait_ready(&url).await;
     let c = client(&url, &key);
     common::buy_credits(&c, 100_000_000).await;
     let ws = common::workspace(&c, "pods").await;

@@ -2,13 +2,11 @@
 //! WebSockets (channel 1 stdout, 2 stderr, 3 the exit `Status`, 4 terminal size), and the
 //! pods' usage from `metrics.k8s.io`.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
-use kube::api::{Api, AttachParams, AttachedProcess, TerminalSize};
+use kube::api::{Api, AttachParams};
 use onmemos_core::ports::compute::{ExecEvent, ExecRequest, ExecStream, PtyConnection, PtySize};
 use onmemos_core::{Error, Result};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
@@ -160,13 +158,20 @@ async fn kill_marked(api: &Api<Pod>, name: &str, marker: &str) {
 }
 
 /// Attaches to the session's shell (the container's own process, under its terminal).
+///
+/// The connection is driven here rather than by kube's `AttachedProcess`, whose loop takes
+/// input and resizes from two queues in no set order: a resize followed by keystrokes must
+/// reach the terminal in that order (`stty size` right after a resize must see it). One task
+/// sends every frame in the order they were given; another reads the output.
 pub(super) async fn attach(
     client: &kube::Client,
     namespace: &str,
     name: &str,
     size: PtySize,
 ) -> Result<Box<dyn PtyConnection>> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+
     let params = AttachParams {
         stdin: true,
         stdout: true,
@@ -174,46 +179,71 @@ pub(super) async fn attach(
         tty: true,
         ..container_params()
     };
-    let mut process = api
+    let request = kube::core::Request::new(format!("/api/v1/namespaces/{namespace}/pods"))
         .attach(name, &params)
+        .map_err(|e| Error::internal(format!("an attach request: {e}")))?;
+    let connection = client
+        .connect(request)
         .await
         .map_err(|e| kube_error("attach to the session's terminal", e))?;
-    let input = process
-        .stdin()
-        .ok_or_else(|| Error::internal("an attach without stdin"))?;
-    let output = process
-        .stdout()
-        .ok_or_else(|| Error::internal("an attach without stdout"))?;
-    let resize = std::sync::Mutex::new(
-        process
-            .terminal_size()
-            .ok_or_else(|| Error::internal("an attach without a terminal"))?,
-    );
-    // Sizes are few and small: one that does not fit the channel's room is dropped.
-    let resize = Box::new(move |size: TerminalSize| {
-        resize
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .try_send(size)
-            .is_ok()
+    let (mut sink, mut stream) = connection.into_stream().split();
+    let (frames, mut to_send) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let (received, output) = tokio::sync::mpsc::channel::<Bytes>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = to_send.recv().await {
+            if sink.send(Message::Binary(frame)).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = stream.next().await {
+            match message {
+                // Channel 1 is the terminal's output; 3 the end (its Status), 255 a closed
+                // channel; the empty first frame of each channel carries nothing.
+                Message::Binary(b)
+                    if b.len() > 1
+                        && b[0] == STDOUT_CHANNEL
+                        && received.send(b.slice(1..)).await.is_err() =>
+                {
+                    return;
+                }
+                Message::Binary(b) if b.len() > 1 && b[0] == STATUS_CHANNEL => return,
+                Message::Close(_) => return,
+                _ => {}
+            }
+        }
     });
     let pty = KubePty {
-        input: tokio::sync::Mutex::new(Box::new(input)),
-        output: tokio::sync::Mutex::new(Box::new(output)),
-        resize,
-        _process: Arc::new(process),
+        frames,
+        output: tokio::sync::Mutex::new(output),
+        tasks: [writer, reader],
     };
     pty.resize(size).await?;
     Ok(Box::new(pty))
 }
 
-/// An attachment to a session's terminal.
+/// The channels of the remote command protocol this side uses.
+const STDIN_CHANNEL: u8 = 0;
+const STDOUT_CHANNEL: u8 = 1;
+const STATUS_CHANNEL: u8 = 3;
+const RESIZE_CHANNEL: u8 = 4;
+
+/// An attachment to a session's terminal; dropping it ends the connection.
 struct KubePty {
-    input: tokio::sync::Mutex<Box<dyn tokio::io::AsyncWrite + Send + Unpin>>,
-    output: tokio::sync::Mutex<Box<dyn AsyncRead + Send + Unpin>>,
-    resize: Box<dyn Fn(TerminalSize) -> bool + Send + Sync>,
-    /// Dropping it ends the connection.
-    _process: Arc<AttachedProcess>,
+    /// Frames to send, in order: input and resizes.
+    frames: tokio::sync::mpsc::Sender<Bytes>,
+    output: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Bytes>>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl Drop for KubePty {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for KubePty {
@@ -222,37 +252,31 @@ impl std::fmt::Debug for KubePty {
     }
 }
 
+impl KubePty {
+    async fn send(&self, channel: u8, payload: &[u8]) -> Result<()> {
+        let mut frame = Vec::with_capacity(payload.len() + 1);
+        frame.push(channel);
+        frame.extend_from_slice(payload);
+        self.frames
+            .send(Bytes::from(frame))
+            .await
+            .map_err(|_| Error::unavailable("the session's terminal is gone"))
+    }
+}
+
 #[async_trait]
 impl PtyConnection for KubePty {
     async fn write(&self, bytes: &[u8]) -> Result<()> {
-        let mut input = self.input.lock().await;
-        input
-            .write_all(bytes)
-            .await
-            .map_err(|e| Error::unavailable(format!("the session's terminal is gone: {e}")))
+        self.send(STDIN_CHANNEL, bytes).await
     }
 
     async fn read(&self) -> Result<Option<Bytes>> {
-        let mut output = self.output.lock().await;
-        let mut buf = vec![0; 16 * 1024];
-        match output.read(&mut buf).await {
-            Ok(0) | Err(_) => Ok(None),
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(Some(Bytes::from(buf)))
-            }
-        }
+        Ok(self.output.lock().await.recv().await)
     }
 
     async fn resize(&self, size: PtySize) -> Result<()> {
-        if (self.resize)(TerminalSize {
-            width: size.cols,
-            height: size.rows,
-        }) {
-            Ok(())
-        } else {
-            Err(Error::unavailable("the session's terminal is gone"))
-        }
+        let body = serde_json::json!({ "Width": size.cols, "Height": size.rows });
+        self.send(RESIZE_CHANNEL, body.to_string().as_bytes()).await
     }
 }
 
