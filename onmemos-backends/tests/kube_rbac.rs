@@ -162,9 +162,9 @@ async fn the_server_role_allows_exactly_what_the_backend_does_and_the_manifests_
     }
     let cluster = StandIn::start().await.unwrap_or_else(|e| panic!("{e}"));
     let namespace = format!("{DEPLOY}/namespace.yaml");
-    // The stand-in serves no OpenAPI document for kubectl's client-side validation; the
-    // server validates fields itself.
-    let made = kubectl(&cluster, &["apply", "--validate=false", "-f", &namespace]);
+    // kubectl validates as it does against a cluster: the stand-in's OpenAPI documents say the
+    // server checks fields itself (`fieldValidation=Strict`).
+    let made = kubectl(&cluster, &["apply", "-f", &namespace]);
     assert!(
         made.status.success(),
         "{}",
@@ -172,15 +172,7 @@ async fn the_server_role_allows_exactly_what_the_backend_does_and_the_manifests_
     );
     let applied = kubectl(
         &cluster,
-        &[
-            "apply",
-            "--validate=false",
-            "--dry-run=server",
-            "-f",
-            DEPLOY,
-            "-o",
-            "json",
-        ],
+        &["apply", "--dry-run=server", "-f", DEPLOY, "-o", "json"],
     );
     assert!(
         applied.status.success(),

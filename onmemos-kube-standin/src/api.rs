@@ -236,6 +236,12 @@ async fn dispatch(state: Arc<StandInState>, request: Request) -> Result<Response
     let method = request.method().clone();
     match segments.as_slice() {
         ["version"] => return Ok(json_response(StatusCode::OK, &crate::discovery::version())),
+        ["openapi", "v3"] => return Ok(json_response(StatusCode::OK, &crate::openapi::index())),
+        ["openapi", "v3", rest @ ..] => {
+            return crate::openapi::document(&rest.join("/"))
+                .map(|v| json_response(StatusCode::OK, &v))
+                .ok_or_else(|| ApiError::no_route(&path));
+        }
         ["healthz" | "readyz" | "livez"] => return Ok((StatusCode::OK, "ok").into_response()),
         ["api"] => {
             return Ok(json_response(

@@ -35,6 +35,7 @@ mod kubelet;
 mod metrics;
 mod names;
 mod nodes;
+mod openapi;
 mod patch;
 mod protobuf;
 mod quantity;

@@ -183,6 +183,33 @@ async fn get_apply_and_delete_as_against_a_cluster() {
     );
 }
 
+/// Without `--validate=false`, kubectl reads the OpenAPI v3 documents, learns that the server
+/// validates fields, and asks it to (`fieldValidation=Strict`): a known manifest applies, one
+/// with a misspelt field is refused by the server, naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_validates_fields_on_the_server_as_against_a_cluster() {
+    if !have_kubectl() {
+        return;
+    }
+    let env = Env::new().await;
+    let k = Kubectl::new(&env);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let good = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "valid"}, "data": {"a": "1"}});
+    assert!(
+        k.ok(&["apply", "-f", &write_json(dir.path(), "good.json", &good)])
+            .contains("created")
+    );
+    let bad = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "typo"}, "dataa": {"a": "1"}});
+    let refused = k.run(&["apply", "-f", &write_json(dir.path(), "bad.json", &bad)]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a misspelt field was accepted");
+    assert!(
+        said.contains("unknown field") && said.contains("dataa"),
+        "{said}"
+    );
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_sees_a_change_as_it_happens() {
     if !have_kubectl() {
