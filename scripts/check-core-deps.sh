@@ -26,10 +26,12 @@ check onmemos-types --no-default-features "tokio, utoipa, I/O crates" \
 check onmemos-types --all-features "tokio, I/O crates" "^(tokio|$io)( |$)"
 check onmemos-core --all-features "I/O crates" "^($io)( |$)"
 check onmemos-client --all-features "the engine, server and store crates" \
-  '^(onmemos-core|onmemos-server|onmemos-backends|sqlx|sqlx-core|object_store|axum|utoipa|kube)( |$)'
+  '^(onmemos-core|onmemos-server|onmemos-backends|sqlx|sqlx-core|object_store|axum|utoipa|kube|k8s-openapi)( |$)'
 # An embedder of the engine with SQLite compiles no command-line, terminal or HTTP-client crate
 # (those are the `onmemos-cli` package's and the `client` feature's).
 cli='clap|clap_builder|crossterm|comfy-table|indicatif|reqwest|figment'
 check onmemos "--no-default-features --features sqlite" "CLI crates, reqwest, axum" \
   "^($cli|axum|hyper)( |$)"
 check onmemos "" "CLI crates, reqwest" "^($cli)( |$)"
+# Kubernetes is compiled only for those who ask for it (the `kubernetes` feature).
+check onmemos "" "Kubernetes crates" "^(kube|kube-client|kube-runtime|k8s-openapi)( |$)"
