@@ -120,3 +120,17 @@ async fn background_checkpoints_move_the_wal_into_the_database_file() {
         "without them, SQLite checkpoints only at 1,000 pages: the writes stay in the WAL"
     );
 }
+
+/// Several processes opening one new database at once (a server starting while an admin
+/// command runs) all get it: the migrations are applied once, and nobody fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn opening_a_new_database_from_many_places_at_once_migrates_it_once() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let url = format!("sqlite://{}", dir.path().join("race.db").display());
+        let opened = futures::future::join_all((0..4).map(|_| SqlDatabase::open(&url))).await;
+        for db in opened {
+            db.unwrap_or_else(|e| panic!("round {round}: a concurrent open failed: {e}"));
+        }
+    }
+}

@@ -16,6 +16,8 @@ pub use config::SqliteConfig;
 use super::sql::{Dialect, SqlDatabase, SqlxResultExt};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// Migrations are tried again this many times when another process applied them meanwhile.
+const MIGRATION_ATTEMPTS: u32 = 5;
 
 /// `url` with one more query parameter.
 fn with_param(url: &str, param: &str) -> String {
@@ -74,10 +76,22 @@ pub async fn connect(config: &SqliteConfig) -> Result<SqlDatabase> {
         .connect_with(parse(&writer_url)?)
         .await
         .db_context("open the SQLite database")?;
-    MIGRATOR
-        .run(&writer)
-        .await
-        .map_err(|e| Error::internal("SQLite migrations failed").with_source(e))?;
+    // Two processes opening a new database at once (`onmemos serve` starting while `onmemos
+    // admin` runs) both try the first migration; each runs in a transaction, so the one that
+    // lost rolled back and, tried again, finds it applied.
+    let mut attempt = 0;
+    loop {
+        match MIGRATOR.run(&writer).await {
+            Ok(()) => break,
+            Err(_) if attempt < MIGRATION_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(e) => {
+                return Err(Error::internal("SQLite migrations failed").with_source(e));
+            }
+        }
+    }
     // An in-memory database exists only on its one connection: read from the writer.
     let reader = if in_memory {
         writer.clone()
