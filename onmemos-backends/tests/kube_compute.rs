@@ -281,3 +281,70 @@ async fn a_bucket_prefix_is_the_workspace_files_inside_the_pod_for_each_csi_driv
             .unwrap_or_else(|e| panic!("teardown: {e}"));
     }
 }
+
+/// Stopping a session whose pod the watch has not seen yet (its start being undone while the
+/// watch is relisting) still deletes the pod: it is found by its label.
+#[tokio::test]
+async fn stopping_a_session_the_watch_has_not_seen_deletes_its_pod() {
+    use std::time::Duration;
+
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::api::{Api, PostParams};
+    use onmemos_kube_standin::{Fault, FaultKind};
+
+    if std::env::var_os("KUBECONFIG").is_some() {
+        eprintln!("SKIPPED on a real cluster: the test stalls the stand-in's watch");
+        return;
+    }
+    let standin = StandIn::start().await.unwrap_or_else(|e| panic!("{e}"));
+    standin
+        .cluster()
+        .add_node(&NodeSpec::new("node-a"))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let url = standin.url().parse().unwrap_or_else(|e| panic!("{e}"));
+    let compute = KubernetesCompute::with_config(kube::Config::new(url), KubeOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The watch has listed once.
+    assert!(compute.running_sessions().await.is_ok_and(|s| s.is_empty()));
+    // Its next list stalls: the watch is blind for a while.
+    standin.cluster().inject(Fault {
+        method: Some(http::Method::GET),
+        path_prefix: "/api/v1/pods".into(),
+        times: 1,
+        kind: FaultKind::Stall(Duration::from_secs(5)),
+    });
+    standin.cluster().end_watches();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = standin.client().unwrap_or_else(|e| panic!("{e}"));
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({ "metadata": { "name": "blind" } }))
+            .unwrap_or_else(|e| panic!("{e}"));
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let session = SessionId::new();
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "unseen", "labels": {
+            "app.kubernetes.io/managed-by": "onmemos", "onmemos.dev/session": session.to_string(),
+        } },
+        "spec": { "containers": [{ "name": "session", "image": "busybox", "command": ["sleep", "600"] }] },
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let pods: Api<Pod> = Api::namespaced(client, "blind");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    compute
+        .stop_session(session)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+    let left = pods
+        .get_opt("unseen")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        left.is_none_or(|p| p.metadata.deletion_timestamp.is_some()),
+        "the pod of a session stopped before the watch saw it was left running"
+    );
+}

@@ -268,10 +268,23 @@ impl KubernetesCompute {
         }
     }
 
-    /// Deletes a session's pod and waits until it is gone.
-    async fn delete_pod(&self, namespace: &str, session: SessionId) -> Result<()> {
-        let name = manifests::pod_name(session);
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+    /// The namespace of a session's pod, asked of the API server (by its label, across the
+    /// namespaces), for a pod the watch has not seen.
+    async fn find_pod(&self, session: SessionId) -> Result<Option<Pod>> {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let selector = kube::api::ListParams::default()
+            .labels(&format!("{}={session}", manifests::SESSION_LABEL));
+        let found = retried(|| async { api.list(&selector).await })
+            .await
+            .map_err(|e| kube_error("find the session's pod", e))?;
+        Ok(found.items.into_iter().next())
+    }
+
+    /// Deletes a session's pod and waits until the watch saw it go (when it saw it at all).
+    async fn delete_pod(&self, pod: &Pod, session: SessionId) -> Result<()> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let mut changes = self.pods.subscribe();
         let deleted = retried(|| async {
             // One second: an interactive shell ignores SIGTERM, and nothing in a session is
@@ -435,14 +448,15 @@ impl ComputeProvider for KubernetesCompute {
     async fn stop_session(&self, session: SessionId) -> Result<()> {
         self.synced(self.options.call_timeout).await?;
         self.pods.stopping(session);
-        let namespace = match self.pods.pod(session) {
-            Some(pod) => pod.metadata.namespace.clone().unwrap_or_default(),
-            None => {
-                self.pods.stopped(session);
-                return Ok(());
-            }
+        let pod = match self.pods.pod(session) {
+            Some(pod) => Some(pod),
+            // Not seen by the watch (yet): a pod just created, whose start is being undone.
+            None => self.find_pod(session).await?.map(Arc::new),
         };
-        let deleted = self.delete_pod(&namespace, session).await;
+        let deleted = match pod {
+            Some(pod) => self.delete_pod(&pod, session).await,
+            None => Ok(()),
+        };
         self.pods.stopped(session);
         deleted
     }
