@@ -411,6 +411,15 @@ impl EngineBuilder {
             }),
         };
         engine.templates().seed_builtins().await?;
+        if let (Some(compute), Some(storage)) = (engine.compute(), engine.storage_provider())
+            && !compute.capabilities().node_local
+            && storage.local_dir("").is_some()
+        {
+            tracing::warn!(
+                compute = compute.capabilities().name,
+                "workspace files are on this machine's disk but sessions run elsewhere: they see them through a path on their node, which holds only on a single-node cluster whose node is this machine; use a cloud object store"
+            );
+        }
         Ok(engine)
     }
 }
