@@ -317,7 +317,7 @@ async fn stopping_a_session_the_watch_has_not_seen_deletes_its_pod() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let client = standin.client().unwrap_or_else(|e| panic!("{e}"));
     let ns: Namespace =
-        serde_json::from_value(serde_json::json!({ "metadata": { "name": "blind" } }))
+        serde_json::from_value(serde_json::json!({ "metadata": { "name": "onmemos-ws-blind" } }))
             .unwrap_or_else(|e| panic!("{e}"));
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)
@@ -331,7 +331,7 @@ async fn stopping_a_session_the_watch_has_not_seen_deletes_its_pod() {
         "spec": { "containers": [{ "name": "session", "image": "busybox", "command": ["sleep", "600"] }] },
     }))
     .unwrap_or_else(|e| panic!("{e}"));
-    let pods: Api<Pod> = Api::namespaced(client, "blind");
+    let pods: Api<Pod> = Api::namespaced(client, "onmemos-ws-blind");
     pods.create(&PostParams::default(), &pod)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -346,5 +346,71 @@ async fn stopping_a_session_the_watch_has_not_seen_deletes_its_pod() {
     assert!(
         left.is_none_or(|p| p.metadata.deletion_timestamp.is_some()),
         "the pod of a session stopped before the watch saw it was left running"
+    );
+}
+
+/// Pods labelled as OnMemOS sessions in namespaces that are not this installation's (another
+/// installation with its own prefix shares the cluster) are none of its business: not listed,
+/// not stopped, not removed as orphans.
+#[tokio::test]
+async fn session_pods_outside_the_installations_namespaces_are_left_alone() {
+    use std::time::Duration;
+
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::api::{Api, PostParams};
+
+    if std::env::var_os("KUBECONFIG").is_some() {
+        eprintln!("SKIPPED on a real cluster: the test makes namespaces of its own");
+        return;
+    }
+    let standin = StandIn::start().await.unwrap_or_else(|e| panic!("{e}"));
+    standin
+        .cluster()
+        .add_node(&NodeSpec::new("node-a"))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let client = standin.client().unwrap_or_else(|e| panic!("{e}"));
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({ "metadata": { "name": "other-ws-x" } }))
+            .unwrap_or_else(|e| panic!("{e}"));
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let foreign = SessionId::new();
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "theirs", "labels": {
+            "app.kubernetes.io/managed-by": "onmemos", "onmemos.dev/session": foreign.to_string(),
+        } },
+        "spec": { "containers": [{ "name": "session", "image": "busybox", "command": ["sleep", "600"] }] },
+    }))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let pods: Api<Pod> = Api::namespaced(client, "other-ws-x");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = standin.url().parse().unwrap_or_else(|e| panic!("{e}"));
+    let compute = KubernetesCompute::with_config(kube::Config::new(url), KubeOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let running = compute
+        .running_sessions()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !running.contains(&foreign),
+        "another installation's pod is listed as ours"
+    );
+    assert_eq!(
+        compute.status(foreign).await.ok(),
+        Some(ComputeStatus::Gone)
+    );
+    compute
+        .stop_session(foreign)
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+    let left = pods.get("theirs").await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        left.metadata.deletion_timestamp.is_none(),
+        "another installation's pod was deleted"
     );
 }

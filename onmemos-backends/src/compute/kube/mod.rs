@@ -110,7 +110,7 @@ impl KubernetesCompute {
         config.connect_timeout = Some(options.call_timeout);
         let client = kube::Client::try_from(config)
             .map_err(|e| Error::configuration(format!("Kubernetes client: {e}")))?;
-        let pods = PodCache::new();
+        let pods = PodCache::new(format!("{}ws-", options.namespace_prefix));
         let watch = pods.spawn_watch(streams.clone());
         Ok(Self {
             client,
@@ -277,7 +277,13 @@ impl KubernetesCompute {
         let found = retried(|| async { api.list(&selector).await })
             .await
             .map_err(|e| kube_error("find the session's pod", e))?;
-        Ok(found.items.into_iter().next())
+        let ours = format!("{}ws-", self.options.namespace_prefix);
+        Ok(found.items.into_iter().find(|pod| {
+            pod.metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| ns.starts_with(&ours))
+        }))
     }
 
     /// Deletes a session's pod and waits until the watch saw it go (when it saw it at all).

@@ -26,6 +26,9 @@ const ENDED_MEMORY: std::time::Duration = std::time::Duration::from_secs(3600);
 pub(super) struct PodCache {
     state: Mutex<CacheState>,
     changed: watch::Sender<u64>,
+    /// The start of the names of this installation's workspace namespaces: pods elsewhere
+    /// (another installation sharing the cluster, with its own prefix) are none of its own.
+    namespaces: String,
 }
 
 #[derive(Debug, Default)]
@@ -52,7 +55,7 @@ fn lock(m: &Mutex<CacheState>) -> std::sync::MutexGuard<'_, CacheState> {
 }
 
 /// The session a pod runs, from its label.
-pub(super) fn session_of(pod: &Pod) -> Option<SessionId> {
+fn session_of(pod: &Pod) -> Option<SessionId> {
     pod.metadata
         .labels
         .as_ref()?
@@ -62,11 +65,22 @@ pub(super) fn session_of(pod: &Pod) -> Option<SessionId> {
 }
 
 impl PodCache {
-    pub(super) fn new() -> Arc<Self> {
+    pub(super) fn new(namespaces: String) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::default(),
             changed: watch::Sender::new(0),
+            namespaces,
         })
+    }
+
+    /// The session of a pod of this installation's namespaces.
+    fn ours(&self, pod: &Pod) -> Option<SessionId> {
+        pod.metadata
+            .namespace
+            .as_deref()
+            .is_some_and(|ns| ns.starts_with(&self.namespaces))
+            .then(|| session_of(pod))
+            .flatten()
     }
 
     /// Watches the session pods of every namespace until the task is aborted.
@@ -99,7 +113,7 @@ impl PodCache {
             match event {
                 Event::Init => s.relist = Some(HashMap::new()),
                 Event::InitApply(pod) => {
-                    if let Some(id) = session_of(&pod) {
+                    if let Some(id) = self.ours(&pod) {
                         let pod = Arc::new(pod);
                         s.see(id, &pod, now, false);
                         s.relist.get_or_insert_default().insert(id, pod);
@@ -121,14 +135,14 @@ impl PodCache {
                     s.synced = true;
                 }
                 Event::Apply(pod) => {
-                    if let Some(id) = session_of(&pod) {
+                    if let Some(id) = self.ours(&pod) {
                         let pod = Arc::new(pod);
                         s.see(id, &pod, now, true);
                         s.pods.insert(id, pod);
                     }
                 }
                 Event::Delete(pod) => {
-                    if let Some(id) = session_of(&pod) {
+                    if let Some(id) = self.ours(&pod) {
                         s.pods.remove(&id);
                         s.went(id, &pod, now);
                     }
