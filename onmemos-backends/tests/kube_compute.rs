@@ -16,6 +16,8 @@ use onmemos_core::ports::compute::{
 };
 use onmemos_kube_standin::{NodeSpec, StandIn};
 
+mod kube_common;
+
 /// A compute and the stand-in it runs on (none on a real cluster), kept alive together.
 #[derive(Debug)]
 struct OnCluster {
@@ -153,9 +155,7 @@ async fn a_bucket_prefix_is_the_workspace_files_inside_the_pod_for_each_csi_driv
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use futures::StreamExt as _;
-    use onmemos_core::model::{Placement, Resources};
-    use onmemos_core::ports::compute::{BucketMount, BucketStore, ExecEvent, FilesMount};
+    use onmemos_core::ports::compute::{BucketMount, BucketStore, FilesMount};
 
     if std::env::var_os("KUBECONFIG").is_some() {
         eprintln!("SKIPPED on a real cluster: the bucket is the stand-in's");
@@ -205,60 +205,28 @@ async fn a_bucket_prefix_is_the_workspace_files_inside_the_pod_for_each_csi_driv
             .join("workspaces/ws_other");
         std::fs::create_dir_all(&other).unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(other.join("secret.txt"), "not yours").unwrap_or_else(|e| panic!("{e}"));
+        kube_common::provision(&compute, workspace).await;
+        let files = FilesMount::Bucket(BucketMount {
+            store,
+            bucket: "files".into(),
+            prefix,
+        });
         compute
-            .provision_workspace(&WorkspaceSpec {
-                workspace,
-                owner: onmemos_core::id::UserId::new(),
-                name: "b".into(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("provision: {e}"));
-        compute
-            .start_session(&SessionSpec {
-                session,
-                workspace,
-                template: None,
-                image: "python:3.12-slim".into(),
-                resources: Resources {
-                    cpu_millis: 500,
-                    memory_mib: 512,
-                    gpu: 0,
-                    disk_gib: 1,
-                },
-                env: BTreeMap::new(),
-                placement: Placement::OnDemand,
-                files: Some(FilesMount::Bucket(BucketMount {
-                    store,
-                    bucket: "files".into(),
-                    prefix,
-                })),
-                max_duration: None,
-            })
+            .start_session(&kube_common::session_with(session, workspace, Some(files)))
             .await
             .unwrap_or_else(|e| panic!("{driver}: start: {e}"));
-        let mut out = compute
-            .exec(
-                session,
-                ExecRequest {
-                    command: vec![
-                        "sh".into(),
-                        "-c".into(),
-                        "cat files/in-bucket.txt; ls files; echo from-pod > files/written.txt"
-                            .into(),
-                    ],
-                    env: BTreeMap::new(),
-                    stdin: None,
-                    timeout: Duration::from_secs(30),
-                },
-            )
-            .await
-            .unwrap_or_else(|e| panic!("exec: {e}"));
-        let mut stdout = Vec::new();
-        while let Some(Ok(event)) = out.next().await {
-            if let ExecEvent::Stdout(b) = event {
-                stdout.extend_from_slice(&b);
-            }
-        }
+        let script = "cat files/in-bucket.txt; ls files; echo from-pod > files/written.txt";
+        let stdout = kube_common::stdout_of(
+            &compute,
+            session,
+            ExecRequest {
+                command: vec!["sh".into(), "-c".into(), script.into()],
+                env: BTreeMap::new(),
+                stdin: None,
+                timeout: Duration::from_secs(30),
+            },
+        )
+        .await;
         assert_eq!(
             String::from_utf8_lossy(&stdout),
             "from the bucket\nin-bucket.txt\n",
@@ -288,8 +256,6 @@ async fn a_bucket_prefix_is_the_workspace_files_inside_the_pod_for_each_csi_driv
 async fn stopping_a_session_the_watch_has_not_seen_deletes_its_pod() {
     use std::time::Duration;
 
-    use k8s_openapi::api::core::v1::{Namespace, Pod};
-    use kube::api::{Api, PostParams};
     use onmemos_kube_standin::{Fault, FaultKind};
 
     if std::env::var_os("KUBECONFIG").is_some() {
@@ -316,25 +282,8 @@ async fn stopping_a_session_the_watch_has_not_seen_deletes_its_pod() {
     standin.cluster().end_watches();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let client = standin.client().unwrap_or_else(|e| panic!("{e}"));
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({ "metadata": { "name": "onmemos-ws-blind" } }))
-            .unwrap_or_else(|e| panic!("{e}"));
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
     let session = SessionId::new();
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": "unseen", "labels": {
-            "app.kubernetes.io/managed-by": "onmemos", "onmemos.dev/session": session.to_string(),
-        } },
-        "spec": { "containers": [{ "name": "session", "image": "busybox", "command": ["sleep", "600"] }] },
-    }))
-    .unwrap_or_else(|e| panic!("{e}"));
-    let pods: Api<Pod> = Api::namespaced(client, "onmemos-ws-blind");
-    pods.create(&PostParams::default(), &pod)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pods = kube_common::labelled_pod(client, "onmemos-ws-blind", "unseen", session).await;
     compute
         .stop_session(session)
         .await
@@ -356,9 +305,6 @@ async fn stopping_a_session_the_watch_has_not_seen_deletes_its_pod() {
 async fn session_pods_outside_the_installations_namespaces_are_left_alone() {
     use std::time::Duration;
 
-    use k8s_openapi::api::core::v1::{Namespace, Pod};
-    use kube::api::{Api, PostParams};
-
     if std::env::var_os("KUBECONFIG").is_some() {
         eprintln!("SKIPPED on a real cluster: the test makes namespaces of its own");
         return;
@@ -369,25 +315,8 @@ async fn session_pods_outside_the_installations_namespaces_are_left_alone() {
         .add_node(&NodeSpec::new("node-a"))
         .unwrap_or_else(|e| panic!("{e:?}"));
     let client = standin.client().unwrap_or_else(|e| panic!("{e}"));
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({ "metadata": { "name": "other-ws-x" } }))
-            .unwrap_or_else(|e| panic!("{e}"));
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
     let foreign = SessionId::new();
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": "theirs", "labels": {
-            "app.kubernetes.io/managed-by": "onmemos", "onmemos.dev/session": foreign.to_string(),
-        } },
-        "spec": { "containers": [{ "name": "session", "image": "busybox", "command": ["sleep", "600"] }] },
-    }))
-    .unwrap_or_else(|e| panic!("{e}"));
-    let pods: Api<Pod> = Api::namespaced(client, "other-ws-x");
-    pods.create(&PostParams::default(), &pod)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pods = kube_common::labelled_pod(client, "other-ws-x", "theirs", foreign).await;
     let url = standin.url().parse().unwrap_or_else(|e| panic!("{e}"));
     let compute = KubernetesCompute::with_config(kube::Config::new(url), KubeOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));

@@ -9,16 +9,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt as _;
 use onmemos_backends::compute::{Flavour, KubeOptions, KubernetesCompute, RunAs};
-use onmemos_core::id::{SessionId, UserId, WorkspaceId};
-use onmemos_core::model::{Placement, Resources};
+use onmemos_core::id::{SessionId, WorkspaceId};
 use onmemos_core::ports::ComputeProvider;
-use onmemos_core::ports::compute::{
-    BucketMount, BucketStore, ExecEvent, ExecRequest, FilesMount, PtySize, SessionSpec,
-    WorkspaceSpec,
-};
+use onmemos_core::ports::compute::{BucketMount, BucketStore, ExecRequest, FilesMount, PtySize};
 use onmemos_kube_standin::{Access, NodeSpec, StandIn};
+
+mod kube_common;
 use serde_json::Value;
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes");
@@ -56,56 +53,27 @@ async fn every_call(standin: &StandIn) {
         .unwrap_or_else(|e| panic!("compute: {e}"));
     let workspace = WorkspaceId::new();
     let session = SessionId::new();
+    kube_common::provision(&compute, workspace).await;
+    let files = FilesMount::Bucket(BucketMount {
+        store: BucketStore::S3 { region: None },
+        bucket: "files".into(),
+        prefix: format!("workspaces/{workspace}"),
+    });
     compute
-        .provision_workspace(&WorkspaceSpec {
-            workspace,
-            owner: UserId::new(),
-            name: "rbac".into(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("provision: {e}"));
-    let spec = SessionSpec {
-        session,
-        workspace,
-        template: None,
-        image: "python:3.12-slim".into(),
-        resources: Resources {
-            cpu_millis: 500,
-            memory_mib: 512,
-            gpu: 0,
-            disk_gib: 1,
-        },
-        env: BTreeMap::new(),
-        placement: Placement::OnDemand,
-        files: Some(FilesMount::Bucket(BucketMount {
-            store: BucketStore::S3 { region: None },
-            bucket: "files".into(),
-            prefix: format!("workspaces/{workspace}"),
-        })),
-        max_duration: Some(Duration::from_secs(600)),
-    };
-    compute
-        .start_session(&spec)
+        .start_session(&kube_common::session_with(session, workspace, Some(files)))
         .await
         .unwrap_or_else(|e| panic!("start: {e}"));
-    let mut out = compute
-        .exec(
-            session,
-            ExecRequest {
-                command: vec!["cat".into()],
-                env: BTreeMap::new(),
-                stdin: Some(Bytes::from_static(b"in")),
-                timeout: Duration::from_secs(30),
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("exec: {e}"));
-    let mut echoed = Vec::new();
-    while let Some(event) = out.next().await {
-        if let Ok(ExecEvent::Stdout(b)) = event {
-            echoed.extend_from_slice(&b);
-        }
-    }
+    let echoed = kube_common::stdout_of(
+        &compute,
+        session,
+        ExecRequest {
+            command: vec!["cat".into()],
+            env: BTreeMap::new(),
+            stdin: Some(Bytes::from_static(b"in")),
+            timeout: Duration::from_secs(30),
+        },
+    )
+    .await;
     assert_eq!(echoed, b"in");
     let pty = compute
         .attach_pty(session, PtySize { rows: 24, cols: 80 })
