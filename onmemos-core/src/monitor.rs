@@ -14,8 +14,8 @@ use chrono::{DateTime, Utc};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::id::SessionId;
-use crate::model::{SessionEventKind, SessionStatus, StopReason, Warning};
-use crate::ports::compute::{ComputeNotice, ComputeStatus};
+use crate::model::{SessionStatus, StopReason};
+use crate::ports::compute::ComputeStatus;
 use crate::services::sessions::billing::SessionBilling;
 
 /// How many sessions one claim takes.
@@ -203,6 +203,7 @@ impl Monitor {
     /// Ticks every session due at `now` that this replica can lease — the part of a pass a
     /// limit's deadline needs, without the sweep and the storage billing of a full one.
     pub async fn tick_due(&self, now: DateTime<Utc>, report: &mut PassReport) -> Result<()> {
+        SessionBilling::new(&self.engine).announce().await;
         let lease = self.engine.config().sessions.lease();
         let billing = SessionBilling::new(&self.engine);
         loop {
@@ -238,26 +239,7 @@ impl Monitor {
         let Some(compute) = self.engine.compute() else {
             return Ok(());
         };
-        // What the compute announced comes first: the owner hears of an interruption before
-        // the session stops for it.
-        for notice in compute.take_notices() {
-            let ComputeNotice::Interruption { session, message } = notice;
-            {
-                {
-                    self.engine
-                        .sessions()
-                        .event(
-                            session,
-                            SessionEventKind::Warning {
-                                warning: Warning::Interruption,
-                                seconds_left: 0,
-                            },
-                            format!("the session's capacity is being taken back: {message}"),
-                        )
-                        .await;
-                }
-            }
-        }
+        SessionBilling::new(&self.engine).announce().await;
         // Compute every node reaches runs every node's sessions: each replica sweeps them all
         // (the writes are conditional, so two replicas ending one session end it once).
         let shared = !compute.capabilities().node_local;
@@ -323,12 +305,17 @@ impl Monitor {
                 }
             };
             if let Some((reason, why, until)) = gone {
-                let mut ended = record.clone();
-                ended.session.failure = why;
-                match SessionBilling::new(&self.engine)
-                    .finish(ended, reason, until, now)
-                    .await
-                {
+                let billing = SessionBilling::new(&self.engine);
+                let stopped = if reason == StopReason::Preempted {
+                    billing
+                        .preempt(record.clone(), until, why.unwrap_or_default(), now)
+                        .await
+                } else {
+                    let mut ended = record.clone();
+                    ended.session.failure = why;
+                    billing.finish(ended, reason, until, now).await
+                };
+                match stopped {
                     Ok(_) => {
                         live.remove(&id);
                         report.stopped.push((id, reason));

@@ -20,7 +20,7 @@ use crate::model::{
     LedgerOp, MicroCredits, Session, SessionEventKind, SessionRecord, SessionStatus, StopReason,
     TransferId, Warning, cost_of,
 };
-use crate::ports::compute::ComputeStatus;
+use crate::ports::compute::{ComputeNotice, ComputeStatus};
 
 /// The id of step `step` (`hold`, `settle`, `void`) of hold `k` of `session`:
 /// `<session>.<step>.<k>`.
@@ -234,6 +234,76 @@ impl<'e> SessionBilling<'e> {
             .await;
     }
 
+    /// Passes on what the compute announced: an interruption becomes its session's warning.
+    /// Run before anything that may stop a session for it, so the owner hears of an
+    /// interruption before the session stops for it.
+    pub(crate) async fn announce(&self) {
+        let Some(compute) = self.engine.compute() else {
+            return;
+        };
+        for notice in compute.take_notices() {
+            let ComputeNotice::Interruption { session, message } = notice;
+            if let Err(e) = self.interruption(session, &message).await {
+                tracing::warn!(session = %session, error = %e, "could not record an interruption");
+            }
+        }
+    }
+
+    /// Stops a session whose compute was taken back at `at` (`preempted`, charged up to then),
+    /// after passing on what the compute announced of it.
+    pub(crate) async fn preempt(
+        &self,
+        record: SessionRecord,
+        at: DateTime<Utc>,
+        why: String,
+        now: DateTime<Utc>,
+    ) -> Result<SessionRecord> {
+        self.announce().await;
+        // The warning may have just been written: stop the session as it is now.
+        let mut ended = self
+            .engine
+            .database()
+            .sessions()
+            .record(record.session.id)
+            .await?
+            .unwrap_or(record);
+        ended.session.failure = Some(why);
+        self.finish(ended, StopReason::Preempted, at.min(now), now)
+            .await
+    }
+
+    /// Warns a running session that its capacity is being taken back — once, whichever
+    /// replica heard of it first (the `warned` bit, written conditionally).
+    pub(crate) async fn interruption(&self, id: SessionId, message: &str) -> Result<()> {
+        let bit = Warning::Interruption.bit();
+        let sessions = self.engine.database().sessions();
+        for _ in 0..5 {
+            let Some(record) = sessions.record(id).await? else {
+                return Ok(());
+            };
+            if record.session.status != SessionStatus::Running || record.warned & bit != 0 {
+                return Ok(());
+            }
+            let mut next = record;
+            next.version += 1;
+            next.warned |= bit;
+            if sessions.update(&next).await? {
+                self.sessions()
+                    .event(
+                        id,
+                        SessionEventKind::Warning {
+                            warning: Warning::Interruption,
+                            seconds_left: 0,
+                        },
+                        format!("the session's capacity is being taken back: {message}"),
+                    )
+                    .await;
+                return Ok(());
+            }
+        }
+        Err(Error::conflict("the session kept changing"))
+    }
+
     /// When and why the session's compute was taken back, if the compute says so.
     async fn preempted(&self, record: &SessionRecord) -> Option<(DateTime<Utc>, String)> {
         let compute = self.engine.compute()?;
@@ -331,10 +401,7 @@ impl<'e> SessionBilling<'e> {
         if let Some((at, why)) = self.preempted(&record).await
             && first.is_none_or(|d| at < d.at)
         {
-            let mut ended = record;
-            ended.session.failure = Some(why);
-            self.finish(ended, StopReason::Preempted, at.min(now), now)
-                .await?;
+            self.preempt(record, at, why, now).await?;
             return Ok(Some(StopReason::Preempted));
         }
         if let Some(first) = first {
