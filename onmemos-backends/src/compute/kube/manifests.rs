@@ -49,9 +49,14 @@ fn hex(id: &impl std::fmt::Display) -> String {
         .map_or(text.clone(), |(_, hex)| hex.to_owned())
 }
 
+/// How the names of this installation's workspace namespaces start (`onmemos-ws-`).
+pub fn namespaces_start(options: &KubeOptions) -> String {
+    format!("{}ws-", options.namespace_prefix)
+}
+
 /// The namespace of a workspace: a DNS label from its id (`onmemos-ws-0190…`).
 pub fn namespace_name(options: &KubeOptions, workspace: WorkspaceId) -> String {
-    format!("{}ws-{}", options.namespace_prefix, hex(&workspace))
+    format!("{}{}", namespaces_start(options), hex(&workspace))
 }
 
 /// The pod of a session (`ses-0190…`).

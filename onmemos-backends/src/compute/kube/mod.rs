@@ -110,7 +110,7 @@ impl KubernetesCompute {
         config.connect_timeout = Some(options.call_timeout);
         let client = kube::Client::try_from(config)
             .map_err(|e| Error::configuration(format!("Kubernetes client: {e}")))?;
-        let pods = PodCache::new(format!("{}ws-", options.namespace_prefix));
+        let pods = PodCache::new(manifests::namespaces_start(&options));
         let watch = pods.spawn_watch(streams.clone());
         Ok(Self {
             client,
@@ -277,13 +277,10 @@ impl KubernetesCompute {
         let found = retried(|| async { api.list(&selector).await })
             .await
             .map_err(|e| kube_error("find the session's pod", e))?;
-        let ours = format!("{}ws-", self.options.namespace_prefix);
-        Ok(found.items.into_iter().find(|pod| {
-            pod.metadata
-                .namespace
-                .as_deref()
-                .is_some_and(|ns| ns.starts_with(&ours))
-        }))
+        Ok(found
+            .items
+            .into_iter()
+            .find(|pod| self.pods.ours(pod).is_some()))
     }
 
     /// Deletes a session's pod and waits until the watch saw it go (when it saw it at all).
@@ -292,20 +289,12 @@ impl KubernetesCompute {
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let mut changes = self.pods.subscribe();
-        let deleted = retried(|| async {
-            // One second: an interactive shell ignores SIGTERM, and nothing in a session is
-            // worth waiting for once its owner stopped it.
-            match api
-                .delete(&name, &DeleteParams::default().grace_period(1))
-                .await
-            {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-                Err(e) => Err(e),
-            }
-        })
-        .await
-        .map_err(|e| kube_error("delete the session's pod", e))?;
+        // One second: an interactive shell ignores SIGTERM, and nothing in a session is worth
+        // waiting for once its owner stopped it.
+        let params = DeleteParams::default().grace_period(1);
+        let deleted = self
+            .delete(&api, &name, &params, "the session's pod")
+            .await?;
         if !deleted {
             return Ok(());
         }
@@ -398,7 +387,7 @@ impl ComputeProvider for KubernetesCompute {
         if !deleted {
             return Ok(());
         }
-        // The namespace goes once everything in it went.
+        // The namespace goes once everything in it went (a rare wait: a workspace's deletion).
         let deadline = tokio::time::Instant::now() + GONE_PATIENCE;
         loop {
             match api.get_opt(&namespace).await {
@@ -497,12 +486,8 @@ impl ComputeProvider for KubernetesCompute {
         let started = pod
             .as_deref()
             .and_then(|p| p.status.as_ref()?.start_time.as_ref())
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t.0.to_string()).ok());
-        let alive_ms = started.map_or(0, |t| {
-            (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
-                .num_milliseconds()
-                .max(0)
-        });
+            .and_then(pods::utc);
+        let alive_ms = started.map_or(0, |t| (chrono::Utc::now() - t).num_milliseconds().max(0));
         Ok(ResourceUsage {
             // metrics.k8s.io gives a rate: the CPU time is that rate over the pod's life.
             cpu_time_ms: u64::try_from(

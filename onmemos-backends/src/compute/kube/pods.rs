@@ -74,7 +74,7 @@ impl PodCache {
     }
 
     /// The session of a pod of this installation's namespaces.
-    fn ours(&self, pod: &Pod) -> Option<SessionId> {
+    pub(super) fn ours(&self, pod: &Pod) -> Option<SessionId> {
         pod.metadata
             .namespace
             .as_deref()
@@ -149,8 +149,17 @@ impl PodCache {
                 }
             }
             let horizon = Instant::now();
-            s.ended
-                .retain(|_, (at, _)| horizon.duration_since(*at) < ENDED_MEMORY);
+            let CacheState {
+                pods,
+                ended,
+                ended_at,
+                announced,
+                ..
+            } = &mut *s;
+            ended.retain(|_, (at, _)| horizon.duration_since(*at) < ENDED_MEMORY);
+            // What is known of a session lasts as long as its pod or its end is remembered.
+            ended_at.retain(|id, _| pods.contains_key(id) || ended.contains_key(id));
+            announced.retain(|id| pods.contains_key(id) || ended.contains_key(id));
         }
         self.changed.send_modify(|n| *n += 1);
     }
@@ -252,17 +261,18 @@ impl CacheState {
         }
     }
 
-    /// A pod left the cluster: unless OnMemOS deleted it, its session was preempted.
-    fn went(&mut self, id: SessionId, pod: &Pod, now: DateTime<Utc>) {
+    /// A pod left the cluster (`at`, unless its end was seen before): unless OnMemOS deleted
+    /// it, its session was preempted.
+    fn went(&mut self, id: SessionId, pod: &Pod, at: DateTime<Utc>) {
+        let at = *self.ended_at.entry(id).or_insert(at);
         if self.stopping.contains(&id) {
             return;
         }
         let status = match pod_status(pod) {
-            ended @ (ComputeStatus::Exited(_)
-            | ComputeStatus::Preempted { .. }
-            | ComputeStatus::Failed { .. }) => ended,
+            ComputeStatus::Preempted { reason, .. } => ComputeStatus::Preempted { at, reason },
+            ended @ (ComputeStatus::Exited(_) | ComputeStatus::Failed { .. }) => ended,
             _ => ComputeStatus::Preempted {
-                at: finished_at(pod).unwrap_or(now),
+                at,
                 reason: disruption(pod)
                     .unwrap_or_else(|| "the session's pod was deleted outside OnMemOS".to_owned()),
             },
@@ -292,10 +302,19 @@ fn disruption(pod: &Pod) -> Option<String> {
 /// When the session container stopped, if it did.
 fn finished_at(pod: &Pod) -> Option<DateTime<Utc>> {
     let state = session_container(pod)?.state.as_ref()?;
-    let at = state.terminated.as_ref()?.finished_at.as_ref()?;
-    DateTime::parse_from_rfc3339(&at.0.to_string())
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    state
+        .terminated
+        .as_ref()?
+        .finished_at
+        .as_ref()
+        .and_then(utc)
+}
+
+/// A Kubernetes time as a chrono one.
+pub(super) fn utc(
+    time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(time.0.as_millisecond())
 }
 
 fn session_container(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::ContainerStatus> {
