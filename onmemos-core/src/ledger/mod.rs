@@ -4,6 +4,7 @@
 //!
 //! [`LedgerRepo`]: crate::ports::LedgerRepo
 
+mod book;
 mod reference;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,8 +17,9 @@ use crate::model::{
 };
 use crate::ports::LedgerRepo;
 
+pub use book::{Allocation, Book, Changes, GrantState, HoldState, expiry_id};
 pub use reference::ReferenceLedger;
-pub use reference::{expiry_id, hold_not_found, hold_settled, hold_timed_out, insufficient};
+pub use reference::{hold_not_found, hold_settled, hold_timed_out, insufficient};
 
 /// Rebuilds every account's counters by replaying all transfers in ledger order, and compares
 /// them with the stored counters. Also checks that money is conserved (posted and pending

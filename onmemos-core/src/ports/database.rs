@@ -320,6 +320,23 @@ pub trait LedgerRepo: Send + Sync {
     /// Errors: `not_found` (unknown user or hold), `insufficient_credits`, `conflict` (hold
     /// already settled or timed out), `invalid_request` (posting more than held).
     async fn execute(&self, op: &LedgerOp, now: DateTime<Utc>) -> Result<Transfer>;
+    /// Applies `ops` in order at `now`, each as [`Self::execute`] would one after another —
+    /// a later operation sees what an earlier one did (a hold the batch placed can be settled
+    /// by it, a grant spent), and a refused one changes nothing — and returns each one's
+    /// outcome. A database applies the batch in one transaction; `Err` only when none of it
+    /// could be applied (the batch may then be retried as a whole: every operation is
+    /// idempotent by its id).
+    async fn apply_batch(
+        &self,
+        ops: &[LedgerOp],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Transfer>>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(self.execute(op, now).await);
+        }
+        Ok(out)
+    }
     /// Releases holds whose timeout passed and expires the unspent remainder of grants whose
     /// expiry passed; returns the transfers made (none when nothing was due).
     async fn expire_due(&self, now: DateTime<Utc>) -> Result<Vec<Transfer>>;

@@ -1,43 +1,41 @@
-//! Group commit for ledger operations: the operations that arrive while a commit is under way
-//! are applied together in the next transaction, so concurrent callers share one commit (its
+//! Group commit for ledger writes: the writes that arrive while a batch is being applied go
+//! together into the next one, so concurrent callers share one transaction (its round trips,
 //! page writes and fsync) instead of queueing for one each.
 //!
-//! One task per database takes the queue in order. A batch of one is a single autocommit
-//! statement, as it would be without the queue. A larger batch is one transaction: on SQLite,
-//! a sequence of `INSERT`s on the writer connection (a refused statement rolls back alone and
-//! the transaction goes on); on PostgreSQL, one call of `ledger_apply(jsonb)`, which applies
-//! each operation in its own exception block and returns one row per operation — one round
-//! trip for the whole batch. Every caller gets its own answer; an operation refused in a batch
-//! changes nothing, exactly as when alone.
+//! Callers submit jobs (one operation, or a caller's own batch); workers take what is queued,
+//! up to [`MAX_WRITES`] writes, and apply it as one batch ([`super::ledger_batch`]). Every job
+//! gets its own outcomes. If a merged batch fails for a reason other than a transient one, each
+//! of its jobs is applied alone, so one job's failure is never another's. PostgreSQL runs
+//! [`POSTGRES_WORKERS`] workers: their batches lock accounts in one order and so commit in
+//! parallel where they touch different accounts; SQLite has one writer, so one worker.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use onmemos_core::model::Transfer;
-use onmemos_core::{Error, Result};
+use onmemos_core::{Error, ErrorKind, Result};
 use sqlx::AnyPool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::Dialect;
-use super::error::{SqlxResultExt, convert};
-use super::ledger::{Write, apply_one, outcome_of_row, statement_outcome, transfer_json};
+use super::ledger_batch::{Outcome, Write, apply};
 
-/// Most operations per transaction. On PostgreSQL each runs in a subtransaction, and more than
-/// 64 of them in one transaction overflow the server's per-backend subtransaction cache (which
-/// slows every other session's snapshots), so batches stay at 64.
-const MAX_BATCH: usize = 64;
+/// Most writes per batch (a caller's larger batch goes alone).
+const MAX_WRITES: usize = 4096;
+
+/// Batches applied at once per database handle on PostgreSQL.
+const POSTGRES_WORKERS: usize = 2;
 
 struct Job {
-    write: Write,
+    writes: Vec<Write>,
     now: DateTime<Utc>,
-    reply: oneshot::Sender<Result<Transfer>>,
+    reply: oneshot::Sender<Result<Vec<Outcome>>>,
 }
 
-/// How the queue has been used: operations applied, and the commits they took.
+/// How the queue has been used: writes applied, and the commits they took.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GroupCommitStats {
-    /// Operations applied (whatever their outcome).
+    /// Writes applied (whatever their outcome).
     pub operations: u64,
     /// Transactions (batches) they were applied in.
     pub commits: u64,
@@ -49,7 +47,7 @@ struct Counters {
     commits: AtomicU64,
 }
 
-/// The sending side of the queue, held by the database handle. The task ends when the last
+/// The sending side of the queue, held by the database handle. The workers end when the last
 /// handle is dropped.
 #[derive(Clone)]
 pub(crate) struct GroupCommit {
@@ -66,18 +64,30 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the task that applies queued operations through `writer`.
+    /// Starts the workers that apply queued writes through `writer`.
     pub(crate) fn start(writer: AnyPool, dialect: Dialect) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run(writer, dialect, jobs, counters.clone()));
+        let jobs = Arc::new(Mutex::new(jobs));
+        let workers = match dialect {
+            Dialect::Sqlite => 1,
+            Dialect::Postgres => POSTGRES_WORKERS,
+        };
+        for _ in 0..workers {
+            tokio::spawn(run(writer.clone(), dialect, jobs.clone(), counters.clone()));
+        }
         Self { queue, counters }
     }
 
-    /// Applies `write` in the next batch and waits for its outcome.
-    pub(crate) async fn submit(&self, write: Write, now: DateTime<Utc>) -> Result<Transfer> {
+    /// Applies `writes` (in order, in one batch) and waits for their outcomes; `Err` when the
+    /// batch could not be applied at all.
+    pub(crate) async fn submit(
+        &self,
+        writes: Vec<Write>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Outcome>> {
         let (reply, answer) = oneshot::channel();
-        let job = Job { write, now, reply };
+        let job = Job { writes, now, reply };
         if self.queue.send(job).is_err() {
             return Err(Error::unavailable("the ledger's commit queue has stopped"));
         }
@@ -86,7 +96,7 @@ impl GroupCommit {
             .unwrap_or_else(|_| Err(Error::unavailable("the ledger's commit queue has stopped")))
     }
 
-    /// Operations applied and commits made so far.
+    /// Writes applied and commits made so far.
     pub(crate) fn stats(&self) -> GroupCommitStats {
         GroupCommitStats {
             operations: self.counters.operations.load(Ordering::Relaxed),
@@ -95,104 +105,68 @@ impl GroupCommit {
     }
 }
 
+/// Takes the next batch of jobs: waits for one, then takes what else is queued while the
+/// batch has room.
+async fn next_batch(jobs: &Mutex<mpsc::UnboundedReceiver<Job>>) -> Option<Vec<Job>> {
+    let mut rx = jobs.lock().await;
+    let first = rx.recv().await?;
+    let mut size = first.writes.len();
+    let mut batch = vec![first];
+    while size < MAX_WRITES {
+        match rx.try_recv() {
+            Ok(job) => {
+                size += job.writes.len();
+                batch.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 async fn run(
     writer: AnyPool,
     dialect: Dialect,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
+    jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
     counters: Arc<Counters>,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let ops: Vec<(&Write, DateTime<Utc>)> = batch.iter().map(|j| (&j.write, j.now)).collect();
-        let outcomes = match ops.as_slice() {
-            [(op, now)] => vec![apply_one(&writer, op, *now).await],
-            _ => match dialect {
-                Dialect::Sqlite => sqlite_batch(&writer, &ops).await,
-                Dialect::Postgres => postgres_batch(&writer, &ops).await,
-            },
-        };
+    while let Some(batch) = next_batch(&jobs).await {
+        let writes: Vec<(Write, DateTime<Utc>)> = batch
+            .iter()
+            .flat_map(|j| j.writes.iter().map(|w| (w.clone(), j.now)))
+            .collect();
+        let applied = apply(&writer, dialect, &writes).await;
+        counters.commits.fetch_add(1, Ordering::Relaxed);
         counters
             .operations
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        counters.commits.fetch_add(1, Ordering::Relaxed);
-        for (job, outcome) in batch.drain(..).zip(outcomes) {
-            // The caller may have gone away (its request was cancelled): nothing to tell.
-            let _ = job.reply.send(outcome);
+            .fetch_add(writes.len() as u64, Ordering::Relaxed);
+        match applied {
+            Ok(mut outcomes) => {
+                for job in batch {
+                    let rest = outcomes.split_off(job.writes.len().min(outcomes.len()));
+                    let mine = std::mem::replace(&mut outcomes, rest);
+                    // The caller may have gone away (its request was cancelled).
+                    let _ = job.reply.send(Ok(mine));
+                }
+            }
+            Err(e) if batch.len() > 1 && e.kind() != ErrorKind::Unavailable => {
+                tracing::warn!(error = %e, jobs = batch.len(), "a ledger batch failed; applying its jobs one by one");
+                for job in batch {
+                    let writes: Vec<(Write, DateTime<Utc>)> =
+                        job.writes.iter().map(|w| (w.clone(), job.now)).collect();
+                    let alone = apply(&writer, dialect, &writes).await;
+                    counters.commits.fetch_add(1, Ordering::Relaxed);
+                    let _ = job.reply.send(alone);
+                }
+            }
+            Err(e) => {
+                for job in batch {
+                    let _ = job.reply.send(Err(Error::new(
+                        e.kind(),
+                        format!("the ledger batch did not commit: {e}"),
+                    )));
+                }
+            }
         }
     }
-}
-
-/// Every operation of a batch that could not commit gets the same transient error, so its
-/// caller retries it.
-fn all_failed(n: usize, e: &Error) -> Vec<Result<Transfer>> {
-    (0..n)
-        .map(|_| {
-            Err(Error::unavailable(format!(
-                "the ledger batch did not commit: {e}"
-            )))
-        })
-        .collect()
-}
-
-/// A batch on SQLite: one `BEGIN IMMEDIATE … COMMIT` on the writer connection. A refusal
-/// (a trigger's `RAISE(ABORT)`, a unique index) undoes its own statement only; any other error
-/// abandons the whole batch, since SQLite may have rolled the transaction back.
-async fn sqlite_batch(writer: &AnyPool, ops: &[(&Write, DateTime<Utc>)]) -> Vec<Result<Transfer>> {
-    let mut tx = match writer
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .db_context("begin a ledger batch")
-    {
-        Ok(tx) => tx,
-        Err(e) => return all_failed(ops.len(), &e),
-    };
-    let mut outcomes = Vec::with_capacity(ops.len());
-    for (op, now) in ops {
-        match statement_outcome(&mut *tx, op, *now).await {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(e) => return all_failed(ops.len(), &e),
-        }
-    }
-    match tx.commit().await.db_context("commit a ledger batch") {
-        Ok(()) => outcomes,
-        Err(e) => all_failed(ops.len(), &e),
-    }
-}
-
-/// A batch on PostgreSQL: one call of `ledger_apply`, one round trip, one commit.
-async fn postgres_batch(
-    writer: &AnyPool,
-    ops: &[(&Write, DateTime<Utc>)],
-) -> Vec<Result<Transfer>> {
-    let batch = match ops
-        .iter()
-        .map(|(op, now)| transfer_json(op, *now))
-        .collect::<Result<Vec<_>>>()
-    {
-        Ok(batch) => batch,
-        Err(e) => return all_failed(ops.len(), &e),
-    };
-    let rows = sqlx::query("SELECT * FROM ledger_apply($1::jsonb) ORDER BY ord")
-        .bind(serde_json::Value::Array(batch).to_string())
-        .fetch_all(writer)
-        .await;
-    let rows = match rows {
-        Ok(rows) if rows.len() == ops.len() => rows,
-        Ok(rows) => {
-            let e = Error::internal(format!(
-                "ledger_apply answered {} rows for {} operations",
-                rows.len(),
-                ops.len()
-            ));
-            return all_failed(ops.len(), &e);
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "a ledger batch failed");
-            return all_failed(ops.len(), &convert("apply a ledger batch", e));
-        }
-    };
-    rows.iter()
-        .zip(ops)
-        .map(|(row, (op, _))| outcome_of_row(&op.op, row))
-        .collect()
 }

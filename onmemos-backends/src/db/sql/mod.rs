@@ -11,6 +11,7 @@ mod error;
 mod group_commit;
 mod idempotency;
 mod ledger;
+mod ledger_batch;
 mod repos;
 mod rows;
 mod sessions;

@@ -1,0 +1,730 @@
+//! A batch of ledger writes in one transaction, set-based (TigerBeetle's way over SQL).
+//!
+//! 1. Read who the batch touches: the owners of the holds it settles and of the grants it
+//!    expires (immutable columns, so read before any lock), and open the accounts of users
+//!    it grants to (a statement of its own: an empty account is harmless).
+//! 2. Lock those accounts, in id order (`FOR UPDATE` on PostgreSQL; SQLite has one writer),
+//!    and load what the rules need into a [`Book`]: their counters, their live grants, the
+//!    holds settled with their reservations, and the transfers already stored under the
+//!    batch's ids (which answer as replays).
+//! 3. Apply every write in order in memory. The rules are the reference model's own; each
+//!    outcome (a transfer, a refusal, a replay) is decided there, per account.
+//! 4. Write what changed as a few set-based statements over JSON row sets: the transfers, the
+//!    account counters, the grants, the holds and their reservations, and the movement of the
+//!    system accounts on one stripe the batch can lock without waiting (`SKIP LOCKED`).
+//!
+//! Locks are taken in one global order — accounts by id, then stripes — so batches of several
+//! replicas never deadlock, and batches on different accounts commit in parallel. The
+//! `CHECK` constraints of the tables (no account below zero, no grant over-spent) stay as the
+//! backstop.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use onmemos_core::id::UserId;
+use onmemos_core::ledger::{Allocation, Book, Changes, GrantState, HoldState};
+use onmemos_core::model::{AccountRef, GrantSource, LedgerOp, Transfer, TransferId};
+use onmemos_core::{Error, Result};
+use serde_json::{Value, json};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use super::Dialect;
+use super::error::{SqlxResultExt, corrupt};
+use super::rows::{at, int, ms, parse};
+
+/// Provisional ledger positions of the transfers a batch makes, above any stored one; the
+/// real ones are taken when the batch writes.
+const PROVISIONAL_SEQ: u64 = 1 << 60;
+
+/// Stripes of each striped system account on PostgreSQL (the migration makes them).
+const STRIPES: i64 = 16;
+
+/// One write of a batch.
+#[derive(Debug, Clone)]
+pub(crate) enum Write {
+    /// A caller's operation.
+    Op(LedgerOp),
+    /// The release of a hold whose timeout passed (nothing if it was settled meanwhile).
+    ExpireHold(TransferId),
+    /// The expiry of a grant whose time came (nothing if it was processed meanwhile).
+    ExpireGrant(TransferId),
+}
+
+/// What one write did: the transfers it made (an operation's own first), or why it was
+/// refused.
+pub(crate) type Outcome = Result<Vec<Transfer>>;
+
+/// A JSON array of text, as the list statements take it.
+fn text_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    Value::Array(items.into_iter().map(Value::from).collect()).to_string()
+}
+
+/// `IN` list from the JSON array of text bound at `$n`.
+fn in_list(d: Dialect, n: u8) -> String {
+    match d {
+        Dialect::Postgres => format!("(SELECT json_array_elements_text(${n}::json))"),
+        Dialect::Sqlite => format!("(SELECT value FROM json_each(${n}))"),
+    }
+}
+
+/// The type of a column of a JSON row set.
+#[derive(Clone, Copy)]
+enum Ty {
+    Text,
+    Int,
+}
+
+/// A relation `r` over the JSON array of objects bound at `$1`, with these columns.
+fn records(d: Dialect, cols: &[(&str, Ty)]) -> String {
+    match d {
+        Dialect::Postgres => {
+            let defs: Vec<String> = cols
+                .iter()
+                .map(|(c, t)| {
+                    format!(
+                        "{c} {}",
+                        match t {
+                            Ty::Text => "TEXT",
+                            Ty::Int => "BIGINT",
+                        }
+                    )
+                })
+                .collect();
+            format!("jsonb_to_recordset($1::jsonb) AS r({})", defs.join(", "))
+        }
+        Dialect::Sqlite => {
+            let defs: Vec<String> = cols
+                .iter()
+                .map(|(c, _)| format!("value ->> '{c}' AS {c}"))
+                .collect();
+            format!("(SELECT {} FROM json_each($1)) AS r", defs.join(", "))
+        }
+    }
+}
+
+/// Runs a statement built from constants over one JSON row set, if it has rows.
+async fn write_rows(
+    tx: &mut Transaction<'static, Any>,
+    sql: String,
+    rows: Vec<Value>,
+    what: &'static str,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // Built from constants only: the values are bound.
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(Value::Array(rows).to_string())
+        .execute(&mut **tx)
+        .await
+        .db_context(what)?;
+    Ok(())
+}
+
+fn text(row: &AnyRow, c: &'static str) -> Result<String> {
+    row.try_get(c).db_context("read a ledger row")
+}
+
+fn i64_of(row: &AnyRow, c: &'static str) -> Result<i64> {
+    row.try_get(c).db_context("read a ledger row")
+}
+
+fn transfer_id(column: &'static str, v: String) -> Result<TransferId> {
+    TransferId::new(v.clone()).map_err(|_| corrupt(column, v))
+}
+
+fn user_of(column: &'static str, v: &str) -> Result<UserId> {
+    match parse(column, v)? {
+        AccountRef::User(u) => Ok(u),
+        other => Err(corrupt(column, other)),
+    }
+}
+
+/// Applies `writes` (each with its own "now") in one transaction and returns each one's
+/// outcome; `Err` when the transaction failed as a whole (nothing of it was written).
+pub(crate) async fn apply(
+    writer: &AnyPool,
+    dialect: Dialect,
+    writes: &[(Write, DateTime<Utc>)],
+) -> Result<Vec<Outcome>> {
+    // 1. Who the batch touches.
+    let mut holds = BTreeSet::new();
+    let mut expiring_grants = BTreeSet::new();
+    let mut granted = BTreeSet::new();
+    let mut users = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    for (w, _) in writes {
+        match w {
+            Write::Op(op) => {
+                ids.insert(op.id().as_str().to_owned());
+                match op {
+                    LedgerOp::Grant { user, .. } => {
+                        granted.insert(user.to_string());
+                        users.insert(user.to_string());
+                    }
+                    LedgerOp::Hold { user, .. } => {
+                        users.insert(user.to_string());
+                    }
+                    LedgerOp::Post { hold, .. } | LedgerOp::Void { hold, .. } => {
+                        holds.insert(hold.as_str().to_owned());
+                    }
+                }
+            }
+            Write::ExpireHold(hold) => {
+                holds.insert(hold.as_str().to_owned());
+            }
+            Write::ExpireGrant(grant) => {
+                expiring_grants.insert(grant.as_str().to_owned());
+            }
+        }
+    }
+    let holds_json = text_list(holds.iter().map(String::as_str));
+    if !holds.is_empty() {
+        let sql = format!(
+            "SELECT user_id FROM ledger_holds WHERE id IN {}",
+            in_list(dialect, 1)
+        );
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&holds_json)
+            .fetch_all(writer)
+            .await
+            .db_context("find the owners of holds")?
+        {
+            users.insert(text(&row, "user_id")?);
+        }
+    }
+    if !expiring_grants.is_empty() {
+        let sql = format!(
+            "SELECT user_id FROM ledger_grants WHERE id IN {}",
+            in_list(dialect, 1)
+        );
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(text_list(expiring_grants.iter().map(String::as_str)))
+            .fetch_all(writer)
+            .await
+            .db_context("find the owners of grants")?
+        {
+            users.insert(text(&row, "user_id")?);
+        }
+    }
+    if !granted.is_empty() {
+        let sql = format!(
+            "INSERT INTO ledger_accounts (id, kind) SELECT id, 'user' FROM users
+             WHERE id IN {} ON CONFLICT (id) DO NOTHING",
+            in_list(dialect, 1)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(text_list(granted.iter().map(String::as_str)))
+            .execute(writer)
+            .await
+            .db_context("open the accounts of granted users")?;
+        users.insert(AccountRef::Issuance.key());
+    }
+
+    // 2. Lock and load.
+    let mut tx = match dialect {
+        Dialect::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await,
+        Dialect::Postgres => writer.begin().await,
+    }
+    .db_context("begin a ledger batch")?;
+    let mut book = Book::new(PROVISIONAL_SEQ);
+    let users_json = text_list(users.iter().map(String::as_str));
+    let lock = match dialect {
+        Dialect::Postgres => " FOR UPDATE",
+        Dialect::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT * FROM ledger_accounts WHERE id IN {} ORDER BY id{lock}",
+        in_list(dialect, 1)
+    );
+    let mut opened = BTreeSet::new();
+    for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&users_json)
+        .fetch_all(&mut *tx)
+        .await
+        .db_context("lock ledger accounts")?
+    {
+        let id = text(&row, "id")?;
+        book.load_account(
+            parse("ledger_accounts.id", &id)?,
+            super::ledger::counters_from(&row)?,
+        );
+        opened.insert(id);
+    }
+    let sql = format!(
+        "SELECT * FROM ledger_grants WHERE user_id IN {}
+           AND ((expiry_done = 0 AND (expires_at IS NOT NULL
+                                      OR amount - consumed - reserved - expired > 0))
+                OR reserved > 0)",
+        in_list(dialect, 1)
+    );
+    for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&users_json)
+        .fetch_all(&mut *tx)
+        .await
+        .db_context("load grants")?
+    {
+        book.load_grant(GrantState {
+            user: user_of("ledger_grants.user_id", &text(&row, "user_id")?)?,
+            seq: int("ledger_grants.seq", i64_of(&row, "seq")?)?,
+            balance: super::ledger::grant_from(&row)?,
+            expiry_done: i64_of(&row, "expiry_done")? != 0,
+        });
+    }
+    if !holds.is_empty() {
+        let sql = format!(
+            "SELECT hold_id, grant_id, amount, taken FROM ledger_hold_allocations
+             WHERE hold_id IN {} ORDER BY hold_id, position",
+            in_list(dialect, 1)
+        );
+        let mut allocations: HashMap<String, Vec<Allocation>> = HashMap::new();
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&holds_json)
+            .fetch_all(&mut *tx)
+            .await
+            .db_context("load reservations")?
+        {
+            let taken: Option<i64> = row.try_get("taken").db_context("read a reservation")?;
+            allocations
+                .entry(text(&row, "hold_id")?)
+                .or_default()
+                .push(Allocation {
+                    grant: transfer_id(
+                        "ledger_hold_allocations.grant_id",
+                        text(&row, "grant_id")?,
+                    )?,
+                    amount: i64_of(&row, "amount")?,
+                    taken,
+                });
+        }
+        let sql = format!(
+            "SELECT * FROM ledger_holds WHERE id IN {}",
+            in_list(dialect, 1)
+        );
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&holds_json)
+            .fetch_all(&mut *tx)
+            .await
+            .db_context("load holds")?
+        {
+            let id = text(&row, "id")?;
+            book.load_hold(HoldState {
+                allocations: allocations.remove(&id).unwrap_or_default(),
+                id: transfer_id("ledger_holds.id", id)?,
+                user: user_of("ledger_holds.user_id", &text(&row, "user_id")?)?,
+                seq: int("ledger_holds.seq", i64_of(&row, "seq")?)?,
+                amount: i64_of(&row, "amount")?,
+                timeout_at: at(i64_of(&row, "timeout_at")?)?,
+                pending: i64_of(&row, "pending")? != 0,
+            });
+        }
+    }
+    if !ids.is_empty() {
+        let sql = format!(
+            "SELECT * FROM ledger_transfers WHERE id IN {}",
+            in_list(dialect, 1)
+        );
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(text_list(ids.iter().map(String::as_str)))
+            .fetch_all(&mut *tx)
+            .await
+            .db_context("find replayed transfers")?
+        {
+            book.load_transfer(super::ledger::transfer_from(&row)?);
+        }
+    }
+
+    // 3. Apply, in order.
+    let mut outcomes: Vec<Outcome> = writes
+        .iter()
+        .map(|(w, now)| match w {
+            Write::Op(op @ LedgerOp::Grant { user, .. })
+                if !opened.contains(&user.to_string()) && book.transfer(op.id()).is_none() =>
+            {
+                Err(Error::not_found(format!("no user {user}")).with_context("field", "user_id"))
+            }
+            Write::Op(op) => book.apply(op, *now).map(|t| vec![t]),
+            Write::ExpireHold(hold) => Ok(book.expire_hold(hold, *now)),
+            Write::ExpireGrant(grant) => Ok(book.expire_grant(grant, *now).into_iter().collect()),
+        })
+        .collect();
+
+    // 4. Write.
+    if !book.made().is_empty() {
+        let seqs = take_seqs(&mut tx, dialect, book.made().len()).await?;
+        let renumbered = book.renumber(&seqs)?;
+        for t in outcomes.iter_mut().flatten().flatten() {
+            if let Some(&seq) = renumbered.get(&t.seq) {
+                t.seq = seq;
+            }
+        }
+    }
+    let changes = book.changes();
+    if changes == Changes::default() {
+        // Nothing to write (replays and refusals only): release the locks.
+        tx.rollback().await.db_context("end a ledger batch")?;
+        return Ok(outcomes);
+    }
+    if let Err(e) = write_changes(&mut tx, dialect, &changes).await {
+        // A unique index refused a row: a concurrent batch (another replica) recorded a
+        // transfer under one of these ids, or a settlement of one of these holds, after this
+        // batch looked. The retry sees it and answers as a replay or a refusal.
+        return Err(if e.kind() == onmemos_core::ErrorKind::Conflict {
+            Error::unavailable(format!("a concurrent ledger batch took an id first: {e}"))
+        } else {
+            e
+        });
+    }
+    tx.commit().await.db_context("commit a ledger batch")?;
+    Ok(outcomes)
+}
+
+/// Ledger positions for `n` new transfers, increasing, above every stored one.
+async fn take_seqs(
+    tx: &mut Transaction<'static, Any>,
+    dialect: Dialect,
+    n: usize,
+) -> Result<Vec<u64>> {
+    let n = i64::try_from(n).map_err(|_| Error::internal("too many transfers in a batch"))?;
+    match dialect {
+        Dialect::Postgres => {
+            let rows = sqlx::query(
+                "SELECT nextval(pg_get_serial_sequence('ledger_transfers', 'seq')) AS s
+                 FROM generate_series(1, $1)",
+            )
+            .bind(n)
+            .fetch_all(&mut **tx)
+            .await
+            .db_context("take ledger positions")?;
+            let mut seqs = rows
+                .iter()
+                .map(|r| int("ledger_transfers.seq", i64_of(r, "s")?))
+                .collect::<Result<Vec<u64>>>()?;
+            seqs.sort_unstable();
+            Ok(seqs)
+        }
+        Dialect::Sqlite => {
+            // One writer: the positions after the last one are free.
+            let last: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM ledger_transfers")
+                    .fetch_one(&mut **tx)
+                    .await
+                    .db_context("take ledger positions")?;
+            let last = int::<u64, _>("ledger_transfers.seq", last)?;
+            Ok((1..=n as u64).map(|i| last + i).collect())
+        }
+    }
+}
+
+fn opt_ms(v: Option<DateTime<Utc>>) -> Value {
+    v.map_or(Value::Null, |t| json!(ms(t)))
+}
+
+/// Writes what a batch changed.
+async fn write_changes(
+    tx: &mut Transaction<'static, Any>,
+    d: Dialect,
+    changes: &Changes,
+) -> Result<()> {
+    use Ty::{Int, Text};
+    let transfers = changes
+        .transfers
+        .iter()
+        .map(|t| {
+            json!({
+                "seq": t.seq, "id": t.id.as_str(), "kind": t.kind.as_str(),
+                "debit_account": t.debit_account.key(), "credit_account": t.credit_account.key(),
+                "amount": t.amount, "hold_id": t.hold_id.as_ref().map(TransferId::as_str),
+                "grant_id": t.grant_id.as_ref().map(TransferId::as_str),
+                "expires_at": t.expires_at.map(ms), "priority": t.priority,
+                "source": t.source.map(GrantSource::as_str), "reference": t.reference,
+                "created_at": ms(t.created_at),
+            })
+        })
+        .collect();
+    let cols = [
+        ("seq", Int),
+        ("id", Text),
+        ("kind", Text),
+        ("debit_account", Text),
+        ("credit_account", Text),
+        ("amount", Int),
+        ("hold_id", Text),
+        ("grant_id", Text),
+        ("expires_at", Int),
+        ("priority", Int),
+        ("source", Text),
+        ("reference", Text),
+        ("created_at", Int),
+    ];
+    let names = cols.map(|(c, _)| c).join(", ");
+    write_rows(
+        tx,
+        format!(
+            "INSERT INTO ledger_transfers ({names}) SELECT {names} FROM {}",
+            records(d, &cols)
+        ),
+        transfers,
+        "record transfers",
+    )
+    .await?;
+
+    // Accounts: users and issuance on their own rows (locked), the rest on a stripe.
+    let mut own = Vec::new();
+    let mut striped = Vec::new();
+    for (account, delta) in &changes.accounts {
+        let row = json!({
+            "id": account.key(), "dp": delta.debits_posted, "cp": delta.credits_posted,
+            "dq": delta.debits_pending, "cq": delta.credits_pending,
+        });
+        match account {
+            AccountRef::Revenue | AccountRef::Breakage => striped.push(row),
+            AccountRef::User(_) | AccountRef::Issuance => own.push(row),
+        }
+    }
+    let delta_cols = [
+        ("id", Text),
+        ("dp", Int),
+        ("cp", Int),
+        ("dq", Int),
+        ("cq", Int),
+    ];
+    write_rows(
+        tx,
+        format!(
+            "UPDATE ledger_accounts SET debits_posted = debits_posted + r.dp,
+                 credits_posted = credits_posted + r.cp, debits_pending = debits_pending + r.dq,
+                 credits_pending = credits_pending + r.cq
+             FROM {} WHERE ledger_accounts.id = r.id",
+            records(d, &delta_cols)
+        ),
+        own,
+        "update accounts",
+    )
+    .await?;
+    // In account id order, after every account row: breakage, then revenue.
+    striped.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    for row in striped {
+        add_to_stripe(tx, d, &row).await?;
+    }
+
+    let grant_row = |g: &GrantState| {
+        let b = &g.balance;
+        json!({
+            "id": b.id.as_str(), "seq": g.seq, "user_id": g.user.to_string(),
+            "source": b.source.as_str(), "priority": b.priority, "amount": b.amount,
+            "consumed": b.consumed, "reserved": b.reserved, "expired": b.expired,
+            "expires_at": opt_ms(b.expires_at), "expiry_done": i64::from(g.expiry_done),
+            "created_at": ms(b.created_at),
+        })
+    };
+    let grant_cols = [
+        ("id", Text),
+        ("seq", Int),
+        ("user_id", Text),
+        ("source", Text),
+        ("priority", Int),
+        ("amount", Int),
+        ("consumed", Int),
+        ("reserved", Int),
+        ("expired", Int),
+        ("expires_at", Int),
+        ("expiry_done", Int),
+        ("created_at", Int),
+    ];
+    let names = grant_cols.map(|(c, _)| c).join(", ");
+    write_rows(
+        tx,
+        format!(
+            "INSERT INTO ledger_grants ({names}) SELECT {names} FROM {}",
+            records(d, &grant_cols)
+        ),
+        changes.new_grants.iter().map(grant_row).collect(),
+        "record grants",
+    )
+    .await?;
+    write_rows(
+        tx,
+        format!(
+            "UPDATE ledger_grants SET consumed = r.n_consumed, reserved = r.n_reserved,
+                 expired = r.n_expired, expiry_done = r.n_expiry_done
+             FROM {} WHERE ledger_grants.id = r.id",
+            records(
+                d,
+                &[
+                    ("id", Text),
+                    ("n_consumed", Int),
+                    ("n_reserved", Int),
+                    ("n_expired", Int),
+                    ("n_expiry_done", Int),
+                ]
+            )
+        ),
+        changes
+            .grants
+            .iter()
+            .map(|g| {
+                json!({
+                    "id": g.balance.id.as_str(), "n_consumed": g.balance.consumed,
+                    "n_reserved": g.balance.reserved, "n_expired": g.balance.expired,
+                    "n_expiry_done": i64::from(g.expiry_done),
+                })
+            })
+            .collect(),
+        "update grants",
+    )
+    .await?;
+
+    let hold_cols = [
+        ("id", Text),
+        ("seq", Int),
+        ("user_id", Text),
+        ("amount", Int),
+        ("timeout_at", Int),
+        ("pending", Int),
+    ];
+    let names = hold_cols.map(|(c, _)| c).join(", ");
+    write_rows(
+        tx,
+        format!(
+            "INSERT INTO ledger_holds ({names}) SELECT {names} FROM {}",
+            records(d, &hold_cols)
+        ),
+        changes
+            .new_holds
+            .iter()
+            .map(|h| {
+                json!({
+                    "id": h.id.as_str(), "seq": h.seq, "user_id": h.user.to_string(),
+                    "amount": h.amount, "timeout_at": ms(h.timeout_at),
+                    "pending": i64::from(h.pending),
+                })
+            })
+            .collect(),
+        "record holds",
+    )
+    .await?;
+    write_rows(
+        tx,
+        format!(
+            "UPDATE ledger_holds SET pending = 0 FROM {} WHERE ledger_holds.id = r.id",
+            records(d, &[("id", Text)])
+        ),
+        changes
+            .settled_holds
+            .iter()
+            .map(|h| json!({ "id": h.id.as_str() }))
+            .collect(),
+        "settle holds",
+    )
+    .await?;
+    let allocation_rows = |hs: &[HoldState]| -> Vec<Value> {
+        hs.iter()
+            .flat_map(|h| {
+                h.allocations.iter().enumerate().map(move |(i, a)| {
+                    json!({
+                        "hold_id": h.id.as_str(), "position": i, "grant_id": a.grant.as_str(),
+                        "amount": a.amount, "taken": a.taken,
+                    })
+                })
+            })
+            .collect()
+    };
+    let allocation_cols = [
+        ("hold_id", Text),
+        ("position", Int),
+        ("grant_id", Text),
+        ("amount", Int),
+        ("taken", Int),
+    ];
+    let names = allocation_cols.map(|(c, _)| c).join(", ");
+    write_rows(
+        tx,
+        format!(
+            "INSERT INTO ledger_hold_allocations ({names}) SELECT {names} FROM {}",
+            records(d, &allocation_cols)
+        ),
+        allocation_rows(&changes.new_holds),
+        "record reservations",
+    )
+    .await?;
+    write_rows(
+        tx,
+        format!(
+            "UPDATE ledger_hold_allocations SET taken = r.n_taken FROM {}
+             WHERE ledger_hold_allocations.hold_id = r.hold_id
+               AND ledger_hold_allocations.position = r.position",
+            records(d, &[("hold_id", Text), ("position", Int), ("n_taken", Int)])
+        ),
+        changes
+            .settled_holds
+            .iter()
+            .flat_map(|h| {
+                h.allocations.iter().enumerate().map(move |(i, a)| {
+                    json!({ "hold_id": h.id.as_str(), "position": i, "n_taken": a.taken })
+                })
+            })
+            .collect(),
+        "record what reservations paid",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds a system account's movement to one of its stripes: on PostgreSQL one no other batch
+/// holds, if there is one (else a random one, waiting for it); on SQLite its only one.
+async fn add_to_stripe(tx: &mut Transaction<'static, Any>, d: Dialect, row: &Value) -> Result<()> {
+    const SET: &str = "UPDATE ledger_account_stripes SET debits_posted = debits_posted + $2,
+         credits_posted = credits_posted + $3, debits_pending = debits_pending + $4,
+         credits_pending = credits_pending + $5 WHERE account = $1 AND stripe = ";
+    let account = row["id"].as_str().unwrap_or_default().to_owned();
+    let n = |k: &str| row[k].as_i64().unwrap_or(0);
+    let run = |sql: String, stripe: Option<i64>| {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account.clone())
+            .bind(n("dp"))
+            .bind(n("cp"))
+            .bind(n("dq"))
+            .bind(n("cq"));
+        if let Some(s) = stripe {
+            q = q.bind(s);
+        }
+        q
+    };
+    match d {
+        Dialect::Sqlite => {
+            run(format!("{SET}0"), None)
+                .execute(&mut **tx)
+                .await
+                .db_context("update a system account")?;
+        }
+        Dialect::Postgres => {
+            let free = run(
+                format!(
+                    "{SET}(SELECT stripe FROM ledger_account_stripes WHERE account = $1
+                           ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                ),
+                None,
+            )
+            .execute(&mut **tx)
+            .await
+            .db_context("update a system account")?;
+            if free.rows_affected() == 0 {
+                let stripe = i64::from(rand_stripe()) % STRIPES;
+                run(format!("{SET}$6"), Some(stripe))
+                    .execute(&mut **tx)
+                    .await
+                    .db_context("update a system account")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A stripe to wait for when every one is busy: spread by the clock's nanoseconds.
+fn rand_stripe() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+}
