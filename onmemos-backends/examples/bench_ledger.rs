@@ -19,6 +19,9 @@ use onmemos_core::id::UserId;
 use onmemos_core::model::{GrantSource, LedgerOp, Role, TransferId, User};
 use onmemos_core::ports::Database;
 
+/// Holds per call of the batch API.
+const BATCH: usize = 64;
+
 fn id(text: String) -> TransferId {
     TransferId::new(text).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -141,6 +144,32 @@ async fn main() {
         })
         .await;
         let after = db.group_commit_stats();
+        // The batch API: each call places BATCH holds.
+        let calls = per.div_ceil(BATCH);
+        let batched = rate(c, calls, |caller, i| {
+            let (db, users) = (db.clone(), users.clone());
+            async move {
+                let ops: Vec<LedgerOp> = (0..BATCH)
+                    .map(|j| LedgerOp::Hold {
+                        id: id(format!("r{round}-batch-{caller}-{i}-{j}")),
+                        user: users[caller],
+                        amount: 7,
+                        timeout_at: now + Duration::hours(1),
+                        reference: None,
+                    })
+                    .collect();
+                for outcome in db
+                    .ledger()
+                    .apply_batch(&ops, now)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                {
+                    outcome.unwrap_or_else(|e| panic!("{e}"));
+                }
+            }
+        })
+        .await
+            * BATCH as f64;
         let cycles = rate(c, per, |caller, i| {
             let (db, users) = (db.clone(), users.clone());
             async move {
@@ -165,8 +194,9 @@ async fn main() {
         let per_commit = (after.operations - before.operations) as f64
             / (after.commits - before.commits).max(1) as f64;
         println!(
-            "{name}, {c} caller(s): bare guarded UPDATE {bare:.0}/s; ledger hold {holds:.0}/s (ratio {:.2}, {per_commit:.1} per commit); hold+post cycle {cycles:.0}/s (ratio {:.2}); n={}",
+            "{name}, {c} caller(s): bare guarded UPDATE {bare:.0}/s; ledger hold {holds:.0}/s (ratio {:.2}, {per_commit:.1} per commit); holds through apply_batch ({BATCH} per call) {batched:.0}/s (ratio {:.2}); hold+post cycle {cycles:.0}/s (ratio {:.2}); n={}",
             holds / bare,
+            batched / bare,
             cycles / bare,
             c * per
         );

@@ -141,10 +141,14 @@ pub struct SessionSettings {
     /// leaves, in seconds: one that comes back within it gets the same shell and its
     /// scrollback.
     pub terminal_grace_secs: u64,
+    /// Most due sessions a monitor claims and bills at once: their charges and next holds go
+    /// to the ledger as one batch, their records and events as one write each.
+    pub billing_batch: u32,
 }
 
 impl Default for SessionSettings {
-    /// Checks every 10 s, 5-minute holds and warnings, 60-second leases and terminal grace.
+    /// Checks every 10 s, 5-minute holds and warnings, 60-second leases and terminal grace,
+    /// batches of 1,000 sessions.
     fn default() -> Self {
         Self {
             check_interval_ms: 10_000,
@@ -153,6 +157,7 @@ impl Default for SessionSettings {
             lease_secs: 60,
             node: None,
             terminal_grace_secs: 60,
+            billing_batch: 1000,
         }
     }
 }
@@ -192,6 +197,11 @@ impl SessionSettings {
         if self.billing_window_secs.saturating_mul(1000) <= self.check_interval_ms {
             return Err(Error::configuration(
                 "sessions.billing_window_secs must be longer than sessions.check_interval_ms",
+            ));
+        }
+        if !(1..=10_000).contains(&self.billing_batch) {
+            return Err(Error::configuration(
+                "sessions.billing_batch must be between 1 and 10000",
             ));
         }
         if self.lease_secs == 0 {

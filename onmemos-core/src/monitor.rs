@@ -18,8 +18,6 @@ use crate::model::{SessionStatus, StopReason};
 use crate::ports::compute::ComputeStatus;
 use crate::services::sessions::billing::SessionBilling;
 
-/// How many sessions one claim takes.
-const CLAIM_BATCH: u32 = 64;
 /// The shortest pause between passes, so that a session due again and again (its tick
 /// failing, say) cannot keep the loop busy.
 const MIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
@@ -201,7 +199,9 @@ impl Monitor {
     }
 
     /// Ticks every session due at `now` that this replica can lease — the part of a pass a
-    /// limit's deadline needs, without the sweep and the storage billing of a full one.
+    /// limit's deadline needs, without the sweep and the storage billing of a full one. Sessions
+    /// are claimed and billed in batches of `sessions.billing_batch`: one ledger batch, one
+    /// write of their records and one of their events per claim.
     pub async fn tick_due(&self, now: DateTime<Utc>, report: &mut PassReport) -> Result<()> {
         SessionBilling::new(&self.engine).announce().await;
         let lease = self.engine.config().sessions.lease();
@@ -211,14 +211,18 @@ impl Monitor {
                 .engine
                 .database()
                 .sessions()
-                .claim_due(self.engine.node(), now, now + lease, CLAIM_BATCH)
+                .claim_due(
+                    self.engine.node(),
+                    now,
+                    now + lease,
+                    self.engine.config().sessions.billing_batch,
+                )
                 .await?;
             if claimed.is_empty() {
                 return Ok(());
             }
-            for record in claimed {
-                let id = record.session.id;
-                match billing.tick(record, now).await {
+            for (id, outcome) in billing.tick_batch(claimed, now).await {
+                match outcome {
                     Ok(Some(reason)) => {
                         report.ticked += 1;
                         report.stopped.push((id, reason));

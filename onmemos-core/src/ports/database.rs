@@ -245,6 +245,19 @@ pub struct SessionSample {
     pub rate_micros_per_hour: i64,
 }
 
+/// An event to append to a session's trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSessionEvent {
+    /// The session.
+    pub session: SessionId,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub kind: SessionEventKind,
+    /// For people.
+    pub message: String,
+}
+
 /// Sessions, their billing state and their event trail.
 ///
 /// Writes of a record are conditional on its version (optimistic locking), so two monitors, or a
@@ -267,6 +280,15 @@ pub trait SessionRepo: Send + Sync {
     /// Stores `record` if the stored version is `record.version - 1`, releasing any lease;
     /// returns whether it wrote (`false`: someone else changed the session first).
     async fn update(&self, record: &SessionRecord) -> Result<bool>;
+    /// Stores each of `records` as [`Self::update`] does, in one write where the database
+    /// can; returns, for each, whether it was written.
+    async fn update_batch(&self, records: &[SessionRecord]) -> Result<Vec<bool>> {
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            out.push(self.update(record).await?);
+        }
+        Ok(out)
+    }
     /// Moves `last_activity_at` forward to `at` (never back).
     async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<()>;
     /// Leases to `holder`, until `until`, up to `limit` running sessions whose next check is due
@@ -295,6 +317,18 @@ pub trait SessionRepo: Send + Sync {
         kind: &SessionEventKind,
         message: &str,
     ) -> Result<SessionEvent>;
+    /// Appends several events, in order, in one write where the database can; returns them
+    /// as stored.
+    async fn append_events(&self, events: &[NewSessionEvent]) -> Result<Vec<SessionEvent>> {
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            out.push(
+                self.append_event(e.session, e.at, &e.kind, &e.message)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
     /// Up to `limit` events of a session with `seq > after`, oldest first.
     async fn events(&self, session: SessionId, after: u64, limit: u32)
     -> Result<Vec<SessionEvent>>;
@@ -340,6 +374,15 @@ pub trait LedgerRepo: Send + Sync {
     /// Releases holds whose timeout passed and expires the unspent remainder of grants whose
     /// expiry passed; returns the transfers made (none when nothing was due).
     async fn expire_due(&self, now: DateTime<Utc>) -> Result<Vec<Transfer>>;
+    /// The counters of several users' accounts, in one read where the database can (users
+    /// without an account are left out).
+    async fn counters(&self, users: &[UserId]) -> Result<Vec<(UserId, AccountCounters)>> {
+        let mut out = Vec::with_capacity(users.len());
+        for &user in users {
+            out.push((user, self.balance(user).await?.counters));
+        }
+        Ok(out)
+    }
     /// A user's balance (all zero for a user who never had credits).
     async fn balance(&self, user: UserId) -> Result<Balance>;
     /// The transfer with this id.

@@ -11,8 +11,8 @@ pub mod storage;
 pub use compute::{ComputeCapabilities, ComputeProvider};
 pub use database::{
     ApiKeyRepo, Database, DatabaseCapabilities, IdempotencyBegin, IdempotencyRepo, LedgerRepo,
-    SessionFilter, SessionRepo, SessionSample, StorageUsageRepo, StoredResponse, TemplateFilter,
-    TemplateRepo, UploadRepo, UserRepo, WorkspaceRepo,
+    NewSessionEvent, SessionFilter, SessionRepo, SessionSample, StorageUsageRepo, StoredResponse,
+    TemplateFilter, TemplateRepo, UploadRepo, UserRepo, WorkspaceRepo,
 };
 pub use optimizer::{Optimizer, OptimizerCapabilities};
 pub use storage::{StorageCapabilities, StorageProvider};

@@ -27,6 +27,7 @@ use sqlx::any::AnyRow;
 
 use super::SqlDatabase;
 use super::error::{SqlxResultExt, corrupt};
+use super::json_rows::{in_list, text_list};
 use super::ledger_batch::{Outcome, Write};
 use super::rows::{at, int, ms, opt_at, parse};
 
@@ -197,6 +198,31 @@ impl LedgerRepo for SqlDatabase {
             }
         }
         Ok(out)
+    }
+
+    async fn counters(&self, users: &[UserId]) -> Result<Vec<(UserId, AccountCounters)>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT * FROM ledger_accounts WHERE id IN {}",
+            in_list(self.dialect, 1)
+        );
+        let keys: Vec<String> = users.iter().map(ToString::to_string).collect();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(text_list(keys.iter().map(String::as_str)))
+            .fetch_all(&self.reader)
+            .await
+            .db_context("read balances")?
+            .iter()
+            .map(|row| {
+                let id: String = row.try_get("id").db_context("read account")?;
+                match parse("ledger_accounts.id", &id)? {
+                    AccountRef::User(u) => Ok((u, counters_from(row)?)),
+                    other => Err(corrupt("ledger_accounts.id", other)),
+                }
+            })
+            .collect()
     }
 
     async fn balance(&self, user: UserId) -> Result<Balance> {

@@ -31,6 +31,7 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::Dialect;
 use super::error::{SqlxResultExt, corrupt};
+use super::json_rows::{Ty, in_list, records, text_list};
 use super::rows::{at, int, ms, parse};
 
 /// Provisional ledger positions of the transfers a batch makes, above any stored one; the
@@ -54,54 +55,6 @@ pub(crate) enum Write {
 /// What one write did: the transfers it made (an operation's own first), or why it was
 /// refused.
 pub(crate) type Outcome = Result<Vec<Transfer>>;
-
-/// A JSON array of text, as the list statements take it.
-fn text_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
-    Value::Array(items.into_iter().map(Value::from).collect()).to_string()
-}
-
-/// `IN` list from the JSON array of text bound at `$n`.
-fn in_list(d: Dialect, n: u8) -> String {
-    match d {
-        Dialect::Postgres => format!("(SELECT json_array_elements_text(${n}::json))"),
-        Dialect::Sqlite => format!("(SELECT value FROM json_each(${n}))"),
-    }
-}
-
-/// The type of a column of a JSON row set.
-#[derive(Clone, Copy)]
-enum Ty {
-    Text,
-    Int,
-}
-
-/// A relation `r` over the JSON array of objects bound at `$1`, with these columns.
-fn records(d: Dialect, cols: &[(&str, Ty)]) -> String {
-    match d {
-        Dialect::Postgres => {
-            let defs: Vec<String> = cols
-                .iter()
-                .map(|(c, t)| {
-                    format!(
-                        "{c} {}",
-                        match t {
-                            Ty::Text => "TEXT",
-                            Ty::Int => "BIGINT",
-                        }
-                    )
-                })
-                .collect();
-            format!("jsonb_to_recordset($1::jsonb) AS r({})", defs.join(", "))
-        }
-        Dialect::Sqlite => {
-            let defs: Vec<String> = cols
-                .iter()
-                .map(|(c, _)| format!("value ->> '{c}' AS {c}"))
-                .collect();
-            format!("(SELECT {} FROM json_each($1)) AS r", defs.join(", "))
-        }
-    }
-}
 
 /// Runs a statement built from constants over one JSON row set, if it has rows.
 async fn write_rows(

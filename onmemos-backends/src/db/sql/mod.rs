@@ -10,6 +10,7 @@
 mod error;
 mod group_commit;
 mod idempotency;
+mod json_rows;
 mod ledger;
 mod ledger_batch;
 mod repos;

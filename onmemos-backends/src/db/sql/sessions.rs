@@ -10,13 +10,14 @@ use onmemos_core::model::{
     Placement, Resources, Session, SessionEvent, SessionEventKind, SessionLimits, SessionRecord,
     SessionStatus, StopReason, TransferId,
 };
-use onmemos_core::ports::{SessionFilter, SessionRepo, SessionSample};
+use onmemos_core::ports::{NewSessionEvent, SessionFilter, SessionRepo, SessionSample};
 use onmemos_core::{Error, Result};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::SqlDatabase;
 use super::error::{SqlxResultExt, corrupt};
+use super::json_rows::{Ty, records};
 use super::rows::{after, at, int, json, ms, opt_at, overfetch, parse, to_json};
 
 const COLUMNS: &str = "id, workspace_id, owner_id, template_id, status, placement, cpu_millis,
@@ -44,22 +45,104 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// `UPDATE` of every column but the id (`$1`), if the version is the last placeholder.
-static UPDATE: LazyLock<String> = LazyLock::new(|| {
-    let sets = COLUMNS
-        .split(',')
-        .map(str::trim)
-        .skip(1)
-        .enumerate()
-        .map(|(i, c)| format!("{c} = ${}", i + 2))
-        .collect::<Vec<_>>();
+/// The type of each of `COLUMNS`, for reading them from JSON rows.
+fn column_type(column: &str) -> Ty {
+    match column {
+        "id" | "workspace_id" | "owner_id" | "template_id" | "status" | "placement"
+        | "stop_reason" | "failure" | "node" | "hold_id" => Ty::Text,
+        _ => Ty::Int,
+    }
+}
+
+/// `UPDATE` of every column of the sessions in a JSON array (`sid` the id, `expected` the
+/// version it must have), releasing their leases; returns the ids written.
+fn update_batch_sql(dialect: super::Dialect) -> String {
+    let columns: Vec<&str> = COLUMNS.split(',').map(str::trim).skip(1).collect();
+    let mut typed: Vec<(&str, Ty)> = vec![("sid", Ty::Text), ("expected", Ty::Int)];
+    typed.extend(columns.iter().map(|c| (*c, column_type(c))));
+    let sets: Vec<String> = columns.iter().map(|c| format!("{c} = r.{c}")).collect();
     format!(
         "UPDATE sessions SET {}, lease_holder = NULL, lease_until = NULL
-         WHERE id = $1 AND version = ${}",
+         FROM {} WHERE sessions.id = r.sid AND sessions.version = r.expected
+         RETURNING sessions.id",
         sets.join(", "),
-        sets.len() + 2
+        records(dialect, &typed)
     )
-});
+}
+
+static UPDATE_BATCH_POSTGRES: LazyLock<String> =
+    LazyLock::new(|| update_batch_sql(super::Dialect::Postgres));
+static UPDATE_BATCH_SQLITE: LazyLock<String> =
+    LazyLock::new(|| update_batch_sql(super::Dialect::Sqlite));
+
+/// `INSERT` of the session events in a JSON array, in their order; returns them as stored.
+fn append_events_sql(dialect: super::Dialect) -> String {
+    format!(
+        "INSERT INTO session_events (session_id, at, type, data, message)
+         SELECT session_id, at, type, data, message FROM {} ORDER BY ord RETURNING *",
+        records(
+            dialect,
+            &[
+                ("ord", Ty::Int),
+                ("session_id", Ty::Text),
+                ("at", Ty::Int),
+                ("type", Ty::Text),
+                ("data", Ty::Text),
+                ("message", Ty::Text),
+            ]
+        )
+    )
+}
+
+static APPEND_EVENTS_POSTGRES: LazyLock<String> =
+    LazyLock::new(|| append_events_sql(super::Dialect::Postgres));
+static APPEND_EVENTS_SQLITE: LazyLock<String> =
+    LazyLock::new(|| append_events_sql(super::Dialect::Sqlite));
+
+/// A session record as a JSON row of `COLUMNS` (the id as `sid`), with the version the stored
+/// one must have for an update (`expected`).
+fn record_json(r: &SessionRecord) -> Result<serde_json::Value> {
+    let s = &r.session;
+    let i = |v: u64, what: &'static str| -> Result<i64> {
+        i64::try_from(v).map_err(|_| Error::invalid(what, format!("{what} is too large")))
+    };
+    let expected = r
+        .version
+        .checked_sub(1)
+        .ok_or_else(|| Error::internal("a session update must bump the version"))?;
+    Ok(serde_json::json!({
+        "sid": s.id.to_string(),
+        "expected": i(expected, "version")?,
+        "workspace_id": s.workspace_id.to_string(),
+        "owner_id": s.owner_id.to_string(),
+        "template_id": s.template_id.to_string(),
+        "status": s.status.as_str(),
+        "placement": s.placement.as_str(),
+        "cpu_millis": s.resources.cpu_millis,
+        "memory_mib": s.resources.memory_mib,
+        "gpu": s.resources.gpu,
+        "disk_gib": s.resources.disk_gib,
+        "rate_micros": s.rate_micros_per_hour,
+        "max_duration_secs": i(s.limits.max_duration_secs, "max_duration_secs")?,
+        "max_cost_micros": s.limits.max_cost_micros,
+        "idle_timeout_secs": i(s.limits.idle_timeout_secs, "idle_timeout_secs")?,
+        "cost_micros": s.cost_micros,
+        "stop_reason": s.stop_reason.map(StopReason::as_str),
+        "failure": s.failure,
+        "created_at": ms(s.created_at),
+        "started_at": s.started_at.map(ms),
+        "stopped_at": s.stopped_at.map(ms),
+        "last_activity_at": ms(s.last_activity_at),
+        "node": r.node,
+        "version": i(r.version, "version")?,
+        "tick": i(r.tick, "tick")?,
+        "hold_id": r.hold.as_ref().map(TransferId::as_str),
+        "billed_ms": r.billed_ms,
+        "covered_until": r.covered_until.map(ms),
+        "next_check_at": r.next_check_at.map(ms),
+        "warned": r.warned,
+    }))
+}
 
 /// Binds every column of `COLUMNS` but `id`, in order, after `id`.
 fn bind_record<'q>(
@@ -248,17 +331,40 @@ impl SessionRepo for SqlDatabase {
     }
 
     async fn update(&self, record: &SessionRecord) -> Result<bool> {
-        let expected = record
-            .version
-            .checked_sub(1)
-            .ok_or_else(|| Error::internal("a session update must bump the version"))?;
-        let query = sqlx::query(UPDATE.as_str()).bind(record.session.id.to_string());
-        let done = bind_record(query, record)?
-            .bind(int::<i64, u64>("version", expected)?)
-            .execute(&self.writer)
-            .await
-            .db_context("update session")?;
-        Ok(done.rows_affected() == 1)
+        Ok(self
+            .update_batch(std::slice::from_ref(record))
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(false))
+    }
+
+    async fn update_batch(&self, records: &[SessionRecord]) -> Result<Vec<bool>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rows = records
+            .iter()
+            .map(record_json)
+            .collect::<Result<Vec<_>>>()?;
+        // Rows are locked in id order.
+        rows.sort_by(|a, b| a["sid"].as_str().cmp(&b["sid"].as_str()));
+        let sql = match self.dialect {
+            super::Dialect::Postgres => &*UPDATE_BATCH_POSTGRES,
+            super::Dialect::Sqlite => &*UPDATE_BATCH_SQLITE,
+        };
+        let written: std::collections::HashSet<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(serde_json::Value::Array(rows).to_string())
+                .fetch_all(&self.writer)
+                .await
+                .db_context("update sessions")?
+                .into_iter()
+                .collect();
+        Ok(records
+            .iter()
+            .map(|r| written.contains(&r.session.id.to_string()))
+            .collect())
     }
 
     async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<()> {
@@ -323,6 +429,36 @@ impl SessionRepo for SqlDatabase {
         .await
         .db_context("delete session")?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn append_events(&self, events: &[NewSessionEvent]) -> Result<Vec<SessionEvent>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                Ok(serde_json::json!({
+                    "ord": i, "session_id": e.session.to_string(), "at": ms(e.at),
+                    "type": e.kind.name(), "data": to_json(&e.kind)?, "message": e.message,
+                }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let sql = match self.dialect {
+            super::Dialect::Postgres => &*APPEND_EVENTS_POSTGRES,
+            super::Dialect::Sqlite => &*APPEND_EVENTS_SQLITE,
+        };
+        let mut stored = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(serde_json::Value::Array(rows).to_string())
+            .fetch_all(&self.writer)
+            .await
+            .db_context("append session events")?
+            .iter()
+            .map(event_from)
+            .collect::<Result<Vec<_>>>()?;
+        stored.sort_by_key(|e| e.seq);
+        Ok(stored)
     }
 
     async fn append_event(

@@ -10,16 +10,20 @@
 //! The monitor only schedules: it claims the sessions that are due and hands each to
 //! [`SessionBilling::tick`]; the session service uses the same steps to start and stop.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 
 use super::SessionService;
+use crate::api::ErrorCode;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
-use crate::id::SessionId;
+use crate::id::{SessionId, UserId, WorkspaceId};
 use crate::model::{
     LedgerOp, MicroCredits, Session, SessionEventKind, SessionRecord, SessionStatus, StopReason,
-    TransferId, Warning, cost_of,
+    Transfer, TransferId, Warning, cost_of,
 };
+use crate::ports::NewSessionEvent;
 use crate::ports::compute::{ComputeNotice, ComputeStatus};
 
 /// The id of step `step` (`hold`, `settle`, `void`) of hold `k` of `session`:
@@ -220,17 +224,9 @@ impl<'e> SessionBilling<'e> {
         if charged == 0 {
             return;
         }
-        let cost = record.session.cost_micros;
+        let now = self.engine.clock().now();
         self.sessions()
-            .event(
-                record.session.id,
-                SessionEventKind::Charged {
-                    tick: record.tick,
-                    amount_micros: charged,
-                    cost_micros: cost,
-                },
-                format!("charged {charged} micro-credits; {cost} so far"),
-            )
+            .record_events(vec![charged_event(record, charged, now)])
             .await;
     }
 
@@ -380,139 +376,366 @@ impl<'e> SessionBilling<'e> {
         Ok(next)
     }
 
-    /// One tick of a leased session at `now`: stops it if a limit passed (charging up to the
-    /// limit), else charges the time since the last tick, extends the hold — stopping it with
-    /// `credits_exhausted` when that is refused — and warns of limits that are near. Returns
-    /// the stop reason if it stopped.
-    pub(crate) async fn tick(
+    /// Why a leased session must stop at `now`, if it must: capacity taken back, a limit
+    /// passed (the first), or files over the storage quota (`quotas` remembers each
+    /// workspace's answer for the batch).
+    async fn stop_due(
         &self,
-        record: SessionRecord,
+        record: &SessionRecord,
+        started: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Option<StopReason>> {
-        let Some(started) = record.session.started_at else {
-            return Ok(None);
-        };
-        let deadlines = deadlines(&record.session, started);
-        let first = deadlines
-            .iter()
+        quotas: &mut HashMap<WorkspaceId, Option<u64>>,
+    ) -> Result<Option<Stop>> {
+        let first = deadlines(&record.session, started)
+            .into_iter()
             .filter(|d| d.at <= now)
             .min_by_key(|d| d.at);
         // Capacity taken back before now ends the session there: not charged past it.
-        if let Some((at, why)) = self.preempted(&record).await
-            && first.is_none_or(|d| at < d.at)
+        if let Some((at, why)) = self.preempted(record).await
+            && first.as_ref().is_none_or(|d| at < d.at)
         {
-            self.preempt(record, at, why, now).await?;
-            return Ok(Some(StopReason::Preempted));
+            return Ok(Some(Stop::Preempted(at, why)));
         }
         if let Some(first) = first {
-            self.finish(record, first.reason, first.at, now).await?;
-            return Ok(Some(first.reason));
+            return Ok(Some(Stop::Limit(first.reason, first.at)));
         }
         // Files the session wrote itself passed no quota check: this one stops it.
-        if let Some(over) = self
-            .engine
-            .storage()
-            .over_quota(record.session.workspace_id)
-            .await?
-        {
+        let workspace = record.session.workspace_id;
+        let over = match quotas.get(&workspace) {
+            Some(over) => *over,
+            None => {
+                let over = self.engine.storage().over_quota(workspace).await?;
+                quotas.insert(workspace, over);
+                over
+            }
+        };
+        Ok(over.map(|over| {
             tracing::info!(session = %record.session.id, over, "the workspace's files went over the storage quota");
-            self.finish(record, StopReason::StorageQuota, now, now)
-                .await?;
-            return Ok(Some(StopReason::StorageQuota));
+            Stop::Limit(StopReason::StorageQuota, now)
+        }))
+    }
+
+    /// Ticks leased sessions at `now`, together: each is stopped if a limit passed (charged
+    /// up to the limit), else charged for the time since its last tick against its hold and
+    /// given its next hold — stopped with `credits_exhausted` when that is refused — and
+    /// warned of limits that are near. The charges and holds of the whole batch go to the
+    /// ledger as one batch, in the order of `records` (so one owner's sessions are served in
+    /// that order, as one after another would be); the records and events are written as one
+    /// batch each. Returns each session's stop reason if it stopped.
+    pub(crate) async fn tick_batch(
+        &self,
+        records: Vec<SessionRecord>,
+        now: DateTime<Utc>,
+    ) -> Vec<(SessionId, Result<Option<StopReason>>)> {
+        let mut results = Vec::with_capacity(records.len());
+        let mut quotas = HashMap::new();
+        let mut going = Vec::with_capacity(records.len());
+        for record in records {
+            let id = record.session.id;
+            let Some(started) = record.session.started_at else {
+                results.push((id, Ok(None)));
+                continue;
+            };
+            let stopped = match self.stop_due(&record, started, now, &mut quotas).await {
+                Ok(None) => {
+                    going.push((record, started));
+                    continue;
+                }
+                Ok(Some(Stop::Preempted(at, why))) => self
+                    .preempt(record, at, why, now)
+                    .await
+                    .map(|_| Some(StopReason::Preempted)),
+                Ok(Some(Stop::Limit(reason, at))) => self
+                    .finish(record, reason, at, now)
+                    .await
+                    .map(|_| Some(reason)),
+                Err(e) => Err(e),
+            };
+            results.push((id, stopped));
+        }
+        if going.is_empty() {
+            return results;
+        }
+        match self.charge_and_extend(going, now).await {
+            Ok(done) => results.extend(done),
+            Err((ids, e)) => results.extend(ids.into_iter().map(|id| {
+                (
+                    id,
+                    Err(Error::new(
+                        e.kind(),
+                        format!("the billing batch failed: {e}"),
+                    )),
+                )
+            })),
+        }
+        results
+    }
+
+    /// The ledger's answer to one of a batch's steps: what it recorded, or the transfer this
+    /// step already made (another replica ran it with other figures) when that explains the
+    /// refusal, as `CreditService::execute_or_replayed` does for one operation.
+    async fn replayed(&self, op: &LedgerOp, outcome: Result<Transfer>) -> Result<Transfer> {
+        match outcome {
+            Err(e)
+                if e.code() == ErrorCode::IdempotencyKeyReused
+                    || matches!(e.kind(), ErrorKind::Conflict | ErrorKind::InvalidInput) =>
+            {
+                match self.engine.database().ledger().transfer(op.id()).await? {
+                    Some(done) => Ok(done),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The regular part of a batch's ticks: charges, next holds, records, events. `Err` (with
+    /// every session) when the ledger batch could not be applied.
+    async fn charge_and_extend(
+        &self,
+        going: Vec<(SessionRecord, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<Vec<(SessionId, Result<Option<StopReason>>)>, (Vec<SessionId>, Error)>
+    {
+        let settings = &self.engine.config().sessions;
+        let window = settings.billing_window();
+        // Every session's post of the time since its last tick, then its next hold.
+        let mut ops = Vec::with_capacity(going.len() * 2);
+        let mut steps = Vec::with_capacity(going.len());
+        for (record, started) in going {
+            let (end_ms, due) = due_until(&record, now);
+            let post = record.hold.as_ref().map(|hold| {
+                ops.push(LedgerOp::Post {
+                    id: transfer_id(record.session.id, "settle", record.tick),
+                    hold: hold.clone(),
+                    amount: due,
+                });
+                ops.len() - 1
+            });
+            // The hold is sized as if the charge went through as computed (it does, unless
+            // this step already ran with other figures; the stored hold then stands).
+            let next_tick = record.tick + 1;
+            let amount = cost_of(
+                record.session.rate_micros_per_hour,
+                window.num_milliseconds(),
+            )
+            .min(record.session.limits.max_cost_micros - record.session.cost_micros - due);
+            let hold = (amount > 0).then(|| {
+                ops.push(LedgerOp::Hold {
+                    id: transfer_id(record.session.id, "hold", next_tick),
+                    user: record.session.owner_id,
+                    amount,
+                    timeout_at: now + window + window,
+                    reference: Some(format!("session {}", record.session.id)),
+                });
+                ops.len() - 1
+            });
+            steps.push(Step {
+                record,
+                started,
+                end_ms,
+                post,
+                hold,
+            });
+        }
+        let outcomes = match self.engine.database().ledger().apply_batch(&ops, now).await {
+            Ok(outcomes) if outcomes.len() == ops.len() => outcomes,
+            Ok(outcomes) => {
+                let e = Error::internal(format!(
+                    "the ledger answered {} outcomes for {} operations",
+                    outcomes.len(),
+                    ops.len()
+                ));
+                return Err((steps.iter().map(|s| s.record.session.id).collect(), e));
+            }
+            Err(e) => return Err((steps.iter().map(|s| s.record.session.id).collect(), e)),
+        };
+        let mut outcomes: Vec<Option<Result<Transfer>>> = outcomes.into_iter().map(Some).collect();
+        let mut take = |i: Option<usize>| i.and_then(|i| outcomes[i].take());
+
+        let mut results = Vec::new();
+        let mut written = Vec::new();
+        for step in steps {
+            let id = step.record.session.id;
+            let charged = match take(step.post) {
+                None => Ok(0),
+                Some(outcome) => {
+                    let op = &ops[step.post.unwrap_or_default()];
+                    match self.replayed(op, outcome).await {
+                        Ok(t) => Ok(t.amount),
+                        Err(e) if e.kind() == ErrorKind::Conflict => {
+                            tracing::warn!(session = %id, "the hold timed out before it was settled; that time is not charged");
+                            Ok(0)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            let charged = match charged {
+                Ok(c) => c,
+                Err(e) => {
+                    results.push((id, Err(e)));
+                    continue;
+                }
+            };
+            let mut next = step.record.clone();
+            next.version += 1;
+            next.session.cost_micros += charged;
+            next.billed_ms = step.end_ms;
+            next.tick = step.record.tick + 1;
+            next.hold = match take(step.hold) {
+                None => None,
+                Some(outcome) => {
+                    let op = &ops[step.hold.unwrap_or_default()];
+                    match self.replayed(op, outcome).await {
+                        Ok(t) => Some(t.id),
+                        Err(e) if e.kind() == ErrorKind::InsufficientCredits => {
+                            // Paid up to now; it cannot run on credit it does not have.
+                            // `finish` writes this tick's state with the stop, in one
+                            // conditional update.
+                            next.version = step.record.version;
+                            next.hold = None;
+                            self.charged_event(&next, charged).await;
+                            let stopped = self
+                                .finish(next, StopReason::CreditsExhausted, now, now)
+                                .await
+                                .map(|_| Some(StopReason::CreditsExhausted));
+                            results.push((id, stopped));
+                            continue;
+                        }
+                        Err(e) => {
+                            results.push((id, Err(e)));
+                            continue;
+                        }
+                    }
+                }
+            };
+            next.covered_until = Some(now + window);
+            next.next_check_at = Some(next_check(
+                &next.session,
+                step.started,
+                now,
+                settings.check_interval(),
+            ));
+            written.push((next, charged, step.started));
+        }
+        if written.is_empty() {
+            return Ok(results);
         }
 
-        let id = record.session.id;
-        let settings = &self.engine.config().sessions;
-        let (end_ms, charged) = self.charge_until(&record, now).await?;
-        let mut next = record.clone();
-        next.version += 1;
-        next.session.cost_micros += charged;
-        next.billed_ms = end_ms;
-        next.tick = record.tick + 1;
-        next.hold = match self.place_hold(&next.session, next.tick, now).await {
-            Ok(hold) => hold,
-            Err(e) if e.kind() == ErrorKind::InsufficientCredits => {
-                // Paid up to now; it cannot run on credit it does not have. `finish` writes
-                // this tick's state with the stop, in one conditional update.
-                next.version = record.version;
-                next.hold = None;
-                self.charged_event(&next, charged).await;
-                self.finish(next, StopReason::CreditsExhausted, now, now)
-                    .await?;
-                return Ok(Some(StopReason::CreditsExhausted));
-            }
-            Err(e) => return Err(e),
-        };
-        let window = settings.billing_window();
-        next.covered_until = Some(now + window);
-        next.next_check_at = Some(next_check(
-            &next.session,
-            started,
-            now,
-            settings.check_interval(),
-        ));
-
-        // Warnings, once each, before a limit stops the session.
+        // Warnings, once each, before a limit stops a session.
+        let mut users: Vec<UserId> = written.iter().map(|(n, _, _)| n.session.owner_id).collect();
+        users.sort_unstable();
+        users.dedup();
+        let available: HashMap<UserId, MicroCredits> =
+            match self.engine.database().ledger().counters(&users).await {
+                Ok(counters) => counters
+                    .into_iter()
+                    .map(|(u, c)| (u, c.available()))
+                    .collect(),
+                Err(e) => {
+                    let ids = written.iter().map(|(n, _, _)| n.session.id);
+                    results.extend(ids.map(|id| {
+                        (
+                            id,
+                            Err(Error::new(
+                                e.kind(),
+                                format!("could not read balances: {e}"),
+                            )),
+                        )
+                    }));
+                    return Ok(results);
+                }
+            };
         let lead = settings.warning_lead();
-        let mut warnings = Vec::new();
-        for d in &deadlines {
-            let left = d.at - now;
-            let bit = d.warning.bit();
-            if left <= lead {
-                if next.warned & bit == 0 {
-                    next.warned |= bit;
-                    warnings.push((d.warning, left.num_seconds(), d.reason));
+        let mut warnings = Vec::with_capacity(written.len());
+        for (next, _, started) in &mut written {
+            let mut mine = Vec::new();
+            for d in &deadlines(&next.session, *started) {
+                let left = d.at - now;
+                let bit = d.warning.bit();
+                if left <= lead {
+                    if next.warned & bit == 0 {
+                        next.warned |= bit;
+                        mine.push((d.warning, left.num_seconds(), d.reason));
+                    }
+                } else {
+                    // Activity pushed an idle deadline back: warn again next time it nears.
+                    next.warned &= !bit;
+                }
+            }
+            let low = Warning::CreditsLow.bit();
+            let window_cost = cost_of(next.session.rate_micros_per_hour, window.num_milliseconds());
+            let left = available.get(&next.session.owner_id).copied().unwrap_or(0);
+            if left < window_cost && next.hold.is_some() {
+                if next.warned & low == 0 {
+                    next.warned |= low;
+                    mine.push((
+                        Warning::CreditsLow,
+                        window.num_seconds(),
+                        StopReason::CreditsExhausted,
+                    ));
                 }
             } else {
-                // Activity pushed an idle deadline back: warn again next time it nears.
-                next.warned &= !bit;
+                next.warned &= !low;
             }
-        }
-        let available = self
-            .engine
-            .database()
-            .ledger()
-            .balance(next.session.owner_id)
-            .await?
-            .available;
-        let low = Warning::CreditsLow.bit();
-        let window_cost = cost_of(next.session.rate_micros_per_hour, window.num_milliseconds());
-        if available < window_cost && next.hold.is_some() {
-            if next.warned & low == 0 {
-                next.warned |= low;
-                let seconds_left = window.num_seconds();
-                warnings.push((
-                    Warning::CreditsLow,
-                    seconds_left,
-                    StopReason::CreditsExhausted,
-                ));
-            }
-        } else {
-            next.warned &= !low;
+            warnings.push(mine);
         }
 
-        let wrote = self.engine.database().sessions().update(&next).await?;
-        if !wrote {
-            return Err(Error::conflict("the session changed during its tick"));
-        }
-        self.charged_event(&next, charged).await;
-        for (warning, seconds_left, reason) in warnings {
-            self.sessions()
-                .event(
+        let records: Vec<SessionRecord> = written.iter().map(|(n, _, _)| n.clone()).collect();
+        let wrote = match self
+            .engine
+            .database()
+            .sessions()
+            .update_batch(&records)
+            .await
+        {
+            Ok(wrote) => wrote,
+            Err(e) => {
+                results.extend(records.iter().map(|r| {
+                    (
+                        r.session.id,
+                        Err(Error::new(
+                            e.kind(),
+                            format!("could not store the ticks: {e}"),
+                        )),
+                    )
+                }));
+                return Ok(results);
+            }
+        };
+        let mut events = Vec::new();
+        for (((next, charged, _), mine), wrote) in written.iter().zip(warnings).zip(wrote) {
+            let id = next.session.id;
+            if !wrote {
+                results.push((
                     id,
-                    SessionEventKind::Warning {
+                    Err(Error::conflict("the session changed during its tick")),
+                ));
+                continue;
+            }
+            results.push((id, Ok(None)));
+            if *charged > 0 {
+                events.push(charged_event(next, *charged, now));
+            }
+            for (warning, seconds_left, reason) in mine {
+                events.push(NewSessionEvent {
+                    session: id,
+                    at: now,
+                    kind: SessionEventKind::Warning {
                         warning,
                         seconds_left,
                     },
-                    format!(
+                    message: format!(
                         "the session stops in about {} ({})",
                         human_duration(seconds_left),
                         reason.as_str()
                     ),
-                )
-                .await;
+                });
+            }
         }
-        Ok(None)
+        self.sessions().record_events(events).await;
+        Ok(results)
     }
 
     /// Ends a session a restart left unfinished: `server_restart_reconciled`, charged up to its
@@ -536,6 +759,43 @@ impl<'e> SessionBilling<'e> {
         };
         self.finish(record, reason, bill_until, now).await?;
         Ok(reason)
+    }
+}
+
+/// Why a session stops at a tick.
+enum Stop {
+    /// Its capacity was taken back at this moment, for this reason.
+    Preempted(DateTime<Utc>, String),
+    /// A limit: charged up to this moment.
+    Limit(StopReason, DateTime<Utc>),
+}
+
+/// A session of a batch that goes on: its record, when it started, the running time this
+/// tick pays for, and where its post and next hold are among the batch's operations.
+struct Step {
+    record: SessionRecord,
+    started: DateTime<Utc>,
+    end_ms: i64,
+    post: Option<usize>,
+    hold: Option<usize>,
+}
+
+/// The event of a tick's charge (`record` as it is after the charge).
+fn charged_event(
+    record: &SessionRecord,
+    charged: MicroCredits,
+    at: DateTime<Utc>,
+) -> NewSessionEvent {
+    let cost = record.session.cost_micros;
+    NewSessionEvent {
+        session: record.session.id,
+        at,
+        kind: SessionEventKind::Charged {
+            tick: record.tick,
+            amount_micros: charged,
+            cost_micros: cost,
+        },
+        message: format!("charged {charged} micro-credits; {cost} so far"),
     }
 }
 

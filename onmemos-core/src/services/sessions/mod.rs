@@ -566,23 +566,41 @@ impl<'e> SessionService<'e> {
         }
     }
 
-    /// Appends an event and tells this process's subscribers. An event that cannot be stored
-    /// is logged: it never undoes the step it reports.
-    pub(crate) async fn event(&self, id: SessionId, kind: SessionEventKind, message: String) {
-        let now = self.engine.clock().now();
+    /// Stores `events` in one write and tells this process's subscribers. Events that cannot
+    /// be stored are logged: they never undo the steps they report.
+    pub(crate) async fn record_events(&self, events: Vec<crate::ports::NewSessionEvent>) {
+        if events.is_empty() {
+            return;
+        }
         match self
             .engine
             .database()
             .sessions()
-            .append_event(id, now, &kind, &message)
+            .append_events(&events)
             .await
         {
-            Ok(event) => {
-                // No subscriber is fine.
-                let _ = self.engine.shared().bus.send(event);
+            Ok(stored) => {
+                for event in stored {
+                    // No subscriber is fine.
+                    let _ = self.engine.shared().bus.send(event);
+                }
             }
-            Err(e) => tracing::warn!(session = %id, error = %e, "could not store a session event"),
+            Err(e) => {
+                tracing::warn!(events = events.len(), error = %e, "could not store session events")
+            }
         }
+    }
+
+    /// Appends an event and tells this process's subscribers (see [`Self::record_events`]).
+    pub(crate) async fn event(&self, id: SessionId, kind: SessionEventKind, message: String) {
+        let at = self.engine.clock().now();
+        self.record_events(vec![crate::ports::NewSessionEvent {
+            session: id,
+            at,
+            kind,
+            message,
+        }])
+        .await;
     }
 }
 

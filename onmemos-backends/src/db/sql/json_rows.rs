@@ -1,0 +1,58 @@
+//! Set-based statements over JSON: a batch binds its rows as one JSON array and the statement
+//! reads it as a relation (`jsonb_to_recordset` on PostgreSQL, `json_each` on SQLite), so a
+//! write of a thousand rows is one statement and one round trip. Values stay bound: only
+//! column names, which are constants, go into the text.
+
+use serde_json::Value;
+
+use super::Dialect;
+
+/// A JSON array of text, as the list statements take it.
+pub(crate) fn text_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    Value::Array(items.into_iter().map(Value::from).collect()).to_string()
+}
+
+/// `IN` list from the JSON array of text bound at `$n`.
+pub(crate) fn in_list(d: Dialect, n: u8) -> String {
+    match d {
+        Dialect::Postgres => format!("(SELECT json_array_elements_text(${n}::json))"),
+        Dialect::Sqlite => format!("(SELECT value FROM json_each(${n}))"),
+    }
+}
+
+/// The type of a column of a JSON row set.
+#[derive(Clone, Copy)]
+pub(crate) enum Ty {
+    /// Text.
+    Text,
+    /// A 64-bit integer.
+    Int,
+}
+
+/// A relation `r` over the JSON array of objects bound at `$1`, with these columns.
+pub(crate) fn records(d: Dialect, cols: &[(&str, Ty)]) -> String {
+    match d {
+        Dialect::Postgres => {
+            let defs: Vec<String> = cols
+                .iter()
+                .map(|(c, t)| {
+                    format!(
+                        "{c} {}",
+                        match t {
+                            Ty::Text => "TEXT",
+                            Ty::Int => "BIGINT",
+                        }
+                    )
+                })
+                .collect();
+            format!("jsonb_to_recordset($1::jsonb) AS r({})", defs.join(", "))
+        }
+        Dialect::Sqlite => {
+            let defs: Vec<String> = cols
+                .iter()
+                .map(|(c, _)| format!("value ->> '{c}' AS {c}"))
+                .collect();
+            format!("(SELECT {} FROM json_each($1)) AS r", defs.join(", "))
+        }
+    }
+}
