@@ -175,3 +175,160 @@ mod tests {
         assert_eq!(r("postgres://u@h:1", "x"), "postgres://u@h:1/x");
     }
 }
+
+/// Running sessions seeded straight into a database, as the session service would leave them
+/// after starting them (no compute behind them): for billing simulations and benchmarks.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// The sessions, in the order they were made.
+    pub sessions: Vec<onmemos_core::model::SessionRecord>,
+    /// Their owners.
+    pub users: Vec<onmemos_core::id::UserId>,
+}
+
+/// Seeds `n` running sessions started at `t0`, `per_user` to an owner (each owner with one
+/// workspace and a grant far larger than they will spend), each with its first hold placed
+/// for `window` and its first check due at `t0 + interval`. Rates vary from session to
+/// session. Sessions belong to node `node`.
+///
+/// # Errors
+/// What the database answers when a write fails.
+pub async fn seed_fleet(
+    db: &crate::db::SqlDatabase,
+    n: usize,
+    per_user: usize,
+    t0: chrono::DateTime<chrono::Utc>,
+    interval: chrono::Duration,
+    window: chrono::Duration,
+    node: &str,
+) -> onmemos_core::Result<Fleet> {
+    use onmemos_core::id::{SessionId, TemplateId, UserId, WorkspaceId};
+    use onmemos_core::model::{
+        GrantSource, LedgerOp, Placement, Resources, Role, Session, SessionLimits, SessionRecord,
+        SessionStatus, Template, TemplateCategory, User, Workspace, cost_of,
+    };
+    use onmemos_core::ports::Database;
+
+    let per_user = per_user.max(1);
+    let owners = n.div_ceil(per_user);
+    let mut users = Vec::with_capacity(owners);
+    let mut workspaces = Vec::with_capacity(owners);
+    for i in 0..owners {
+        let user = User {
+            id: UserId::new(),
+            email: format!("fleet-{i}-{}@fleet.test", UserId::new()),
+            name: None,
+            role: Role::Member,
+            created_at: t0,
+        };
+        db.users().insert(&user, None).await?;
+        let workspace = Workspace {
+            id: WorkspaceId::new(),
+            owner_id: user.id,
+            name: format!("fleet-{i}"),
+            description: None,
+            env: Default::default(),
+            created_at: t0,
+            updated_at: t0,
+        };
+        db.workspaces().insert(&workspace).await?;
+        users.push(user.id);
+        workspaces.push(workspace.id);
+    }
+    let resources = Resources {
+        cpu_millis: 1000,
+        memory_mib: 1024,
+        gpu: 0,
+        disk_gib: 10,
+    };
+    let limits = SessionLimits {
+        max_duration_secs: 30 * 86_400,
+        max_cost_micros: 1_000_000_000_000,
+        idle_timeout_secs: 30 * 86_400,
+    };
+    let template = Template {
+        id: TemplateId::new(),
+        name: format!("fleet-{}", TemplateId::new().to_string().to_lowercase()),
+        owner_id: users.first().copied(),
+        builtin: false,
+        description: None,
+        category: TemplateCategory::Custom,
+        image: "fleet".into(),
+        resources,
+        env: Default::default(),
+        default_limits: limits,
+        tags: Vec::new(),
+        expected_start_ms: 0,
+        usage_count: 0,
+        created_at: t0,
+    };
+    db.templates().insert(&template).await?;
+    let grants: Vec<LedgerOp> = users
+        .iter()
+        .map(|&user| LedgerOp::Grant {
+            id: onmemos_core::model::TransferId::random("fleet-grant"),
+            user,
+            amount: 1_000_000_000_000,
+            source: GrantSource::Purchase,
+            priority: 10,
+            expires_at: None,
+            reference: None,
+        })
+        .collect();
+    for chunk in grants.chunks(2000) {
+        for outcome in db.ledger().apply_batch(chunk, t0).await? {
+            outcome?;
+        }
+    }
+    let mut sessions = Vec::with_capacity(n);
+    for i in 0..n {
+        let owner = i / per_user;
+        let rate = 40_000 + (i as i64 % 97) * 1_013;
+        let id = SessionId::new();
+        sessions.push(SessionRecord {
+            session: Session {
+                id,
+                workspace_id: workspaces[owner],
+                owner_id: users[owner],
+                template_id: template.id,
+                status: SessionStatus::Running,
+                limits,
+                placement: Placement::OnDemand,
+                resources,
+                rate_micros_per_hour: rate,
+                cost_micros: 0,
+                stop_reason: None,
+                failure: None,
+                created_at: t0,
+                started_at: Some(t0),
+                stopped_at: None,
+                last_activity_at: t0,
+            },
+            node: node.to_owned(),
+            version: 1,
+            tick: 0,
+            hold: Some(onmemos_core::services::step_id(id, "hold", 0)),
+            billed_ms: 0,
+            covered_until: Some(t0 + window),
+            next_check_at: Some(t0 + interval),
+            warned: 0,
+        });
+    }
+    let holds: Vec<LedgerOp> = sessions
+        .iter()
+        .map(|r| LedgerOp::Hold {
+            id: onmemos_core::services::step_id(r.session.id, "hold", 0),
+            user: r.session.owner_id,
+            amount: cost_of(r.session.rate_micros_per_hour, window.num_milliseconds()),
+            timeout_at: t0 + window + window,
+            reference: Some(format!("session {}", r.session.id)),
+        })
+        .collect();
+    for chunk in holds.chunks(4000) {
+        for outcome in db.ledger().apply_batch(chunk, t0).await? {
+            outcome?;
+        }
+    }
+    db.insert_sessions(&sessions).await?;
+    Ok(Fleet { sessions, users })
+}

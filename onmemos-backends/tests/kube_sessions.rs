@@ -131,7 +131,15 @@ impl World {
                 .get(&self.user, id)
                 .await
                 .unwrap_or_else(|e| panic!("get: {e}"));
-            if matches!(s.status, SessionStatus::Stopped | SessionStatus::Failed) {
+            // The stop's event is written right after its state.
+            if matches!(s.status, SessionStatus::Stopped | SessionStatus::Failed)
+                && self.events(id).await.iter().any(|e| {
+                    matches!(
+                        e,
+                        SessionEventKind::Stopped { .. } | SessionEventKind::Failed { .. }
+                    )
+                })
+            {
                 return s;
             }
             assert!(

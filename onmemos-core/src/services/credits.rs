@@ -16,17 +16,17 @@ pub struct CreditService<'e> {
     engine: &'e Engine,
 }
 
-/// The transfer id of a request: derived from its idempotency key when it has one (so a retry
-/// lands on the same transfer), random otherwise.
 /// The id of step `step` (`hold`, `settle`, `void`, `storage`…) number `k` of `owner` (a
 /// session or a workspace): `<owner>.<step>.<k>`. Derived, never random, so a repeated step is
 /// a ledger replay.
-pub(crate) fn step_id(owner: impl std::fmt::Display, step: &str, k: u64) -> TransferId {
+pub fn step_id(owner: impl std::fmt::Display, step: &str, k: u64) -> TransferId {
     // Owners are typed ids (`ses_…`, `ws_…`): the id is always valid; the fallback only keeps
     // the type total.
     TransferId::new(format!("{owner}.{step}.{k}")).unwrap_or_else(|_| TransferId::random(step))
 }
 
+/// The transfer id of a request: derived from its idempotency key when it has one (so a retry
+/// lands on the same transfer), random otherwise.
 fn transfer_id(prefix: &str, idempotency_key: Option<&str>) -> TransferId {
     match idempotency_key {
         Some(key) => {

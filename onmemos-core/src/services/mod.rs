@@ -13,7 +13,7 @@ mod users;
 mod workspaces;
 
 pub use api_keys::ApiKeyService;
-pub use credits::CreditService;
+pub use credits::{CreditService, step_id};
 pub use estimates::EstimateService;
 pub use optimizer::OptimizerService;
 pub use sessions::SessionService;

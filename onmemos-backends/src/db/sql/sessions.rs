@@ -34,16 +34,61 @@ const CLAIM: &str = "UPDATE sessions SET lease_holder = $1, lease_until = $3
            AND (lease_until IS NULL OR lease_until <= $2)
          ORDER BY next_check_at LIMIT $4";
 
-/// `INSERT` of every column, `$1` the id.
-static INSERT: LazyLock<String> = LazyLock::new(|| {
-    let placeholders = (1..=COLUMNS.split(',').count())
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>();
+/// `INSERT` of the sessions in a JSON array.
+fn insert_sql(dialect: super::Dialect) -> String {
+    let typed: Vec<(&str, Ty)> = COLUMNS
+        .split(',')
+        .map(str::trim)
+        .map(|c| {
+            if c == "id" {
+                ("sid", Ty::Text)
+            } else {
+                (c, column_type(c))
+            }
+        })
+        .collect();
     format!(
-        "INSERT INTO sessions ({COLUMNS}) VALUES ({})",
-        placeholders.join(", ")
+        "INSERT INTO sessions ({COLUMNS}) SELECT {} FROM {}",
+        typed.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "),
+        records(dialect, &typed)
     )
-});
+}
+
+static INSERT_POSTGRES: LazyLock<String> = LazyLock::new(|| insert_sql(super::Dialect::Postgres));
+static INSERT_SQLITE: LazyLock<String> = LazyLock::new(|| insert_sql(super::Dialect::Sqlite));
+
+impl SqlDatabase {
+    /// Inserts session records as they are, in one statement (without counting template
+    /// uses).
+    async fn insert_rows<'e, E>(&self, executor: E, records: &[SessionRecord]) -> Result<()>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let rows = records
+            .iter()
+            .map(record_json)
+            .collect::<Result<Vec<_>>>()?;
+        let sql = match self.dialect {
+            super::Dialect::Postgres => &*INSERT_POSTGRES,
+            super::Dialect::Sqlite => &*INSERT_SQLITE,
+        };
+        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(executor)
+            .await
+            .db_context("insert sessions")?;
+        Ok(())
+    }
+
+    /// Inserts many session records at once, as they are (for simulations and benchmarks:
+    /// template uses are not counted).
+    pub async fn insert_sessions(&self, records: &[SessionRecord]) -> Result<()> {
+        for chunk in records.chunks(2000) {
+            self.insert_rows(&self.writer, chunk).await?;
+        }
+        Ok(())
+    }
+}
 
 /// The type of each of `COLUMNS`, for reading them from JSON rows.
 fn column_type(column: &str) -> Ty {
@@ -99,20 +144,14 @@ static APPEND_EVENTS_POSTGRES: LazyLock<String> =
 static APPEND_EVENTS_SQLITE: LazyLock<String> =
     LazyLock::new(|| append_events_sql(super::Dialect::Sqlite));
 
-/// A session record as a JSON row of `COLUMNS` (the id as `sid`), with the version the stored
-/// one must have for an update (`expected`).
+/// A session record as a JSON row of `COLUMNS` (the id as `sid`).
 fn record_json(r: &SessionRecord) -> Result<serde_json::Value> {
     let s = &r.session;
     let i = |v: u64, what: &'static str| -> Result<i64> {
         i64::try_from(v).map_err(|_| Error::invalid(what, format!("{what} is too large")))
     };
-    let expected = r
-        .version
-        .checked_sub(1)
-        .ok_or_else(|| Error::internal("a session update must bump the version"))?;
     Ok(serde_json::json!({
         "sid": s.id.to_string(),
-        "expected": i(expected, "version")?,
         "workspace_id": s.workspace_id.to_string(),
         "owner_id": s.owner_id.to_string(),
         "template_id": s.template_id.to_string(),
@@ -142,46 +181,6 @@ fn record_json(r: &SessionRecord) -> Result<serde_json::Value> {
         "next_check_at": r.next_check_at.map(ms),
         "warned": r.warned,
     }))
-}
-
-/// Binds every column of `COLUMNS` but `id`, in order, after `id`.
-fn bind_record<'q>(
-    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    r: &'q SessionRecord,
-) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>> {
-    let s = &r.session;
-    let i = |v: u64, what: &'static str| -> Result<i64> {
-        i64::try_from(v).map_err(|_| Error::invalid(what, format!("{what} is too large")))
-    };
-    Ok(query
-        .bind(s.workspace_id.to_string())
-        .bind(s.owner_id.to_string())
-        .bind(s.template_id.to_string())
-        .bind(s.status.as_str())
-        .bind(s.placement.as_str())
-        .bind(i64::from(s.resources.cpu_millis))
-        .bind(i64::from(s.resources.memory_mib))
-        .bind(i64::from(s.resources.gpu))
-        .bind(i64::from(s.resources.disk_gib))
-        .bind(s.rate_micros_per_hour)
-        .bind(i(s.limits.max_duration_secs, "max_duration_secs")?)
-        .bind(s.limits.max_cost_micros)
-        .bind(i(s.limits.idle_timeout_secs, "idle_timeout_secs")?)
-        .bind(s.cost_micros)
-        .bind(s.stop_reason.map(StopReason::as_str))
-        .bind(s.failure.clone())
-        .bind(ms(s.created_at))
-        .bind(s.started_at.map(ms))
-        .bind(s.stopped_at.map(ms))
-        .bind(ms(s.last_activity_at))
-        .bind(r.node.clone())
-        .bind(i(r.version, "version")?)
-        .bind(i(r.tick, "tick")?)
-        .bind(r.hold.as_ref().map(|h| h.as_str().to_owned()))
-        .bind(r.billed_ms)
-        .bind(r.covered_until.map(ms))
-        .bind(r.next_check_at.map(ms))
-        .bind(i64::from(r.warned)))
 }
 
 fn record_from(row: &AnyRow) -> Result<SessionRecord> {
@@ -263,11 +262,8 @@ fn event_from(row: &AnyRow) -> Result<SessionEvent> {
 impl SessionRepo for SqlDatabase {
     async fn insert(&self, record: &SessionRecord) -> Result<()> {
         let mut tx = self.writer.begin().await.db_context("begin")?;
-        let query = sqlx::query(INSERT.as_str()).bind(record.session.id.to_string());
-        bind_record(query, record)?
-            .execute(&mut *tx)
-            .await
-            .db_context("insert session")?;
+        self.insert_rows(&mut *tx, std::slice::from_ref(record))
+            .await?;
         sqlx::query("UPDATE templates SET usage_count = usage_count + 1 WHERE id = $1")
             .bind(record.session.template_id.to_string())
             .execute(&mut *tx)
@@ -345,7 +341,15 @@ impl SessionRepo for SqlDatabase {
         }
         let mut rows = records
             .iter()
-            .map(record_json)
+            .map(|r| {
+                let expected = r
+                    .version
+                    .checked_sub(1)
+                    .ok_or_else(|| Error::internal("a session update must bump the version"))?;
+                let mut row = record_json(r)?;
+                row["expected"] = int::<i64, u64>("version", expected)?.into();
+                Ok(row)
+            })
             .collect::<Result<Vec<_>>>()?;
         // Rows are locked in id order.
         rows.sort_by(|a, b| a["sid"].as_str().cmp(&b["sid"].as_str()));

@@ -345,13 +345,6 @@ impl<'e> SessionBilling<'e> {
         if !self.engine.database().sessions().update(&next).await? {
             return Err(Error::conflict("the session changed meanwhile"));
         }
-        if self.sessions().reaches(&next)
-            && let Some(compute) = self.engine.compute()
-            && let Err(e) = compute.stop_session(id).await
-        {
-            // The monitor's sweep tries again.
-            tracing::warn!(session = %id, error = %e, "could not stop the session's compute");
-        }
         self.engine
             .shared()
             .activity
@@ -372,6 +365,13 @@ impl<'e> SessionBilling<'e> {
                 ),
             )
             .await;
+        if self.sessions().reaches(&next)
+            && let Some(compute) = self.engine.compute()
+            && let Err(e) = compute.stop_session(id).await
+        {
+            // The monitor's sweep tries again.
+            tracing::warn!(session = %id, error = %e, "could not stop the session's compute");
+        }
         tracing::info!(session = %id, reason = reason.as_str(), cost = next.session.cost_micros, "session stopped");
         Ok(next)
     }
@@ -469,6 +469,38 @@ impl<'e> SessionBilling<'e> {
             })),
         }
         results
+    }
+
+    /// After a tick lost the race to write its session (a stop came first), releases the hold
+    /// the tick placed if the session ended without it — else it would stay held until its
+    /// timeout. A session that goes on keeps it: its next tick places the same hold again (a
+    /// replay), so it must not be voided.
+    async fn release_unused_hold(&self, ticked: &SessionRecord) {
+        let Some(hold) = &ticked.hold else { return };
+        let id = ticked.session.id;
+        let current = match self.engine.database().sessions().record(id).await {
+            Ok(Some(current)) => current,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e, "could not re-read a session after a lost tick; its hold times out by itself");
+                return;
+            }
+        };
+        if !current.session.is_finished() || current.hold.as_ref() == Some(hold) {
+            return;
+        }
+        let void = LedgerOp::Void {
+            id: transfer_id(id, "void", ticked.tick),
+            hold: hold.clone(),
+        };
+        match self.engine.credits().execute(&void).await {
+            Ok(_) => {}
+            // Settled already (the stop found it after all): nothing is held.
+            Err(e) if e.kind() == ErrorKind::Conflict => {}
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e, "could not release the hold of a lost tick; it times out by itself")
+            }
+        }
     }
 
     /// The ledger's answer to one of a batch's steps: what it recorded, or the transfer this
@@ -708,6 +740,7 @@ impl<'e> SessionBilling<'e> {
         for (((next, charged, _), mine), wrote) in written.iter().zip(warnings).zip(wrote) {
             let id = next.session.id;
             if !wrote {
+                self.release_unused_hold(next).await;
                 results.push((
                     id,
                     Err(Error::conflict("the session changed during its tick")),
