@@ -82,6 +82,25 @@ impl Replica {
     }
 }
 
+/// A fresh PostgreSQL database with `sessions` running sessions (`per_user` to an owner) and
+/// two replicas over it billing in batches of `batch`: its URL, a handle, the replicas.
+async fn fleet(
+    sessions: usize,
+    per_user: usize,
+    batch: u32,
+) -> Option<(String, SqlDatabase, Replica, Replica)> {
+    let url = fresh_postgres_url().await?;
+    let db = SqlDatabase::open(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut a = Replica::spawn(&url, "node-a", batch);
+    let b = Replica::spawn(&url, "node-b", batch);
+    a.send(&format!("seed {sessions} {per_user} {}", at_tick(0)))
+        .await;
+    assert_eq!(a.answer().await, format!("seeded {sessions}"));
+    Some((url, db, a, b))
+}
+
 fn at_tick(k: i64) -> i64 {
     (t0() + Duration::milliseconds(k * INTERVAL_MS)).timestamp_millis()
 }
@@ -154,17 +173,10 @@ async fn assert_exact(db: &SqlDatabase, sessions: usize, elapsed_ms: i64, every_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_sessions_two_replicas_thirty_ticks_on_postgres() {
-    let Some(url) = fresh_postgres_url().await else {
+    const SESSIONS: usize = 20_000;
+    let Some((_, db, mut a, mut b)) = fleet(SESSIONS, 10, 1000).await else {
         return;
     };
-    let db = SqlDatabase::open(&url)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    const SESSIONS: usize = 20_000;
-    let mut a = Replica::spawn(&url, "node-a", 1000);
-    let mut b = Replica::spawn(&url, "node-b", 1000);
-    a.send(&format!("seed {SESSIONS} 10 {}", at_tick(0))).await;
-    assert_eq!(a.answer().await, format!("seeded {SESSIONS}"));
     let mut shares = (0, 0);
     for k in 1..=30 {
         a.send(&format!("tick {}", at_tick(k))).await;
@@ -183,17 +195,10 @@ async fn twenty_thousand_sessions_two_replicas_thirty_ticks_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_in_the_middle_of_its_batches_loses_nothing_and_charges_nothing_twice() {
-    let Some(url) = fresh_postgres_url().await else {
+    const SESSIONS: usize = 6_000;
+    let Some((url, db, mut a, mut b)) = fleet(SESSIONS, 5, 200).await else {
         return;
     };
-    let db = SqlDatabase::open(&url)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    const SESSIONS: usize = 6_000;
-    let mut a = Replica::spawn(&url, "node-a", 200);
-    let mut b = Replica::spawn(&url, "node-b", 200);
-    a.send(&format!("seed {SESSIONS} 5 {}", at_tick(0))).await;
-    assert_eq!(a.answer().await, format!("seeded {SESSIONS}"));
     for k in 1..=2 {
         a.send(&format!("tick {}", at_tick(k))).await;
         b.send(&format!("tick {}", at_tick(k))).await;

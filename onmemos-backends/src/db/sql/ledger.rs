@@ -120,6 +120,23 @@ impl SqlDatabase {
             .await
     }
 
+    /// The ids `sql` selects (`$1` is `now`): holds or grants whose time came.
+    async fn due_ids(
+        &self,
+        sql: &'static str,
+        now: DateTime<Utc>,
+        column: &'static str,
+    ) -> Result<Vec<TransferId>> {
+        sqlx::query_scalar::<_, String>(sql)
+            .bind(ms(now))
+            .fetch_all(&self.reader)
+            .await
+            .db_context("find what is due in the ledger")?
+            .into_iter()
+            .map(|id| TransferId::new(id.clone()).map_err(|_| corrupt(column, id)))
+            .collect()
+    }
+
     /// Runs `attempt` until it succeeds, fails for good, or runs out of attempts; transient
     /// failures (deadlocks, serialization failures, a busy SQLite file) are retried with a short
     /// growing pause.
@@ -162,35 +179,27 @@ impl LedgerRepo for SqlDatabase {
     }
 
     async fn expire_due(&self, now: DateTime<Utc>) -> Result<Vec<Transfer>> {
-        let mut writes = Vec::new();
-        for row in sqlx::query(
-            "SELECT id FROM ledger_holds WHERE pending = 1 AND timeout_at <= $1
-             ORDER BY timeout_at, seq",
-        )
-        .bind(ms(now))
-        .fetch_all(&self.reader)
-        .await
-        .db_context("find timed-out holds")?
-        {
-            let hold: String = row.try_get("id").db_context("read hold")?;
-            writes.push(Write::ExpireHold(
-                TransferId::new(hold.clone()).map_err(|_| corrupt("ledger_holds.id", hold))?,
-            ));
-        }
-        for row in sqlx::query(
-            "SELECT id FROM ledger_grants WHERE expiry_done = 0 AND expires_at <= $1
-             ORDER BY expires_at, seq",
-        )
-        .bind(ms(now))
-        .fetch_all(&self.reader)
-        .await
-        .db_context("find expired grants")?
-        {
-            let grant: String = row.try_get("id").db_context("read grant")?;
-            writes.push(Write::ExpireGrant(
-                TransferId::new(grant.clone()).map_err(|_| corrupt("ledger_grants.id", grant))?,
-            ));
-        }
+        let holds = self
+            .due_ids(
+                "SELECT id FROM ledger_holds WHERE pending = 1 AND timeout_at <= $1
+                 ORDER BY timeout_at, seq",
+                now,
+                "ledger_holds.id",
+            )
+            .await?;
+        let grants = self
+            .due_ids(
+                "SELECT id FROM ledger_grants WHERE expiry_done = 0 AND expires_at <= $1
+                 ORDER BY expires_at, seq",
+                now,
+                "ledger_grants.id",
+            )
+            .await?;
+        let writes: Vec<Write> = holds
+            .into_iter()
+            .map(Write::ExpireHold)
+            .chain(grants.into_iter().map(Write::ExpireGrant))
+            .collect();
         let mut out = Vec::new();
         for chunk in writes.chunks(EXPIRY_BATCH) {
             for outcome in self.submit(chunk.to_vec(), now).await? {

@@ -1,0 +1,189 @@
+//! Session-ticks per second: running sessions billed by 1, 2 or 4 monitor replicas (separate
+//! `onmemos-billing-replica` processes) over one database, next to a bare baseline in the same
+//! run — one batched `UPDATE` of as many rows per statement as a billing batch has sessions,
+//! from as many workers as there are replicas, each on its own rows, one commit per batch.
+//!
+//! `bench_billing <database-url> <sessions> <ticks> <replicas…>` (`scripts/bench-billing.sh`
+//! runs it on SQLite and PostgreSQL). The replica binary is looked up beside this example's
+//! directory (`target/release/onmemos-billing-replica`).
+
+use std::process::Stdio;
+use std::time::Instant;
+
+use chrono::{Duration, TimeZone, Utc};
+use onmemos_backends::db::SqlDatabase;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+const BATCH: usize = 1000;
+
+struct Replica {
+    _child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Replica {
+    fn spawn(url: &str, node: &str) -> Self {
+        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+        let bin = exe
+            .parent()
+            .and_then(|examples| examples.parent())
+            .map(|dir| dir.join("onmemos-billing-replica"))
+            .unwrap_or_else(|| panic!("no target directory"));
+        let mut child = Command::new(&bin)
+            .args([url, node, &BATCH.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let stdin = child.stdin.take().unwrap_or_else(|| panic!("stdin"));
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("stdout"));
+        Self {
+            _child: child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    async fn call(&mut self, command: &str) -> String {
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.lines
+            .next_line()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("a replica ended"))
+    }
+}
+
+/// Rows per second of the bare baseline: `workers` tasks, each updating its own `rows / workers`
+/// rows in statements of `BATCH` rows, one commit per statement, `rounds` times over.
+async fn bare(db: &SqlDatabase, rows: usize, workers: usize, rounds: usize) -> f64 {
+    let pg = db.dialect() == onmemos_backends::db::Dialect::Postgres;
+    sqlx::query("DROP TABLE IF EXISTS bench_rows")
+        .execute(db.writer())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("CREATE TABLE bench_rows (id BIGINT PRIMARY KEY, debits BIGINT NOT NULL)")
+        .execute(db.writer())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for chunk in (0..rows as i64).collect::<Vec<_>>().chunks(5000) {
+        let ids = serde_json::to_string(chunk).unwrap_or_default();
+        let sql = if pg {
+            "INSERT INTO bench_rows SELECT value::bigint, 0 FROM json_array_elements_text($1::json)"
+        } else {
+            "INSERT INTO bench_rows SELECT value, 0 FROM json_each($1)"
+        };
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ids)
+            .execute(db.writer())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let update = if pg {
+        "UPDATE bench_rows SET debits = debits + r.amount
+         FROM jsonb_to_recordset($1::jsonb) AS r(id BIGINT, amount BIGINT) WHERE bench_rows.id = r.id"
+    } else {
+        "UPDATE bench_rows SET debits = debits + r.amount
+         FROM (SELECT value ->> 'id' AS id, value ->> 'amount' AS amount FROM json_each($1)) AS r
+         WHERE bench_rows.id = r.id"
+    };
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let pool = db.writer().clone();
+            tokio::spawn(async move {
+                let mine: Vec<i64> = (0..rows as i64)
+                    .filter(|i| *i as usize % workers == w)
+                    .collect();
+                for _ in 0..rounds {
+                    for chunk in mine.chunks(BATCH) {
+                        let body: Vec<serde_json::Value> = chunk
+                            .iter()
+                            .map(|id| serde_json::json!({ "id": id, "amount": 7 }))
+                            .collect();
+                        sqlx::query(sqlx::AssertSqlSafe(update))
+                            .bind(serde_json::Value::Array(body).to_string())
+                            .execute(&pool)
+                            .await
+                            .unwrap_or_else(|e| panic!("{e}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    (rows * rounds) as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let url = args
+        .next()
+        .unwrap_or_else(|| panic!("usage: bench_billing <url> <sessions> <ticks> <replicas…>"));
+    let sessions: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let ticks: i64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let mut counts: Vec<usize> = args.filter_map(|s| s.parse().ok()).collect();
+    if counts.is_empty() {
+        counts = vec![1, 2, 4];
+    }
+    let db = SqlDatabase::open(&url)
+        .await
+        .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    let name = onmemos_core::ports::Database::capabilities(&db).name;
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 6, 1, 9, 0, 0)
+        .single()
+        .unwrap_or_default();
+    let mut seeder = Replica::spawn(&url, "seed");
+    let seeded = seeder
+        .call(&format!("seed {sessions} 10 {}", t0.timestamp_millis()))
+        .await;
+    assert_eq!(seeded, format!("seeded {sessions}"));
+    drop(seeder);
+    let mut k = 0i64;
+    for &n in &counts {
+        let mut replicas: Vec<Replica> = (0..n)
+            .map(|i| Replica::spawn(&url, &format!("replica-{i}")))
+            .collect();
+        let started = Instant::now();
+        let mut billed = 0u64;
+        for _ in 0..ticks {
+            k += 1;
+            let at = (t0 + Duration::seconds(10 * k)).timestamp_millis();
+            let command = format!("tick {at}");
+            let answers =
+                futures::future::join_all(replicas.iter_mut().map(|r| r.call(&command))).await;
+            for a in answers {
+                let words: Vec<&str> = a.split_whitespace().collect();
+                match words.as_slice() {
+                    ["ticked", t, "errors", "0", ..] => billed += t.parse::<u64>().unwrap_or(0),
+                    _ => panic!("a tick failed: {a}"),
+                }
+            }
+        }
+        let rate = billed as f64 / started.elapsed().as_secs_f64();
+        assert_eq!(
+            billed,
+            sessions as u64 * ticks as u64,
+            "every session every tick"
+        );
+        let baseline = bare(&db, sessions, n, ticks as usize).await;
+        println!(
+            "{name}, {sessions} sessions, {n} replica(s): {rate:.0} session-ticks/s; bare batched UPDATE {baseline:.0} rows/s; ratio {:.2}",
+            rate / baseline
+        );
+    }
+    let r = onmemos_core::ledger::reconcile(onmemos_core::ports::Database::ledger(&db))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.is_consistent(), "{r:?}");
+}

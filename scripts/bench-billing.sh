@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Session-ticks per second: running sessions billed by 1, 2 and 4 monitor replicas (processes)
+# on PostgreSQL (durable commits) and SQLite, each next to a bare batched UPDATE of as many rows
+# per statement in the same run.
+# Usage: scripts/bench-billing.sh [sessions...]   (default: 10000 100000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# A PostgreSQL with its durable defaults (fsync, synchronous commit), as in production.
+unset ONMEMOS_TEST_POSTGRES_URL
+export PG_DURABLE=1
+source scripts/services.sh
+start_postgres
+SIZES=("$@")
+[ ${#SIZES[@]} -gt 0 ] || SIZES=(10000 100000)
+TICKS="${TICKS:-3}"
+cargo build --quiet --release -p onmemos-backends --features testing,sqlite,postgres \
+  --bin onmemos-billing-replica --example bench_billing
+BIN=target/release/examples/bench_billing
+dir="$(mktemp -d)"
+trap 'rm -rf "$dir"' EXIT
+for n in "${SIZES[@]}"; do
+  psql -q "$ONMEMOS_TEST_POSTGRES_URL" -c "CREATE DATABASE bench_billing_${n}_$$" >/dev/null
+  "$BIN" "${ONMEMOS_TEST_POSTGRES_URL%/*}/bench_billing_${n}_$$" "$n" "$TICKS" 1 2 4
+  "$BIN" "sqlite://$dir/bench_$n.db" "$n" "$TICKS" 1
+done
