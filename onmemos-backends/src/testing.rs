@@ -178,6 +178,7 @@ mod tests {
 
 /// Running sessions seeded straight into a database, as the session service would leave them
 /// after starting them (no compute behind them): for billing simulations and benchmarks.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[derive(Debug, Clone)]
 pub struct Fleet {
     /// The sessions, in the order they were made.
@@ -193,6 +194,7 @@ pub struct Fleet {
 ///
 /// # Errors
 /// What the database answers when a write fails.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub async fn seed_fleet(
     db: &crate::db::SqlDatabase,
     n: usize,

@@ -1061,6 +1061,7 @@ macro_rules! database_conformance {
             ledger_refuses_bad_operations,
             ledger_caps_a_balance,
             ledger_grant_order_expiry_and_timeouts,
+            ledger_batches_keep_order_and_outcomes,
         );
     };
     (@ledger $make:expr; $($check:ident),+ $(,)?) => {

@@ -550,3 +550,126 @@ pub async fn ledger_grant_order_expiry_and_timeouts(db: Arc<dyn Database>) {
     );
     assert_consistent(&db).await;
 }
+
+/// A batch applies its operations in order, each with its own outcome: a hold placed by the
+/// batch is settled by it, a grant made by it is spent by it, a refusal changes nothing and
+/// does not stop the rest, an id used twice in the batch answers as a replay (or
+/// `idempotency_key_reused` with other figures), and applying the same batch again replays
+/// every operation. The counters are those of the operations one after another.
+pub async fn ledger_batches_keep_order_and_outcomes(db: Arc<dyn Database>) {
+    let now = t0();
+    let (u, v) = (user(&db).await, user(&db).await);
+    let g = grant(u, 1_000, 0, None);
+    let h1 = hold(u, 600, Duration::hours(1));
+    let h1_id = h1.id().clone();
+    let too_much = hold(u, 500, Duration::hours(1));
+    let post = LedgerOp::Post {
+        id: tid("post"),
+        hold: h1_id.clone(),
+        amount: 250,
+    };
+    let h2 = hold(u, 500, Duration::hours(1));
+    let twice = LedgerOp::Post {
+        id: tid("post-again"),
+        hold: h1_id.clone(),
+        amount: 1,
+    };
+    let other = hold(v, 1, Duration::hours(1));
+    let reused = LedgerOp::Hold {
+        id: h2.id().clone(),
+        user: u,
+        amount: 7,
+        timeout_at: now + Duration::hours(1),
+        reference: None,
+    };
+    let batch = vec![
+        g.clone(),
+        h1.clone(),
+        too_much.clone(),
+        post.clone(),
+        h2.clone(),
+        twice,
+        other,
+        h2.clone(),
+        reused,
+    ];
+    let outcomes = db
+        .ledger()
+        .apply_batch(&batch, now)
+        .await
+        .unwrap_or_else(|e| panic!("batch: {e}"));
+    assert_eq!(outcomes.len(), batch.len());
+    let kinds: Vec<Result<TransferKind, ErrorCode>> = outcomes
+        .iter()
+        .map(|o| o.as_ref().map(|t| t.kind).map_err(|e| e.code()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            Ok(TransferKind::Grant),
+            Ok(TransferKind::Hold),
+            // 400 left: refused, and the batch goes on.
+            Err(ErrorCode::InsufficientCredits),
+            // The hold placed two steps before is settled: 250 posted, 350 released.
+            Ok(TransferKind::Post),
+            // 750 available again.
+            Ok(TransferKind::Hold),
+            Err(ErrorCode::Conflict),
+            // No credit at all: refused.
+            Err(ErrorCode::InsufficientCredits),
+            // The same hold again: a replay.
+            Ok(TransferKind::Hold),
+            Err(ErrorCode::IdempotencyKeyReused),
+        ],
+        "{outcomes:?}"
+    );
+    let stored = |i: usize| {
+        outcomes[i]
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{i}: {e}"))
+            .clone()
+    };
+    assert_eq!(
+        stored(7),
+        stored(4),
+        "a replay within the batch is the transfer"
+    );
+    assert!(
+        stored(0).seq < stored(1).seq && stored(1).seq < stored(3).seq,
+        "ledger order is batch order"
+    );
+    assert_eq!(stored(3).amount, 250);
+    let b = db
+        .ledger()
+        .balance(u)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(b.counters.credits_posted, 1_000);
+    assert_eq!(b.counters.debits_posted, 250);
+    assert_eq!(b.counters.debits_pending, 500);
+    assert_eq!(b.available, 250);
+    // The whole batch again, later: every operation that went through is a replay; the
+    // refusals are decided afresh (and still refused).
+    let again = db
+        .ledger()
+        .apply_batch(&batch, now + Duration::seconds(1))
+        .await
+        .unwrap_or_else(|e| panic!("batch again: {e}"));
+    for i in [0, 1, 3, 4, 7] {
+        assert_eq!(
+            again[i].as_ref().ok(),
+            Some(&stored(i)),
+            "step {i} replays: {:?}",
+            again[i]
+        );
+    }
+    for i in [2, 5, 6] {
+        assert!(again[i].is_err(), "step {i} stays refused: {:?}", again[i]);
+    }
+    assert_eq!(
+        available(&db, u).await,
+        250,
+        "replaying a batch changes nothing"
+    );
+    assert_consistent(&db).await;
+}
