@@ -297,6 +297,104 @@ async fn reference_sqlite_and_postgres_agree_step_by_step() {
     );
 }
 
+/// The same model check with batches: groups of 1 to 16 operations go to the databases through
+/// `apply_batch` — later operations of a group settle holds placed earlier in it, replay its
+/// ids, and meet refusals — and every outcome must be the reference's, one after another.
+#[tokio::test]
+async fn reference_sqlite_and_postgres_agree_batch_by_batch() {
+    let seed = seed();
+    let lite = sqlite().await;
+    let pg = postgres().await;
+    let mut dbs: Vec<(&str, &dyn LedgerRepo)> = vec![("sqlite", lite.ledger())];
+    if let Some(pg) = &pg {
+        dbs.push(("postgres", pg.ledger()));
+    }
+    let mut sql: Vec<&SqlDatabase> = vec![&lite];
+    sql.extend(pg.iter());
+    let model = ReferenceLedger::new();
+    let mut generator = Generator::new(seed, users(&sql, 4).await, "b-");
+    let mut now = t0();
+    let (mut refused, mut settled_in_batch) = (0usize, 0usize);
+    for batch in 0..400 {
+        now += Duration::milliseconds(generator.rng.random_range(0..2_000));
+        let size = generator.rng.random_range(1..=16);
+        let mut ops = Vec::new();
+        let mut expected = Vec::new();
+        let mut placed = std::collections::HashSet::new();
+        while ops.len() < size {
+            let Some(op) = generator.op(now) else {
+                break;
+            };
+            if op.validate_at(now).is_err() {
+                continue;
+            }
+            if let LedgerOp::Post { hold, .. } | LedgerOp::Void { hold, .. } = &op
+                && placed.contains(hold)
+            {
+                settled_in_batch += 1;
+            }
+            let result = model.execute(&op, now).await;
+            if let Ok(t) = &result
+                && t.kind == TransferKind::Hold
+            {
+                placed.insert(t.id.clone());
+            }
+            refused += usize::from(result.is_err());
+            generator.record(&op, &result);
+            expected.push(outcome(&result));
+            ops.push(op);
+        }
+        for (name, db) in &dbs {
+            let got: Vec<Result<Transfer, String>> = db
+                .apply_batch(&ops, now)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: batch {batch}: {e}"))
+                .iter()
+                .map(outcome)
+                .collect();
+            assert_eq!(got, expected, "batch {batch} ({name}, seed {seed}): {ops:?}");
+        }
+        if batch % 10 == 9 {
+            let expected: Vec<Transfer> = model
+                .expire_due(now)
+                .await
+                .unwrap_or_default()
+                .iter()
+                .map(shape)
+                .collect();
+            for (name, db) in &dbs {
+                let got: Vec<Transfer> = db
+                    .expire_due(now)
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+                    .iter()
+                    .map(shape)
+                    .collect();
+                assert_eq!(got, expected, "batch {batch} ({name}, seed {seed}): expiry");
+            }
+        }
+    }
+    for user in &generator.users {
+        let expected = model.balance(*user).await.unwrap_or_else(|e| panic!("{e}"));
+        for (name, db) in &dbs {
+            assert_eq!(
+                db.balance(*user).await.ok().as_ref(),
+                Some(&expected),
+                "{name}: final balance (seed {seed})"
+            );
+        }
+    }
+    for (name, db) in &dbs {
+        let r = reconcile(*db).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.is_consistent(), "{name}: {r:?}");
+    }
+    assert!(refused > 20, "too few refusals ({refused}) to exercise them");
+    assert!(
+        settled_in_batch > 20,
+        "too few holds settled in the batch that placed them ({settled_in_batch})"
+    );
+}
+
 const CLIENTS: usize = 64;
 const OPERATIONS: usize = 100_000;
 

@@ -12,6 +12,7 @@
 //! client ──HTTP/WS──▶ server ──▶ Engine services ──▶ ports (traits) ◀── backends
 //! ```
 
+pub mod auth_cache;
 pub mod clock;
 pub mod engine;
 pub mod ledger;

@@ -203,6 +203,9 @@ impl Monitor {
     /// are claimed and billed in batches of `sessions.billing_batch`: one ledger batch, one
     /// write of their records and one of their events per claim.
     pub async fn tick_due(&self, now: DateTime<Utc>, report: &mut PassReport) -> Result<()> {
+        // Activity recorded here is written before idle deadlines are read.
+        self.engine.sessions().flush_activity().await;
+        self.engine.api_keys().write_uses_in_background(true);
         SessionBilling::new(&self.engine).announce().await;
         let lease = self.engine.config().sessions.lease();
         let billing = SessionBilling::new(&self.engine);

@@ -20,8 +20,8 @@ use crate::model::SessionEvent;
 pub(crate) struct Shared {
     /// Session events made in this process, for shells and streams.
     pub(crate) bus: tokio::sync::broadcast::Sender<SessionEvent>,
-    /// When activity on each session was last written.
-    pub(crate) activity: Mutex<HashMap<SessionId, DateTime<Utc>>>,
+    /// Activity on sessions, recorded here and written in batches.
+    pub(crate) activity: Activity,
     /// Wakes the monitor's loop early (a session started whose first deadline may come
     /// before the next pass).
     pub(crate) monitor_wake: Arc<tokio::sync::Notify>,
@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) part_slots: PartSlots,
     /// The terminals of sessions attached here.
     pub(crate) terminals: Arc<crate::terminal::Hubs>,
+    /// API keys that authenticated, and their uses not written yet.
+    pub(crate) auth: crate::auth_cache::AuthCache,
 }
 
 impl Shared {
@@ -38,11 +40,12 @@ impl Shared {
     pub(crate) fn new(parts_in_memory: usize) -> Self {
         Self {
             bus: tokio::sync::broadcast::channel(1024).0,
-            activity: Mutex::default(),
+            activity: Activity::default(),
             monitor_wake: Arc::default(),
             uploads: InFlight::default(),
             part_slots: PartSlots::new(parts_in_memory),
             terminals: Arc::default(),
+            auth: crate::auth_cache::AuthCache::default(),
         }
     }
 }
@@ -131,5 +134,86 @@ impl InFlight {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, c| Arc::strong_count(c) > 1 || c.load(Ordering::Relaxed) > 0);
         map.entry(workspace).or_default().clone()
+    }
+}
+
+/// Activity on sessions: when each was last recorded here, and what is not written yet.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    state: Mutex<ActivityState>,
+    writing: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug)]
+struct ActivityState {
+    recorded: HashMap<SessionId, DateTime<Utc>>,
+    pending: HashMap<SessionId, DateTime<Utc>>,
+    last_write: std::time::Instant,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(ActivityState {
+                recorded: HashMap::new(),
+                pending: HashMap::new(),
+                last_write: std::time::Instant::now(),
+            }),
+            writing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl Activity {
+    fn state(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records activity on `id` at `at` unless some was recorded less than `interval_ms`
+    /// before; returns whether it did.
+    pub(crate) fn record(&self, id: SessionId, at: DateTime<Utc>, interval_ms: i64) -> bool {
+        let mut state = self.state();
+        if state
+            .recorded
+            .get(&id)
+            .is_some_and(|last| (at - *last).num_milliseconds() < interval_ms)
+        {
+            return false;
+        }
+        state.recorded.insert(id, at);
+        state.pending.insert(id, at);
+        true
+    }
+
+    /// Forgets a session that ended.
+    pub(crate) fn forget(&self, id: SessionId) {
+        let mut state = self.state();
+        state.recorded.remove(&id);
+        state.pending.remove(&id);
+    }
+
+    /// The activity to write now, if a batch is due (a second after the last, or at once
+    /// with `force`) and none is being written. Call [`Self::write_done`] after writing it.
+    pub(crate) fn take_due(&self, force: bool) -> Option<Vec<(SessionId, DateTime<Utc>)>> {
+        let mut state = self.state();
+        if state.pending.is_empty()
+            || (!force && state.last_write.elapsed() < std::time::Duration::from_secs(1))
+            || self.writing.swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return None;
+        }
+        state.last_write = std::time::Instant::now();
+        Some(state.pending.drain().collect())
+    }
+
+    /// Whether a write is under way.
+    pub(crate) fn writing(&self) -> bool {
+        self.writing.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Ends a write taken with [`Self::take_due`].
+    pub(crate) fn write_done(&self) {
+        self.writing
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 }

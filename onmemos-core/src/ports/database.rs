@@ -109,10 +109,25 @@ pub trait ApiKeyRepo: Send + Sync {
     async fn get(&self, user: UserId, id: ApiKeyId) -> Result<Option<ApiKey>>;
     /// A page of `user`'s keys, by id.
     async fn list(&self, user: UserId, page: PageRequest<ApiKeyId>) -> Result<Page<ApiKey>>;
-    /// Marks one of `user`'s keys revoked at `at` (the first revocation time is kept).
+    /// Marks one of `user`'s keys revoked at `at` (the first revocation time is kept), and
+    /// raises the revocation epoch in the same transaction.
     /// Returns the key as it is now, or `None` if `user` has no such key.
     async fn revoke(&self, user: UserId, id: ApiKeyId, at: DateTime<Utc>)
     -> Result<Option<ApiKey>>;
+    /// The revocation epoch: a number every revocation raises in the same transaction, so
+    /// that a replica caching authenticated keys learns of revocations by reading one value.
+    async fn revocation_epoch(&self) -> Result<u64>;
+    /// [`Self::touch`] for several keys, in one write where the database can.
+    async fn touch_many(
+        &self,
+        uses: &[(ApiKeyId, DateTime<Utc>)],
+        interval: chrono::Duration,
+    ) -> Result<()> {
+        for (id, at) in uses {
+            self.touch(*id, *at, interval).await?;
+        }
+        Ok(())
+    }
     /// Sets `last_used_at = at` unless it is already later than `at - interval`; returns whether
     /// it wrote. Replicas racing on the same key write at most once per interval.
     async fn touch(
@@ -291,6 +306,13 @@ pub trait SessionRepo: Send + Sync {
     }
     /// Moves `last_activity_at` forward to `at` (never back).
     async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<()>;
+    /// [`Self::touch`] for several sessions, in one write where the database can.
+    async fn touch_many(&self, activity: &[(SessionId, DateTime<Utc>)]) -> Result<()> {
+        for (id, at) in activity {
+            self.touch(*id, *at).await?;
+        }
+        Ok(())
+    }
     /// Leases to `holder`, until `until`, up to `limit` running sessions whose next check is due
     /// at `now` and that nobody else holds (`FOR UPDATE SKIP LOCKED` where the database has it).
     async fn claim_due(

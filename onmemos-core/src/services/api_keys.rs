@@ -1,6 +1,9 @@
+use std::time::Instant;
+
 use chrono::{DateTime, Duration, Utc};
 
 use crate::api::{CreateApiKey, CreatedApiKey, ErrorCode, ListParams, Page};
+use crate::auth_cache::Lookup;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::id::{ApiKeyId, UserId};
@@ -53,13 +56,35 @@ impl<'e> ApiKeyService<'e> {
     ///
     /// The secret's checksum is checked before any lookup; the lookup is by SHA-256 digest and
     /// the stored digest is compared again in constant time. Revoked and expired keys are
-    /// rejected with their own codes. `last_used_at` is written at most once per
-    /// `key_touch_interval_secs`, whichever replica serves the request.
+    /// rejected with their own codes. A key that authenticated is then served from memory for
+    /// a short bounded time, and a revocation on any replica takes effect within a second (see
+    /// [`crate::auth_cache`]). `last_used_at` is recorded at most once per
+    /// `key_touch_interval_secs` and written in batches, off the request path.
     pub async fn authenticate(&self, secret: &str) -> Result<Principal> {
         let secret = Secret::parse(secret.trim()).map_err(|e| {
             Error::with_code(ErrorCode::InvalidApiKey, format!("invalid API key: {e}"))
         })?;
         let digest = KeyDigest::of(&secret);
+        let cache = &self.engine.shared().auth;
+        let now = self.engine.clock().now();
+        let interval = self.touch_interval();
+        self.refresh_epoch_in_background();
+        if let Lookup::Hit { principal, touch } = cache.lookup(&digest, now, interval) {
+            if touch && let Some(key) = principal.key_id() {
+                cache.record_use(key, now);
+            }
+            self.write_uses_in_background(false);
+            return Ok(principal);
+        }
+        if cache.needs_epoch() {
+            // Read before the key, so that a revocation committed after this read is caught
+            // by the next one (see `auth_cache`).
+            let started = Instant::now();
+            match self.engine.database().api_keys().revocation_epoch().await {
+                Ok(epoch) => cache.epoch_read(epoch, started),
+                Err(e) => tracing::warn!(error = %e, "could not read the revocation epoch"),
+            }
+        }
         let db = self.engine.database();
         let record = db
             .api_keys()
@@ -68,7 +93,6 @@ impl<'e> ApiKeyService<'e> {
             .filter(|r| r.digest.ct_eq(&digest))
             .ok_or_else(|| Error::with_code(ErrorCode::InvalidApiKey, "unknown API key"))?;
         let key = record.key;
-        let now = self.engine.clock().now();
         if key.revoked_at.is_some() {
             return Err(Error::with_code(
                 ErrorCode::ApiKeyRevoked,
@@ -86,15 +110,13 @@ impl<'e> ApiKeyService<'e> {
             .get(key.user_id)
             .await?
             .ok_or_else(|| Error::with_code(ErrorCode::InvalidApiKey, "unknown API key"))?;
-        let interval = Duration::seconds(
-            i64::try_from(self.engine.config().key_touch_interval_secs).unwrap_or(i64::MAX),
-        );
-        if key.last_used_at.is_none_or(|at| now - at >= interval) {
-            // Best effort: a failed touch must not fail the request it accompanies.
-            if let Err(e) = db.api_keys().touch(key.id, now, interval).await {
-                tracing::warn!(key = %key.id, error = %e, "could not record API key use");
-            }
-        }
+        let last_used = key.last_used_at.max(cache.last_use(key.id));
+        let last_used = if last_used.is_none_or(|at| now - at >= interval) {
+            cache.record_use(key.id, now);
+            Some(now)
+        } else {
+            last_used
+        };
         // A key keeps the admin scope only while its user is an admin.
         let scopes = if user.role == Role::Admin {
             key.scopes
@@ -104,7 +126,63 @@ impl<'e> ApiKeyService<'e> {
                 .filter(|s| *s != Scope::Admin)
                 .collect()
         };
-        Ok(Principal::from_key(user.id, user.role, key.id, scopes))
+        let principal = Principal::from_key(user.id, user.role, key.id, scopes);
+        cache.insert(digest, principal.clone(), key.expires_at, last_used);
+        self.write_uses_in_background(false);
+        Ok(principal)
+    }
+
+    fn touch_interval(&self) -> Duration {
+        Duration::seconds(
+            i64::try_from(self.engine.config().key_touch_interval_secs).unwrap_or(i64::MAX),
+        )
+    }
+
+    /// Re-reads the revocation epoch in a task of its own when it is due (one at a time).
+    fn refresh_epoch_in_background(&self) {
+        let cache = &self.engine.shared().auth;
+        if !cache.claim_refresh() {
+            return;
+        }
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            let cache = &engine.shared().auth;
+            let started = Instant::now();
+            match engine.database().api_keys().revocation_epoch().await {
+                Ok(epoch) => cache.epoch_read(epoch, started),
+                Err(e) => tracing::warn!(error = %e, "could not read the revocation epoch"),
+            }
+            cache.refresh_done();
+        });
+    }
+
+    /// Writes the recorded uses of keys in a task of its own when a batch is due (or now,
+    /// with `force`).
+    pub(crate) fn write_uses_in_background(&self, force: bool) {
+        let Some(uses) = self.engine.shared().auth.take_due_uses(force) else {
+            return;
+        };
+        let engine = self.engine.clone();
+        let interval = self.touch_interval();
+        tokio::spawn(async move {
+            if let Err(e) = engine
+                .database()
+                .api_keys()
+                .touch_many(&uses, interval)
+                .await
+            {
+                tracing::warn!(keys = uses.len(), error = %e, "could not record API key uses");
+            }
+            engine.shared().auth.flush_done();
+        });
+    }
+
+    /// `key` as this replica knows it: its last use may not be written yet.
+    fn with_recorded_use(&self, mut key: ApiKey) -> ApiKey {
+        key.last_used_at = key
+            .last_used_at
+            .max(self.engine.shared().auth.last_use(key.id));
+        key
     }
 
     /// Creates a key for the caller. Its scopes default to, and must be a subset of, the
@@ -151,11 +229,18 @@ impl<'e> ApiKeyService<'e> {
     /// A page of the caller's keys.
     pub async fn list(&self, caller: &Principal, params: &ListParams) -> Result<Page<ApiKey>> {
         caller.require(Scope::KeysRead)?;
-        self.engine
+        let mut page = self
+            .engine
             .database()
             .api_keys()
             .list(caller.user_id(), params.to_request()?)
-            .await
+            .await?;
+        page.items = page
+            .items
+            .into_iter()
+            .map(|k| self.with_recorded_use(k))
+            .collect();
+        Ok(page)
     }
 
     /// One of the caller's keys.
@@ -166,6 +251,7 @@ impl<'e> ApiKeyService<'e> {
             .api_keys()
             .get(caller.user_id(), id)
             .await?
+            .map(|k| self.with_recorded_use(k))
             .ok_or_else(|| key_not_found(id))
     }
 
@@ -195,8 +281,11 @@ impl<'e> ApiKeyService<'e> {
             .revoke(caller.user_id(), id, now)
             .await?
             .ok_or_else(|| key_not_found(id))?;
+        // Other replicas see the revocation epoch move within a second; this one forgets
+        // its keys at once.
+        self.engine.shared().auth.clear();
         tracing::info!(key = %id, "api key revoked");
-        Ok(key)
+        Ok(self.with_recorded_use(key))
     }
 }
 

@@ -18,7 +18,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub struct PostgresConfig {
     /// `postgres://user:password@host:port/database`.
     pub url: String,
-    /// Most connections this process opens.
+    /// Most connections this process opens for writes; reads have a pool of their own, of
+    /// half as many.
     pub max_connections: u32,
     /// How long to wait for a free connection, in milliseconds.
     pub acquire_timeout_ms: u64,
@@ -54,12 +55,18 @@ pub(crate) async fn connect(config: &PostgresConfig) -> Result<SqlDatabase> {
     let pool = AnyPoolOptions::new()
         .max_connections(config.max_connections.max(1))
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
-        .connect_with(options)
+        .connect_with(options.clone())
         .await
         .db_context("connect to PostgreSQL")?;
     MIGRATOR
         .run(&pool)
         .await
         .map_err(|e| Error::internal("PostgreSQL migrations failed").with_source(e))?;
-    Ok(SqlDatabase::new(pool.clone(), pool, Dialect::Postgres))
+    // Reads have connections of their own, so that a burst of writes (ledger batches,
+    // billing) never makes a read path wait for a connection.
+    let readers = AnyPoolOptions::new()
+        .max_connections((config.max_connections / 2).max(1))
+        .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
+        .connect_lazy_with(options);
+    Ok(SqlDatabase::new(pool, readers, Dialect::Postgres))
 }

@@ -149,19 +149,74 @@ impl ApiKeyRepo for SqlDatabase {
         id: ApiKeyId,
         at: DateTime<Utc>,
     ) -> Result<Option<ApiKey>> {
-        sqlx::query(
+        let mut tx = self.writer.begin().await.db_context("begin")?;
+        let key = sqlx::query(
             "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $3)
              WHERE id = $1 AND user_id = $2 RETURNING *",
         )
         .bind(id.to_string())
         .bind(user.to_string())
         .bind(ms(at))
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await
         .db_context("revoke API key")?
         .as_ref()
         .map(api_key_from)
-        .transpose()
+        .transpose()?;
+        if key.is_some() {
+            sqlx::query("UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1")
+                .execute(&mut *tx)
+                .await
+                .db_context("raise the revocation epoch")?;
+        }
+        tx.commit().await.db_context("commit")?;
+        Ok(key)
+    }
+
+    async fn revocation_epoch(&self) -> Result<u64> {
+        let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM auth_epoch WHERE id = 1")
+            .fetch_one(&self.reader)
+            .await
+            .db_context("read the revocation epoch")?;
+        int("auth_epoch.epoch", epoch)
+    }
+
+    async fn touch_many(
+        &self,
+        uses: &[(ApiKeyId, DateTime<Utc>)],
+        interval: chrono::Duration,
+    ) -> Result<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<serde_json::Value> = uses
+            .iter()
+            .map(|(id, at)| {
+                serde_json::json!({
+                    "kid": id.to_string(), "used": ms(*at), "before": ms(*at - interval),
+                })
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE api_keys SET last_used_at = r.used FROM {}
+             WHERE api_keys.id = r.kid
+               AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at <= r.before)",
+            super::json_rows::records(
+                self.dialect,
+                &[
+                    ("kid", super::json_rows::Ty::Text),
+                    ("used", super::json_rows::Ty::Int),
+                    ("before", super::json_rows::Ty::Int),
+                ]
+            )
+        );
+        // Built from constants only: the values are bound.
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&self.writer)
+            .await
+            .db_context("record API key uses")?;
+        Ok(())
     }
 
     async fn touch(

@@ -139,6 +139,18 @@ fn append_events_sql(dialect: super::Dialect) -> String {
     )
 }
 
+/// Moves `last_activity_at` of the sessions in a JSON array forward (never back).
+fn touch_sql(dialect: super::Dialect) -> String {
+    format!(
+        "UPDATE sessions SET last_activity_at = r.at FROM {}
+         WHERE sessions.id = r.sid AND sessions.last_activity_at < r.at",
+        records(dialect, &[("sid", Ty::Text), ("at", Ty::Int)])
+    )
+}
+
+static TOUCH_POSTGRES: LazyLock<String> = LazyLock::new(|| touch_sql(super::Dialect::Postgres));
+static TOUCH_SQLITE: LazyLock<String> = LazyLock::new(|| touch_sql(super::Dialect::Sqlite));
+
 static APPEND_EVENTS_POSTGRES: LazyLock<String> =
     LazyLock::new(|| append_events_sql(super::Dialect::Postgres));
 static APPEND_EVENTS_SQLITE: LazyLock<String> =
@@ -380,6 +392,26 @@ impl SessionRepo for SqlDatabase {
         .execute(&self.writer)
         .await
         .db_context("record session activity")?;
+        Ok(())
+    }
+
+    async fn touch_many(&self, activity: &[(SessionId, DateTime<Utc>)]) -> Result<()> {
+        if activity.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<serde_json::Value> = activity
+            .iter()
+            .map(|(id, at)| serde_json::json!({ "sid": id.to_string(), "at": ms(*at) }))
+            .collect();
+        let sql = match self.dialect {
+            super::Dialect::Postgres => &*TOUCH_POSTGRES,
+            super::Dialect::Sqlite => &*TOUCH_SQLITE,
+        };
+        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(serde_json::Value::Array(rows).to_string())
+            .execute(&self.writer)
+            .await
+            .db_context("record session activity")?;
         Ok(())
     }
 

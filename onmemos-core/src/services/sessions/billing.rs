@@ -345,12 +345,7 @@ impl<'e> SessionBilling<'e> {
         if !self.engine.database().sessions().update(&next).await? {
             return Err(Error::conflict("the session changed meanwhile"));
         }
-        self.engine
-            .shared()
-            .activity
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        self.engine.shared().activity.forget(id);
         self.sessions()
             .event(
                 id,

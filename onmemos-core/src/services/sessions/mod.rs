@@ -544,25 +544,42 @@ impl<'e> SessionService<'e> {
         self.engine.shared().bus.subscribe()
     }
 
-    /// Records activity on a session (at most one database write a second per session).
+    /// Records activity on a session: kept in memory (at most once a second per session)
+    /// and written with others in one batch, off the caller's path, at most once a second.
+    /// The monitor writes what is pending before it looks at deadlines.
     pub async fn touch(&self, id: SessionId) {
         let now = self.engine.clock().now();
-        {
-            let mut seen = self
-                .engine
-                .shared()
-                .activity
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            match seen.get(&id) {
-                Some(last) if (now - *last).num_milliseconds() < TOUCH_INTERVAL_MS => return,
-                _ => {
-                    seen.insert(id, now);
-                }
-            }
+        if self.engine.shared().activity.record(id, now, TOUCH_INTERVAL_MS) {
+            self.write_activity(false);
         }
-        if let Err(e) = self.engine.database().sessions().touch(id, now).await {
-            tracing::warn!(session = %id, error = %e, "could not record session activity");
+    }
+
+    /// Writes the recorded activity in a task of its own when a batch is due (or now, with
+    /// `force`).
+    fn write_activity(&self, force: bool) {
+        let Some(batch) = self.engine.shared().activity.take_due(force) else {
+            return;
+        };
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            write_activity_batch(&engine, batch).await;
+        });
+    }
+
+    /// Writes the recorded activity now and waits for it (the monitor, before it reads
+    /// deadlines).
+    pub(crate) async fn flush_activity(&self) {
+        let activity = &self.engine.shared().activity;
+        // A write under way (taken by a request) is waited for: what it carries must be in
+        // before deadlines are read.
+        for _ in 0..1000 {
+            if let Some(batch) = activity.take_due(true) {
+                write_activity_batch(self.engine, batch).await;
+            } else if activity.writing() {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            } else {
+                return;
+            }
         }
     }
 
@@ -602,6 +619,15 @@ impl<'e> SessionService<'e> {
         }])
         .await;
     }
+}
+
+/// Writes a batch of session activity; a failure is logged (the next activity is recorded
+/// again).
+async fn write_activity_batch(engine: &Engine, batch: Vec<(SessionId, DateTime<Utc>)>) {
+    if let Err(e) = engine.database().sessions().touch_many(&batch).await {
+        tracing::warn!(sessions = batch.len(), error = %e, "could not record session activity");
+    }
+    engine.shared().activity.write_done();
 }
 
 /// The lines of an exec's events: output through one [`OutputChunks`] per stream, flushed
