@@ -48,8 +48,12 @@ fn wrk(url: &str, key: &str, seconds: u32) -> Result<Figures, Error> {
         return Err(format!("wrk failed or saw errors:\n{text}").into());
     }
     let field = |prefix: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix).map(str::trim).map(str::to_owned))
+        text.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix(prefix)
+                .map(str::trim)
+                .map(str::to_owned)
+        })
     };
     let rps = field("Requests/sec:")
         .and_then(|v| v.parse().ok())
@@ -95,9 +99,11 @@ async fn bare_session(
 
 /// Runs `serve` on its own runtime of 2 workers; returns what `ready` sends back.
 fn on_runtime<T: Send + 'static>(
-    serve: impl FnOnce(std::sync::mpsc::Sender<Result<T, String>>) -> futures::future::BoxFuture<'static, ()>
-        + Send
-        + 'static,
+    serve: impl FnOnce(
+        std::sync::mpsc::Sender<Result<T, String>>,
+    ) -> futures::future::BoxFuture<'static, ()>
+    + Send
+    + 'static,
 ) -> Result<T, Error> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -162,7 +168,10 @@ fn main() -> Result<(), Error> {
         })
     })?;
     let (id, body) = tokio::runtime::Runtime::new()?.block_on(async {
-        let client = Client::builder().base_url(&url).api_key(&admin_key).build()?;
+        let client = Client::builder()
+            .base_url(&url)
+            .api_key(&admin_key)
+            .build()?;
         client
             .credits()
             .grant(&CreditRequest {

@@ -228,7 +228,8 @@ impl AuthCache {
         if touches.seen.len() >= MAX_ENTRIES {
             touches.seen.clear();
         }
-        for map in [&mut touches.pending, &mut touches.seen] {
+        let Touches { pending, seen, .. } = &mut *touches;
+        for map in [pending, seen] {
             let slot = map.entry(id).or_insert(at);
             if *slot < at {
                 *slot = at;

@@ -549,7 +549,12 @@ impl<'e> SessionService<'e> {
     /// The monitor writes what is pending before it looks at deadlines.
     pub async fn touch(&self, id: SessionId) {
         let now = self.engine.clock().now();
-        if self.engine.shared().activity.record(id, now, TOUCH_INTERVAL_MS) {
+        if self
+            .engine
+            .shared()
+            .activity
+            .record(id, now, TOUCH_INTERVAL_MS)
+        {
             self.write_activity(false);
         }
     }
@@ -623,7 +628,10 @@ impl<'e> SessionService<'e> {
 
 /// Writes a batch of session activity; a failure is logged (the next activity is recorded
 /// again).
-async fn write_activity_batch(engine: &Engine, batch: Vec<(SessionId, DateTime<Utc>)>) {
+async fn write_activity_batch(
+    engine: &Engine,
+    batch: Vec<(SessionId, chrono::DateTime<chrono::Utc>)>,
+) {
     if let Err(e) = engine.database().sessions().touch_many(&batch).await {
         tracing::warn!(sessions = batch.len(), error = %e, "could not record session activity");
     }
