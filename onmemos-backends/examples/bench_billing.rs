@@ -154,6 +154,34 @@ async fn main() {
         let mut replicas: Vec<Replica> = (0..n)
             .map(|i| Replica::spawn(&url, &format!("replica-{i}")))
             .collect();
+        // On PostgreSQL, sample what the database's connections wait for while the replicas
+        // bill: the share of busy connections waiting on a lock held by another transaction.
+        let sampler = (db.dialect() == onmemos_backends::db::Dialect::Postgres).then(|| {
+            let pool = db.writer().clone();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = stop.clone();
+            let task = tokio::spawn(async move {
+                let (mut busy, mut waiting) = (0i64, 0i64);
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(row) = sqlx::query(
+                        "SELECT CAST(COUNT(*) FILTER (WHERE state = 'active') AS BIGINT) AS busy,
+                                CAST(COUNT(*) FILTER (WHERE wait_event_type = 'Lock') AS BIGINT) AS waiting
+                         FROM pg_stat_activity
+                         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                    )
+                    .fetch_one(&pool)
+                    .await
+                    {
+                        use sqlx::Row;
+                        busy += row.get::<i64, _>("busy");
+                        waiting += row.get::<i64, _>("waiting");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                (busy, waiting)
+            });
+            (stop, task)
+        });
         let started = Instant::now();
         let mut billed = 0u64;
         for _ in 0..ticks {
@@ -171,6 +199,17 @@ async fn main() {
             }
         }
         let rate = billed as f64 / started.elapsed().as_secs_f64();
+        let waits = match sampler {
+            Some((stop, task)) => {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let (busy, waiting) = task.await.unwrap_or((0, 0));
+                format!(
+                    "; lock waits {:.1} % of busy connection samples ({waiting}/{busy})",
+                    100.0 * waiting as f64 / busy.max(1) as f64
+                )
+            }
+            None => String::new(),
+        };
         assert_eq!(
             billed,
             sessions as u64 * ticks as u64,
@@ -178,7 +217,7 @@ async fn main() {
         );
         let baseline = bare(&db, sessions, n, ticks as usize).await;
         println!(
-            "{name}, {sessions} sessions, {n} replica(s): {rate:.0} session-ticks/s; bare batched UPDATE {baseline:.0} rows/s; ratio {:.2}",
+            "{name}, {sessions} sessions, {n} replica(s): {rate:.0} session-ticks/s; bare batched UPDATE {baseline:.0} rows/s; ratio {:.2}{waits}",
             rate / baseline
         );
     }

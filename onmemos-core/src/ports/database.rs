@@ -304,6 +304,13 @@ pub trait SessionRepo: Send + Sync {
         }
         Ok(out)
     }
+    /// Stores only the billing state a tick changes — `cost_micros`, `billed_ms`, `tick`, the
+    /// hold, `covered_until`, `next_check_at`, the warnings and the version — of each of
+    /// `records`, if its stored version is `version - 1`, releasing its lease; the rest of the
+    /// stored record stays as it is. Returns, for each, whether it was written.
+    async fn record_ticks(&self, records: &[SessionRecord]) -> Result<Vec<bool>> {
+        self.update_batch(records).await
+    }
     /// Moves `last_activity_at` forward to `at` (never back).
     async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<()>;
     /// [`Self::touch`] for several sessions, in one write where the database can.

@@ -145,8 +145,18 @@ impl<'e> CreditService<'e> {
     /// run of the same step, possibly with other figures) returns the stored transfer instead
     /// of an error: derived ids make a repeated step a replay.
     pub(crate) async fn execute_or_replayed(&self, op: &LedgerOp) -> Result<Transfer> {
-        match self.execute(op).await {
-            Ok(t) => Ok(t),
+        let outcome = self.execute(op).await;
+        self.or_replayed(op, outcome).await
+    }
+
+    /// `outcome` of `op`, or the transfer already stored under its id when that explains the
+    /// refusal (the step ran before, possibly with other figures).
+    pub(crate) async fn or_replayed(
+        &self,
+        op: &LedgerOp,
+        outcome: Result<Transfer>,
+    ) -> Result<Transfer> {
+        match outcome {
             Err(e)
                 if e.code() == crate::api::ErrorCode::IdempotencyKeyReused
                     || matches!(e.kind(), ErrorKind::Conflict | ErrorKind::InvalidInput) =>
@@ -156,7 +166,7 @@ impl<'e> CreditService<'e> {
                     None => Err(e),
                 }
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 

@@ -862,6 +862,60 @@ pub async fn sessions_lease_version_and_due(db: Arc<dyn Database>) {
         ids(&again).contains(&record.session.id),
         "the write did not release the lease"
     );
+
+    // A tick's write stores its billing state only: activity recorded meanwhile stays, and a
+    // stale version writes nothing.
+    let claimed = repo
+        .record(record.session.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the session vanished"));
+    let touched = claimed.session.last_activity_at + Duration::seconds(42);
+    repo.touch(record.session.id, touched)
+        .await
+        .unwrap_or_else(|e| panic!("touch: {e}"));
+    let mut ticked = claimed.clone();
+    ticked.version += 1;
+    ticked.tick += 1;
+    ticked.session.cost_micros += 17;
+    ticked.billed_ms += 10_000;
+    ticked.warned = 3;
+    let write = |r: SessionRecord| async move {
+        repo.record_ticks(&[r])
+            .await
+            .unwrap_or_else(|e| panic!("record ticks: {e}"))
+    };
+    assert_eq!(write(ticked.clone()).await, vec![true]);
+    let mut stale = ticked.clone();
+    stale.session.cost_micros += 1_000;
+    assert_eq!(write(stale).await, vec![false], "a stale version wrote");
+    let stored = repo
+        .record(record.session.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the session vanished"));
+    assert_eq!(
+        (
+            stored.version,
+            stored.tick,
+            stored.session.cost_micros,
+            stored.billed_ms,
+            stored.warned
+        ),
+        (
+            ticked.version,
+            ticked.tick,
+            ticked.session.cost_micros,
+            ticked.billed_ms,
+            3
+        )
+    );
+    assert_eq!(
+        stored.session.last_activity_at, touched,
+        "a tick's write reverted activity"
+    );
 }
 
 /// Storage-usage records: every workspace is enrolled once, due at once; a due record is

@@ -80,6 +80,40 @@ impl SqlDatabase {
         Ok(())
     }
 
+    /// Runs an update of `sql` (see [`update_sql`]) over `records`; returns, for each, whether
+    /// it was written.
+    async fn update_rows(&self, records: &[SessionRecord], sql: &str) -> Result<Vec<bool>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rows = records
+            .iter()
+            .map(|r| {
+                let expected = r
+                    .version
+                    .checked_sub(1)
+                    .ok_or_else(|| Error::internal("a session update must bump the version"))?;
+                let mut row = record_json(r)?;
+                row["expected"] = int::<i64, u64>("version", expected)?.into();
+                Ok(row)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Rows are locked in id order.
+        rows.sort_by(|a, b| a["sid"].as_str().cmp(&b["sid"].as_str()));
+        let written: std::collections::HashSet<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(serde_json::Value::Array(rows).to_string())
+                .fetch_all(&self.writer)
+                .await
+                .db_context("update sessions")?
+                .into_iter()
+                .collect();
+        Ok(records
+            .iter()
+            .map(|r| written.contains(&r.session.id.to_string()))
+            .collect())
+    }
+
     /// Inserts many session records at once, as they are (for simulations and benchmarks:
     /// template uses are not counted).
     pub async fn insert_sessions(&self, records: &[SessionRecord]) -> Result<()> {
@@ -99,10 +133,9 @@ fn column_type(column: &str) -> Ty {
     }
 }
 
-/// `UPDATE` of every column of the sessions in a JSON array (`sid` the id, `expected` the
-/// version it must have), releasing their leases; returns the ids written.
-fn update_batch_sql(dialect: super::Dialect) -> String {
-    let columns: Vec<&str> = COLUMNS.split(',').map(str::trim).skip(1).collect();
+/// `UPDATE` of `columns` of the sessions in a JSON array (`sid` the id, `expected` the version
+/// it must have), releasing their leases; returns the ids written.
+fn update_sql(dialect: super::Dialect, columns: &[&str]) -> String {
     let mut typed: Vec<(&str, Ty)> = vec![("sid", Ty::Text), ("expected", Ty::Int)];
     typed.extend(columns.iter().map(|c| (*c, column_type(c))));
     let sets: Vec<String> = columns.iter().map(|c| format!("{c} = r.{c}")).collect();
@@ -115,10 +148,31 @@ fn update_batch_sql(dialect: super::Dialect) -> String {
     )
 }
 
+/// Every column but the id.
+fn all_columns() -> Vec<&'static str> {
+    COLUMNS.split(',').map(str::trim).skip(1).collect()
+}
+
+/// The columns a billing tick changes.
+const TICK_COLUMNS: &[&str] = &[
+    "version",
+    "cost_micros",
+    "billed_ms",
+    "tick",
+    "hold_id",
+    "covered_until",
+    "next_check_at",
+    "warned",
+];
+
 static UPDATE_BATCH_POSTGRES: LazyLock<String> =
-    LazyLock::new(|| update_batch_sql(super::Dialect::Postgres));
+    LazyLock::new(|| update_sql(super::Dialect::Postgres, &all_columns()));
 static UPDATE_BATCH_SQLITE: LazyLock<String> =
-    LazyLock::new(|| update_batch_sql(super::Dialect::Sqlite));
+    LazyLock::new(|| update_sql(super::Dialect::Sqlite, &all_columns()));
+static TICKS_POSTGRES: LazyLock<String> =
+    LazyLock::new(|| update_sql(super::Dialect::Postgres, TICK_COLUMNS));
+static TICKS_SQLITE: LazyLock<String> =
+    LazyLock::new(|| update_sql(super::Dialect::Sqlite, TICK_COLUMNS));
 
 /// `INSERT` of the session events in a JSON array, in their order; returns them as stored.
 fn append_events_sql(dialect: super::Dialect) -> String {
@@ -348,51 +402,19 @@ impl SessionRepo for SqlDatabase {
     }
 
     async fn update_batch(&self, records: &[SessionRecord]) -> Result<Vec<bool>> {
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut rows = records
-            .iter()
-            .map(|r| {
-                let expected = r
-                    .version
-                    .checked_sub(1)
-                    .ok_or_else(|| Error::internal("a session update must bump the version"))?;
-                let mut row = record_json(r)?;
-                row["expected"] = int::<i64, u64>("version", expected)?.into();
-                Ok(row)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // Rows are locked in id order.
-        rows.sort_by(|a, b| a["sid"].as_str().cmp(&b["sid"].as_str()));
         let sql = match self.dialect {
             super::Dialect::Postgres => &*UPDATE_BATCH_POSTGRES,
             super::Dialect::Sqlite => &*UPDATE_BATCH_SQLITE,
         };
-        let written: std::collections::HashSet<String> =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(serde_json::Value::Array(rows).to_string())
-                .fetch_all(&self.writer)
-                .await
-                .db_context("update sessions")?
-                .into_iter()
-                .collect();
-        Ok(records
-            .iter()
-            .map(|r| written.contains(&r.session.id.to_string()))
-            .collect())
+        self.update_rows(records, sql).await
     }
 
-    async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<()> {
-        sqlx::query(
-            "UPDATE sessions SET last_activity_at = $2 WHERE id = $1 AND last_activity_at < $2",
-        )
-        .bind(id.to_string())
-        .bind(ms(at))
-        .execute(&self.writer)
-        .await
-        .db_context("record session activity")?;
-        Ok(())
+    async fn record_ticks(&self, records: &[SessionRecord]) -> Result<Vec<bool>> {
+        let sql = match self.dialect {
+            super::Dialect::Postgres => &*TICKS_POSTGRES,
+            super::Dialect::Sqlite => &*TICKS_SQLITE,
+        };
+        self.update_rows(records, sql).await
     }
 
     async fn touch_many(&self, activity: &[(SessionId, DateTime<Utc>)]) -> Result<()> {

@@ -498,24 +498,6 @@ impl<'e> SessionBilling<'e> {
         }
     }
 
-    /// The ledger's answer to one of a batch's steps: what it recorded, or the transfer this
-    /// step already made (another replica ran it with other figures) when that explains the
-    /// refusal, as `CreditService::execute_or_replayed` does for one operation.
-    async fn replayed(&self, op: &LedgerOp, outcome: Result<Transfer>) -> Result<Transfer> {
-        match outcome {
-            Err(e)
-                if e.code() == ErrorCode::IdempotencyKeyReused
-                    || matches!(e.kind(), ErrorKind::Conflict | ErrorKind::InvalidInput) =>
-            {
-                match self.engine.database().ledger().transfer(op.id()).await? {
-                    Some(done) => Ok(done),
-                    None => Err(e),
-                }
-            }
-            other => other,
-        }
-    }
-
     /// The regular part of a batch's ticks: charges, next holds, records, events. `Err` (with
     /// every session) when the ledger batch could not be applied.
     async fn charge_and_extend(
@@ -588,7 +570,7 @@ impl<'e> SessionBilling<'e> {
                 None => Ok(0),
                 Some(outcome) => {
                     let op = &ops[step.post.unwrap_or_default()];
-                    match self.replayed(op, outcome).await {
+                    match self.engine.credits().or_replayed(op, outcome).await {
                         Ok(t) => Ok(t.amount),
                         Err(e) if e.kind() == ErrorKind::Conflict => {
                             tracing::warn!(session = %id, "the hold timed out before it was settled; that time is not charged");
@@ -614,7 +596,7 @@ impl<'e> SessionBilling<'e> {
                 None => None,
                 Some(outcome) => {
                     let op = &ops[step.hold.unwrap_or_default()];
-                    match self.replayed(op, outcome).await {
+                    match self.engine.credits().or_replayed(op, outcome).await {
                         Ok(t) => Some(t.id),
                         Err(e) if e.kind() == ErrorKind::InsufficientCredits => {
                             // Paid up to now; it cannot run on credit it does not have.
@@ -714,7 +696,7 @@ impl<'e> SessionBilling<'e> {
             .engine
             .database()
             .sessions()
-            .update_batch(&records)
+            .record_ticks(&records)
             .await
         {
             Ok(wrote) => wrote,

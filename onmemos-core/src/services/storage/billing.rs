@@ -128,24 +128,35 @@ impl StorageService<'_> {
         let hold = step_id(ws, "storage-hold", record.step);
         let now = self.engine.clock().now();
         let credits = self.engine.credits();
-        let held = credits
-            .execute_or_replayed(&LedgerOp::Hold {
-                id: hold.clone(),
-                user: record.owner_id,
-                amount,
-                timeout_at: now + chrono::Duration::hours(1),
-                reference: Some(format!("storage of workspace {ws}")),
-            })
-            .await;
-        let charged = match held {
-            Ok(_) => {
-                let post = LedgerOp::Post {
-                    id: step_id(ws, "storage", record.step),
-                    hold,
-                    amount,
-                };
-                credits.execute_or_replayed(&post).await?.amount
-            }
+        // The hold and its post go to the ledger as one batch.
+        let hold_op = LedgerOp::Hold {
+            id: hold.clone(),
+            user: record.owner_id,
+            amount,
+            timeout_at: now + chrono::Duration::hours(1),
+            reference: Some(format!("storage of workspace {ws}")),
+        };
+        let post_op = LedgerOp::Post {
+            id: step_id(ws, "storage", record.step),
+            hold,
+            amount,
+        };
+        for op in [&hold_op, &post_op] {
+            op.validate_at(now)?;
+        }
+        let mut outcomes = self
+            .engine
+            .database()
+            .ledger()
+            .apply_batch(&[hold_op.clone(), post_op.clone()], now)
+            .await?
+            .into_iter();
+        let (held, posted) = match (outcomes.next(), outcomes.next()) {
+            (Some(held), Some(posted)) => (held, posted),
+            _ => return Err(Error::internal("the ledger answered too few outcomes")),
+        };
+        let charged = match credits.or_replayed(&hold_op, held).await {
+            Ok(_) => credits.or_replayed(&post_op, posted).await?.amount,
             Err(e) if e.kind() == ErrorKind::InsufficientCredits => {
                 tracing::warn!(workspace = %ws, amount, "the owner's credits do not cover the storage charge; it is carried as owed");
                 0
