@@ -417,6 +417,10 @@ impl SessionRepo for SqlDatabase {
         self.update_rows(records, sql).await
     }
 
+    async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<()> {
+        self.touch_many(&[(id, at)]).await
+    }
+
     async fn touch_many(&self, activity: &[(SessionId, DateTime<Utc>)]) -> Result<()> {
         if activity.is_empty() {
             return Ok(());

@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 
 use super::SessionService;
-use crate::api::ErrorCode;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::{SessionId, UserId, WorkspaceId};
