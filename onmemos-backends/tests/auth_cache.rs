@@ -25,6 +25,19 @@ async fn replica(url: &str) -> Engine {
         .unwrap_or_else(|e| panic!("engine: {e}"))
 }
 
+/// The first admin of `engine` (bootstrapped).
+async fn admin_of(engine: &Engine) -> onmemos_core::api::CreatedUser {
+    engine
+        .users()
+        .bootstrap(CreateUser {
+            email: "root@example.com".into(),
+            name: None,
+            role: Some(Role::Admin),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 async fn code_of(engine: &Engine, secret: &str) -> Option<ErrorCode> {
     engine
         .api_keys()
@@ -40,15 +53,7 @@ async fn a_key_revoked_on_one_replica_stops_working_on_the_other_within_a_second
         return;
     };
     let (a, b) = (replica(&url).await, replica(&url).await);
-    let admin = a
-        .users()
-        .bootstrap(CreateUser {
-            email: "root@example.com".into(),
-            name: None,
-            role: Some(Role::Admin),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let admin = admin_of(&a).await;
     let root: Principal = a
         .api_keys()
         .authenticate(&admin.api_key.secret)
@@ -105,15 +110,7 @@ async fn uses_of_a_key_reach_the_database_in_batches() {
         return;
     };
     let a = replica(&url).await;
-    let admin = a
-        .users()
-        .bootstrap(CreateUser {
-            email: "root@example.com".into(),
-            name: None,
-            role: Some(Role::Admin),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let admin = admin_of(&a).await;
     a.api_keys()
         .authenticate(&admin.api_key.secret)
         .await

@@ -222,6 +222,59 @@ async fn apply(
     ledger.execute(op, now).await
 }
 
+/// The databases' expiries at `now` are the model's.
+async fn expiries_agree(
+    model: &ReferenceLedger,
+    dbs: &[(&str, &dyn LedgerRepo)],
+    now: DateTime<Utc>,
+    at: &str,
+) {
+    let expected: Vec<Transfer> = model
+        .expire_due(now)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(shape)
+        .collect();
+    for (name, db) in dbs {
+        let got: Vec<Transfer> = db
+            .expire_due(now)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .iter()
+            .map(shape)
+            .collect();
+        assert_eq!(got, expected, "{at} ({name}): expiry");
+    }
+}
+
+/// Every user's final balance is the model's on every database, and each database
+/// reconciles; returns each database's reconciliation.
+async fn end_states_agree<'a>(
+    model: &ReferenceLedger,
+    dbs: &[(&'a str, &dyn LedgerRepo)],
+    users: &[UserId],
+    seed: u64,
+) -> Vec<(&'a str, onmemos_core::model::Reconciliation)> {
+    for user in users {
+        let expected = model.balance(*user).await.unwrap_or_else(|e| panic!("{e}"));
+        for (name, db) in dbs {
+            assert_eq!(
+                db.balance(*user).await.ok().as_ref(),
+                Some(&expected),
+                "{name}: final balance (seed {seed})"
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for (name, db) in dbs {
+        let r = reconcile(*db).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.is_consistent(), "{name}: {r:?}");
+        out.push((*name, r));
+    }
+    out
+}
+
 #[tokio::test]
 async fn reference_sqlite_and_postgres_agree_step_by_step() {
     let seed = seed();
@@ -252,39 +305,11 @@ async fn reference_sqlite_and_postgres_agree_step_by_step() {
                 generator.record(&op, &expected);
             }
             None => {
-                let expected: Vec<Transfer> = model
-                    .expire_due(now)
-                    .await
-                    .unwrap_or_default()
-                    .iter()
-                    .map(shape)
-                    .collect();
-                for (name, db) in &dbs {
-                    let got: Vec<Transfer> = db
-                        .expire_due(now)
-                        .await
-                        .unwrap_or_else(|e| panic!("{name}: {e}"))
-                        .iter()
-                        .map(shape)
-                        .collect();
-                    assert_eq!(got, expected, "step {step} ({name}, seed {seed}): expiry");
-                }
+                expiries_agree(&model, &dbs, now, &format!("step {step}, seed {seed}")).await;
             }
         }
     }
-    for user in &generator.users {
-        let expected = model.balance(*user).await.unwrap_or_else(|e| panic!("{e}"));
-        for (name, db) in &dbs {
-            assert_eq!(
-                db.balance(*user).await.ok().as_ref(),
-                Some(&expected),
-                "{name}: final balance (seed {seed})"
-            );
-        }
-    }
-    for (name, db) in &dbs {
-        let r = reconcile(*db).await.unwrap_or_else(|e| panic!("{e}"));
-        assert!(r.is_consistent(), "{name}: {r:?}");
+    for (name, r) in end_states_agree(&model, &dbs, &generator.users, seed).await {
         assert!(
             r.transfers > 1_000,
             "{name}: only {} transfers: the sequence did too little",
@@ -374,39 +399,10 @@ async fn reference_sqlite_and_postgres_agree_batch_by_batch() {
             );
         }
         if batch % 10 == 9 {
-            let expected: Vec<Transfer> = model
-                .expire_due(now)
-                .await
-                .unwrap_or_default()
-                .iter()
-                .map(shape)
-                .collect();
-            for (name, db) in &dbs {
-                let got: Vec<Transfer> = db
-                    .expire_due(now)
-                    .await
-                    .unwrap_or_else(|e| panic!("{name}: {e}"))
-                    .iter()
-                    .map(shape)
-                    .collect();
-                assert_eq!(got, expected, "batch {batch} ({name}, seed {seed}): expiry");
-            }
+            expiries_agree(&model, &dbs, now, &format!("batch {batch}, seed {seed}")).await;
         }
     }
-    for user in &generator.users {
-        let expected = model.balance(*user).await.unwrap_or_else(|e| panic!("{e}"));
-        for (name, db) in &dbs {
-            assert_eq!(
-                db.balance(*user).await.ok().as_ref(),
-                Some(&expected),
-                "{name}: final balance (seed {seed})"
-            );
-        }
-    }
-    for (name, db) in &dbs {
-        let r = reconcile(*db).await.unwrap_or_else(|e| panic!("{e}"));
-        assert!(r.is_consistent(), "{name}: {r:?}");
-    }
+    end_states_agree(&model, &dbs, &generator.users, seed).await;
     assert!(
         refused > 20,
         "too few refusals ({refused}) to exercise them"
