@@ -27,12 +27,14 @@ const COLUMNS: &str = "id, workspace_id, owner_id, template_id, status, placemen
     warned";
 
 /// The claim of due sessions, without the end of its sub-select (the dialects lock differently).
+/// In (due time, owner) order: one owner's sessions tend to share a batch, so replicas' batches
+/// lock different accounts.
 const CLAIM: &str = "UPDATE sessions SET lease_holder = $1, lease_until = $3
      WHERE id IN (
          SELECT id FROM sessions
          WHERE status = 'running' AND next_check_at <= $2
            AND (lease_until IS NULL OR lease_until <= $2)
-         ORDER BY next_check_at LIMIT $4";
+         ORDER BY next_check_at, owner_id LIMIT $4";
 
 /// `INSERT` of the sessions in a JSON array.
 fn insert_sql(dialect: super::Dialect) -> String {
