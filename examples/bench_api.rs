@@ -12,9 +12,8 @@ use std::process::Command;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use onmemos::client::Client;
-use onmemos::client::api::{CreateSession, CreateUser, CreateWorkspace, CreditRequest};
-use onmemos::client::model::Role;
+#[path = "support/bench_server.rs"]
+mod bench_server;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -94,26 +93,27 @@ async fn bare_session(
     axum::Json(bare.session.clone()).into_response()
 }
 
-/// Runs `serve` on its own runtime of 2 workers; returns what `ready` sends back.
-fn on_runtime<T: Send + 'static>(
-    serve: impl FnOnce(
-        std::sync::mpsc::Sender<Result<T, String>>,
-    ) -> futures::future::BoxFuture<'static, ()>
-    + Send
-    + 'static,
-) -> Result<T, Error> {
-    let (tx, rx) = std::sync::mpsc::channel();
+/// The bare handler on a listener of its own, served on a runtime of 2 workers (as the
+/// server is); its URL.
+fn serve_bare(bare: Bare) -> Result<String, Error> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        runtime.block_on(serve(tx));
+        runtime.block_on(async move {
+            let app = axum::Router::new()
+                .route("/v1/sessions/{id}", axum::routing::get(bare_session))
+                .with_state(bare);
+            if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
+                let _ = axum::serve(listener, app).await;
+            }
+        });
     });
-    Ok(rx.recv()??)
+    Ok(url)
 }
 
 fn main() -> Result<(), Error> {
@@ -121,91 +121,25 @@ fn main() -> Result<(), Error> {
     let rounds: usize = args.next().map_or(Ok(3), |a| a.parse())?;
     let seconds: u32 = args.next().map_or(Ok(10), |a| a.parse())?;
     let dir = tempfile::tempdir()?;
-    let root = dir.path().to_path_buf();
-
     // The OnMemOS server, embedded defaults, default middleware (per-key rate limit raised so
     // that it is measured, not hit).
-    let (url, admin_key, user) = on_runtime(move |ready| {
-        Box::pin(async move {
-            let started = async {
-                use onmemos::backends::{compute, db};
-                let url = format!("sqlite://{}", root.join("onmemos.db").display());
-                let engine = onmemos::Engine::builder(db::connect(&url).await?)
-                    .with_compute(compute::connect("local://", &root).await?)
-                    .build()
-                    .await?;
-                let admin = engine
-                    .users()
-                    .bootstrap(CreateUser {
-                        email: "bench@example.com".into(),
-                        name: None,
-                        role: Some(Role::Admin),
-                    })
-                    .await?;
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-                let url = format!("http://{}", listener.local_addr()?);
-                let config = onmemos::server::ServerConfig {
-                    rate_limit_per_second: 10_000_000,
-                    rate_limit_burst: 10_000_000,
-                    ..Default::default()
-                };
-                let app = onmemos::server::router_with(engine, config);
-                tokio::spawn(axum::serve(listener, app).into_future());
-                Ok::<_, Error>((url, admin.api_key.secret, admin.user.id))
-            };
-            match started.await {
-                Ok(v) => {
-                    let _ = ready.send(Ok(v));
-                    std::future::pending::<()>().await;
-                }
-                Err(e) => {
-                    let _ = ready.send(Err(e.to_string()));
-                }
-            }
-        })
-    })?;
-    let (id, body) = tokio::runtime::Runtime::new()?.block_on(async {
-        let client = Client::builder()
-            .base_url(&url)
-            .api_key(&admin_key)
-            .build()?;
-        client
-            .credits()
-            .grant(&CreditRequest {
-                user_id: user,
-                amount_micros: 100_000_000,
-                priority: None,
-                expires_at: None,
-                reference: None,
-            })
-            .await?;
-        let ws = client
-            .workspaces()
-            .create(&CreateWorkspace {
-                name: "bench".into(),
-                description: None,
-                env: Default::default(),
-            })
-            .await?;
-        let session = client
-            .sessions()
-            .create(&CreateSession {
-                workspace_id: ws.id,
-                template: "python".into(),
-                limits: Default::default(),
-                placement: Default::default(),
-                env: Default::default(),
-            })
-            .await?;
+    let config = onmemos::server::ServerConfig {
+        rate_limit_per_second: 10_000_000,
+        rate_limit_burst: 10_000_000,
+        ..Default::default()
+    };
+    let (url, admin_key, id) = bench_server::server(dir.path(), config)?;
+    let id = id.to_string();
+    let body = tokio::runtime::Runtime::new()?.block_on(async {
         let body = reqwest::Client::new()
-            .get(format!("{url}/v1/sessions/{}", session.id))
+            .get(format!("{url}/v1/sessions/{id}"))
             .bearer_auth(&admin_key)
             .send()
             .await?
             .error_for_status()?
             .text()
             .await?;
-        Ok::<_, Error>((session.id.to_string(), body))
+        Ok::<_, Error>(body)
     })?;
 
     // The bare handler of the same shape.
@@ -214,26 +148,7 @@ fn main() -> Result<(), Error> {
         id: id.clone(),
         session: std::sync::Arc::new(serde_json::from_str(&body)?),
     };
-    let bare_url = on_runtime(move |ready| {
-        Box::pin(async move {
-            let app = axum::Router::new()
-                .route("/v1/sessions/{id}", axum::routing::get(bare_session))
-                .with_state(bare);
-            match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-                Ok(listener) => {
-                    let url = listener
-                        .local_addr()
-                        .map(|a| format!("http://{a}"))
-                        .map_err(|e| e.to_string());
-                    let _ = ready.send(url);
-                    let _ = axum::serve(listener, app).await;
-                }
-                Err(e) => {
-                    let _ = ready.send(Err(e.to_string()));
-                }
-            }
-        })
-    })?;
+    let bare_url = serve_bare(bare)?;
 
     let ours_url = format!("{url}/v1/sessions/{id}");
     let bare_url = format!("{bare_url}/v1/sessions/{id}");

@@ -101,6 +101,26 @@ async fn fleet(
     Some((url, db, a, b))
 }
 
+/// Both replicas tick at tick `k`, with no batch failing; how many sessions each ticked.
+async fn tick_both(a: &mut Replica, b: &mut Replica, k: i64) -> (u64, u64) {
+    a.send(&format!("tick {}", at_tick(k))).await;
+    b.send(&format!("tick {}", at_tick(k))).await;
+    let ((na, ea), (nb, eb)) = tokio::join!(a.ticked(), b.ticked());
+    assert_eq!((ea, eb), (0, 0), "tick {k}: no batch failed");
+    (na, nb)
+}
+
+/// Every transfer stored, by id, with its amount.
+async fn transfers(db: &SqlDatabase) -> HashMap<String, i64> {
+    sqlx::query("SELECT id, amount FROM ledger_transfers")
+        .fetch_all(db.writer())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|r| (r.get("id"), r.get("amount")))
+        .collect()
+}
+
 fn at_tick(k: i64) -> i64 {
     (t0() + Duration::milliseconds(k * INTERVAL_MS)).timestamp_millis()
 }
@@ -179,10 +199,7 @@ async fn twenty_thousand_sessions_two_replicas_thirty_ticks_on_postgres() {
     };
     let mut shares = (0, 0);
     for k in 1..=30 {
-        a.send(&format!("tick {}", at_tick(k))).await;
-        b.send(&format!("tick {}", at_tick(k))).await;
-        let ((na, ea), (nb, eb)) = tokio::join!(a.ticked(), b.ticked());
-        assert_eq!((ea, eb), (0, 0), "tick {k}: no batch failed");
+        let (na, nb) = tick_both(&mut a, &mut b, k).await;
         assert_eq!(na + nb, SESSIONS as u64, "tick {k}: every session once");
         shares = (shares.0 + na, shares.1 + nb);
     }
@@ -200,10 +217,7 @@ async fn a_replica_killed_in_the_middle_of_its_batches_loses_nothing_and_charges
         return;
     };
     for k in 1..=2 {
-        a.send(&format!("tick {}", at_tick(k))).await;
-        b.send(&format!("tick {}", at_tick(k))).await;
-        let ((_, ea), (_, eb)) = tokio::join!(a.ticked(), b.ticked());
-        assert_eq!((ea, eb), (0, 0));
+        tick_both(&mut a, &mut b, k).await;
     }
     // Tick 3: A alone starts, and is killed as soon as its first batch is in (it has 30 to
     // go through); then B ticks what is not leased.
@@ -229,13 +243,7 @@ async fn a_replica_killed_in_the_middle_of_its_batches_loses_nothing_and_charges
     b.send(&format!("tick {}", at_tick(3))).await;
     let (_, eb) = b.ticked().await;
     assert_eq!(eb, 0);
-    let transfers_then: Vec<(String, i64)> = sqlx::query("SELECT id, amount FROM ledger_transfers")
-        .fetch_all(db.writer())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .iter()
-        .map(|r| (r.get("id"), r.get("amount")))
-        .collect();
+    let transfers_then = transfers(&db).await;
     let stranded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE tick < 3")
         .fetch_one(db.writer())
         .await
@@ -248,20 +256,11 @@ async fn a_replica_killed_in_the_middle_of_its_batches_loses_nothing_and_charges
     // A comes back; the sessions it held are due again once its leases run out.
     let mut a = Replica::spawn(&url, "node-a", 200);
     for k in 4..=8 {
-        a.send(&format!("tick {}", at_tick(k))).await;
-        b.send(&format!("tick {}", at_tick(k))).await;
-        let ((na, ea), (nb, eb)) = tokio::join!(a.ticked(), b.ticked());
-        assert_eq!((ea, eb), (0, 0), "tick {k}");
+        let (na, nb) = tick_both(&mut a, &mut b, k).await;
         assert_eq!(na + nb, SESSIONS as u64, "tick {k}: every session once");
     }
     // Nothing committed before the kill was lost or changed.
-    let now: HashMap<String, i64> = sqlx::query("SELECT id, amount FROM ledger_transfers")
-        .fetch_all(db.writer())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .iter()
-        .map(|r| (r.get("id"), r.get("amount")))
-        .collect();
+    let now = transfers(&db).await;
     for (id, amount) in &transfers_then {
         assert_eq!(now.get(id), Some(amount), "transfer {id} kept");
     }

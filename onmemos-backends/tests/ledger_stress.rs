@@ -275,19 +275,33 @@ async fn end_states_agree<'a>(
     out
 }
 
+/// The databases a model check runs on (PostgreSQL when configured) and a generator of
+/// operations for four users they share, with ids starting with `prefix`.
+async fn model_world(seed: u64, prefix: &str) -> (SqlDatabase, Option<SqlDatabase>, Generator) {
+    let lite = sqlite().await;
+    let pg = postgres().await;
+    let mut sql: Vec<&SqlDatabase> = vec![&lite];
+    sql.extend(pg.iter());
+    let generator = Generator::new(seed, users(&sql, 4).await, prefix);
+    (lite, pg, generator)
+}
+
+/// The ledgers of a model check's databases, by name.
+fn ledgers<'a>(
+    lite: &'a SqlDatabase,
+    pg: Option<&'a SqlDatabase>,
+) -> Vec<(&'static str, &'a dyn LedgerRepo)> {
+    let mut dbs: Vec<(&'static str, &'a dyn LedgerRepo)> = vec![("sqlite", lite.ledger())];
+    dbs.extend(pg.map(|pg| ("postgres", pg.ledger())));
+    dbs
+}
+
 #[tokio::test]
 async fn reference_sqlite_and_postgres_agree_step_by_step() {
     let seed = seed();
-    let lite = sqlite().await;
-    let pg = postgres().await;
-    let mut dbs: Vec<(&str, &dyn LedgerRepo)> = vec![("sqlite", lite.ledger())];
-    if let Some(pg) = &pg {
-        dbs.push(("postgres", pg.ledger()));
-    }
-    let mut sql: Vec<&SqlDatabase> = vec![&lite];
-    sql.extend(pg.iter());
+    let (lite, pg, mut generator) = model_world(seed, "m-").await;
+    let dbs = ledgers(&lite, pg.as_ref());
     let model = ReferenceLedger::new();
-    let mut generator = Generator::new(seed, users(&sql, 4).await, "m-");
     let mut now = t0();
     for step in 0..3_000 {
         now += Duration::milliseconds(generator.rng.random_range(0..400));
@@ -328,16 +342,9 @@ async fn reference_sqlite_and_postgres_agree_step_by_step() {
 #[tokio::test]
 async fn reference_sqlite_and_postgres_agree_batch_by_batch() {
     let seed = seed();
-    let lite = sqlite().await;
-    let pg = postgres().await;
-    let mut dbs: Vec<(&str, &dyn LedgerRepo)> = vec![("sqlite", lite.ledger())];
-    if let Some(pg) = &pg {
-        dbs.push(("postgres", pg.ledger()));
-    }
-    let mut sql: Vec<&SqlDatabase> = vec![&lite];
-    sql.extend(pg.iter());
+    let (lite, pg, mut generator) = model_world(seed, "b-").await;
+    let dbs = ledgers(&lite, pg.as_ref());
     let model = ReferenceLedger::new();
-    let mut generator = Generator::new(seed, users(&sql, 4).await, "b-");
     let mut now = t0();
     let (mut refused, mut settled_in_batch) = (0usize, 0usize);
     for batch in 0..400 {

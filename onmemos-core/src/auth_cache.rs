@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use crate::id::ApiKeyId;
 use crate::passport::KeyDigest;
 use crate::principal::Principal;
+use crate::shared::Pending;
 
 /// How long an epoch read stays good: revocations take effect within this.
 pub const MAX_STALENESS: Duration = Duration::from_millis(900);
@@ -36,8 +37,6 @@ pub const REFRESH_AFTER: Duration = Duration::from_millis(250);
 pub const ENTRY_TTL: Duration = Duration::from_secs(60);
 /// Most keys held at once (the cache is emptied when it would hold more).
 pub const MAX_ENTRIES: usize = 100_000;
-/// Uses of keys are written at most this often (in one batch).
-pub const TOUCH_FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// A key that authenticated.
 #[derive(Debug, Clone)]
@@ -78,17 +77,7 @@ pub(crate) struct AuthCache {
     entries: Mutex<HashMap<KeyDigest, Entry>>,
     epoch: Mutex<Epoch>,
     refreshing: AtomicBool,
-    touches: Mutex<Touches>,
-    flushing: AtomicBool,
-}
-
-#[derive(Debug)]
-struct Touches {
-    /// Uses not written yet.
-    pending: HashMap<ApiKeyId, DateTime<Utc>>,
-    /// The latest use of each key seen here, written or not (what this replica shows).
-    seen: HashMap<ApiKeyId, DateTime<Utc>>,
-    last_flush: Instant,
+    uses: Pending<ApiKeyId>,
 }
 
 impl Default for AuthCache {
@@ -100,12 +89,7 @@ impl Default for AuthCache {
                 read_at: None,
             }),
             refreshing: AtomicBool::new(false),
-            touches: Mutex::new(Touches {
-                pending: HashMap::new(),
-                seen: HashMap::new(),
-                last_flush: Instant::now(),
-            }),
-            flushing: AtomicBool::new(false),
+            uses: Pending::default(),
         }
     }
 }
@@ -224,41 +208,23 @@ impl AuthCache {
 
     /// Records a use of key `id` at `at`, to be written with the next batch.
     pub(crate) fn record_use(&self, id: ApiKeyId, at: DateTime<Utc>) {
-        let mut touches = lock(&self.touches);
-        if touches.seen.len() >= MAX_ENTRIES {
-            touches.seen.clear();
-        }
-        let Touches { pending, seen, .. } = &mut *touches;
-        for map in [pending, seen] {
-            let slot = map.entry(id).or_insert(at);
-            if *slot < at {
-                *slot = at;
-            }
-        }
+        self.uses.record(id, at);
     }
 
     /// The latest use of key `id` this replica recorded, written yet or not.
     pub(crate) fn last_use(&self, id: ApiKeyId) -> Option<DateTime<Utc>> {
-        lock(&self.touches).seen.get(&id).copied()
+        self.uses.latest(id)
     }
 
-    /// The pending uses to write now, if a batch is due ([`TOUCH_FLUSH_EVERY`]) and none is
-    /// being written; `None` otherwise. Call [`Self::flush_done`] after writing them.
+    /// The uses to write now, if a batch is due and none is being written (see
+    /// [`Pending::take_due`]). Call [`Self::flush_done`] after writing them.
     pub(crate) fn take_due_uses(&self, force: bool) -> Option<Vec<(ApiKeyId, DateTime<Utc>)>> {
-        let mut touches = lock(&self.touches);
-        if touches.pending.is_empty()
-            || (!force && touches.last_flush.elapsed() < TOUCH_FLUSH_EVERY)
-            || self.flushing.swap(true, Ordering::AcqRel)
-        {
-            return None;
-        }
-        touches.last_flush = Instant::now();
-        Some(touches.pending.drain().collect())
+        self.uses.take_due(force)
     }
 
     /// Ends a write of uses taken with [`Self::take_due_uses`].
     pub(crate) fn flush_done(&self) {
-        self.flushing.store(false, Ordering::Release);
+        self.uses.write_done();
     }
 }
 

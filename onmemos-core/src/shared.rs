@@ -21,7 +21,7 @@ pub(crate) struct Shared {
     /// Session events made in this process, for shells and streams.
     pub(crate) bus: tokio::sync::broadcast::Sender<SessionEvent>,
     /// Activity on sessions, recorded here and written in batches.
-    pub(crate) activity: Activity,
+    pub(crate) activity: Pending<SessionId>,
     /// Wakes the monitor's loop early (a session started whose first deadline may come
     /// before the next pass).
     pub(crate) monitor_wake: Arc<tokio::sync::Notify>,
@@ -40,7 +40,7 @@ impl Shared {
     pub(crate) fn new(parts_in_memory: usize) -> Self {
         Self {
             bus: tokio::sync::broadcast::channel(1024).0,
-            activity: Activity::default(),
+            activity: Pending::default(),
             monitor_wake: Arc::default(),
             uploads: InFlight::default(),
             part_slots: PartSlots::new(parts_in_memory),
@@ -137,26 +137,33 @@ impl InFlight {
     }
 }
 
-/// Activity on sessions: when each was last recorded here, and what is not written yet.
+/// Times recorded per key here (the use of an API key, activity on a session) and written to
+/// the database in batches, off the path that recorded them: at most one batch at a time, and
+/// (unless forced) at most one a second.
 #[derive(Debug)]
-pub(crate) struct Activity {
-    state: Mutex<ActivityState>,
+pub(crate) struct Pending<K> {
+    state: Mutex<PendingState<K>>,
     writing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
-struct ActivityState {
-    recorded: HashMap<SessionId, DateTime<Utc>>,
-    pending: HashMap<SessionId, DateTime<Utc>>,
+struct PendingState<K> {
+    /// The latest time recorded for each key, written or not (what this replica knows).
+    latest: HashMap<K, DateTime<Utc>>,
+    /// Times not written yet.
+    unwritten: HashMap<K, DateTime<Utc>>,
     last_write: std::time::Instant,
 }
 
-impl Default for Activity {
+/// Most keys whose latest time is remembered (the memory is emptied past it).
+const MAX_REMEMBERED: usize = 100_000;
+
+impl<K> Default for Pending<K> {
     fn default() -> Self {
         Self {
-            state: Mutex::new(ActivityState {
-                recorded: HashMap::new(),
-                pending: HashMap::new(),
+            state: Mutex::new(PendingState {
+                latest: HashMap::new(),
+                unwritten: HashMap::new(),
                 last_write: std::time::Instant::now(),
             }),
             writing: std::sync::atomic::AtomicBool::new(false),
@@ -164,49 +171,55 @@ impl Default for Activity {
     }
 }
 
-impl Activity {
-    fn state(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+impl<K: std::hash::Hash + Eq + Copy> Pending<K> {
+    fn state(&self) -> std::sync::MutexGuard<'_, PendingState<K>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records activity on `id` at `at` unless some was recorded less than `interval_ms`
-    /// before; returns whether it did.
-    pub(crate) fn record(&self, id: SessionId, at: DateTime<Utc>, interval_ms: i64) -> bool {
+    /// Records `at` for `key` (a later time than one recorded before wins).
+    pub(crate) fn record(&self, key: K, at: DateTime<Utc>) {
         let mut state = self.state();
-        if state
-            .recorded
-            .get(&id)
-            .is_some_and(|last| (at - *last).num_milliseconds() < interval_ms)
-        {
-            return false;
+        if state.latest.len() >= MAX_REMEMBERED {
+            state.latest.clear();
         }
-        state.recorded.insert(id, at);
-        state.pending.insert(id, at);
-        true
+        let PendingState {
+            latest, unwritten, ..
+        } = &mut *state;
+        for times in [latest, unwritten] {
+            let slot = times.entry(key).or_insert(at);
+            if *slot < at {
+                *slot = at;
+            }
+        }
     }
 
-    /// Forgets a session that ended.
-    pub(crate) fn forget(&self, id: SessionId) {
-        let mut state = self.state();
-        state.recorded.remove(&id);
-        state.pending.remove(&id);
+    /// The latest time recorded here for `key`, written yet or not.
+    pub(crate) fn latest(&self, key: K) -> Option<DateTime<Utc>> {
+        self.state().latest.get(&key).copied()
     }
 
-    /// The activity to write now, if a batch is due (a second after the last, or at once
-    /// with `force`) and none is being written. Call [`Self::write_done`] after writing it.
-    pub(crate) fn take_due(&self, force: bool) -> Option<Vec<(SessionId, DateTime<Utc>)>> {
+    /// Forgets `key` (its session ended).
+    pub(crate) fn forget(&self, key: K) {
         let mut state = self.state();
-        if state.pending.is_empty()
+        state.latest.remove(&key);
+        state.unwritten.remove(&key);
+    }
+
+    /// The times to write now, if a batch is due (a second after the last, or at once with
+    /// `force`) and none is being written. Call [`Self::write_done`] after writing them.
+    pub(crate) fn take_due(&self, force: bool) -> Option<Vec<(K, DateTime<Utc>)>> {
+        let mut state = self.state();
+        if state.unwritten.is_empty()
             || (!force && state.last_write.elapsed() < std::time::Duration::from_secs(1))
             || self.writing.swap(true, std::sync::atomic::Ordering::AcqRel)
         {
             return None;
         }
         state.last_write = std::time::Instant::now();
-        Some(state.pending.drain().collect())
+        Some(state.unwritten.drain().collect())
     }
 
-    /// Whether a write is under way.
+    /// Whether a batch is being written.
     pub(crate) fn writing(&self) -> bool {
         self.writing.load(std::sync::atomic::Ordering::Acquire)
     }

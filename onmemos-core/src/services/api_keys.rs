@@ -79,11 +79,7 @@ impl<'e> ApiKeyService<'e> {
         if cache.needs_epoch() {
             // Read before the key, so that a revocation committed after this read is caught
             // by the next one (see `auth_cache`).
-            let started = Instant::now();
-            match self.engine.database().api_keys().revocation_epoch().await {
-                Ok(epoch) => cache.epoch_read(epoch, started),
-                Err(e) => tracing::warn!(error = %e, "could not read the revocation epoch"),
-            }
+            read_epoch(self.engine).await;
         }
         let db = self.engine.database();
         let record = db
@@ -146,13 +142,8 @@ impl<'e> ApiKeyService<'e> {
         }
         let engine = self.engine.clone();
         tokio::spawn(async move {
-            let cache = &engine.shared().auth;
-            let started = Instant::now();
-            match engine.database().api_keys().revocation_epoch().await {
-                Ok(epoch) => cache.epoch_read(epoch, started),
-                Err(e) => tracing::warn!(error = %e, "could not read the revocation epoch"),
-            }
-            cache.refresh_done();
+            read_epoch(&engine).await;
+            engine.shared().auth.refresh_done();
         });
     }
 
@@ -286,6 +277,16 @@ impl<'e> ApiKeyService<'e> {
         self.engine.shared().auth.clear();
         tracing::info!(key = %id, "api key revoked");
         Ok(self.with_recorded_use(key))
+    }
+}
+
+/// Reads the revocation epoch into the engine's cache of keys (a failure is logged: the cache
+/// then stops serving once its last read is too old).
+async fn read_epoch(engine: &Engine) {
+    let started = Instant::now();
+    match engine.database().api_keys().revocation_epoch().await {
+        Ok(epoch) => engine.shared().auth.epoch_read(epoch, started),
+        Err(e) => tracing::warn!(error = %e, "could not read the revocation epoch"),
     }
 }
 

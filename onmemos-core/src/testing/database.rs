@@ -841,12 +841,14 @@ pub async fn sessions_lease_version_and_due(db: Arc<dyn Database>) {
         Some(false),
         "the same version was written twice"
     );
-    let stored = repo
-        .record(record.session.id)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("the session vanished"));
+    let stored_record = || async {
+        repo.record(record.session.id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("the session vanished"))
+    };
+    let stored = stored_record().await;
     assert_eq!((stored.version, stored.tick), (next_state.version, 1));
     let again = mine(
         repo.claim_due(
@@ -865,12 +867,7 @@ pub async fn sessions_lease_version_and_due(db: Arc<dyn Database>) {
 
     // A tick's write stores its billing state only: activity recorded meanwhile stays, and a
     // stale version writes nothing.
-    let claimed = repo
-        .record(record.session.id)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("the session vanished"));
+    let claimed = stored_record().await;
     let touched = claimed.session.last_activity_at + Duration::seconds(42);
     repo.touch(record.session.id, touched)
         .await
@@ -890,12 +887,7 @@ pub async fn sessions_lease_version_and_due(db: Arc<dyn Database>) {
     let mut stale = ticked.clone();
     stale.session.cost_micros += 1_000;
     assert_eq!(write(stale).await, vec![false], "a stale version wrote");
-    let stored = repo
-        .record(record.session.id)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("the session vanished"));
+    let stored = stored_record().await;
     assert_eq!(
         (
             stored.version,

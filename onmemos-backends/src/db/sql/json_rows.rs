@@ -3,21 +3,40 @@
 //! write of a thousand rows is one statement and one round trip. Values stay bound: only
 //! column names, which are constants, go into the text.
 
+use onmemos_core::Result;
 use serde_json::Value;
+use sqlx::any::AnyRow;
 
 use super::Dialect;
+use super::error::SqlxResultExt;
 
 /// A JSON array of text, as the list statements take it.
 pub(crate) fn text_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     Value::Array(items.into_iter().map(Value::from).collect()).to_string()
 }
 
-/// `IN` list from the JSON array of text bound at `$n`.
-pub(crate) fn in_list(d: Dialect, n: u8) -> String {
-    match d {
-        Dialect::Postgres => format!("(SELECT json_array_elements_text(${n}::json))"),
-        Dialect::Sqlite => format!("(SELECT value FROM json_each(${n}))"),
-    }
+/// Runs `sql` for the JSON array of text `list`, bound at `$1` and read where `sql` says
+/// `{list}` (`… WHERE id IN {list}`); returns the rows it answers.
+pub(crate) async fn for_list<'e, E>(
+    executor: E,
+    d: Dialect,
+    sql: &str,
+    list: &str,
+    what: &'static str,
+) -> Result<Vec<AnyRow>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let relation = match d {
+        Dialect::Postgres => "(SELECT json_array_elements_text($1::json))",
+        Dialect::Sqlite => "(SELECT value FROM json_each($1))",
+    };
+    // Built from constants only: the list is bound.
+    sqlx::query(sqlx::AssertSqlSafe(sql.replace("{list}", relation)))
+        .bind(list)
+        .fetch_all(executor)
+        .await
+        .db_context(what)
 }
 
 /// The type of a column of a JSON row set.

@@ -27,9 +27,9 @@ use sqlx::any::AnyRow;
 
 use super::SqlDatabase;
 use super::error::{SqlxResultExt, corrupt};
-use super::json_rows::{in_list, text_list};
+use super::json_rows::{for_list, text_list};
 use super::ledger_batch::{Outcome, Write};
-use super::rows::{at, int, ms, opt_at, parse};
+use super::rows::{at, int, ms, opt_at, parse, transfer_id};
 
 /// Attempts of a batch that failed with a transient error (deadlock, serialization).
 const ATTEMPTS: u32 = 8;
@@ -56,7 +56,7 @@ pub(super) fn transfer_from(row: &AnyRow) -> Result<Transfer> {
     let source = opt("source")?;
     let priority: Option<i64> = row.try_get("priority").db_context("read transfer")?;
     let seq: i64 = row.try_get("seq").db_context("read transfer")?;
-    let id = |c: &'static str, v: String| TransferId::new(v.clone()).map_err(|_| corrupt(c, v));
+    let id = transfer_id;
     Ok(Transfer {
         id: id("ledger_transfers.id", get("id")?)?,
         seq: int("ledger_transfers.seq", seq)?,
@@ -97,7 +97,7 @@ pub(super) fn grant_from(row: &AnyRow) -> Result<GrantBalance> {
     let id: String = row.try_get("id").db_context("read grant")?;
     let source: String = row.try_get("source").db_context("read grant")?;
     Ok(GrantBalance {
-        id: TransferId::new(id.clone()).map_err(|_| corrupt("ledger_grants.id", id))?,
+        id: transfer_id("ledger_grants.id", id)?,
         source: GrantSource::parse(&source)
             .ok_or_else(|| corrupt("ledger_grants.source", source))?,
         priority: int("ledger_grants.priority", get("priority")?)?,
@@ -133,7 +133,7 @@ impl SqlDatabase {
             .await
             .db_context("find what is due in the ledger")?
             .into_iter()
-            .map(|id| TransferId::new(id.clone()).map_err(|_| corrupt(column, id)))
+            .map(|id| transfer_id(column, id))
             .collect()
     }
 
@@ -213,16 +213,11 @@ impl LedgerRepo for SqlDatabase {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT * FROM ledger_accounts WHERE id IN {}",
-            in_list(self.dialect, 1)
-        );
         let keys: Vec<String> = users.iter().map(ToString::to_string).collect();
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(text_list(keys.iter().map(String::as_str)))
-            .fetch_all(&self.reader)
-            .await
-            .db_context("read balances")?
+        let list = text_list(keys.iter().map(String::as_str));
+        let sql = "SELECT * FROM ledger_accounts WHERE id IN {list}";
+        for_list(&self.reader, self.dialect, sql, &list, "read balances")
+            .await?
             .iter()
             .map(|row| {
                 let id: String = row.try_get("id").db_context("read account")?;

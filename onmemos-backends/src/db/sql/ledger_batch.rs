@@ -31,8 +31,8 @@ use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::Dialect;
 use super::error::{SqlxResultExt, corrupt};
-use super::json_rows::{Ty, in_list, records, text_list};
-use super::rows::{at, int, ms, parse};
+use super::json_rows::{Ty, for_list, records, text_list};
+use super::rows::{at, int, ms, parse, transfer_id};
 
 /// Provisional ledger positions of the transfers a batch makes, above any stored one; the
 /// real ones are taken when the batch writes.
@@ -83,10 +83,6 @@ fn i64_of(row: &AnyRow, c: &'static str) -> Result<i64> {
     row.try_get(c).db_context("read a ledger row")
 }
 
-fn transfer_id(column: &'static str, v: String) -> Result<TransferId> {
-    TransferId::new(v.clone()).map_err(|_| corrupt(column, v))
-}
-
 fn user_of(column: &'static str, v: &str) -> Result<UserId> {
     match parse(column, v)? {
         AccountRef::User(u) => Ok(u),
@@ -134,44 +130,38 @@ pub(crate) async fn apply(
     }
     let holds_json = text_list(holds.iter().map(String::as_str));
     if !holds.is_empty() {
-        let sql = format!(
-            "SELECT user_id FROM ledger_holds WHERE id IN {}",
-            in_list(dialect, 1)
-        );
-        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&holds_json)
-            .fetch_all(writer)
-            .await
-            .db_context("find the owners of holds")?
+        let sql = "SELECT user_id FROM ledger_holds WHERE id IN {list}";
+        for row in for_list(
+            writer,
+            dialect,
+            sql,
+            &holds_json,
+            "find the owners of holds",
+        )
+        .await?
         {
             users.insert(text(&row, "user_id")?);
         }
     }
     if !expiring_grants.is_empty() {
-        let sql = format!(
-            "SELECT user_id FROM ledger_grants WHERE id IN {}",
-            in_list(dialect, 1)
-        );
-        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(text_list(expiring_grants.iter().map(String::as_str)))
-            .fetch_all(writer)
-            .await
-            .db_context("find the owners of grants")?
-        {
+        let sql = "SELECT user_id FROM ledger_grants WHERE id IN {list}";
+        let list = text_list(expiring_grants.iter().map(String::as_str));
+        for row in for_list(writer, dialect, sql, &list, "find the owners of grants").await? {
             users.insert(text(&row, "user_id")?);
         }
     }
     if !granted.is_empty() {
-        let sql = format!(
-            "INSERT INTO ledger_accounts (id, kind) SELECT id, 'user' FROM users
-             WHERE id IN {} ON CONFLICT (id) DO NOTHING",
-            in_list(dialect, 1)
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(text_list(granted.iter().map(String::as_str)))
-            .execute(writer)
-            .await
-            .db_context("open the accounts of granted users")?;
+        let sql = "INSERT INTO ledger_accounts (id, kind) SELECT id, 'user' FROM users
+                   WHERE id IN {list} ON CONFLICT (id) DO NOTHING";
+        let list = text_list(granted.iter().map(String::as_str));
+        for_list(
+            writer,
+            dialect,
+            sql,
+            &list,
+            "open the accounts of granted users",
+        )
+        .await?;
         users.insert(AccountRef::Issuance.key());
     }
 
@@ -183,21 +173,14 @@ pub(crate) async fn apply(
     .db_context("begin a ledger batch")?;
     let mut book = Book::new(PROVISIONAL_SEQ);
     let users_json = text_list(users.iter().map(String::as_str));
-    let lock = match dialect {
-        Dialect::Postgres => " FOR UPDATE",
-        Dialect::Sqlite => "",
+    let sql = match dialect {
+        Dialect::Postgres => {
+            "SELECT * FROM ledger_accounts WHERE id IN {list} ORDER BY id FOR UPDATE"
+        }
+        Dialect::Sqlite => "SELECT * FROM ledger_accounts WHERE id IN {list} ORDER BY id",
     };
-    let sql = format!(
-        "SELECT * FROM ledger_accounts WHERE id IN {} ORDER BY id{lock}",
-        in_list(dialect, 1)
-    );
     let mut opened = BTreeSet::new();
-    for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&users_json)
-        .fetch_all(&mut *tx)
-        .await
-        .db_context("lock ledger accounts")?
-    {
+    for row in for_list(&mut *tx, dialect, sql, &users_json, "lock ledger accounts").await? {
         let id = text(&row, "id")?;
         book.load_account(
             parse("ledger_accounts.id", &id)?,
@@ -205,19 +188,11 @@ pub(crate) async fn apply(
         );
         opened.insert(id);
     }
-    let sql = format!(
-        "SELECT * FROM ledger_grants WHERE user_id IN {}
-           AND ((expiry_done = 0 AND (expires_at IS NOT NULL
-                                      OR amount - consumed - reserved - expired > 0))
-                OR reserved > 0)",
-        in_list(dialect, 1)
-    );
-    for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&users_json)
-        .fetch_all(&mut *tx)
-        .await
-        .db_context("load grants")?
-    {
+    let sql = "SELECT * FROM ledger_grants WHERE user_id IN {list}
+                 AND ((expiry_done = 0 AND (expires_at IS NOT NULL
+                                            OR amount - consumed - reserved - expired > 0))
+                      OR reserved > 0)";
+    for row in for_list(&mut *tx, dialect, sql, &users_json, "load grants").await? {
         book.load_grant(GrantState {
             user: user_of("ledger_grants.user_id", &text(&row, "user_id")?)?,
             seq: int("ledger_grants.seq", i64_of(&row, "seq")?)?,
@@ -226,18 +201,10 @@ pub(crate) async fn apply(
         });
     }
     if !holds.is_empty() {
-        let sql = format!(
-            "SELECT hold_id, grant_id, amount, taken FROM ledger_hold_allocations
-             WHERE hold_id IN {} ORDER BY hold_id, position",
-            in_list(dialect, 1)
-        );
+        let sql = "SELECT hold_id, grant_id, amount, taken FROM ledger_hold_allocations
+                   WHERE hold_id IN {list} ORDER BY hold_id, position";
         let mut allocations: HashMap<String, Vec<Allocation>> = HashMap::new();
-        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&holds_json)
-            .fetch_all(&mut *tx)
-            .await
-            .db_context("load reservations")?
-        {
+        for row in for_list(&mut *tx, dialect, sql, &holds_json, "load reservations").await? {
             let taken: Option<i64> = row.try_get("taken").db_context("read a reservation")?;
             allocations
                 .entry(text(&row, "hold_id")?)
@@ -251,16 +218,8 @@ pub(crate) async fn apply(
                     taken,
                 });
         }
-        let sql = format!(
-            "SELECT * FROM ledger_holds WHERE id IN {}",
-            in_list(dialect, 1)
-        );
-        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&holds_json)
-            .fetch_all(&mut *tx)
-            .await
-            .db_context("load holds")?
-        {
+        let sql = "SELECT * FROM ledger_holds WHERE id IN {list}";
+        for row in for_list(&mut *tx, dialect, sql, &holds_json, "load holds").await? {
             let id = text(&row, "id")?;
             book.load_hold(HoldState {
                 allocations: allocations.remove(&id).unwrap_or_default(),
@@ -274,16 +233,9 @@ pub(crate) async fn apply(
         }
     }
     if !ids.is_empty() {
-        let sql = format!(
-            "SELECT * FROM ledger_transfers WHERE id IN {}",
-            in_list(dialect, 1)
-        );
-        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(text_list(ids.iter().map(String::as_str)))
-            .fetch_all(&mut *tx)
-            .await
-            .db_context("find replayed transfers")?
-        {
+        let sql = "SELECT * FROM ledger_transfers WHERE id IN {list}";
+        let list = text_list(ids.iter().map(String::as_str));
+        for row in for_list(&mut *tx, dialect, sql, &list, "find replayed transfers").await? {
             book.load_transfer(super::ledger::transfer_from(&row)?);
         }
     }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use onmemos_core::api::PageRequest;
 use onmemos_core::id::UserId;
 use onmemos_core::model::{
-    ApiKey, Resources, Role, SessionLimits, Template, TemplateCategory, User, Workspace,
+    ApiKey, Resources, Role, SessionLimits, Template, TemplateCategory, TransferId, User, Workspace,
 };
 use onmemos_core::{Error, Result};
 use sqlx::Row;
@@ -28,6 +28,11 @@ pub(crate) fn opt_at(ms: Option<i64>) -> Result<Option<DateTime<Utc>>> {
 
 pub(crate) fn parse<T: FromStr>(column: &'static str, text: &str) -> Result<T> {
     text.parse().map_err(|_| corrupt(column, text))
+}
+
+/// A stored transfer id of `column`.
+pub(crate) fn transfer_id(column: &'static str, text: String) -> Result<TransferId> {
+    TransferId::new(text.clone()).map_err(|_| corrupt(column, text))
 }
 
 pub(crate) fn json<T: serde::de::DeserializeOwned>(column: &'static str, text: &str) -> Result<T> {

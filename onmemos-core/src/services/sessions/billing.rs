@@ -184,16 +184,28 @@ impl<'e> SessionBilling<'e> {
         hold: &TransferId,
         amount: MicroCredits,
     ) -> Result<MicroCredits> {
-        let id = transfer_id(session, "settle", k);
         let op = LedgerOp::Post {
-            id: id.clone(),
+            id: transfer_id(session, "settle", k),
             hold: hold.clone(),
             amount,
         };
-        match self.engine.credits().execute_or_replayed(&op).await {
+        let outcome = self.engine.credits().execute(&op).await;
+        self.charged(session, &op, outcome).await
+    }
+
+    /// What the ledger charged for post `op` of `session`, from its `outcome`: the stored
+    /// amount when this step already ran (with other figures), nothing when the hold timed out
+    /// meanwhile.
+    async fn charged(
+        &self,
+        session: SessionId,
+        op: &LedgerOp,
+        outcome: Result<Transfer>,
+    ) -> Result<MicroCredits> {
+        match self.engine.credits().or_replayed(op, outcome).await {
             Ok(t) => Ok(t.amount),
             Err(e) if e.kind() == ErrorKind::Conflict => {
-                tracing::warn!(session = %session, hold = %hold, "the hold timed out before it was settled; that time is not charged");
+                tracing::warn!(session = %session, "the hold timed out before it was settled; that time is not charged");
                 Ok(0)
             }
             Err(e) => Err(e),
@@ -559,7 +571,8 @@ impl<'e> SessionBilling<'e> {
             Err(e) => return Err((steps.iter().map(|s| s.record.session.id).collect(), e)),
         };
         let mut outcomes: Vec<Option<Result<Transfer>>> = outcomes.into_iter().map(Some).collect();
-        let mut take = |i: Option<usize>| i.and_then(|i| outcomes[i].take());
+        // Each step's operation and its outcome, taken once.
+        let mut take = |i: Option<usize>| i.and_then(|i| Some((&ops[i], outcomes[i].take()?)));
 
         let mut results = Vec::new();
         let mut written = Vec::new();
@@ -567,17 +580,7 @@ impl<'e> SessionBilling<'e> {
             let id = step.record.session.id;
             let charged = match take(step.post) {
                 None => Ok(0),
-                Some(outcome) => {
-                    let op = &ops[step.post.unwrap_or_default()];
-                    match self.engine.credits().or_replayed(op, outcome).await {
-                        Ok(t) => Ok(t.amount),
-                        Err(e) if e.kind() == ErrorKind::Conflict => {
-                            tracing::warn!(session = %id, "the hold timed out before it was settled; that time is not charged");
-                            Ok(0)
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
+                Some((op, outcome)) => self.charged(id, op, outcome).await,
             };
             let charged = match charged {
                 Ok(c) => c,
@@ -593,8 +596,7 @@ impl<'e> SessionBilling<'e> {
             next.tick = step.record.tick + 1;
             next.hold = match take(step.hold) {
                 None => None,
-                Some(outcome) => {
-                    let op = &ops[step.hold.unwrap_or_default()];
+                Some((op, outcome)) => {
                     match self.engine.credits().or_replayed(op, outcome).await {
                         Ok(t) => Some(t.id),
                         Err(e) if e.kind() == ErrorKind::InsufficientCredits => {

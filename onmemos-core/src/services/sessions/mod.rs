@@ -549,14 +549,15 @@ impl<'e> SessionService<'e> {
     /// The monitor writes what is pending before it looks at deadlines.
     pub async fn touch(&self, id: SessionId) {
         let now = self.engine.clock().now();
-        if self
-            .engine
-            .shared()
-            .activity
-            .record(id, now, TOUCH_INTERVAL_MS)
+        let activity = &self.engine.shared().activity;
+        if activity
+            .latest(id)
+            .is_some_and(|last| (now - last).num_milliseconds() < TOUCH_INTERVAL_MS)
         {
-            self.write_activity(false);
+            return;
         }
+        activity.record(id, now);
+        self.write_activity(false);
     }
 
     /// Writes the recorded activity in a task of its own when a batch is due (or now, with
