@@ -883,6 +883,13 @@ fn report(state: &StandInState, run: &PodRun) {
         let mut next = current.clone();
         let status = &mut next["status"];
         status["phase"] = json!(phase);
+        if all_done && run.shutdown.load(Ordering::SeqCst) {
+            // A graceful node shutdown's pod reaches its terminal phase with its reason in
+            // the same status update: a watcher never sees `Failed` without `Terminated`.
+            status["phase"] = json!("Failed");
+            status["reason"] = json!("Terminated");
+            status["message"] = json!(SHUTDOWN_MESSAGE);
+        }
         status["hostIP"] = json!("127.0.0.1");
         status["hostIPs"] = json!([{ "ip": "127.0.0.1" }]);
         status["podIP"] = json!(run.pod_ip);

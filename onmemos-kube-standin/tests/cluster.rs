@@ -9,8 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::Env;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
 use onmemos_kube_standin::{NodeSpec, Taint};
 use serde_json::{Value, json};
 
@@ -471,7 +472,18 @@ async fn spot_interruptions_as_gke_karpenter_and_the_aws_handler_signal_them() {
     pods.create(&PostParams::default(), &pod("batch", on(&gke)))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    wait_for(&pods, "batch", "Running", |p| phase(p) == "Running").await;
+    let running = wait_for(&pods, "batch", "Running", |p| phase(p) == "Running").await;
+    // Every status a watcher sees: the pod never shows `Failed` without its reason.
+    let mut changes = pods
+        .watch(
+            &WatchParams::default()
+                .fields("metadata.name=batch")
+                .timeout(30),
+            running.metadata.resource_version.as_deref().unwrap_or("0"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .boxed();
     cluster
         .interrupt_spot(&gke, SpotProvider::Gke, Duration::from_secs(2))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -484,7 +496,18 @@ async fn spot_interruptions_as_gke_karpenter_and_the_aws_handler_signal_them() {
         ready.map(|c| (c.status, c.message.unwrap_or_default())),
         Some(("False".into(), "node is shutting down".into()))
     );
-    let stopped = wait_for(&pods, "batch", "Failed", |p| phase(p) == "Failed").await;
+    let stopped = loop {
+        let event = tokio::time::timeout(Duration::from_secs(30), changes.try_next())
+            .await
+            .unwrap_or_else(|_| panic!("the pod never failed"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("the watch ended"));
+        match event {
+            WatchEvent::Modified(p) if phase(&p) == "Failed" => break p,
+            WatchEvent::Modified(_) | WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
     assert_eq!(
         condition(&stopped, "DisruptionTarget"),
         Some(("True".into(), "TerminationByKubelet".into()))
