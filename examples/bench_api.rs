@@ -101,6 +101,7 @@ fn serve_bare(bare: Bare) -> Result<String, Error> {
     let url = format!("http://{}", listener.local_addr()?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("bare-axum")
         .enable_all()
         .build()?;
     std::thread::spawn(move || {

@@ -19,6 +19,7 @@ pub fn server(
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .thread_name("onmemos-server")
             .enable_all()
             .build();
         let Ok(runtime) = runtime else { return };

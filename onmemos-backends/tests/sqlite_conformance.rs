@@ -134,3 +134,65 @@ async fn opening_a_new_database_from_many_places_at_once_migrates_it_once() {
         }
     }
 }
+
+/// Session reads on the calling thread (the API's hot path) answer what sqlx would: the
+/// owner's record as last committed, nothing for anyone else, and a corrupt row as an error
+/// naming its column.
+#[tokio::test]
+async fn session_reads_on_the_calling_thread_see_each_commit_and_name_corrupt_rows() {
+    use onmemos_core::ports::Database;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let db = SqlDatabase::open(&format!(
+        "sqlite://{}",
+        dir.path().join("reads.db").display()
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("open: {e}"));
+    let t0 =
+        chrono::DateTime::from_timestamp_millis(1_800_000_000_000).unwrap_or_else(|| panic!("t0"));
+    let fleet = onmemos_backends::testing::seed_fleet(
+        &db,
+        2,
+        1,
+        t0,
+        chrono::Duration::seconds(10),
+        chrono::Duration::seconds(60),
+        "node",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("seed: {e}"));
+    let (record, owner, stranger) = (&fleet.sessions[0], fleet.users[0], fleet.users[1]);
+    let id = record.session.id;
+    let get = |user| db.sessions().get(user, id);
+    let before = db.inline_reads();
+    assert_eq!(
+        get(owner).await.ok().flatten(),
+        Some(record.session.clone())
+    );
+    assert_eq!(get(stranger).await.ok().flatten(), None);
+    assert_eq!(
+        db.inline_reads(),
+        before + 2,
+        "not read on the calling thread"
+    );
+
+    let mut next = record.clone();
+    next.version += 1;
+    next.session.cost_micros += 5;
+    assert_eq!(db.sessions().update(&next).await.ok(), Some(true));
+    assert_eq!(get(owner).await.ok().flatten(), Some(next.session.clone()));
+
+    sqlx::query("UPDATE sessions SET stop_reason = 'sideways' WHERE id = $1")
+        .bind(id.to_string())
+        .execute(db.writer())
+        .await
+        .unwrap_or_else(|e| panic!("corrupt: {e}"));
+    let error = get(owner).await.err().map(|e| e.to_string());
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("sessions.stop_reason")),
+        "{error:?}"
+    );
+}

@@ -49,7 +49,7 @@ pub use idempotency::{IDEMPOTENCY_KEY, REPLAYED};
 pub use metrics::Metrics;
 pub use serve::serve;
 pub use shell::MAX_SHELL_MESSAGE;
-pub use state::AppState;
+pub use state::{AppState, SharedState};
 
 /// The header carrying the request id (set when the client sends none, echoed in the response
 /// and in every error body).
@@ -62,12 +62,7 @@ pub fn router(engine: Engine) -> Router {
 
 /// The OnMemOS API over `engine`, with the given bounds on requests.
 pub fn router_with(engine: Engine, config: ServerConfig) -> Router {
-    let state = AppState {
-        engine,
-        metrics: Arc::new(Metrics::default()),
-        config: Arc::new(config.clone()),
-        rates: Arc::new(rate_limit::KeyRates::new(&config)),
-    };
+    let state = AppState::new(engine, config.clone());
     let (api, openapi) = routes::api().split_for_parts();
     let openapi = Arc::new(openapi::finish(openapi));
     let router = api

@@ -7,15 +7,40 @@ use onmemos_core::Engine;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 
-/// The state of the router: the engine, the settings and the metrics.
+/// The state of the router: the engine, the settings and the metrics, behind one pointer
+/// (every layer and extractor clones the state for each request).
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+/// What [`AppState`] points to.
+#[derive(Debug)]
+pub struct SharedState {
     /// The engine the handlers call.
     pub engine: Engine,
     /// The HTTP settings.
-    pub config: Arc<ServerConfig>,
+    pub config: ServerConfig,
     /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
+    pub metrics: Metrics,
     /// Per-key request rates.
-    pub(crate) rates: Arc<crate::rate_limit::KeyRates>,
+    pub(crate) rates: crate::rate_limit::KeyRates,
+}
+
+impl AppState {
+    /// The state of a router over `engine` with `config`.
+    pub(crate) fn new(engine: Engine, config: ServerConfig) -> Self {
+        Self(Arc::new(SharedState {
+            engine,
+            metrics: Metrics::default(),
+            rates: crate::rate_limit::KeyRates::new(&config),
+            config,
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
 }

@@ -32,6 +32,8 @@ use sqlx::AnyPool;
 pub(crate) use error::SqlxResultExt;
 use group_commit::GroupCommit;
 pub use group_commit::GroupCommitStats;
+#[cfg(feature = "sqlite")]
+pub(crate) use rows::Columns;
 
 /// Which SQL database is behind a [`SqlDatabase`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +58,9 @@ pub struct SqlDatabase {
     /// none, so a build without SQLite never reads it).
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     background: Arc<BackgroundTasks>,
+    /// SQLite's point reads on the calling thread (a file database's; not an in-memory one).
+    #[cfg(feature = "sqlite")]
+    pub(crate) inline: Option<Arc<crate::db::sqlite::InlineReader>>,
 }
 
 impl SqlDatabase {
@@ -112,7 +117,20 @@ impl SqlDatabase {
             dialect,
             group,
             background: Arc::default(),
+            #[cfg(feature = "sqlite")]
+            inline: None,
         }
+    }
+
+    /// How many reads SQLite answered on the calling thread rather than through sqlx's
+    /// connection threads (see [`crate::db::sqlite`]); 0 on PostgreSQL and in memory.
+    #[must_use]
+    pub fn inline_reads(&self) -> u64 {
+        #[cfg(feature = "sqlite")]
+        if let Some(inline) = &self.inline {
+            return inline.answered();
+        }
+        0
     }
 
     /// Runs `task` until the last handle to this database is dropped.

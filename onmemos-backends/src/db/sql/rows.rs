@@ -56,6 +56,29 @@ pub(crate) fn i64_of(value: u64, what: &'static str) -> Result<i64> {
     i64::try_from(value).map_err(|_| Error::invalid(what, format!("{what} is too large")))
 }
 
+/// A row's columns by name, whichever driver read it: `None` for NULL.
+pub(crate) trait Columns {
+    /// The text in `column`.
+    fn text(&self, column: &'static str) -> Result<Option<String>>;
+    /// The integer in `column`.
+    fn num(&self, column: &'static str) -> Result<Option<i64>>;
+}
+
+impl Columns for AnyRow {
+    fn text(&self, column: &'static str) -> Result<Option<String>> {
+        self.try_get(column).db_context("read a row")
+    }
+
+    fn num(&self, column: &'static str) -> Result<Option<i64>> {
+        self.try_get(column).db_context("read a row")
+    }
+}
+
+/// A column that cannot be NULL, from `value` (read by [`Columns`]).
+pub(crate) fn required<T>(column: &'static str, value: Option<T>) -> Result<T> {
+    value.ok_or_else(|| corrupt(column, "NULL"))
+}
+
 pub(crate) fn user_from(row: &AnyRow) -> Result<User> {
     let role: String = row.try_get("role").db_context("read users.role")?;
     Ok(User {

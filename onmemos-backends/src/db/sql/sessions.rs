@@ -18,7 +18,7 @@ use sqlx::any::AnyRow;
 use super::SqlDatabase;
 use super::error::{SqlxResultExt, corrupt};
 use super::json_rows::{Ty, records};
-use super::rows::{after, at, int, json, ms, opt_at, overfetch, parse, to_json};
+use super::rows::{Columns, after, at, int, json, ms, opt_at, overfetch, parse, required, to_json};
 
 const COLUMNS: &str = "id, workspace_id, owner_id, template_id, status, placement, cpu_millis,
     memory_mib, gpu, disk_gib, rate_micros, max_duration_secs, max_cost_micros,
@@ -251,13 +251,11 @@ fn record_json(r: &SessionRecord) -> Result<serde_json::Value> {
     }))
 }
 
-fn record_from(row: &AnyRow) -> Result<SessionRecord> {
-    let text = |c: &'static str| -> Result<String> { row.try_get(c).db_context("read sessions") };
-    let opt_text =
-        |c: &'static str| -> Result<Option<String>> { row.try_get(c).db_context("read sessions") };
-    let num = |c: &'static str| -> Result<i64> { row.try_get(c).db_context("read sessions") };
-    let opt_num =
-        |c: &'static str| -> Result<Option<i64>> { row.try_get(c).db_context("read sessions") };
+pub(crate) fn record_from(row: &impl Columns) -> Result<SessionRecord> {
+    let text = |c: &'static str| required(c, row.text(c)?);
+    let opt_text = |c: &'static str| row.text(c);
+    let num = |c: &'static str| required(c, row.num(c)?);
+    let opt_num = |c: &'static str| row.num(c);
     let status = text("status")?;
     let placement = text("placement")?;
     let stop_reason = opt_text("stop_reason")?
@@ -307,6 +305,25 @@ fn record_from(row: &AnyRow) -> Result<SessionRecord> {
     })
 }
 
+/// One session of `owner` by id, read on the calling thread (see [`crate::db::sqlite`]'s
+/// `InlineReader`): `None` if there is none, the decoding's error if its row is corrupt.
+#[cfg(feature = "sqlite")]
+fn get_inline(
+    connection: &rusqlite::Connection,
+    owner: &str,
+    id: &str,
+) -> rusqlite::Result<Option<Result<SessionRecord>>> {
+    use crate::db::sqlite::{ColumnIndex, Indexed};
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND owner_id = ?2"));
+    static INDEX: LazyLock<ColumnIndex> = LazyLock::new(|| ColumnIndex::of(COLUMNS));
+    let mut statement = connection.prepare_cached(&SQL)?;
+    let mut rows = statement.query([id, owner])?;
+    Ok(rows
+        .next()?
+        .map(|row| record_from(&Indexed { row, index: &INDEX })))
+}
+
 fn event_from(row: &AnyRow) -> Result<SessionEvent> {
     let data: String = row.try_get("data").db_context("read session_events")?;
     let kind: SessionEventKind = json("session_events.data", &data)?;
@@ -342,6 +359,19 @@ impl SessionRepo for SqlDatabase {
     }
 
     async fn get(&self, owner: UserId, id: SessionId) -> Result<Option<Session>> {
+        #[cfg(feature = "sqlite")]
+        if let Some(read) = self
+            .inline
+            .as_ref()
+            .and_then(|inline| inline.read(|c| get_inline(c, &owner.to_string(), &id.to_string())))
+        {
+            match read {
+                None => return Ok(None),
+                Some(Ok(record)) => return Ok(Some(record.session)),
+                // Reported the way every other read reports it.
+                Some(Err(_)) => {}
+            }
+        }
         sqlx::query("SELECT * FROM sessions WHERE id = $1 AND owner_id = $2")
             .bind(id.to_string())
             .bind(owner.to_string())

@@ -4,6 +4,7 @@
 //! embedded from `migrations/sqlite`.
 
 mod config;
+mod inline;
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use sqlx::Executor;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 
 pub use config::SqliteConfig;
+pub(crate) use inline::{ColumnIndex, Indexed, InlineReader};
 
 use super::sql::{Dialect, SqlDatabase, SqlxResultExt};
 
@@ -101,7 +103,17 @@ pub async fn connect(config: &SqliteConfig) -> Result<SqlDatabase> {
             .await
             .db_context("open SQLite readers")?
     };
-    let db = SqlDatabase::new(writer, reader, Dialect::Sqlite);
+    let mut db = SqlDatabase::new(writer, reader, Dialect::Sqlite);
+    if !in_memory {
+        let options = url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .map_err(|e| Error::configuration(format!("invalid SQLite URL {url:?}: {e}")))?;
+        let keep = usize::try_from(config.max_readers.max(1)).unwrap_or(usize::MAX);
+        db.inline = Some(std::sync::Arc::new(InlineReader::new(
+            options.get_filename().to_path_buf(),
+            keep,
+        )));
+    }
     if !in_memory && config.checkpoint_interval_ms > 0 {
         let checkpointer = pool_options(config, 1)
             .connect_with(parse(&writer_url)?)
