@@ -24,6 +24,7 @@ mod idempotency;
 mod metrics;
 mod openapi;
 mod rate_limit;
+mod response;
 mod routes;
 mod serve;
 mod shell;

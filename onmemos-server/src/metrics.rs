@@ -1,5 +1,6 @@
 //! Prometheus metrics: one registry per router (no global state), served at `/metrics`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -7,9 +8,10 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::state::AppState;
@@ -21,16 +23,72 @@ struct RequestLabels {
     status: u16,
 }
 
-fn new_latency_histogram() -> Histogram {
-    // 100 µs … ~26 s.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+/// The latency buckets' upper bounds in seconds: 100 µs … ~26 s (and +Inf).
+const LATENCY_BOUNDS: [f64; 18] = {
+    let mut bounds = [0.0; 18];
+    let mut i = 0;
+    let mut bound = 0.0001;
+    while i < bounds.len() {
+        bounds[i] = bound;
+        bound *= 2.0;
+        i += 1;
+    }
+    bounds
+};
+
+/// A latency histogram of atomic counters. prometheus-client's own takes an exclusive lock
+/// for every observation, so every request to a route queued on one lock.
+#[derive(Debug, Default)]
+struct LatencyHistogram {
+    /// Observations per bucket (not cumulative); the last is +Inf.
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    /// The sum of the observations, in nanoseconds.
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyHistogram {
+    fn observe(&self, elapsed: std::time::Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = LATENCY_BOUNDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(&self.buckets)
+            .map(|(bound, n)| (bound, n.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        // Nanoseconds to seconds: exact enough for a sum of latencies.
+        #[allow(clippy::cast_precision_loss)]
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    latency: Family<RequestLabels, LatencyHistogram>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -43,9 +101,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("onmemos");
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            new_latency_histogram,
-        );
+        let latency = Family::<RequestLabels, LatencyHistogram>::default();
         registry.register(
             "http_requests",
             "HTTP requests answered, by method, route and status",
@@ -100,7 +156,7 @@ pub(crate) async fn record(
         .metrics
         .latency
         .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+        .observe(started.elapsed());
     response
 }
 
@@ -113,4 +169,54 @@ pub(crate) async fn serve(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Buckets are cumulative in the text format; the count is the +Inf bucket's; the sum is
+    /// in seconds.
+    #[test]
+    fn latencies_render_as_a_cumulative_histogram() {
+        let metrics = Metrics::default();
+        let labels = RequestLabels {
+            method: "GET".into(),
+            route: "/v1/sessions/{session_id}".into(),
+            status: 200,
+        };
+        let latency = metrics.latency.get_or_create(&labels);
+        // 50 µs (first bucket), 150 µs (second: ≤ 200 µs), 60 s (+Inf only).
+        for micros in [50, 150, 60_000_000] {
+            latency.observe(Duration::from_micros(micros));
+        }
+        drop(latency);
+        let text = metrics.render();
+        let line = |le: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with("onmemos_http_request_duration_seconds_bucket")
+                        && l.contains(&format!("le=\"{le}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_owned)
+        };
+        assert_eq!(line("0.0001").as_deref(), Some("1"), "{text}");
+        assert_eq!(line("0.0002").as_deref(), Some("2"), "{text}");
+        assert_eq!(line("+Inf").as_deref(), Some("3"), "{text}");
+        let value = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        assert_eq!(
+            value("onmemos_http_request_duration_seconds_count"),
+            Some(3.0)
+        );
+        let sum = value("onmemos_http_request_duration_seconds_sum").unwrap_or_default();
+        assert!((sum - 60.0002).abs() < 1e-9, "{sum}");
+    }
 }

@@ -1,4 +1,4 @@
-use axum::Json;
+use crate::response::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use onmemos_core::api::{CreateApiKey, CreatedApiKey, ErrorBody, ListParams, Page};

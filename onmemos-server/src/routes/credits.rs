@@ -1,4 +1,4 @@
-use axum::Json;
+use crate::response::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use onmemos_core::api::{CreditRequest, ErrorBody, Page, TransferListParams};

@@ -1,4 +1,4 @@
-use axum::Json;
+use crate::response::Json;
 use axum::extract::State;
 use onmemos_core::api::{ErrorBody, OptimizationReport};
 use onmemos_core::ports::optimizer::OptimizationRequest;

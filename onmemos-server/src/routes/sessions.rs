@@ -2,7 +2,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Json;
+use crate::response::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};

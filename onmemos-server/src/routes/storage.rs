@@ -3,7 +3,7 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use axum::Json;
+use crate::response::Json;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;

@@ -1,4 +1,4 @@
-use axum::Json;
+use crate::response::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use onmemos_core::api::{CreateTemplate, ErrorBody, Page, TemplateListParams};
