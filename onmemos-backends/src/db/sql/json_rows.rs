@@ -1,5 +1,5 @@
 //! Set-based statements over JSON: a batch binds its rows as one JSON array and the statement
-//! reads it as a relation (`jsonb_to_recordset` on PostgreSQL, `json_each` on SQLite), so a
+//! reads it as a relation (`jsonb_to_recordset` on PostgreSQL, `jsonb_each` on SQLite), so a
 //! write of a thousand rows is one statement and one round trip. Values stay bound: only
 //! column names, which are constants, go into the text.
 
@@ -71,7 +71,9 @@ pub(crate) fn records(d: Dialect, cols: &[(&str, Ty)]) -> String {
                 .iter()
                 .map(|(c, _)| format!("value ->> '{c}' AS {c}"))
                 .collect();
-            format!("(SELECT {} FROM json_each($1)) AS r", defs.join(", "))
+            // `jsonb_each`: each object comes out as JSONB, which `->>` reads in place;
+            // `json_each` would turn it back into text for every column to parse again.
+            format!("(SELECT {} FROM jsonb_each($1)) AS r", defs.join(", "))
         }
     }
 }
