@@ -57,18 +57,20 @@ pub(crate) enum Write {
 pub(crate) type Outcome = Result<Vec<Transfer>>;
 
 /// Runs a statement built from constants over one JSON row set, if it has rows.
-async fn write_rows(
+async fn write_rows<R: serde::Serialize>(
     tx: &mut Transaction<'static, Any>,
     sql: String,
-    rows: Vec<Value>,
+    rows: Vec<R>,
     what: &'static str,
 ) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
+    let rows = serde_json::to_string(&rows)
+        .map_err(|e| onmemos_core::Error::internal(what).with_source(e))?;
     // Built from constants only: the values are bound.
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(Value::Array(rows).to_string())
+        .bind(rows)
         .execute(&mut **tx)
         .await
         .db_context(what)?;
@@ -326,28 +328,85 @@ fn opt_ms(v: Option<DateTime<Utc>>) -> Value {
     v.map_or(Value::Null, |t| json!(ms(t)))
 }
 
+/// A transfer as a JSON row (typed, so that thousands serialize without a map each).
+#[derive(serde::Serialize)]
+struct TransferRow<'a> {
+    seq: u64,
+    id: &'a str,
+    kind: &'a str,
+    debit_account: String,
+    credit_account: String,
+    amount: i64,
+    hold_id: Option<&'a str>,
+    grant_id: Option<&'a str>,
+    expires_at: Option<i64>,
+    priority: Option<i32>,
+    source: Option<&'a str>,
+    reference: Option<&'a str>,
+    created_at: i64,
+}
+
+/// A new hold as a JSON row.
+#[derive(serde::Serialize)]
+struct HoldRow<'a> {
+    id: &'a str,
+    seq: u64,
+    user_id: String,
+    amount: i64,
+    timeout_at: i64,
+    pending: i64,
+}
+
+/// A row named by its id.
+#[derive(serde::Serialize)]
+struct IdRow<'a> {
+    id: &'a str,
+}
+
+/// A new hold's reservation on a grant.
+#[derive(serde::Serialize)]
+struct AllocationRow<'a> {
+    hold_id: &'a str,
+    position: usize,
+    grant_id: &'a str,
+    amount: i64,
+    taken: Option<i64>,
+}
+
+/// What a settled hold's reservation paid.
+#[derive(serde::Serialize)]
+struct TakenRow<'a> {
+    hold_id: &'a str,
+    position: usize,
+    n_taken: Option<i64>,
+}
+
 /// Writes what a batch changed.
-async fn write_changes(
+async fn write_changes<'a>(
     tx: &mut Transaction<'static, Any>,
     d: Dialect,
-    changes: &Changes,
+    changes: &'a Changes,
 ) -> Result<()> {
     use Ty::{Int, Text};
     let transfers = changes
         .transfers
         .iter()
-        .map(|t| {
-            json!({
-                "seq": t.seq, "id": t.id.as_str(), "kind": t.kind.as_str(),
-                "debit_account": t.debit_account.key(), "credit_account": t.credit_account.key(),
-                "amount": t.amount, "hold_id": t.hold_id.as_ref().map(TransferId::as_str),
-                "grant_id": t.grant_id.as_ref().map(TransferId::as_str),
-                "expires_at": t.expires_at.map(ms), "priority": t.priority,
-                "source": t.source.map(GrantSource::as_str), "reference": t.reference,
-                "created_at": ms(t.created_at),
-            })
+        .map(|t| TransferRow {
+            seq: t.seq,
+            id: t.id.as_str(),
+            kind: t.kind.as_str(),
+            debit_account: t.debit_account.key(),
+            credit_account: t.credit_account.key(),
+            amount: t.amount,
+            hold_id: t.hold_id.as_ref().map(TransferId::as_str),
+            grant_id: t.grant_id.as_ref().map(TransferId::as_str),
+            expires_at: t.expires_at.map(ms),
+            priority: t.priority,
+            source: t.source.map(GrantSource::as_str),
+            reference: t.reference.as_deref(),
+            created_at: ms(t.created_at),
         })
-        .collect();
+        .collect::<Vec<_>>();
     let cols = [
         ("seq", Int),
         ("id", Text),
@@ -499,12 +558,13 @@ async fn write_changes(
         changes
             .new_holds
             .iter()
-            .map(|h| {
-                json!({
-                    "id": h.id.as_str(), "seq": h.seq, "user_id": h.user.to_string(),
-                    "amount": h.amount, "timeout_at": ms(h.timeout_at),
-                    "pending": i64::from(h.pending),
-                })
+            .map(|h| HoldRow {
+                id: h.id.as_str(),
+                seq: h.seq,
+                user_id: h.user.to_string(),
+                amount: h.amount,
+                timeout_at: ms(h.timeout_at),
+                pending: i64::from(h.pending),
             })
             .collect(),
         "record holds",
@@ -519,20 +579,24 @@ async fn write_changes(
         changes
             .settled_holds
             .iter()
-            .map(|h| json!({ "id": h.id.as_str() }))
+            .map(|h| IdRow { id: h.id.as_str() })
             .collect(),
         "settle holds",
     )
     .await?;
-    let allocation_rows = |hs: &[HoldState]| -> Vec<Value> {
+    let allocation_rows = |hs: &'a [HoldState]| -> Vec<AllocationRow<'a>> {
         hs.iter()
             .flat_map(|h| {
-                h.allocations.iter().enumerate().map(move |(i, a)| {
-                    json!({
-                        "hold_id": h.id.as_str(), "position": i, "grant_id": a.grant.as_str(),
-                        "amount": a.amount, "taken": a.taken,
+                h.allocations
+                    .iter()
+                    .enumerate()
+                    .map(move |(position, a)| AllocationRow {
+                        hold_id: h.id.as_str(),
+                        position,
+                        grant_id: a.grant.as_str(),
+                        amount: a.amount,
+                        taken: a.taken,
                     })
-                })
             })
             .collect()
     };
@@ -566,9 +630,14 @@ async fn write_changes(
             .settled_holds
             .iter()
             .flat_map(|h| {
-                h.allocations.iter().enumerate().map(move |(i, a)| {
-                    json!({ "hold_id": h.id.as_str(), "position": i, "n_taken": a.taken })
-                })
+                h.allocations
+                    .iter()
+                    .enumerate()
+                    .map(move |(position, a)| TakenRow {
+                        hold_id: h.id.as_str(),
+                        position,
+                        n_taken: a.taken,
+                    })
             })
             .collect(),
         "record what reservations paid",
