@@ -830,8 +830,14 @@ pub fn consolidate(
     })
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     let mut best: Option<PackingPlan> = None;
+    // Why the first plan (keeping every running pod where it is) failed, if it did.
+    let mut keeping = None;
     for plan in plans {
-        if check_with(&problem, policy, &plan).is_ok()
+        let checked = check_with(&problem, policy, &plan);
+        if keeping.is_none() {
+            keeping = Some(checked.clone());
+        }
+        if checked.is_ok()
             && best.as_ref().is_none_or(|b| {
                 (plan.unplaceable.len(), plan.cost_per_hour)
                     < (b.unplaceable.len(), b.cost_per_hour)
@@ -840,7 +846,18 @@ pub fn consolidate(
             best = Some(plan);
         }
     }
-    best.ok_or_else(|| Error::internal("no consolidation plan satisfied the constraints"))
+    // Keeping every running pod where it is, with the pending ones on new nodes or
+    // unplaceable, is valid unless the snapshot's own placement breaks its constraints (a pod
+    // that may not move asking more than its node has): then the input is at fault.
+    best.ok_or_else(|| {
+        let why = keeping
+            .and_then(std::result::Result::err)
+            .unwrap_or_default();
+        Error::invalid(
+            "snapshot",
+            format!("the snapshot's current placement breaks its own constraints: {why}"),
+        )
+    })
 }
 
 /// The first-fit-decreasing baseline: every movable pod repacked, largest dominant share

@@ -69,17 +69,28 @@ fn plans_are_valid_never_worse_than_ffd_and_above_their_bound() {
     }
 }
 
-#[test]
-fn a_node_with_a_bare_pod_or_an_exhausted_pdb_is_not_drained() {
+/// A seeded cluster (one zone, no constraints, no PDB) in which one running pod has no owner:
+/// the snapshot, the offerings, that pod's index and its node.
+fn with_a_bare_pod(
+    seed: u64,
+    instance_types: usize,
+    nodes: usize,
+    pods: usize,
+) -> (
+    onmemos_core::ports::optimizer::ClusterSnapshot,
+    Vec<NodeOffering>,
+    usize,
+    String,
+) {
     let SyntheticCluster {
         mut snapshot,
         offerings,
     } = cluster(
-        7,
+        seed,
         &ClusterShape {
-            instance_types: 6,
-            nodes: 8,
-            pods: 40,
+            instance_types,
+            nodes,
+            pods,
             zones: 1,
             constrained_share: 0.0,
             pdbs: 0,
@@ -92,6 +103,12 @@ fn a_node_with_a_bare_pod_or_an_exhausted_pdb_is_not_drained() {
         .unwrap_or_else(|| panic!("a running pod"));
     snapshot.pods[bare].owner = None;
     let node = snapshot.pods[bare].node.clone().unwrap_or_default();
+    (snapshot, offerings, bare, node)
+}
+
+#[test]
+fn a_node_with_a_bare_pod_or_an_exhausted_pdb_is_not_drained() {
+    let (snapshot, offerings, bare, node) = with_a_bare_pod(7, 6, 8, 40);
     let plan = consolidate(&snapshot, &offerings, &unlimited()).unwrap_or_else(|e| panic!("{e}"));
     assert!(!plan.drained_nodes.contains(&node), "{node} drained");
     assert_eq!(
@@ -304,4 +321,28 @@ fn a_small_drain_budget_still_saves_on_a_loosely_packed_cluster() {
             plan.strategy
         );
     }
+}
+
+/// A snapshot whose current placement breaks its own constraints (a bare pod, which may not
+/// move, asking more than its node has) has no valid plan: that is the input's fault, said as
+/// such and naming why, not an internal error.
+#[test]
+fn a_snapshot_that_overcommits_a_pinned_node_is_refused_as_invalid() {
+    let (mut snapshot, offerings, bare, node) = with_a_bare_pod(11, 4, 4, 12);
+    let allocatable = snapshot
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .map(|n| n.allocatable.pods)
+        .unwrap_or_else(|| panic!("its node"));
+    snapshot.pods[bare].requests.pods = allocatable + 1;
+    let error = consolidate(&snapshot, &offerings, &unlimited())
+        .err()
+        .unwrap_or_else(|| panic!("a plan for an impossible snapshot"));
+    assert_eq!(
+        error.kind(),
+        onmemos_core::ErrorKind::InvalidInput,
+        "{error}"
+    );
+    assert!(error.to_string().contains("over capacity"), "{error}");
 }
