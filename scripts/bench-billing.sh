@@ -17,7 +17,8 @@ cargo build --quiet --release -p onmemos-backends --features testing,sqlite,post
   --bin onmemos-billing-replica --example bench_billing
 BIN=target/release/examples/bench_billing
 dir="$(mktemp -d)"
-trap 'rm -rf "$dir"' EXIT
+# One trap for both: this one would replace the one services.sh set to stop PostgreSQL.
+trap 'rm -rf "$dir"; services_stop' EXIT
 for n in "${SIZES[@]}"; do
   psql -q "$ONMEMOS_TEST_POSTGRES_URL" -c "CREATE DATABASE bench_billing_${n}_$$" >/dev/null
   "$BIN" "${ONMEMOS_TEST_POSTGRES_URL%/*}/bench_billing_${n}_$$" "$n" "$TICKS" 1 2 4
