@@ -17,7 +17,7 @@ cargo build --quiet --release -p onmemos-backends --features testing,sqlite,post
   --bin onmemos-billing-replica --example bench_billing
 BIN=target/release/examples/bench_billing
 dir="$(mktemp -d)"
-# One trap for both: this one would replace the one services.sh set to stop PostgreSQL.
+# start_postgres sets no trap: PostgreSQL is stopped here, with the temporary directory.
 trap 'rm -rf "$dir"; services_stop' EXIT
 for n in "${SIZES[@]}"; do
   psql -q "$ONMEMOS_TEST_POSTGRES_URL" -c "CREATE DATABASE bench_billing_${n}_$$" >/dev/null
