@@ -830,14 +830,10 @@ pub fn consolidate(
     })
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     let mut best: Option<PackingPlan> = None;
-    // Why the first plan (keeping every running pod where it is) failed, if it did.
-    let mut keeping = None;
+    // The first plan keeps every running pod where it is: why it failed, if no plan passes.
+    let keeping = plans[0].clone();
     for plan in plans {
-        let checked = check_with(&problem, policy, &plan);
-        if keeping.is_none() {
-            keeping = Some(checked.clone());
-        }
-        if checked.is_ok()
+        if check_with(&problem, policy, &plan).is_ok()
             && best.as_ref().is_none_or(|b| {
                 (plan.unplaceable.len(), plan.cost_per_hour)
                     < (b.unplaceable.len(), b.cost_per_hour)
@@ -850,8 +846,8 @@ pub fn consolidate(
     // unplaceable, is valid unless the snapshot's own placement breaks its constraints (a pod
     // that may not move asking more than its node has): then the input is at fault.
     best.ok_or_else(|| {
-        let why = keeping
-            .and_then(std::result::Result::err)
+        let why = check_with(&problem, policy, &keeping)
+            .err()
             .unwrap_or_default();
         Error::invalid(
             "snapshot",

@@ -18,7 +18,9 @@ use sqlx::any::AnyRow;
 use super::SqlDatabase;
 use super::error::{SqlxResultExt, corrupt};
 use super::json_rows::{Ty, records};
-use super::rows::{Columns, after, at, int, json, ms, opt_at, overfetch, parse, required, to_json};
+use super::rows::{
+    Columns, after, at, int, json, ms, opt_at, overfetch, parse, required, to_json, transfer_id,
+};
 
 const COLUMNS: &str = "id, workspace_id, owner_id, template_id, status, placement, cpu_millis,
     memory_mib, gpu, disk_gib, rate_micros, max_duration_secs, max_cost_micros,
@@ -304,7 +306,7 @@ pub(crate) fn record_from(row: &impl Columns) -> Result<SessionRecord> {
         .map(|r| StopReason::parse(&r).ok_or_else(|| corrupt("sessions.stop_reason", &r)))
         .transpose()?;
     let hold = opt_text("hold_id")?
-        .map(|h| TransferId::new(h.clone()).map_err(|_| corrupt("sessions.hold_id", &h)))
+        .map(|h| transfer_id("sessions.hold_id", h))
         .transpose()?;
     let session = Session {
         id: parse("sessions.id", &text("id")?)?,
