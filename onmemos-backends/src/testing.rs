@@ -332,5 +332,15 @@ pub async fn seed_fleet(
         }
     }
     db.insert_sessions(&sessions).await?;
+    // Planner statistics, as autovacuum keeps them on a PostgreSQL that has been running: a
+    // fleet measured straight after seeding would be planned as if its tables were empty.
+    if db.dialect() == crate::db::Dialect::Postgres {
+        sqlx::query("ANALYZE")
+            .execute(db.writer())
+            .await
+            .map_err(|e| {
+                onmemos_core::Error::internal("analyze the seeded fleet").with_source(e)
+            })?;
+    }
     Ok(Fleet { sessions, users })
 }

@@ -142,7 +142,7 @@ pub struct SessionSettings {
     /// scrollback.
     pub terminal_grace_secs: u64,
     /// Most due sessions a monitor claims and bills at once: their charges and next holds go
-    /// to the ledger as one batch, their records and events as one write each.
+    /// to the ledger as one batch, their records and events in one transaction.
     pub billing_batch: u32,
 }
 

@@ -200,8 +200,8 @@ impl Monitor {
 
     /// Ticks every session due at `now` that this replica can lease — the part of a pass a
     /// limit's deadline needs, without the sweep and the storage billing of a full one. Sessions
-    /// are claimed and billed in batches of `sessions.billing_batch`: one ledger batch, one
-    /// write of their records and one of their events per claim.
+    /// are claimed and billed in batches of `sessions.billing_batch`: one ledger batch, and one
+    /// transaction of their records and events, per claim.
     pub async fn tick_due(&self, now: DateTime<Utc>, report: &mut PassReport) -> Result<()> {
         // Activity recorded here is written before idle deadlines are read.
         self.engine.sessions().flush_activity().await;

@@ -307,9 +307,19 @@ pub trait SessionRepo: Send + Sync {
     /// Stores only the billing state a tick changes — `cost_micros`, `billed_ms`, `tick`, the
     /// hold, `covered_until`, `next_check_at`, the warnings and the version — of each of
     /// `records`, if its stored version is `version - 1`, releasing its lease; the rest of the
-    /// stored record stays as it is. Returns, for each, whether it was written.
-    async fn record_ticks(&self, records: &[SessionRecord]) -> Result<Vec<bool>> {
-        self.update_batch(records).await
+    /// stored record stays as it is — and appends, in order, those of `events` whose session
+    /// was written (an event of a tick that lost the race to a stop tells of a charge that is
+    /// not its session's). One transaction where the database can. Returns, for each record,
+    /// whether it was written, and the events as stored.
+    async fn record_ticks(
+        &self,
+        records: &[SessionRecord],
+        events: &[NewSessionEvent],
+    ) -> Result<(Vec<bool>, Vec<SessionEvent>)> {
+        let written = self.update_batch(records).await?;
+        let kept = ticked_events(records, &written, events);
+        let stored = self.append_events(&kept).await?;
+        Ok((written, stored))
     }
     /// Moves `last_activity_at` forward to `at` (never back).
     async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<()>;
@@ -469,4 +479,24 @@ pub trait IdempotencyRepo: Send + Sync {
     async fn complete(&self, user: UserId, key: &str, response: &StoredResponse) -> Result<()>;
     /// Releases a claim without storing a response (the request failed on the server's side).
     async fn abandon(&self, user: UserId, key: &str) -> Result<()>;
+}
+
+/// Those of `events` whose session is among `records` with `written` true, in order (see
+/// [`SessionRepo::record_ticks`]).
+pub fn ticked_events(
+    records: &[SessionRecord],
+    written: &[bool],
+    events: &[NewSessionEvent],
+) -> Vec<NewSessionEvent> {
+    let ticked: std::collections::HashSet<SessionId> = records
+        .iter()
+        .zip(written)
+        .filter(|(_, w)| **w)
+        .map(|(r, _)| r.session.id)
+        .collect();
+    events
+        .iter()
+        .filter(|e| ticked.contains(&e.session))
+        .cloned()
+        .collect()
 }

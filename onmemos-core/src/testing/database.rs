@@ -10,11 +10,11 @@ use crate::api::PageRequest;
 use crate::error::ErrorKind;
 use crate::id::{ApiKeyId, SessionId, TemplateId, UploadId, UserId, WorkspaceId};
 use crate::model::{
-    ApiKey, ApiKeyRecord, Placement, Resources, Role, Scope, Session, SessionLimits, SessionRecord,
-    SessionStatus, Template, TemplateCategory, User, Workspace,
+    ApiKey, ApiKeyRecord, Placement, Resources, Role, Scope, Session, SessionEventKind,
+    SessionLimits, SessionRecord, SessionStatus, Template, TemplateCategory, User, Workspace,
 };
 use crate::passport::{KeyDigest, Secret};
-use crate::ports::{Database, TemplateFilter};
+use crate::ports::{Database, NewSessionEvent, TemplateFilter};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
@@ -878,15 +878,48 @@ pub async fn sessions_lease_version_and_due(db: Arc<dyn Database>) {
     ticked.session.cost_micros += 17;
     ticked.billed_ms += 10_000;
     ticked.warned = 3;
+    // Each write carries its tick's event, which is stored only with the record.
+    let charged = |r: &SessionRecord| NewSessionEvent {
+        session: r.session.id,
+        at: t0(),
+        kind: SessionEventKind::Charged {
+            tick: r.tick,
+            amount_micros: 17,
+            cost_micros: r.session.cost_micros,
+        },
+        message: format!("tick {}", r.tick),
+    };
     let write = |r: SessionRecord| async move {
-        repo.record_ticks(&[r])
+        let event = charged(&r);
+        repo.record_ticks(&[r], &[event])
             .await
             .unwrap_or_else(|e| panic!("record ticks: {e}"))
     };
-    assert_eq!(write(ticked.clone()).await, vec![true]);
+    let (written, events) = write(ticked.clone()).await;
+    assert_eq!(written, vec![true]);
+    assert_eq!(
+        events.iter().map(|e| &e.message).collect::<Vec<_>>(),
+        vec![&format!("tick {}", ticked.tick)],
+        "the tick's event was not stored with it"
+    );
     let mut stale = ticked.clone();
     stale.session.cost_micros += 1_000;
-    assert_eq!(write(stale).await, vec![false], "a stale version wrote");
+    stale.tick += 1;
+    let (written, events) = write(stale).await;
+    assert_eq!(written, vec![false], "a stale version wrote");
+    assert!(
+        events.is_empty(),
+        "an event of an unwritten tick: {events:?}"
+    );
+    let trail = repo
+        .events(record.session.id, 0, 100)
+        .await
+        .unwrap_or_else(|e| panic!("events: {e}"));
+    assert_eq!(
+        trail.iter().filter(|e| e.kind.name() == "charged").count(),
+        1,
+        "the trail holds a charge of a tick that was not written: {trail:?}"
+    );
     let stored = stored_record().await;
     assert_eq!(
         (

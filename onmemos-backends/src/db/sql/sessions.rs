@@ -89,37 +89,16 @@ impl SqlDatabase {
     /// Runs an update of `sql` (see [`update_sql`]) over `records`; returns, for each, whether
     /// it was written.
     async fn update_rows(&self, records: &[SessionRecord], sql: &str) -> Result<Vec<bool>> {
-        if records.is_empty() {
-            return Ok(Vec::new());
+        update_on(&self.writer, records, sql).await
+    }
+
+    /// A transaction on the writer (`BEGIN IMMEDIATE` on SQLite: it writes).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.dialect {
+            super::Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            super::Dialect::Postgres => self.writer.begin().await,
         }
-        let mut rows = records
-            .iter()
-            .map(|r| {
-                let expected = r
-                    .version
-                    .checked_sub(1)
-                    .ok_or_else(|| Error::internal("a session update must bump the version"))?;
-                let mut row = record_json(r)?;
-                row.expected = Some(int::<i64, u64>("version", expected)?);
-                Ok(row)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // Rows are locked in id order.
-        rows.sort_by(|a, b| a.sid.cmp(&b.sid));
-        let rows = serde_json::to_string(&rows)
-            .map_err(|e| Error::internal("encode session rows").with_source(e))?;
-        let written: std::collections::HashSet<String> =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(rows)
-                .fetch_all(&self.writer)
-                .await
-                .db_context("update sessions")?
-                .into_iter()
-                .collect();
-        Ok(records
-            .iter()
-            .map(|r| written.contains(&r.session.id.to_string()))
-            .collect())
+        .db_context("begin a session write")
     }
 
     /// Inserts many session records at once, as they are (for simulations and benchmarks:
@@ -254,6 +233,82 @@ struct RecordRow<'a> {
     covered_until: Option<i64>,
     next_check_at: Option<i64>,
     warned: i64,
+}
+
+/// Runs an update of `sql` (see [`update_sql`]) over `records` on `executor`; returns, for
+/// each, whether it was written.
+async fn update_on<'e, E>(executor: E, records: &[SessionRecord], sql: &str) -> Result<Vec<bool>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut rows = records
+        .iter()
+        .map(|r| {
+            let expected = r
+                .version
+                .checked_sub(1)
+                .ok_or_else(|| Error::internal("a session update must bump the version"))?;
+            let mut row = record_json(r)?;
+            row.expected = Some(int::<i64, u64>("version", expected)?);
+            Ok(row)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Rows are locked in id order.
+    rows.sort_by(|a, b| a.sid.cmp(&b.sid));
+    let rows = serde_json::to_string(&rows)
+        .map_err(|e| Error::internal("encode session rows").with_source(e))?;
+    let written: std::collections::HashSet<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(rows)
+        .fetch_all(executor)
+        .await
+        .db_context("update sessions")?
+        .into_iter()
+        .collect();
+    Ok(records
+        .iter()
+        .map(|r| written.contains(&r.session.id.to_string()))
+        .collect())
+}
+
+/// Appends `events`, in order, on `executor`; returns them as stored.
+async fn append_on<'e, E>(
+    executor: E,
+    dialect: super::Dialect,
+    events: &[NewSessionEvent],
+) -> Result<Vec<SessionEvent>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            Ok(serde_json::json!({
+                "ord": i, "session_id": e.session.to_string(), "at": ms(e.at),
+                "type": e.kind.name(), "data": to_json(&e.kind)?, "message": e.message,
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sql = match dialect {
+        super::Dialect::Postgres => &*APPEND_EVENTS_POSTGRES,
+        super::Dialect::Sqlite => &*APPEND_EVENTS_SQLITE,
+    };
+    let mut stored = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+        .bind(serde_json::Value::Array(rows).to_string())
+        .fetch_all(executor)
+        .await
+        .db_context("append session events")?
+        .iter()
+        .map(event_from)
+        .collect::<Result<Vec<_>>>()?;
+    stored.sort_by_key(|e| e.seq);
+    Ok(stored)
 }
 
 fn record_json(r: &SessionRecord) -> Result<RecordRow<'_>> {
@@ -485,12 +540,26 @@ impl SessionRepo for SqlDatabase {
         self.update_rows(records, sql).await
     }
 
-    async fn record_ticks(&self, records: &[SessionRecord]) -> Result<Vec<bool>> {
+    async fn record_ticks(
+        &self,
+        records: &[SessionRecord],
+        events: &[NewSessionEvent],
+    ) -> Result<(Vec<bool>, Vec<SessionEvent>)> {
+        if records.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let sql = match self.dialect {
             super::Dialect::Postgres => &*TICKS_POSTGRES,
             super::Dialect::Sqlite => &*TICKS_SQLITE,
         };
-        self.update_rows(records, sql).await
+        // The records and their events commit together: one commit (and fsync) where they
+        // were two, and no event of a tick that was not written.
+        let mut tx = self.begin_write().await?;
+        let written = update_on(&mut *tx, records, sql).await?;
+        let kept = onmemos_core::ports::database::ticked_events(records, &written, events);
+        let stored = append_on(&mut *tx, self.dialect, &kept).await?;
+        tx.commit().await.db_context("commit session ticks")?;
+        Ok((written, stored))
     }
 
     async fn touch(&self, id: SessionId, at: DateTime<Utc>) -> Result<()> {
@@ -570,33 +639,7 @@ impl SessionRepo for SqlDatabase {
     }
 
     async fn append_events(&self, events: &[NewSessionEvent]) -> Result<Vec<SessionEvent>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                Ok(serde_json::json!({
-                    "ord": i, "session_id": e.session.to_string(), "at": ms(e.at),
-                    "type": e.kind.name(), "data": to_json(&e.kind)?, "message": e.message,
-                }))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let sql = match self.dialect {
-            super::Dialect::Postgres => &*APPEND_EVENTS_POSTGRES,
-            super::Dialect::Sqlite => &*APPEND_EVENTS_SQLITE,
-        };
-        let mut stored = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(serde_json::Value::Array(rows).to_string())
-            .fetch_all(&self.writer)
-            .await
-            .db_context("append session events")?
-            .iter()
-            .map(event_from)
-            .collect::<Result<Vec<_>>>()?;
-        stored.sort_by_key(|e| e.seq);
-        Ok(stored)
+        append_on(&self.writer, self.dialect, events).await
     }
 
     async fn append_event(

@@ -426,8 +426,8 @@ impl<'e> SessionBilling<'e> {
     /// given its next hold — stopped with `credits_exhausted` when that is refused — and
     /// warned of limits that are near. The charges and holds of the whole batch go to the
     /// ledger as one batch, in the order of `records` (so one owner's sessions are served in
-    /// that order, as one after another would be); the records and events are written as one
-    /// batch each. Returns each session's stop reason if it stopped.
+    /// that order, as one after another would be); the records and their events are written
+    /// together, in one transaction. Returns each session's stop reason if it stopped.
     pub(crate) async fn tick_batch(
         &self,
         records: Vec<SessionRecord>,
@@ -692,40 +692,10 @@ impl<'e> SessionBilling<'e> {
             warnings.push(mine);
         }
 
-        let records: Vec<SessionRecord> = written.iter().map(|(n, _, _)| n.clone()).collect();
-        let wrote = match self
-            .engine
-            .database()
-            .sessions()
-            .record_ticks(&records)
-            .await
-        {
-            Ok(wrote) => wrote,
-            Err(e) => {
-                results.extend(records.iter().map(|r| {
-                    (
-                        r.session.id,
-                        Err(Error::new(
-                            e.kind(),
-                            format!("could not store the ticks: {e}"),
-                        )),
-                    )
-                }));
-                return Ok(results);
-            }
-        };
+        // Each tick's charge and warnings, stored with its record (and only if it is).
         let mut events = Vec::new();
-        for (((next, charged, _), mine), wrote) in written.iter().zip(warnings).zip(wrote) {
+        for ((next, charged, _), mine) in written.iter().zip(warnings) {
             let id = next.session.id;
-            if !wrote {
-                self.release_unused_hold(next).await;
-                results.push((
-                    id,
-                    Err(Error::conflict("the session changed during its tick")),
-                ));
-                continue;
-            }
-            results.push((id, Ok(None)));
             if *charged > 0 {
                 events.push(charged_event(next, *charged, now));
             }
@@ -745,7 +715,41 @@ impl<'e> SessionBilling<'e> {
                 });
             }
         }
-        self.sessions().record_events(events).await;
+        let records: Vec<SessionRecord> = written.into_iter().map(|(n, _, _)| n).collect();
+        let (wrote, stored) = match self
+            .engine
+            .database()
+            .sessions()
+            .record_ticks(&records, &events)
+            .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                results.extend(records.iter().map(|r| {
+                    (
+                        r.session.id,
+                        Err(Error::new(
+                            e.kind(),
+                            format!("could not store the ticks: {e}"),
+                        )),
+                    )
+                }));
+                return Ok(results);
+            }
+        };
+        for (next, wrote) in records.iter().zip(wrote) {
+            let id = next.session.id;
+            if wrote {
+                results.push((id, Ok(None)));
+            } else {
+                self.release_unused_hold(next).await;
+                results.push((
+                    id,
+                    Err(Error::conflict("the session changed during its tick")),
+                ));
+            }
+        }
+        self.sessions().publish(stored);
         Ok(results)
     }
 

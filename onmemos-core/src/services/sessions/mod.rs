@@ -602,15 +602,18 @@ impl<'e> SessionService<'e> {
             .append_events(&events)
             .await
         {
-            Ok(stored) => {
-                for event in stored {
-                    // No subscriber is fine.
-                    let _ = self.engine.shared().bus.send(event);
-                }
-            }
+            Ok(stored) => self.publish(stored),
             Err(e) => {
                 tracing::warn!(events = events.len(), error = %e, "could not store session events")
             }
+        }
+    }
+
+    /// Tells this process's subscribers of events as stored.
+    pub(crate) fn publish(&self, stored: Vec<crate::model::SessionEvent>) {
+        for event in stored {
+            // No subscriber is fine.
+            let _ = self.engine.shared().bus.send(event);
         }
     }
 
