@@ -131,7 +131,11 @@ pub(crate) async fn apply(
         }
     }
     let holds_json = text_list(holds.iter().map(String::as_str));
-    if !holds.is_empty() {
+    // SQLite has one writer: nothing changes between the batch's reads, so its holds are
+    // loaded first, in the transaction, and name their owners. PostgreSQL needs the owners
+    // first, to lock their accounts before it reads the holds' state.
+    let holds_first = dialect == Dialect::Sqlite;
+    if !holds.is_empty() && !holds_first {
         let sql = "SELECT user_id FROM ledger_holds WHERE id IN {list}";
         for row in for_list(
             writer,
@@ -174,6 +178,14 @@ pub(crate) async fn apply(
     }
     .db_context("begin a ledger batch")?;
     let mut book = Book::new(PROVISIONAL_SEQ);
+    if !holds.is_empty() && holds_first {
+        users.extend(
+            load_holds(&mut tx, dialect, &holds_json, &mut book)
+                .await?
+                .into_iter()
+                .map(|u| u.to_string()),
+        );
+    }
     let users_json = text_list(users.iter().map(String::as_str));
     let sql = match dialect {
         Dialect::Postgres => {
@@ -202,37 +214,8 @@ pub(crate) async fn apply(
             expiry_done: i64_of(&row, "expiry_done")? != 0,
         });
     }
-    if !holds.is_empty() {
-        let sql = "SELECT hold_id, grant_id, amount, taken FROM ledger_hold_allocations
-                   WHERE hold_id IN {list} ORDER BY hold_id, position";
-        let mut allocations: HashMap<String, Vec<Allocation>> = HashMap::new();
-        for row in for_list(&mut *tx, dialect, sql, &holds_json, "load reservations").await? {
-            let taken: Option<i64> = row.try_get("taken").db_context("read a reservation")?;
-            allocations
-                .entry(text(&row, "hold_id")?)
-                .or_default()
-                .push(Allocation {
-                    grant: transfer_id(
-                        "ledger_hold_allocations.grant_id",
-                        text(&row, "grant_id")?,
-                    )?,
-                    amount: i64_of(&row, "amount")?,
-                    taken,
-                });
-        }
-        let sql = "SELECT * FROM ledger_holds WHERE id IN {list}";
-        for row in for_list(&mut *tx, dialect, sql, &holds_json, "load holds").await? {
-            let id = text(&row, "id")?;
-            book.load_hold(HoldState {
-                allocations: allocations.remove(&id).unwrap_or_default(),
-                id: transfer_id("ledger_holds.id", id)?,
-                user: user_of("ledger_holds.user_id", &text(&row, "user_id")?)?,
-                seq: int("ledger_holds.seq", i64_of(&row, "seq")?)?,
-                amount: i64_of(&row, "amount")?,
-                timeout_at: at(i64_of(&row, "timeout_at")?)?,
-                pending: i64_of(&row, "pending")? != 0,
-            });
-        }
+    if !holds.is_empty() && !holds_first {
+        load_holds(&mut tx, dialect, &holds_json, &mut book).await?;
     }
     if !ids.is_empty() {
         let sql = "SELECT * FROM ledger_transfers WHERE id IN {list}";
@@ -285,6 +268,47 @@ pub(crate) async fn apply(
     }
     tx.commit().await.db_context("commit a ledger batch")?;
     Ok(outcomes)
+}
+
+/// Loads the holds in `holds_json` (a JSON list of ids) with their reservations into `book`;
+/// returns their owners.
+async fn load_holds(
+    tx: &mut Transaction<'static, Any>,
+    dialect: Dialect,
+    holds_json: &str,
+    book: &mut Book,
+) -> Result<Vec<UserId>> {
+    let sql = "SELECT hold_id, grant_id, amount, taken FROM ledger_hold_allocations
+               WHERE hold_id IN {list} ORDER BY hold_id, position";
+    let mut allocations: HashMap<String, Vec<Allocation>> = HashMap::new();
+    for row in for_list(&mut **tx, dialect, sql, holds_json, "load reservations").await? {
+        let taken: Option<i64> = row.try_get("taken").db_context("read a reservation")?;
+        allocations
+            .entry(text(&row, "hold_id")?)
+            .or_default()
+            .push(Allocation {
+                grant: transfer_id("ledger_hold_allocations.grant_id", text(&row, "grant_id")?)?,
+                amount: i64_of(&row, "amount")?,
+                taken,
+            });
+    }
+    let sql = "SELECT * FROM ledger_holds WHERE id IN {list}";
+    let mut owners = Vec::new();
+    for row in for_list(&mut **tx, dialect, sql, holds_json, "load holds").await? {
+        let id = text(&row, "id")?;
+        let user = user_of("ledger_holds.user_id", &text(&row, "user_id")?)?;
+        owners.push(user);
+        book.load_hold(HoldState {
+            allocations: allocations.remove(&id).unwrap_or_default(),
+            id: transfer_id("ledger_holds.id", id)?,
+            user,
+            seq: int("ledger_holds.seq", i64_of(&row, "seq")?)?,
+            amount: i64_of(&row, "amount")?,
+            timeout_at: at(i64_of(&row, "timeout_at")?)?,
+            pending: i64_of(&row, "pending")? != 0,
+        });
+    }
+    Ok(owners)
 }
 
 /// Ledger positions for `n` new transfers, increasing, above every stored one.

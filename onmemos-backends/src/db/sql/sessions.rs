@@ -92,6 +92,71 @@ impl SqlDatabase {
         update_on(&self.writer, records, sql).await
     }
 
+    /// SQLite's claim: the writer leases the due sessions and answers their ids only, and the
+    /// records are read on the calling thread (see [`crate::db::sqlite`]'s `InlineReader`).
+    /// Returned through sqlx, every column of a thousand rows crossed to sqlx's connection
+    /// thread and back one row at a time, twelve times what the lease itself costs. A session
+    /// written since it was leased (which releases the lease) is left out, as if another had
+    /// claimed it.
+    #[cfg(feature = "sqlite")]
+    async fn claim_then_read(
+        &self,
+        inline: &crate::db::sqlite::InlineReader,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SessionRecord>> {
+        static CLAIM_IDS: LazyLock<String> = LazyLock::new(|| format!("{CLAIM}) RETURNING id"));
+        static READ: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {COLUMNS} FROM sessions
+                 WHERE id IN (SELECT value FROM json_each($1))
+                   AND lease_holder = $2 AND lease_until = $3
+                 ORDER BY next_check_at, owner_id, id"
+            )
+        });
+        let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(CLAIM_IDS.as_str()))
+            .bind(holder)
+            .bind(ms(now))
+            .bind(ms(until))
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await
+            .db_context("claim due sessions")?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = serde_json::to_string(&ids)
+            .map_err(|e| Error::internal("encode session ids").with_source(e))?;
+        let read = inline.read(|c| {
+            use crate::db::sqlite::Indexed;
+            let mut statement = c.prepare_cached(&READ)?;
+            let mut rows = statement.query(rusqlite::params![list, holder, ms(until)])?;
+            let mut records = Vec::with_capacity(ids.len());
+            while let Some(row) = rows.next()? {
+                records.push(record_from(&Indexed {
+                    row,
+                    index: &INLINE_COLUMNS,
+                }));
+            }
+            Ok(records)
+        });
+        if let Some(records) = read {
+            return records.into_iter().collect();
+        }
+        sqlx::query(sqlx::AssertSqlSafe(READ.as_str()))
+            .bind(list)
+            .bind(holder)
+            .bind(ms(until))
+            .fetch_all(&self.reader)
+            .await
+            .db_context("read claimed sessions")?
+            .iter()
+            .map(record_from)
+            .collect()
+    }
+
     /// A transaction on the writer (`BEGIN IMMEDIATE` on SQLite: it writes).
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         match self.dialect {
@@ -123,13 +188,20 @@ fn column_type(column: &str) -> Ty {
 /// `UPDATE` of `columns` of the sessions in a JSON array (`sid` the id, `expected` the version
 /// it must have), releasing their leases; returns the ids written.
 fn update_sql(dialect: super::Dialect, columns: &[&str]) -> String {
+    format!(
+        "{} RETURNING sessions.id",
+        quiet_update_sql(dialect, columns)
+    )
+}
+
+/// [`update_sql`] without the ids of the rows it wrote.
+fn quiet_update_sql(dialect: super::Dialect, columns: &[&str]) -> String {
     let mut typed: Vec<(&str, Ty)> = vec![("sid", Ty::Text), ("expected", Ty::Int)];
     typed.extend(columns.iter().map(|c| (*c, column_type(c))));
     let sets: Vec<String> = columns.iter().map(|c| format!("{c} = r.{c}")).collect();
     format!(
         "UPDATE sessions SET {}, lease_holder = NULL, lease_until = NULL
-         FROM {} WHERE sessions.id = r.sid AND sessions.version = r.expected
-         RETURNING sessions.id",
+         FROM {} WHERE sessions.id = r.sid AND sessions.version = r.expected",
         sets.join(", "),
         records(dialect, &typed)
     )
@@ -158,14 +230,15 @@ static UPDATE_BATCH_SQLITE: LazyLock<String> =
     LazyLock::new(|| update_sql(super::Dialect::Sqlite, &all_columns()));
 static TICKS_POSTGRES: LazyLock<String> =
     LazyLock::new(|| update_sql(super::Dialect::Postgres, TICK_COLUMNS));
-static TICKS_SQLITE: LazyLock<String> =
-    LazyLock::new(|| update_sql(super::Dialect::Sqlite, TICK_COLUMNS));
+static QUIET_TICKS_SQLITE: LazyLock<String> =
+    LazyLock::new(|| quiet_update_sql(super::Dialect::Sqlite, TICK_COLUMNS));
 
-/// `INSERT` of the session events in a JSON array, in their order; returns them as stored.
+/// `INSERT` of the session events in a JSON array, in their order; returns their positions,
+/// which increase in that order (see [`QUIET_APPEND_EVENTS_SQLITE`] for one that does not).
 fn append_events_sql(dialect: super::Dialect) -> String {
     format!(
         "INSERT INTO session_events (session_id, at, type, data, message)
-         SELECT session_id, at, type, data, message FROM {} ORDER BY ord RETURNING *",
+         SELECT session_id, at, type, data, message FROM {} ORDER BY ord{}",
         records(
             dialect,
             &[
@@ -176,7 +249,8 @@ fn append_events_sql(dialect: super::Dialect) -> String {
                 ("data", Ty::Text),
                 ("message", Ty::Text),
             ]
-        )
+        ),
+        " RETURNING seq"
     )
 }
 
@@ -196,6 +270,14 @@ static APPEND_EVENTS_POSTGRES: LazyLock<String> =
     LazyLock::new(|| append_events_sql(super::Dialect::Postgres));
 static APPEND_EVENTS_SQLITE: LazyLock<String> =
     LazyLock::new(|| append_events_sql(super::Dialect::Sqlite));
+/// SQLite's append of events in a transaction, which returns no row: SQLite numbers the rows of
+/// one statement one after another (`AUTOINCREMENT`, one writer), so their positions follow
+/// from the last one's.
+static QUIET_APPEND_EVENTS_SQLITE: LazyLock<String> = LazyLock::new(|| {
+    APPEND_EVENTS_SQLITE
+        .trim_end_matches(" RETURNING seq")
+        .to_owned()
+});
 
 /// A session record as a JSON row of `COLUMNS` (the id as `sid`), with the version an update
 /// expects to find (`expected`). Typed, so a batch of a thousand serializes without building a
@@ -244,6 +326,65 @@ where
     if records.is_empty() {
         return Ok(Vec::new());
     }
+    let written: std::collections::HashSet<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(update_rows_json(records)?)
+        .fetch_all(executor)
+        .await
+        .db_context("update sessions")?
+        .into_iter()
+        .collect();
+    Ok(records
+        .iter()
+        .map(|r| written.contains(&r.session.id.to_string()))
+        .collect())
+}
+
+/// SQLite's write of ticks in the transaction `tx`: which records will be written is read
+/// first, in one row (one writer: nothing changes before the update), and the update returns
+/// no row — each returned row would be a copy and a wake-up across sqlx's connection thread.
+async fn ticks_on_sqlite(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    records: &[SessionRecord],
+) -> Result<Vec<bool>> {
+    let ids: Vec<String> = records.iter().map(|r| r.session.id.to_string()).collect();
+    let ids = serde_json::to_string(&ids)
+        .map_err(|e| Error::internal("encode session ids").with_source(e))?;
+    let stored: String = sqlx::query_scalar(
+        "SELECT json_group_object(id, version) FROM sessions
+         WHERE id IN (SELECT value FROM json_each($1))",
+    )
+    .bind(ids)
+    .fetch_one(&mut **tx)
+    .await
+    .db_context("read session versions")?;
+    let versions: std::collections::HashMap<String, i64> =
+        serde_json::from_str(&stored).map_err(|e| corrupt("sessions.version", e.to_string()))?;
+    let written: Vec<bool> = records
+        .iter()
+        .map(|r| {
+            versions
+                .get(&r.session.id.to_string())
+                .is_some_and(|v| u64::try_from(*v).is_ok_and(|v| v + 1 == r.version))
+        })
+        .collect();
+    let done = sqlx::query(sqlx::AssertSqlSafe(QUIET_TICKS_SQLITE.as_str()))
+        .bind(update_rows_json(records)?)
+        .execute(&mut **tx)
+        .await
+        .db_context("update sessions")?;
+    let expected = written.iter().filter(|w| **w).count() as u64;
+    if done.rows_affected() != expected {
+        return Err(Error::internal(format!(
+            "{} of {expected} session ticks were written",
+            done.rows_affected()
+        )));
+    }
+    Ok(written)
+}
+
+/// `records` as the JSON rows an update (see [`update_sql`]) reads, in id order (the order
+/// rows are locked in), each with the version it expects to find.
+fn update_rows_json(records: &[SessionRecord]) -> Result<String> {
     let mut rows = records
         .iter()
         .map(|r| {
@@ -258,19 +399,7 @@ where
         .collect::<Result<Vec<_>>>()?;
     // Rows are locked in id order.
     rows.sort_by(|a, b| a.sid.cmp(&b.sid));
-    let rows = serde_json::to_string(&rows)
-        .map_err(|e| Error::internal("encode session rows").with_source(e))?;
-    let written: std::collections::HashSet<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(rows)
-        .fetch_all(executor)
-        .await
-        .db_context("update sessions")?
-        .into_iter()
-        .collect();
-    Ok(records
-        .iter()
-        .map(|r| written.contains(&r.session.id.to_string()))
-        .collect())
+    serde_json::to_string(&rows).map_err(|e| Error::internal("encode session rows").with_source(e))
 }
 
 /// Appends `events`, in order, on `executor`; returns them as stored.
@@ -285,6 +414,46 @@ where
     if events.is_empty() {
         return Ok(Vec::new());
     }
+    let sql = match dialect {
+        super::Dialect::Postgres => &*APPEND_EVENTS_POSTGRES,
+        super::Dialect::Sqlite => &*APPEND_EVENTS_SQLITE,
+    };
+    // Rows are numbered as they are inserted, in `ord` order: the positions, sorted, are the
+    // events' in order. Only they come back; the rest is what was written.
+    let seqs: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+        .bind(events_json(events)?)
+        .fetch_all(executor)
+        .await
+        .db_context("append session events")?;
+    stored_events(seqs, events)
+}
+
+/// SQLite's append of `events` in the transaction `tx`, which returns no row per event (each
+/// would be a copy and a wake-up across sqlx's connection thread): the positions follow from
+/// the last one's (see [`QUIET_APPEND_EVENTS_SQLITE`]).
+async fn append_in_sqlite(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    events: &[NewSessionEvent],
+) -> Result<Vec<SessionEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let done = sqlx::query(sqlx::AssertSqlSafe(QUIET_APPEND_EVENTS_SQLITE.as_str()))
+        .bind(events_json(events)?)
+        .execute(&mut **tx)
+        .await
+        .db_context("append session events")?;
+    let last: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
+        .fetch_one(&mut **tx)
+        .await
+        .db_context("append session events")?;
+    let n = i64::try_from(done.rows_affected())
+        .map_err(|_| Error::internal("too many session events"))?;
+    stored_events((last - n + 1..=last).collect(), events)
+}
+
+/// `events` as the JSON rows an append reads, numbered in their order (`ord`).
+fn events_json(events: &[NewSessionEvent]) -> Result<String> {
     let rows = events
         .iter()
         .enumerate()
@@ -295,20 +464,32 @@ where
             }))
         })
         .collect::<Result<Vec<_>>>()?;
-    let sql = match dialect {
-        super::Dialect::Postgres => &*APPEND_EVENTS_POSTGRES,
-        super::Dialect::Sqlite => &*APPEND_EVENTS_SQLITE,
-    };
-    let mut stored = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-        .bind(serde_json::Value::Array(rows).to_string())
-        .fetch_all(executor)
-        .await
-        .db_context("append session events")?
-        .iter()
-        .map(event_from)
-        .collect::<Result<Vec<_>>>()?;
-    stored.sort_by_key(|e| e.seq);
-    Ok(stored)
+    Ok(serde_json::Value::Array(rows).to_string())
+}
+
+/// `events` as stored at the positions `seqs` (in any order).
+fn stored_events(mut seqs: Vec<i64>, events: &[NewSessionEvent]) -> Result<Vec<SessionEvent>> {
+    if seqs.len() != events.len() {
+        return Err(Error::internal(format!(
+            "{} session events were stored for {}",
+            seqs.len(),
+            events.len()
+        )));
+    }
+    seqs.sort_unstable();
+    seqs.into_iter()
+        .zip(events)
+        .map(|(seq, e)| {
+            Ok(SessionEvent {
+                seq: int("session_events.seq", seq)?,
+                session_id: e.session,
+                // As stored: to the millisecond.
+                at: at(ms(e.at))?,
+                kind: e.kind.clone(),
+                message: e.message.clone(),
+            })
+        })
+        .collect()
 }
 
 fn record_json(r: &SessionRecord) -> Result<RecordRow<'_>> {
@@ -404,6 +585,11 @@ pub(crate) fn record_from(row: &impl Columns) -> Result<SessionRecord> {
     })
 }
 
+/// The positions of [`COLUMNS`] in a row read on the calling thread.
+#[cfg(feature = "sqlite")]
+static INLINE_COLUMNS: LazyLock<crate::db::sqlite::ColumnIndex> =
+    LazyLock::new(|| crate::db::sqlite::ColumnIndex::of(COLUMNS));
+
 /// One session of `owner` by id, read on the calling thread (see [`crate::db::sqlite`]'s
 /// `InlineReader`): `None` if there is none, the decoding's error if its row is corrupt.
 #[cfg(feature = "sqlite")]
@@ -412,15 +598,17 @@ fn get_inline(
     owner: &str,
     id: &str,
 ) -> rusqlite::Result<Option<Result<SessionRecord>>> {
-    use crate::db::sqlite::{ColumnIndex, Indexed};
+    use crate::db::sqlite::Indexed;
     static SQL: LazyLock<String> =
         LazyLock::new(|| format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND owner_id = ?2"));
-    static INDEX: LazyLock<ColumnIndex> = LazyLock::new(|| ColumnIndex::of(COLUMNS));
     let mut statement = connection.prepare_cached(&SQL)?;
     let mut rows = statement.query([id, owner])?;
-    Ok(rows
-        .next()?
-        .map(|row| record_from(&Indexed { row, index: &INDEX })))
+    Ok(rows.next()?.map(|row| {
+        record_from(&Indexed {
+            row,
+            index: &INLINE_COLUMNS,
+        })
+    }))
 }
 
 fn event_from(row: &AnyRow) -> Result<SessionEvent> {
@@ -548,16 +736,18 @@ impl SessionRepo for SqlDatabase {
         if records.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
-        let sql = match self.dialect {
-            super::Dialect::Postgres => &*TICKS_POSTGRES,
-            super::Dialect::Sqlite => &*TICKS_SQLITE,
-        };
         // The records and their events commit together: one commit (and fsync) where they
         // were two, and no event of a tick that was not written.
         let mut tx = self.begin_write().await?;
-        let written = update_on(&mut *tx, records, sql).await?;
+        let written = match self.dialect {
+            super::Dialect::Postgres => update_on(&mut *tx, records, &TICKS_POSTGRES).await?,
+            super::Dialect::Sqlite => ticks_on_sqlite(&mut tx, records).await?,
+        };
         let kept = onmemos_core::ports::database::ticked_events(records, &written, events);
-        let stored = append_on(&mut *tx, self.dialect, &kept).await?;
+        let stored = match self.dialect {
+            super::Dialect::Postgres => append_on(&mut *tx, self.dialect, &kept).await?,
+            super::Dialect::Sqlite => append_in_sqlite(&mut tx, &kept).await?,
+        };
         tx.commit().await.db_context("commit session ticks")?;
         Ok((written, stored))
     }
@@ -593,6 +783,12 @@ impl SessionRepo for SqlDatabase {
         until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<SessionRecord>> {
+        #[cfg(feature = "sqlite")]
+        if let Some(inline) = &self.inline {
+            return self
+                .claim_then_read(inline, holder, now, until, limit)
+                .await;
+        }
         let rows = self
             .claim_rows(CLAIM, holder, now, until, limit, "claim due sessions")
             .await?;
