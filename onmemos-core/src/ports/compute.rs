@@ -297,7 +297,9 @@ pub trait ComputeProvider: Send + Sync + Debug + 'static {
     async fn status(&self, session: SessionId) -> Result<ComputeStatus>;
     /// What a session uses now.
     async fn usage(&self, session: SessionId) -> Result<ResourceUsage>;
-    /// The sessions this provider runs (to reconcile after a restart).
+    /// The sessions this provider runs (to reconcile after a restart). A provider that learns
+    /// of its compute through a watch lists a session another provider just started once its
+    /// watch has seen it; a provider made after the session started lists it at once.
     async fn running_sessions(&self) -> Result<Vec<SessionId>>;
     /// What the compute learned since the last call (each notice once per provider).
     fn take_notices(&self) -> Vec<ComputeNotice> {
