@@ -20,9 +20,12 @@ pub(crate) fn spawn(state: &Arc<StandInState>) -> tokio::task::JoinHandle<()> {
             let change = match changes.recv().await {
                 Ok(change) => change,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    // Missed changes: look at the whole cluster again.
+                    // Missed changes: look at the whole cluster again, with every controller a
+                    // change can drive (a missed Deployment has no other change to wake it).
                     let Some(state) = weak.upgrade() else { return };
                     resync(&state);
+                    crate::workloads::reconcile(&state);
+                    crate::taints::reconcile(&state);
                     crate::scheduler::schedule_pending(&state);
                     crate::kubelet::sync(&state);
                     continue;
@@ -137,5 +140,67 @@ fn collect_dependents(state: &StandInState, owner: &Value) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use crate::resources::find;
+    use crate::store::Filter;
+
+    /// A controller that falls behind the store's changes (more than the channel holds arrive
+    /// before it runs) loses the changes it missed: it must still reconcile the workloads, or
+    /// a Deployment whose creation was among them never gets its ReplicaSet.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_controller_that_fell_behind_still_reconciles_workloads() {
+        let stand_in = crate::StandIn::start()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = &stand_in.state.store;
+        let type_of = |group, version, plural| {
+            find(group, version, plural).unwrap_or_else(|| panic!("no {plural}"))
+        };
+        let (deployments, maps, sets) = (
+            type_of("apps", "v1", "deployments"),
+            type_of("", "v1", "configmaps"),
+            type_of("apps", "v1", "replicasets"),
+        );
+        // Without yielding: the controller cannot run until all of this is in the store.
+        store
+            .create(
+                deployments,
+                "default",
+                json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "web" },
+                    "spec": { "replicas": 1,
+                        "selector": { "matchLabels": { "app": "web" } },
+                        "template": { "metadata": { "labels": { "app": "web" } },
+                            "spec": { "containers": [{ "name": "main", "image": "busybox" }] } } }
+                }),
+                false,
+            )
+            .unwrap_or_else(|e| panic!("deployment: {e:?}"));
+        for i in 0..5_000 {
+            store
+                .create(
+                    maps,
+                    "default",
+                    json!({ "apiVersion": "v1", "kind": "ConfigMap",
+                            "metadata": { "name": format!("filler-{i}") } }),
+                    false,
+                )
+                .unwrap_or_else(|e| panic!("config map: {e:?}"));
+        }
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if !store.list(sets, &Filter::default()).0.is_empty() {
+                return;
+            }
+        }
+        panic!("the Deployment got no ReplicaSet after the controller fell behind");
     }
 }
