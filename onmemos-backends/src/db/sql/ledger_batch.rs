@@ -172,11 +172,9 @@ pub(crate) async fn apply(
     }
 
     // 2. Lock and load.
-    let mut tx = match dialect {
-        Dialect::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await,
-        Dialect::Postgres => writer.begin().await,
-    }
-    .db_context("begin a ledger batch")?;
+    let mut tx = super::begin_write(writer, dialect)
+        .await
+        .db_context("begin a ledger batch")?;
     let mut book = Book::new(PROVISIONAL_SEQ);
     if !holds.is_empty() && holds_first {
         users.extend(

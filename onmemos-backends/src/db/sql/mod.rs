@@ -93,6 +93,18 @@ impl SqlDatabase {
     }
 }
 
+/// A write transaction on `writer`: `BEGIN IMMEDIATE` on SQLite, which takes the write lock
+/// at once rather than at the first write (a deferred one that reads first may fail to upgrade).
+pub(crate) async fn begin_write(
+    writer: &AnyPool,
+    dialect: Dialect,
+) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+    match dialect {
+        Dialect::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await,
+        Dialect::Postgres => writer.begin().await,
+    }
+}
+
 /// Background tasks of a database, stopped when the last handle is dropped.
 #[derive(Debug, Default)]
 struct BackgroundTasks(std::sync::Mutex<Vec<tokio::task::AbortHandle>>);

@@ -157,15 +157,6 @@ impl SqlDatabase {
             .collect()
     }
 
-    /// A transaction on the writer (`BEGIN IMMEDIATE` on SQLite: it writes).
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        match self.dialect {
-            super::Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            super::Dialect::Postgres => self.writer.begin().await,
-        }
-        .db_context("begin a session write")
-    }
-
     /// Inserts many session records at once, as they are (for simulations and benchmarks:
     /// template uses are not counted).
     pub async fn insert_sessions(&self, records: &[SessionRecord]) -> Result<()> {
@@ -234,11 +225,18 @@ static QUIET_TICKS_SQLITE: LazyLock<String> =
     LazyLock::new(|| quiet_update_sql(super::Dialect::Sqlite, TICK_COLUMNS));
 
 /// `INSERT` of the session events in a JSON array, in their order; returns their positions,
-/// which increase in that order (see [`QUIET_APPEND_EVENTS_SQLITE`] for one that does not).
+/// which increase in that order.
 fn append_events_sql(dialect: super::Dialect) -> String {
+    format!("{} RETURNING seq", quiet_append_events_sql(dialect))
+}
+
+/// [`append_events_sql`] without the positions: SQLite numbers the rows of one statement one
+/// after another (`AUTOINCREMENT`, one writer), so in a transaction they follow from the last
+/// one's.
+fn quiet_append_events_sql(dialect: super::Dialect) -> String {
     format!(
         "INSERT INTO session_events (session_id, at, type, data, message)
-         SELECT session_id, at, type, data, message FROM {} ORDER BY ord{}",
+         SELECT session_id, at, type, data, message FROM {} ORDER BY ord",
         records(
             dialect,
             &[
@@ -249,8 +247,7 @@ fn append_events_sql(dialect: super::Dialect) -> String {
                 ("data", Ty::Text),
                 ("message", Ty::Text),
             ]
-        ),
-        " RETURNING seq"
+        )
     )
 }
 
@@ -270,14 +267,8 @@ static APPEND_EVENTS_POSTGRES: LazyLock<String> =
     LazyLock::new(|| append_events_sql(super::Dialect::Postgres));
 static APPEND_EVENTS_SQLITE: LazyLock<String> =
     LazyLock::new(|| append_events_sql(super::Dialect::Sqlite));
-/// SQLite's append of events in a transaction, which returns no row: SQLite numbers the rows of
-/// one statement one after another (`AUTOINCREMENT`, one writer), so their positions follow
-/// from the last one's.
-static QUIET_APPEND_EVENTS_SQLITE: LazyLock<String> = LazyLock::new(|| {
-    APPEND_EVENTS_SQLITE
-        .trim_end_matches(" RETURNING seq")
-        .to_owned()
-});
+static QUIET_APPEND_EVENTS_SQLITE: LazyLock<String> =
+    LazyLock::new(|| quiet_append_events_sql(super::Dialect::Sqlite));
 
 /// A session record as a JSON row of `COLUMNS` (the id as `sid`), with the version an update
 /// expects to find (`expected`). Typed, so a batch of a thousand serializes without building a
@@ -430,7 +421,7 @@ where
 
 /// SQLite's append of `events` in the transaction `tx`, which returns no row per event (each
 /// would be a copy and a wake-up across sqlx's connection thread): the positions follow from
-/// the last one's (see [`QUIET_APPEND_EVENTS_SQLITE`]).
+/// the last one's (see [`quiet_append_events_sql`]).
 async fn append_in_sqlite(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     events: &[NewSessionEvent],
@@ -738,7 +729,9 @@ impl SessionRepo for SqlDatabase {
         }
         // The records and their events commit together: one commit (and fsync) where they
         // were two, and no event of a tick that was not written.
-        let mut tx = self.begin_write().await?;
+        let mut tx = super::begin_write(&self.writer, self.dialect)
+            .await
+            .db_context("begin a session write")?;
         let written = match self.dialect {
             super::Dialect::Postgres => update_on(&mut *tx, records, &TICKS_POSTGRES).await?,
             super::Dialect::Sqlite => ticks_on_sqlite(&mut tx, records).await?,
