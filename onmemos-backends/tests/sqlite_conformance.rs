@@ -135,17 +135,19 @@ async fn opening_a_new_database_from_many_places_at_once_migrates_it_once() {
     }
 }
 
-/// Session reads on the calling thread (the API's hot path) answer what sqlx would: the
-/// owner's record as last committed, nothing for anyone else, and a corrupt row as an error
-/// naming its column.
-#[tokio::test]
-async fn session_reads_on_the_calling_thread_see_each_commit_and_name_corrupt_rows() {
-    use onmemos_core::ports::Database;
-
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+/// A database file in `dir` with `sessions` running sessions of as many owners (see
+/// `seed_fleet`), seeded at the moment it answers.
+async fn seeded_file(
+    dir: &tempfile::TempDir,
+    sessions: usize,
+) -> (
+    SqlDatabase,
+    onmemos_backends::testing::Fleet,
+    chrono::DateTime<chrono::Utc>,
+) {
     let db = SqlDatabase::open(&format!(
         "sqlite://{}",
-        dir.path().join("reads.db").display()
+        dir.path().join("db.sqlite").display()
     ))
     .await
     .unwrap_or_else(|e| panic!("open: {e}"));
@@ -153,7 +155,7 @@ async fn session_reads_on_the_calling_thread_see_each_commit_and_name_corrupt_ro
         chrono::DateTime::from_timestamp_millis(1_800_000_000_000).unwrap_or_else(|| panic!("t0"));
     let fleet = onmemos_backends::testing::seed_fleet(
         &db,
-        2,
+        sessions,
         1,
         t0,
         chrono::Duration::seconds(10),
@@ -162,6 +164,18 @@ async fn session_reads_on_the_calling_thread_see_each_commit_and_name_corrupt_ro
     )
     .await
     .unwrap_or_else(|e| panic!("seed: {e}"));
+    (db, fleet, t0)
+}
+
+/// Session reads on the calling thread (the API's hot path) answer what sqlx would: the
+/// owner's record as last committed, nothing for anyone else, and a corrupt row as an error
+/// naming its column.
+#[tokio::test]
+async fn session_reads_on_the_calling_thread_see_each_commit_and_name_corrupt_rows() {
+    use onmemos_core::ports::Database;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (db, fleet, _) = seeded_file(&dir, 2).await;
     let (record, owner, stranger) = (&fleet.sessions[0], fleet.users[0], fleet.users[1]);
     let id = record.session.id;
     let get = |user| db.sessions().get(user, id);
@@ -195,4 +209,103 @@ async fn session_reads_on_the_calling_thread_see_each_commit_and_name_corrupt_ro
             .is_some_and(|e| e.contains("sessions.stop_reason")),
         "{error:?}"
     );
+}
+
+/// A ledger batch loads what it decides on (holds, reservations, accounts, grants, the
+/// transfers its ids already name) on the calling thread, inside its write transaction: it
+/// sees each earlier commit — a hold settled once is refused a second settlement, an id
+/// already stored answers as a replay — as it would through its own connection.
+#[tokio::test]
+async fn ledger_batches_load_on_the_calling_thread_and_see_each_commit() {
+    use onmemos_core::model::{LedgerOp, TransferId};
+    use onmemos_core::ports::Database;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (db, fleet, t0) = seeded_file(&dir, 1).await;
+    let (record, owner) = (&fleet.sessions[0], fleet.users[0]);
+    let hold = record
+        .hold
+        .clone()
+        .unwrap_or_else(|| panic!("a seeded hold"));
+    let id = |s: &str| TransferId::new(s.to_owned()).unwrap_or_else(|e| panic!("{e}"));
+    let now = t0 + chrono::Duration::seconds(10);
+    let balance = || async {
+        db.ledger()
+            .balance(owner)
+            .await
+            .unwrap_or_else(|e| panic!("balance: {e}"))
+    };
+    let before_balance = balance().await;
+    let ops = [
+        LedgerOp::Post {
+            id: id("lite.settle.1"),
+            hold: hold.clone(),
+            amount: 7,
+        },
+        LedgerOp::Hold {
+            id: id("lite.hold.2"),
+            user: owner,
+            amount: 11,
+            timeout_at: now + chrono::Duration::seconds(120),
+            reference: None,
+        },
+    ];
+    let reads = db.inline_reads();
+    let first = db
+        .ledger()
+        .apply_batch(&ops, now)
+        .await
+        .unwrap_or_else(|e| panic!("first batch: {e}"));
+    assert!(
+        db.inline_reads() >= reads + 5,
+        "the batch's loads did not run on the calling thread ({} reads)",
+        db.inline_reads() - reads
+    );
+    let first: Vec<_> = first
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|e| panic!("refused: {e}")))
+        .collect();
+    assert_eq!(first[0].amount, 7);
+    assert_eq!(first[1].amount, 11);
+    let after_balance = balance().await;
+    assert_ne!(
+        after_balance, before_balance,
+        "the first batch changed nothing"
+    );
+
+    // The same batch again: both ids are stored, so both answer as replays, unchanged.
+    let again = db
+        .ledger()
+        .apply_batch(&ops, now)
+        .await
+        .unwrap_or_else(|e| panic!("replayed batch: {e}"));
+    let again: Vec<_> = again
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|e| panic!("a replay refused: {e}")))
+        .collect();
+    assert_eq!(again, first, "replays answer the stored transfers");
+    assert_eq!(
+        balance().await,
+        after_balance,
+        "a replay changed the balance"
+    );
+
+    // Another settlement of the settled hold, under a new id: the batch sees the first one.
+    let second = db
+        .ledger()
+        .apply_batch(
+            &[LedgerOp::Post {
+                id: id("lite.settle.again"),
+                hold,
+                amount: 1,
+            }],
+            now,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("second settlement: {e}"));
+    assert!(
+        matches!(&second[..], [Err(e)] if e.kind() == onmemos_core::ErrorKind::Conflict),
+        "a settled hold was settled again: {second:?}"
+    );
+    assert_eq!(balance().await, after_balance);
 }

@@ -68,5 +68,5 @@ pub(crate) async fn connect(config: &PostgresConfig) -> Result<SqlDatabase> {
         .max_connections((config.max_connections / 2).max(1))
         .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
         .connect_lazy_with(options);
-    Ok(SqlDatabase::new(pool, readers, Dialect::Postgres))
+    Ok(SqlDatabase::new(pool, readers, Dialect::Postgres, None))
 }

@@ -17,8 +17,8 @@ use onmemos_core::{Error, ErrorKind, Result};
 use sqlx::AnyPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::Dialect;
 use super::ledger_batch::{Outcome, Write, apply};
+use super::{Dialect, Inline};
 
 /// Most writes per batch (a caller's larger batch goes alone).
 const MAX_WRITES: usize = 4096;
@@ -64,8 +64,9 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the workers that apply queued writes through `writer`.
-    pub(crate) fn start(writer: AnyPool, dialect: Dialect) -> Self {
+    /// Starts the workers that apply queued writes through `writer` (and SQLite's loads
+    /// through `inline`).
+    pub(crate) fn start(writer: AnyPool, dialect: Dialect, inline: Option<Arc<Inline>>) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let jobs = Arc::new(Mutex::new(jobs));
@@ -74,7 +75,13 @@ impl GroupCommit {
             Dialect::Postgres => POSTGRES_WORKERS,
         };
         for _ in 0..workers {
-            tokio::spawn(run(writer.clone(), dialect, jobs.clone(), counters.clone()));
+            tokio::spawn(run(
+                writer.clone(),
+                dialect,
+                inline.clone(),
+                jobs.clone(),
+                counters.clone(),
+            ));
         }
         Self { queue, counters }
     }
@@ -127,6 +134,7 @@ async fn next_batch(jobs: &Mutex<mpsc::UnboundedReceiver<Job>>) -> Option<Vec<Jo
 async fn run(
     writer: AnyPool,
     dialect: Dialect,
+    inline: Option<Arc<Inline>>,
     jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
     counters: Arc<Counters>,
 ) {
@@ -135,7 +143,7 @@ async fn run(
             .iter()
             .flat_map(|j| j.writes.iter().map(|w| (w.clone(), j.now)))
             .collect();
-        let applied = apply(&writer, dialect, &writes).await;
+        let applied = apply(&writer, dialect, inline.as_deref(), &writes).await;
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters
             .operations
@@ -154,7 +162,7 @@ async fn run(
                 for job in batch {
                     let writes: Vec<(Write, DateTime<Utc>)> =
                         job.writes.iter().map(|w| (w.clone(), job.now)).collect();
-                    let alone = apply(&writer, dialect, &writes).await;
+                    let alone = apply(&writer, dialect, inline.as_deref(), &writes).await;
                     counters.commits.fetch_add(1, Ordering::Relaxed);
                     let _ = job.reply.send(alone);
                 }

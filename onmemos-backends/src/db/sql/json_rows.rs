@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 
 use super::Dialect;
 use super::error::SqlxResultExt;
+use super::rows::Columns;
 
 /// A JSON array of text, as the list statements take it.
 pub(crate) fn text_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
@@ -27,7 +28,17 @@ pub(crate) async fn for_list<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let sql = match d {
+    // Built from constants only: the list is bound.
+    sqlx::query(sqlx::AssertSqlSafe(list_sql(d, sql)))
+        .bind(list)
+        .fetch_all(executor)
+        .await
+        .db_context(what)
+}
+
+/// `sql` with its `IN {list}` reading the JSON array of text bound at `$1`, the dialect's way.
+fn list_sql(d: Dialect, sql: &str) -> String {
+    match d {
         // An array, not a sub-select: PostgreSQL estimates a sub-select of a function at 100
         // rows whatever the list holds, and with stale statistics then scans the whole table
         // (a hash semi-join) where an index lookup per element is what a list needs.
@@ -36,13 +47,34 @@ where
             "= ANY (ARRAY(SELECT json_array_elements_text($1::json)))",
         ),
         Dialect::Sqlite => sql.replace("{list}", "(SELECT value FROM json_each($1))"),
-    };
-    // Built from constants only: the list is bound.
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(list)
-        .fetch_all(executor)
-        .await
-        .db_context(what)
+    }
+}
+
+/// [`for_list`], each row parsed by `parse`. Given `inline` (SQLite), the statement runs on
+/// the calling thread instead of `executor`'s connection thread, so no row is handed from one
+/// thread to the other. That reads the last commit, not `executor`'s transaction: the caller
+/// passes `inline` only where the two are the same — a write transaction that holds SQLite's
+/// one write lock (`BEGIN IMMEDIATE`) and has written nothing yet.
+pub(crate) async fn parse_list<'e, E, T>(
+    executor: E,
+    inline: Option<&super::Inline>,
+    d: Dialect,
+    sql: &str,
+    list: &str,
+    what: &'static str,
+    parse: impl Fn(&dyn Columns) -> Result<T>,
+) -> Result<Vec<T>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    if let Some(parsed) = inline.and_then(|i| i.rows(&list_sql(d, sql), list, &parse)) {
+        return parsed;
+    }
+    for_list(executor, d, sql, list, what)
+        .await?
+        .iter()
+        .map(|row| parse(row))
+        .collect()
 }
 
 /// The type of a column of a JSON row set.

@@ -23,13 +23,12 @@ use onmemos_core::model::{
 use onmemos_core::ports::LedgerRepo;
 use onmemos_core::{Error, ErrorKind, Result};
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use super::SqlDatabase;
 use super::error::{SqlxResultExt, corrupt};
 use super::json_rows::{for_list, text_list};
 use super::ledger_batch::{Outcome, Write};
-use super::rows::{at, int, ms, opt_at, parse, transfer_id};
+use super::rows::{Columns, at, int, ms, opt_at, parse, required, transfer_id};
 
 /// Attempts of a batch that failed with a transient error (deadlock, serialization).
 const ATTEMPTS: u32 = 8;
@@ -48,42 +47,42 @@ fn first_transfer(outcome: Option<Outcome>) -> Result<Transfer> {
         })
 }
 
-pub(super) fn transfer_from(row: &AnyRow) -> Result<Transfer> {
-    let get = |c: &'static str| -> Result<String> { row.try_get(c).db_context("read transfer") };
-    let opt =
-        |c: &'static str| -> Result<Option<String>> { row.try_get(c).db_context("read transfer") };
+pub(super) fn transfer_from(row: &(impl Columns + ?Sized)) -> Result<Transfer> {
+    let get = |c: &'static str| required(c, row.text(c)?);
+    let num = |c: &'static str| required(c, row.num(c)?);
     let kind = get("kind")?;
-    let source = opt("source")?;
-    let priority: Option<i64> = row.try_get("priority").db_context("read transfer")?;
-    let seq: i64 = row.try_get("seq").db_context("read transfer")?;
     let id = transfer_id;
     Ok(Transfer {
         id: id("ledger_transfers.id", get("id")?)?,
-        seq: int("ledger_transfers.seq", seq)?,
+        seq: int("ledger_transfers.seq", num("seq")?)?,
         kind: TransferKind::parse(&kind).ok_or_else(|| corrupt("ledger_transfers.kind", &kind))?,
         debit_account: parse("ledger_transfers.debit_account", &get("debit_account")?)?,
         credit_account: parse("ledger_transfers.credit_account", &get("credit_account")?)?,
-        amount: row.try_get("amount").db_context("read transfer")?,
-        hold_id: opt("hold_id")?
+        amount: num("amount")?,
+        hold_id: row
+            .text("hold_id")?
             .map(|v| id("ledger_transfers.hold_id", v))
             .transpose()?,
-        grant_id: opt("grant_id")?
+        grant_id: row
+            .text("grant_id")?
             .map(|v| id("ledger_transfers.grant_id", v))
             .transpose()?,
-        expires_at: opt_at(row.try_get("expires_at").db_context("read transfer")?)?,
-        priority: priority
+        expires_at: opt_at(row.num("expires_at")?)?,
+        priority: row
+            .num("priority")?
             .map(|p| int("ledger_transfers.priority", p))
             .transpose()?,
-        source: source
+        source: row
+            .text("source")?
             .map(|s| GrantSource::parse(&s).ok_or_else(|| corrupt("ledger_transfers.source", s)))
             .transpose()?,
-        reference: opt("reference")?,
-        created_at: at(row.try_get("created_at").db_context("read transfer")?)?,
+        reference: row.text("reference")?,
+        created_at: at(num("created_at")?)?,
     })
 }
 
-pub(super) fn counters_from(row: &AnyRow) -> Result<AccountCounters> {
-    let get = |c: &'static str| -> Result<i64> { row.try_get(c).db_context("read account") };
+pub(super) fn counters_from(row: &(impl Columns + ?Sized)) -> Result<AccountCounters> {
+    let get = |c: &'static str| required(c, row.num(c)?);
     Ok(AccountCounters {
         debits_posted: get("debits_posted")?,
         credits_posted: get("credits_posted")?,
@@ -92,10 +91,10 @@ pub(super) fn counters_from(row: &AnyRow) -> Result<AccountCounters> {
     })
 }
 
-pub(super) fn grant_from(row: &AnyRow) -> Result<GrantBalance> {
-    let get = |c: &'static str| -> Result<i64> { row.try_get(c).db_context("read grant") };
-    let id: String = row.try_get("id").db_context("read grant")?;
-    let source: String = row.try_get("source").db_context("read grant")?;
+pub(super) fn grant_from(row: &(impl Columns + ?Sized)) -> Result<GrantBalance> {
+    let get = |c: &'static str| required(c, row.num(c)?);
+    let id = required("id", row.text("id")?)?;
+    let source = required("source", row.text("source")?)?;
     Ok(GrantBalance {
         id: transfer_id("ledger_grants.id", id)?,
         source: GrantSource::parse(&source)
@@ -105,7 +104,7 @@ pub(super) fn grant_from(row: &AnyRow) -> Result<GrantBalance> {
         consumed: get("consumed")?,
         reserved: get("reserved")?,
         expired: get("expired")?,
-        expires_at: opt_at(row.try_get("expires_at").db_context("read grant")?)?,
+        expires_at: opt_at(row.num("expires_at")?)?,
         created_at: at(get("created_at")?)?,
     })
 }

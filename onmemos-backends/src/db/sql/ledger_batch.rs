@@ -26,13 +26,12 @@ use onmemos_core::ledger::{Allocation, Book, Changes, GrantState, HoldState};
 use onmemos_core::model::{AccountRef, GrantSource, LedgerOp, Transfer, TransferId};
 use onmemos_core::{Error, Result};
 use serde_json::{Value, json};
-use sqlx::any::AnyRow;
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 
-use super::Dialect;
 use super::error::{SqlxResultExt, corrupt};
-use super::json_rows::{Ty, for_list, records, text_list};
-use super::rows::{at, int, ms, parse, transfer_id};
+use super::json_rows::{Ty, for_list, parse_list, records, text_list};
+use super::rows::{Columns, at, int, ms, parse, required, transfer_id};
+use super::{Dialect, Inline};
 
 /// Provisional ledger positions of the transfers a batch makes, above any stored one; the
 /// real ones are taken when the batch writes.
@@ -77,12 +76,12 @@ async fn write_rows<R: serde::Serialize>(
     Ok(())
 }
 
-fn text(row: &AnyRow, c: &'static str) -> Result<String> {
-    row.try_get(c).db_context("read a ledger row")
+fn text(row: &dyn Columns, c: &'static str) -> Result<String> {
+    required(c, row.text(c)?)
 }
 
-fn i64_of(row: &AnyRow, c: &'static str) -> Result<i64> {
-    row.try_get(c).db_context("read a ledger row")
+fn i64_of(row: &dyn Columns, c: &'static str) -> Result<i64> {
+    required(c, row.num(c)?)
 }
 
 fn user_of(column: &'static str, v: &str) -> Result<UserId> {
@@ -93,10 +92,11 @@ fn user_of(column: &'static str, v: &str) -> Result<UserId> {
 }
 
 /// Applies `writes` (each with its own "now") in one transaction and returns each one's
-/// outcome; `Err` when the transaction failed as a whole (nothing of it was written).
+/// outcome (SQLite's loads read through `inline` when given); `Err` when the transaction failed as a whole (nothing of it was written).
 pub(crate) async fn apply(
     writer: &AnyPool,
     dialect: Dialect,
+    inline: Option<&Inline>,
     writes: &[(Write, DateTime<Utc>)],
 ) -> Result<Vec<Outcome>> {
     // 1. Who the batch touches.
@@ -171,14 +171,17 @@ pub(crate) async fn apply(
         users.insert(AccountRef::Issuance.key());
     }
 
-    // 2. Lock and load.
+    // 2. Lock and load. SQLite's loads run on this thread (`inline`, see
+    // [`parse_list`]): the transaction holds the one write lock and has written nothing, so the
+    // last commit is what it would read itself.
     let mut tx = super::begin_write(writer, dialect)
         .await
         .db_context("begin a ledger batch")?;
+    let loads = inline.filter(|_| dialect == Dialect::Sqlite);
     let mut book = Book::new(PROVISIONAL_SEQ);
     if !holds.is_empty() && holds_first {
         users.extend(
-            load_holds(&mut tx, dialect, &holds_json, &mut book)
+            load_holds(&mut tx, loads, dialect, &holds_json, &mut book)
                 .await?
                 .into_iter()
                 .map(|u| u.to_string()),
@@ -191,35 +194,67 @@ pub(crate) async fn apply(
         }
         Dialect::Sqlite => "SELECT * FROM ledger_accounts WHERE id IN {list} ORDER BY id",
     };
+    let accounts = parse_list(
+        &mut *tx,
+        loads,
+        dialect,
+        sql,
+        &users_json,
+        "lock ledger accounts",
+        |row| {
+            let id = text(row, "id")?;
+            let account: AccountRef = parse("ledger_accounts.id", &id)?;
+            Ok((id, account, super::ledger::counters_from(row)?))
+        },
+    )
+    .await?;
     let mut opened = BTreeSet::new();
-    for row in for_list(&mut *tx, dialect, sql, &users_json, "lock ledger accounts").await? {
-        let id = text(&row, "id")?;
-        book.load_account(
-            parse("ledger_accounts.id", &id)?,
-            super::ledger::counters_from(&row)?,
-        );
+    for (id, account, counters) in accounts {
+        book.load_account(account, counters);
         opened.insert(id);
     }
     let sql = "SELECT * FROM ledger_grants WHERE user_id IN {list}
                  AND ((expiry_done = 0 AND (expires_at IS NOT NULL
                                             OR amount - consumed - reserved - expired > 0))
                       OR reserved > 0)";
-    for row in for_list(&mut *tx, dialect, sql, &users_json, "load grants").await? {
-        book.load_grant(GrantState {
-            user: user_of("ledger_grants.user_id", &text(&row, "user_id")?)?,
-            seq: int("ledger_grants.seq", i64_of(&row, "seq")?)?,
-            balance: super::ledger::grant_from(&row)?,
-            expiry_done: i64_of(&row, "expiry_done")? != 0,
-        });
+    let grants = parse_list(
+        &mut *tx,
+        loads,
+        dialect,
+        sql,
+        &users_json,
+        "load grants",
+        |row| {
+            Ok(GrantState {
+                user: user_of("ledger_grants.user_id", &text(row, "user_id")?)?,
+                seq: int("ledger_grants.seq", i64_of(row, "seq")?)?,
+                balance: super::ledger::grant_from(row)?,
+                expiry_done: i64_of(row, "expiry_done")? != 0,
+            })
+        },
+    )
+    .await?;
+    for grant in grants {
+        book.load_grant(grant);
     }
     if !holds.is_empty() && !holds_first {
-        load_holds(&mut tx, dialect, &holds_json, &mut book).await?;
+        load_holds(&mut tx, loads, dialect, &holds_json, &mut book).await?;
     }
     if !ids.is_empty() {
         let sql = "SELECT * FROM ledger_transfers WHERE id IN {list}";
         let list = text_list(ids.iter().map(String::as_str));
-        for row in for_list(&mut *tx, dialect, sql, &list, "find replayed transfers").await? {
-            book.load_transfer(super::ledger::transfer_from(&row)?);
+        let known = parse_list(
+            &mut *tx,
+            loads,
+            dialect,
+            sql,
+            &list,
+            "find replayed transfers",
+            |row| super::ledger::transfer_from(row),
+        )
+        .await?;
+        for transfer in known {
+            book.load_transfer(transfer);
         }
     }
 
@@ -268,43 +303,64 @@ pub(crate) async fn apply(
     Ok(outcomes)
 }
 
-/// Loads the holds in `holds_json` (a JSON list of ids) with their reservations into `book`;
-/// returns their owners.
+/// Loads the holds in `holds_json` (a JSON list of ids) with their reservations into `book`
+/// (through `inline` when given, see [`parse_list`]); returns their owners.
 async fn load_holds(
     tx: &mut Transaction<'static, Any>,
+    inline: Option<&Inline>,
     dialect: Dialect,
     holds_json: &str,
     book: &mut Book,
 ) -> Result<Vec<UserId>> {
     let sql = "SELECT hold_id, grant_id, amount, taken FROM ledger_hold_allocations
                WHERE hold_id IN {list} ORDER BY hold_id, position";
+    let reservations = parse_list(
+        &mut **tx,
+        inline,
+        dialect,
+        sql,
+        holds_json,
+        "load reservations",
+        |row| {
+            let allocation = Allocation {
+                grant: transfer_id("ledger_hold_allocations.grant_id", text(row, "grant_id")?)?,
+                amount: i64_of(row, "amount")?,
+                taken: row.num("taken")?,
+            };
+            Ok((text(row, "hold_id")?, allocation))
+        },
+    )
+    .await?;
     let mut allocations: HashMap<String, Vec<Allocation>> = HashMap::new();
-    for row in for_list(&mut **tx, dialect, sql, holds_json, "load reservations").await? {
-        let taken: Option<i64> = row.try_get("taken").db_context("read a reservation")?;
-        allocations
-            .entry(text(&row, "hold_id")?)
-            .or_default()
-            .push(Allocation {
-                grant: transfer_id("ledger_hold_allocations.grant_id", text(&row, "grant_id")?)?,
-                amount: i64_of(&row, "amount")?,
-                taken,
-            });
+    for (hold, allocation) in reservations {
+        allocations.entry(hold).or_default().push(allocation);
     }
     let sql = "SELECT * FROM ledger_holds WHERE id IN {list}";
-    let mut owners = Vec::new();
-    for row in for_list(&mut **tx, dialect, sql, holds_json, "load holds").await? {
-        let id = text(&row, "id")?;
-        let user = user_of("ledger_holds.user_id", &text(&row, "user_id")?)?;
-        owners.push(user);
-        book.load_hold(HoldState {
-            allocations: allocations.remove(&id).unwrap_or_default(),
-            id: transfer_id("ledger_holds.id", id)?,
-            user,
-            seq: int("ledger_holds.seq", i64_of(&row, "seq")?)?,
-            amount: i64_of(&row, "amount")?,
-            timeout_at: at(i64_of(&row, "timeout_at")?)?,
-            pending: i64_of(&row, "pending")? != 0,
-        });
+    let holds = parse_list(
+        &mut **tx,
+        inline,
+        dialect,
+        sql,
+        holds_json,
+        "load holds",
+        |row| {
+            Ok(HoldState {
+                allocations: Vec::new(),
+                id: transfer_id("ledger_holds.id", text(row, "id")?)?,
+                user: user_of("ledger_holds.user_id", &text(row, "user_id")?)?,
+                seq: int("ledger_holds.seq", i64_of(row, "seq")?)?,
+                amount: i64_of(row, "amount")?,
+                timeout_at: at(i64_of(row, "timeout_at")?)?,
+                pending: i64_of(row, "pending")? != 0,
+            })
+        },
+    )
+    .await?;
+    let mut owners = Vec::with_capacity(holds.len());
+    for mut hold in holds {
+        hold.allocations = allocations.remove(hold.id.as_str()).unwrap_or_default();
+        owners.push(hold.user);
+        book.load_hold(hold);
     }
     Ok(owners)
 }

@@ -32,7 +32,6 @@ use sqlx::AnyPool;
 pub(crate) use error::SqlxResultExt;
 use group_commit::GroupCommit;
 pub use group_commit::GroupCommitStats;
-#[cfg(feature = "sqlite")]
 pub(crate) use rows::Columns;
 
 /// Which SQL database is behind a [`SqlDatabase`].
@@ -42,6 +41,33 @@ pub enum Dialect {
     Sqlite,
     /// PostgreSQL (READ COMMITTED, shared by replicas).
     Postgres,
+}
+
+/// SQLite's reads on the calling thread ([`crate::db::sqlite::InlineReader`]).
+#[cfg(feature = "sqlite")]
+pub(crate) type Inline = crate::db::sqlite::InlineReader;
+
+/// SQLite's reads on the calling thread: none in a build without SQLite.
+#[cfg(not(feature = "sqlite"))]
+#[derive(Debug)]
+pub(crate) enum Inline {}
+
+#[cfg(not(feature = "sqlite"))]
+impl Inline {
+    /// Never called: there is no value of this type.
+    pub(crate) fn rows<T>(
+        &self,
+        _sql: &str,
+        _param: &str,
+        _parse: impl Fn(&dyn Columns) -> Result<T>,
+    ) -> Option<Result<Vec<T>>> {
+        match *self {}
+    }
+
+    /// Never called: there is no value of this type.
+    pub(crate) fn answered(&self) -> u64 {
+        match *self {}
+    }
 }
 
 /// A SQL database: SQLite or PostgreSQL.
@@ -59,8 +85,7 @@ pub struct SqlDatabase {
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     background: Arc<BackgroundTasks>,
     /// SQLite's point reads on the calling thread (a file database's; not an in-memory one).
-    #[cfg(feature = "sqlite")]
-    pub(crate) inline: Option<Arc<crate::db::sqlite::InlineReader>>,
+    pub(crate) inline: Option<Arc<Inline>>,
 }
 
 impl SqlDatabase {
@@ -121,16 +146,21 @@ impl Drop for BackgroundTasks {
 impl SqlDatabase {
     /// A database over its pools; starts the ledger's group-commit task (so it must be called
     /// within a Tokio runtime).
-    pub(crate) fn new(writer: AnyPool, reader: AnyPool, dialect: Dialect) -> Self {
-        let group = GroupCommit::start(writer.clone(), dialect);
+    /// `inline` reads SQLite on the calling thread (a file database's).
+    pub(crate) fn new(
+        writer: AnyPool,
+        reader: AnyPool,
+        dialect: Dialect,
+        inline: Option<Arc<Inline>>,
+    ) -> Self {
+        let group = GroupCommit::start(writer.clone(), dialect, inline.clone());
         Self {
             writer,
             reader,
             dialect,
             group,
             background: Arc::default(),
-            #[cfg(feature = "sqlite")]
-            inline: None,
+            inline,
         }
     }
 
@@ -138,11 +168,7 @@ impl SqlDatabase {
     /// connection threads (see [`crate::db::sqlite`]); 0 on PostgreSQL and in memory.
     #[must_use]
     pub fn inline_reads(&self) -> u64 {
-        #[cfg(feature = "sqlite")]
-        if let Some(inline) = &self.inline {
-            return inline.answered();
-        }
-        0
+        self.inline.as_ref().map_or(0, |inline| inline.answered())
     }
 
     /// Runs `task` until the last handle to this database is dropped.

@@ -55,6 +55,8 @@ impl InlineReader {
                 | OpenFlags::SQLITE_OPEN_URI,
         )?;
         connection.pragma_update(None, "query_only", true)?;
+        // The API's reads and the ledger batch's loads: room for all of their statements.
+        connection.set_prepared_statement_cache_capacity(64);
         Ok(connection)
     }
 
@@ -86,6 +88,27 @@ impl InlineReader {
         }
     }
 
+    /// Runs `sql` with `param` bound at `$1` and parses each row it answers with `parse`;
+    /// `None` as [`Self::read`] (the caller reads through sqlx instead). A row `parse` refuses
+    /// is an error of the answer, not a reason to read again.
+    pub(crate) fn rows<T>(
+        &self,
+        sql: &str,
+        param: &str,
+        parse: impl Fn(&dyn Columns) -> Result<T>,
+    ) -> Option<Result<Vec<T>>> {
+        self.read(|c| {
+            let mut statement = c.prepare_cached(sql)?;
+            let index = ColumnIndex::of_statement(&statement);
+            let mut rows = statement.query([param])?;
+            let mut parsed = Vec::new();
+            while let Some(row) = rows.next()? {
+                parsed.push(parse(&Indexed { row, index: &index }));
+            }
+            Ok(parsed.into_iter().collect())
+        })
+    }
+
     /// How many reads were answered here (not by sqlx).
     pub(crate) fn answered(&self) -> u64 {
         self.slots
@@ -98,17 +121,29 @@ impl InlineReader {
 /// The positions of a query's columns by name: rusqlite's lookup by name asks SQLite for every
 /// column's name on every access, which cost more than the read itself.
 #[derive(Debug)]
-pub(crate) struct ColumnIndex(HashMap<&'static str, usize>);
+pub(crate) struct ColumnIndex(HashMap<Box<str>, usize>);
 
 impl ColumnIndex {
     /// The positions of `columns`, a `SELECT` list of plain names (`"a, b, c"`).
-    pub(crate) fn of(columns: &'static str) -> Self {
+    pub(crate) fn of(columns: &str) -> Self {
         Self(
             columns
                 .split(',')
                 .map(str::trim)
                 .enumerate()
-                .map(|(i, c)| (c, i))
+                .map(|(i, c)| (c.into(), i))
+                .collect(),
+        )
+    }
+
+    /// The positions of the columns `statement` answers (asked once per query, not per row).
+    fn of_statement(statement: &rusqlite::Statement<'_>) -> Self {
+        Self(
+            statement
+                .column_names()
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| (c.into(), i))
                 .collect(),
         )
     }
@@ -119,7 +154,7 @@ pub(crate) struct Indexed<'r, 's> {
     /// The row.
     pub(crate) row: &'r rusqlite::Row<'s>,
     /// Its columns' positions.
-    pub(crate) index: &'static ColumnIndex,
+    pub(crate) index: &'r ColumnIndex,
 }
 
 impl Indexed<'_, '_> {

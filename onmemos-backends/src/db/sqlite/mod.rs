@@ -103,17 +103,19 @@ pub async fn connect(config: &SqliteConfig) -> Result<SqlDatabase> {
             .await
             .db_context("open SQLite readers")?
     };
-    let mut db = SqlDatabase::new(writer, reader, Dialect::Sqlite);
-    if !in_memory {
+    let inline = if in_memory {
+        None
+    } else {
         let options = url
             .parse::<sqlx::sqlite::SqliteConnectOptions>()
             .map_err(|e| Error::configuration(format!("invalid SQLite URL {url:?}: {e}")))?;
         let keep = usize::try_from(config.max_readers.max(1)).unwrap_or(usize::MAX);
-        db.inline = Some(std::sync::Arc::new(InlineReader::new(
+        Some(std::sync::Arc::new(InlineReader::new(
             options.get_filename().to_path_buf(),
             keep,
-        )));
-    }
+        )))
+    };
+    let db = SqlDatabase::new(writer, reader, Dialect::Sqlite, inline);
     if !in_memory && config.checkpoint_interval_ms > 0 {
         let checkpointer = pool_options(config, 1)
             .connect_with(parse(&writer_url)?)
