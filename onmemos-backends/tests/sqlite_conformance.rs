@@ -211,12 +211,11 @@ async fn session_reads_on_the_calling_thread_see_each_commit_and_name_corrupt_ro
     );
 }
 
-/// A ledger batch loads what it decides on (holds, reservations, accounts, grants, the
-/// transfers its ids already name) on the calling thread, inside its write transaction: it
-/// sees each earlier commit — a hold settled once is refused a second settlement, an id
-/// already stored answers as a replay — as it would through its own connection.
+/// A ledger batch runs on SQLite's own write connection (every row bound, no sqlx), and sees
+/// each earlier commit there: a hold settled once is refused a second settlement, an id
+/// already stored answers as a replay.
 #[tokio::test]
-async fn ledger_batches_load_on_the_calling_thread_and_see_each_commit() {
+async fn ledger_batches_run_on_the_write_connection_and_see_each_commit() {
     use onmemos_core::model::{LedgerOp, TransferId};
     use onmemos_core::ports::Database;
 
@@ -250,16 +249,16 @@ async fn ledger_batches_load_on_the_calling_thread_and_see_each_commit() {
             reference: None,
         },
     ];
-    let reads = db.inline_reads();
+    let writes = db.inline_writes();
     let first = db
         .ledger()
         .apply_batch(&ops, now)
         .await
         .unwrap_or_else(|e| panic!("first batch: {e}"));
-    assert!(
-        db.inline_reads() >= reads + 5,
-        "the batch's loads did not run on the calling thread ({} reads)",
-        db.inline_reads() - reads
+    assert_eq!(
+        db.inline_writes(),
+        writes + 1,
+        "the batch did not run on the write connection"
     );
     let first: Vec<_> = first
         .into_iter()
@@ -308,4 +307,185 @@ async fn ledger_batches_load_on_the_calling_thread_and_see_each_commit() {
         "a settled hold was settled again: {second:?}"
     );
     assert_eq!(balance().await, after_balance);
+}
+
+/// The migration that stores holds and reservations in key order moves every row: run again
+/// on a database whose sessions hold credit, it leaves each hold and reservation as it was,
+/// and the ledger goes on settling them.
+#[tokio::test]
+async fn clustering_the_holds_moves_every_hold_and_reservation() {
+    use onmemos_core::model::LedgerOp;
+    use onmemos_core::model::TransferId;
+    use sqlx::Row;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (db, fleet, t0) = seeded_file(&dir, 20).await;
+    let dump = || async {
+        let holds = sqlx::query("SELECT * FROM ledger_holds ORDER BY id")
+            .fetch_all(db.writer())
+            .await
+            .unwrap_or_else(|e| panic!("holds: {e}"));
+        let allocations =
+            sqlx::query("SELECT * FROM ledger_hold_allocations ORDER BY hold_id, position")
+                .fetch_all(db.writer())
+                .await
+                .unwrap_or_else(|e| panic!("reservations: {e}"));
+        let text = |r: &sqlx::any::AnyRow, c: &str| r.get::<Option<String>, _>(c);
+        let num = |r: &sqlx::any::AnyRow, c: &str| r.get::<Option<i64>, _>(c);
+        let holds: Vec<_> = holds
+            .iter()
+            .map(|r| {
+                (
+                    text(r, "id"),
+                    num(r, "seq"),
+                    text(r, "user_id"),
+                    num(r, "amount"),
+                    num(r, "timeout_at"),
+                    num(r, "pending"),
+                )
+            })
+            .collect();
+        let allocations: Vec<_> = allocations
+            .iter()
+            .map(|r| {
+                (
+                    text(r, "hold_id"),
+                    num(r, "position"),
+                    text(r, "grant_id"),
+                    num(r, "amount"),
+                    num(r, "taken"),
+                )
+            })
+            .collect();
+        (holds, allocations)
+    };
+    // One hold settled, so a reservation has paid something.
+    let hold = fleet.sessions[0]
+        .hold
+        .clone()
+        .unwrap_or_else(|| panic!("a hold"));
+    let settle = LedgerOp::Post {
+        id: TransferId::new("clustered.settle".to_owned()).unwrap_or_else(|e| panic!("{e}")),
+        hold,
+        amount: 3,
+    };
+    db.ledger()
+        .execute(&settle, t0)
+        .await
+        .unwrap_or_else(|e| panic!("settle: {e}"));
+    let before = dump().await;
+    assert_eq!(before.0.len(), 20, "{before:?}");
+    assert!(
+        before.1.iter().any(|a| a.4.is_some()),
+        "nothing paid: {before:?}"
+    );
+
+    sqlx::raw_sql(include_str!(
+        "../migrations/sqlite/0012_ledger_holds_clustered.sql"
+    ))
+    .execute(db.writer())
+    .await
+    .unwrap_or_else(|e| panic!("migrate again: {e}"));
+    assert_eq!(dump().await, before, "the move changed a row");
+
+    // The moved holds are the ledger's: a pending one settles, the settled one refuses.
+    let post = |id: &str, session: usize| LedgerOp::Post {
+        id: TransferId::new(id.to_owned()).unwrap_or_else(|e| panic!("{e}")),
+        hold: fleet.sessions[session]
+            .hold
+            .clone()
+            .unwrap_or_else(|| panic!("a hold")),
+        amount: 2,
+    };
+    let next = db.ledger().execute(&post("clustered.next", 1), t0).await;
+    assert!(next.is_ok(), "a moved hold could not be settled: {next:?}");
+    let again = db.ledger().execute(&post("clustered.again", 0), t0).await;
+    assert!(
+        matches!(&again, Err(e) if e.kind() == onmemos_core::ErrorKind::Conflict),
+        "a settled hold settled again: {again:?}"
+    );
+}
+
+/// A billing pass's claim and its ticks' records and events run on SQLite's own write
+/// connection, and do what the sqlx path does: the claim leases what is due once, a tick is
+/// written only over the version it expects, and only a written tick's events are stored.
+#[tokio::test]
+async fn claims_and_ticks_run_on_the_write_connection() {
+    use onmemos_core::model::SessionEventKind;
+    use onmemos_core::ports::{Database, NewSessionEvent};
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (db, _, t0) = seeded_file(&dir, 3).await;
+    let now = t0 + chrono::Duration::seconds(10);
+    let until = now + chrono::Duration::seconds(60);
+    let writes = db.inline_writes();
+    let claimed = db
+        .sessions()
+        .claim_due("me", now, until, 2)
+        .await
+        .unwrap_or_else(|e| panic!("claim: {e}"));
+    assert_eq!(claimed.len(), 2, "{claimed:?}");
+    assert_eq!(db.inline_writes(), writes + 1, "the claim used sqlx");
+    let rest = db
+        .sessions()
+        .claim_due("other", now, until, 10)
+        .await
+        .unwrap_or_else(|e| panic!("second claim: {e}"));
+    assert_eq!(
+        rest.len(),
+        1,
+        "a leased session was claimed again: {rest:?}"
+    );
+    assert!(claimed.iter().all(|c| c.session.id != rest[0].session.id));
+
+    // One tick over the stored version, one over a stale one.
+    let mut fresh = claimed[0].clone();
+    fresh.version += 1;
+    fresh.tick += 1;
+    fresh.session.cost_micros += 9;
+    let mut stale = claimed[1].clone();
+    stale.version += 2;
+    let event = |record: &onmemos_core::model::SessionRecord| NewSessionEvent {
+        session: record.session.id,
+        at: now,
+        kind: SessionEventKind::Charged {
+            tick: record.tick,
+            amount_micros: 9,
+            cost_micros: record.session.cost_micros,
+        },
+        message: "charged".into(),
+    };
+    let events = [event(&fresh), event(&stale)];
+    let (written, stored) = db
+        .sessions()
+        .record_ticks(&[fresh.clone(), stale.clone()], &events)
+        .await
+        .unwrap_or_else(|e| panic!("ticks: {e}"));
+    assert_eq!(written, vec![true, false]);
+    assert_eq!(db.inline_writes(), writes + 3, "the ticks used sqlx");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].session_id, fresh.session.id);
+    let listed = db
+        .sessions()
+        .events(fresh.session.id, 0, 10)
+        .await
+        .unwrap_or_else(|e| panic!("events: {e}"));
+    assert_eq!(
+        listed, stored,
+        "the answered events are not the stored ones"
+    );
+    let read = db
+        .sessions()
+        .record(fresh.session.id)
+        .await
+        .unwrap_or_else(|e| panic!("read: {e}"))
+        .unwrap_or_else(|| panic!("gone"));
+    assert_eq!(read, fresh, "the tick was not stored as written");
+    // Written, its lease is released: it is claimable again once due.
+    let again = db
+        .sessions()
+        .claim_due("me", fresh.next_check_at.unwrap_or(now), until, 10)
+        .await
+        .unwrap_or_else(|e| panic!("third claim: {e}"));
+    assert!(again.iter().any(|r| r.session.id == fresh.session.id));
 }

@@ -143,11 +143,10 @@ async fn run(
             .iter()
             .flat_map(|j| j.writes.iter().map(|w| (w.clone(), j.now)))
             .collect();
-        let applied = apply(&writer, dialect, inline.as_deref(), &writes).await;
+        let n = writes.len() as u64;
+        let applied = apply(&writer, dialect, inline.as_deref(), writes).await;
         counters.commits.fetch_add(1, Ordering::Relaxed);
-        counters
-            .operations
-            .fetch_add(writes.len() as u64, Ordering::Relaxed);
+        counters.operations.fetch_add(n, Ordering::Relaxed);
         match applied {
             Ok(mut outcomes) => {
                 for job in batch {
@@ -162,7 +161,7 @@ async fn run(
                 for job in batch {
                     let writes: Vec<(Write, DateTime<Utc>)> =
                         job.writes.iter().map(|w| (w.clone(), job.now)).collect();
-                    let alone = apply(&writer, dialect, inline.as_deref(), &writes).await;
+                    let alone = apply(&writer, dialect, inline.as_deref(), writes).await;
                     counters.commits.fetch_add(1, Ordering::Relaxed);
                     let _ = job.reply.send(alone);
                 }

@@ -50,14 +50,9 @@ fn list_sql(d: Dialect, sql: &str) -> String {
     }
 }
 
-/// [`for_list`], each row parsed by `parse`. Given `inline` (SQLite), the statement runs on
-/// the calling thread instead of `executor`'s connection thread, so no row is handed from one
-/// thread to the other. That reads the last commit, not `executor`'s transaction: the caller
-/// passes `inline` only where the two are the same — a write transaction that holds SQLite's
-/// one write lock (`BEGIN IMMEDIATE`) and has written nothing yet.
+/// [`for_list`], each row parsed by `parse`.
 pub(crate) async fn parse_list<'e, E, T>(
     executor: E,
-    inline: Option<&super::Inline>,
     d: Dialect,
     sql: &str,
     list: &str,
@@ -67,9 +62,6 @@ pub(crate) async fn parse_list<'e, E, T>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    if let Some(parsed) = inline.and_then(|i| i.rows(&list_sql(d, sql), list, &parse)) {
-        return parsed;
-    }
     for_list(executor, d, sql, list, what)
         .await?
         .iter()

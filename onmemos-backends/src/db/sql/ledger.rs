@@ -47,7 +47,7 @@ fn first_transfer(outcome: Option<Outcome>) -> Result<Transfer> {
         })
 }
 
-pub(super) fn transfer_from(row: &(impl Columns + ?Sized)) -> Result<Transfer> {
+pub(crate) fn transfer_from(row: &(impl Columns + ?Sized)) -> Result<Transfer> {
     let get = |c: &'static str| required(c, row.text(c)?);
     let num = |c: &'static str| required(c, row.num(c)?);
     let kind = get("kind")?;
@@ -81,7 +81,7 @@ pub(super) fn transfer_from(row: &(impl Columns + ?Sized)) -> Result<Transfer> {
     })
 }
 
-pub(super) fn counters_from(row: &(impl Columns + ?Sized)) -> Result<AccountCounters> {
+pub(crate) fn counters_from(row: &(impl Columns + ?Sized)) -> Result<AccountCounters> {
     let get = |c: &'static str| required(c, row.num(c)?);
     Ok(AccountCounters {
         debits_posted: get("debits_posted")?,
@@ -91,7 +91,7 @@ pub(super) fn counters_from(row: &(impl Columns + ?Sized)) -> Result<AccountCoun
     })
 }
 
-pub(super) fn grant_from(row: &(impl Columns + ?Sized)) -> Result<GrantBalance> {
+pub(crate) fn grant_from(row: &(impl Columns + ?Sized)) -> Result<GrantBalance> {
     let get = |c: &'static str| required(c, row.num(c)?);
     let id = required("id", row.text("id")?)?;
     let source = required("source", row.text("source")?)?;

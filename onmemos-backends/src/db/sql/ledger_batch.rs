@@ -23,7 +23,9 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use onmemos_core::id::UserId;
 use onmemos_core::ledger::{Allocation, Book, Changes, GrantState, HoldState};
-use onmemos_core::model::{AccountRef, GrantSource, LedgerOp, Transfer, TransferId};
+use onmemos_core::model::{
+    AccountCounters, AccountRef, GrantSource, LedgerOp, Transfer, TransferId,
+};
 use onmemos_core::{Error, Result};
 use serde_json::{Value, json};
 use sqlx::{Any, AnyPool, Transaction};
@@ -35,7 +37,7 @@ use super::{Dialect, Inline};
 
 /// Provisional ledger positions of the transfers a batch makes, above any stored one; the
 /// real ones are taken when the batch writes.
-const PROVISIONAL_SEQ: u64 = 1 << 60;
+pub(crate) const PROVISIONAL_SEQ: u64 = 1 << 60;
 
 /// Stripes of each striped system account on PostgreSQL (the migration makes them).
 const STRIPES: i64 = 16;
@@ -91,45 +93,132 @@ fn user_of(column: &'static str, v: &str) -> Result<UserId> {
     }
 }
 
-/// Applies `writes` (each with its own "now") in one transaction and returns each one's
-/// outcome (SQLite's loads read through `inline` when given); `Err` when the transaction failed as a whole (nothing of it was written).
-pub(crate) async fn apply(
-    writer: &AnyPool,
-    dialect: Dialect,
-    inline: Option<&Inline>,
-    writes: &[(Write, DateTime<Utc>)],
-) -> Result<Vec<Outcome>> {
-    // 1. Who the batch touches.
-    let mut holds = BTreeSet::new();
-    let mut expiring_grants = BTreeSet::new();
-    let mut granted = BTreeSet::new();
-    let mut users = BTreeSet::new();
-    let mut ids = BTreeSet::new();
+/// A write refused by a unique index: a concurrent batch (another replica) recorded a
+/// transfer under one of the batch's ids, or a settlement of one of its holds, after the batch
+/// looked. The retry sees it and answers as a replay or a refusal.
+fn id_taken(e: Error) -> Error {
+    if e.kind() == onmemos_core::ErrorKind::Conflict {
+        Error::unavailable(format!("a concurrent ledger batch took an id first: {e}"))
+    } else {
+        e
+    }
+}
+
+/// Who and what a batch touches.
+pub(crate) struct Touched {
+    /// The holds it settles or expires.
+    pub(crate) holds: BTreeSet<String>,
+    /// The grants it expires.
+    pub(crate) expiring_grants: BTreeSet<String>,
+    /// The users it grants to.
+    pub(crate) granted: BTreeSet<String>,
+    /// The accounts it locks (more join once the holds and grants name their owners).
+    pub(crate) users: BTreeSet<String>,
+    /// The ids of its operations.
+    pub(crate) ids: BTreeSet<String>,
+}
+
+/// Who and what `writes` touch.
+pub(crate) fn touched(writes: &[(Write, DateTime<Utc>)]) -> Touched {
+    let mut t = Touched {
+        holds: BTreeSet::new(),
+        expiring_grants: BTreeSet::new(),
+        granted: BTreeSet::new(),
+        users: BTreeSet::new(),
+        ids: BTreeSet::new(),
+    };
     for (w, _) in writes {
         match w {
             Write::Op(op) => {
-                ids.insert(op.id().as_str().to_owned());
+                t.ids.insert(op.id().as_str().to_owned());
                 match op {
                     LedgerOp::Grant { user, .. } => {
-                        granted.insert(user.to_string());
-                        users.insert(user.to_string());
+                        t.granted.insert(user.to_string());
+                        t.users.insert(user.to_string());
                     }
                     LedgerOp::Hold { user, .. } => {
-                        users.insert(user.to_string());
+                        t.users.insert(user.to_string());
                     }
                     LedgerOp::Post { hold, .. } | LedgerOp::Void { hold, .. } => {
-                        holds.insert(hold.as_str().to_owned());
+                        t.holds.insert(hold.as_str().to_owned());
                     }
                 }
             }
             Write::ExpireHold(hold) => {
-                holds.insert(hold.as_str().to_owned());
+                t.holds.insert(hold.as_str().to_owned());
             }
             Write::ExpireGrant(grant) => {
-                expiring_grants.insert(grant.as_str().to_owned());
+                t.expiring_grants.insert(grant.as_str().to_owned());
             }
         }
     }
+    t
+}
+
+/// Applies `writes` to the loaded `book`, in order: each one's outcome. A grant to a user
+/// without an account (`opened` lists those that have one) is refused, unless a replay.
+pub(crate) fn decide(
+    book: &mut Book,
+    writes: &[(Write, DateTime<Utc>)],
+    opened: &BTreeSet<String>,
+) -> Vec<Outcome> {
+    writes
+        .iter()
+        .map(|(w, now)| match w {
+            Write::Op(op @ LedgerOp::Grant { user, .. })
+                if !opened.contains(&user.to_string()) && book.transfer(op.id()).is_none() =>
+            {
+                Err(Error::not_found(format!("no user {user}")).with_context("field", "user_id"))
+            }
+            Write::Op(op) => book.apply(op, *now).map(|t| vec![t]),
+            Write::ExpireHold(hold) => Ok(book.expire_hold(hold, *now)),
+            Write::ExpireGrant(grant) => Ok(book.expire_grant(grant, *now).into_iter().collect()),
+        })
+        .collect()
+}
+
+/// Gives the transfers `book` made the ledger positions `seqs`, in the outcomes too.
+pub(crate) fn number(book: &mut Book, outcomes: &mut [Outcome], seqs: &[u64]) -> Result<()> {
+    let renumbered = book.renumber(seqs)?;
+    for t in outcomes.iter_mut().flatten().flatten() {
+        if let Some(&seq) = renumbered.get(&t.seq) {
+            t.seq = seq;
+        }
+    }
+    Ok(())
+}
+
+/// Applies `writes` (each with its own "now") in one transaction and returns each one's
+/// outcome; `Err` when the transaction failed as a whole (nothing of it was written). A file
+/// SQLite database (`inline`) applies it on its own write connection
+/// ([`crate::db::sqlite::ledger`]); PostgreSQL and an in-memory SQLite database through sqlx.
+pub(crate) async fn apply(
+    writer: &AnyPool,
+    dialect: Dialect,
+    inline: Option<&Inline>,
+    writes: Vec<(Write, DateTime<Utc>)>,
+) -> Result<Vec<Outcome>> {
+    #[cfg(feature = "sqlite")]
+    if dialect == Dialect::Sqlite
+        && let Some(inline) = inline
+    {
+        // SQLite's own write connection, every row bound (see `db::sqlite::ledger`).
+        return inline
+            .write(writer, move |c| {
+                crate::db::sqlite::ledger::apply(c, &writes)
+            })
+            .await
+            .map_err(id_taken);
+    }
+    let writes = &writes[..];
+    // 1. Who the batch touches.
+    let Touched {
+        holds,
+        expiring_grants,
+        granted,
+        mut users,
+        ids,
+    } = touched(writes);
     let holds_json = text_list(holds.iter().map(String::as_str));
     // SQLite has one writer: nothing changes between the batch's reads, so its holds are
     // loaded first, in the transaction, and name their owners. PostgreSQL needs the owners
@@ -171,17 +260,14 @@ pub(crate) async fn apply(
         users.insert(AccountRef::Issuance.key());
     }
 
-    // 2. Lock and load. SQLite's loads run on this thread (`inline`, see
-    // [`parse_list`]): the transaction holds the one write lock and has written nothing, so the
-    // last commit is what it would read itself.
+    // 2. Lock and load.
     let mut tx = super::begin_write(writer, dialect)
         .await
         .db_context("begin a ledger batch")?;
-    let loads = inline.filter(|_| dialect == Dialect::Sqlite);
     let mut book = Book::new(PROVISIONAL_SEQ);
     if !holds.is_empty() && holds_first {
         users.extend(
-            load_holds(&mut tx, loads, dialect, &holds_json, &mut book)
+            load_holds(&mut tx, dialect, &holds_json, &mut book)
                 .await?
                 .into_iter()
                 .map(|u| u.to_string()),
@@ -196,16 +282,11 @@ pub(crate) async fn apply(
     };
     let accounts = parse_list(
         &mut *tx,
-        loads,
         dialect,
         sql,
         &users_json,
         "lock ledger accounts",
-        |row| {
-            let id = text(row, "id")?;
-            let account: AccountRef = parse("ledger_accounts.id", &id)?;
-            Ok((id, account, super::ledger::counters_from(row)?))
-        },
+        account_row,
     )
     .await?;
     let mut opened = BTreeSet::new();
@@ -213,41 +294,27 @@ pub(crate) async fn apply(
         book.load_account(account, counters);
         opened.insert(id);
     }
-    let sql = "SELECT * FROM ledger_grants WHERE user_id IN {list}
-                 AND ((expiry_done = 0 AND (expires_at IS NOT NULL
-                                            OR amount - consumed - reserved - expired > 0))
-                      OR reserved > 0)";
     let grants = parse_list(
         &mut *tx,
-        loads,
         dialect,
-        sql,
+        LIVE_GRANTS,
         &users_json,
         "load grants",
-        |row| {
-            Ok(GrantState {
-                user: user_of("ledger_grants.user_id", &text(row, "user_id")?)?,
-                seq: int("ledger_grants.seq", i64_of(row, "seq")?)?,
-                balance: super::ledger::grant_from(row)?,
-                expiry_done: i64_of(row, "expiry_done")? != 0,
-            })
-        },
+        grant_row,
     )
     .await?;
     for grant in grants {
         book.load_grant(grant);
     }
     if !holds.is_empty() && !holds_first {
-        load_holds(&mut tx, loads, dialect, &holds_json, &mut book).await?;
+        load_holds(&mut tx, dialect, &holds_json, &mut book).await?;
     }
     if !ids.is_empty() {
-        let sql = "SELECT * FROM ledger_transfers WHERE id IN {list}";
         let list = text_list(ids.iter().map(String::as_str));
         let known = parse_list(
             &mut *tx,
-            loads,
             dialect,
-            sql,
+            KNOWN_TRANSFERS,
             &list,
             "find replayed transfers",
             |row| super::ledger::transfer_from(row),
@@ -259,29 +326,12 @@ pub(crate) async fn apply(
     }
 
     // 3. Apply, in order.
-    let mut outcomes: Vec<Outcome> = writes
-        .iter()
-        .map(|(w, now)| match w {
-            Write::Op(op @ LedgerOp::Grant { user, .. })
-                if !opened.contains(&user.to_string()) && book.transfer(op.id()).is_none() =>
-            {
-                Err(Error::not_found(format!("no user {user}")).with_context("field", "user_id"))
-            }
-            Write::Op(op) => book.apply(op, *now).map(|t| vec![t]),
-            Write::ExpireHold(hold) => Ok(book.expire_hold(hold, *now)),
-            Write::ExpireGrant(grant) => Ok(book.expire_grant(grant, *now).into_iter().collect()),
-        })
-        .collect();
+    let mut outcomes = decide(&mut book, writes, &opened);
 
     // 4. Write.
     if !book.made().is_empty() {
         let seqs = take_seqs(&mut tx, dialect, book.made().len()).await?;
-        let renumbered = book.renumber(&seqs)?;
-        for t in outcomes.iter_mut().flatten().flatten() {
-            if let Some(&seq) = renumbered.get(&t.seq) {
-                t.seq = seq;
-            }
-        }
+        number(&mut book, &mut outcomes, &seqs)?;
     }
     let changes = book.changes();
     if changes == Changes::default() {
@@ -290,79 +340,111 @@ pub(crate) async fn apply(
         return Ok(outcomes);
     }
     if let Err(e) = write_changes(&mut tx, dialect, &changes).await {
-        // A unique index refused a row: a concurrent batch (another replica) recorded a
-        // transfer under one of these ids, or a settlement of one of these holds, after this
-        // batch looked. The retry sees it and answers as a replay or a refusal.
-        return Err(if e.kind() == onmemos_core::ErrorKind::Conflict {
-            Error::unavailable(format!("a concurrent ledger batch took an id first: {e}"))
-        } else {
-            e
-        });
+        return Err(id_taken(e));
     }
     tx.commit().await.db_context("commit a ledger batch")?;
     Ok(outcomes)
 }
 
-/// Loads the holds in `holds_json` (a JSON list of ids) with their reservations into `book`
-/// (through `inline` when given, see [`parse_list`]); returns their owners.
+/// Loads the holds in `holds_json` (a JSON list of ids) with their reservations into `book`;
+/// returns their owners.
 async fn load_holds(
     tx: &mut Transaction<'static, Any>,
-    inline: Option<&Inline>,
     dialect: Dialect,
     holds_json: &str,
     book: &mut Book,
 ) -> Result<Vec<UserId>> {
-    let sql = "SELECT hold_id, grant_id, amount, taken FROM ledger_hold_allocations
-               WHERE hold_id IN {list} ORDER BY hold_id, position";
     let reservations = parse_list(
         &mut **tx,
-        inline,
         dialect,
-        sql,
+        RESERVATIONS,
         holds_json,
         "load reservations",
-        |row| {
-            let allocation = Allocation {
-                grant: transfer_id("ledger_hold_allocations.grant_id", text(row, "grant_id")?)?,
-                amount: i64_of(row, "amount")?,
-                taken: row.num("taken")?,
-            };
-            Ok((text(row, "hold_id")?, allocation))
-        },
+        reservation_row,
     )
     .await?;
+    let holds = parse_list(
+        &mut **tx,
+        dialect,
+        HOLDS,
+        holds_json,
+        "load holds",
+        hold_row,
+    )
+    .await?;
+    Ok(load_holds_into(book, reservations, holds))
+}
+
+/// The live grants of the users in `{list}`.
+pub(crate) const LIVE_GRANTS: &str = "SELECT * FROM ledger_grants WHERE user_id IN {list}
+    AND ((expiry_done = 0 AND (expires_at IS NOT NULL
+                               OR amount - consumed - reserved - expired > 0))
+         OR reserved > 0)";
+/// The reservations of the holds in `{list}`, in order.
+pub(crate) const RESERVATIONS: &str = "SELECT hold_id, grant_id, amount, taken
+    FROM ledger_hold_allocations WHERE hold_id IN {list} ORDER BY hold_id, position";
+/// The holds in `{list}`.
+pub(crate) const HOLDS: &str = "SELECT * FROM ledger_holds WHERE id IN {list}";
+/// The transfers stored under the ids in `{list}`.
+pub(crate) const KNOWN_TRANSFERS: &str = "SELECT * FROM ledger_transfers WHERE id IN {list}";
+
+/// An account row: its id, as an account, and its counters.
+pub(crate) fn account_row(row: &dyn Columns) -> Result<(String, AccountRef, AccountCounters)> {
+    let id = text(row, "id")?;
+    let account: AccountRef = parse("ledger_accounts.id", &id)?;
+    Ok((id, account, super::ledger::counters_from(row)?))
+}
+
+/// A grant row.
+pub(crate) fn grant_row(row: &dyn Columns) -> Result<GrantState> {
+    Ok(GrantState {
+        user: user_of("ledger_grants.user_id", &text(row, "user_id")?)?,
+        seq: int("ledger_grants.seq", i64_of(row, "seq")?)?,
+        balance: super::ledger::grant_from(row)?,
+        expiry_done: i64_of(row, "expiry_done")? != 0,
+    })
+}
+
+/// A reservation row: its hold's id and the reservation.
+pub(crate) fn reservation_row(row: &dyn Columns) -> Result<(String, Allocation)> {
+    let allocation = Allocation {
+        grant: transfer_id("ledger_hold_allocations.grant_id", text(row, "grant_id")?)?,
+        amount: i64_of(row, "amount")?,
+        taken: row.num("taken")?,
+    };
+    Ok((text(row, "hold_id")?, allocation))
+}
+
+/// A hold row, without its reservations.
+pub(crate) fn hold_row(row: &dyn Columns) -> Result<HoldState> {
+    Ok(HoldState {
+        allocations: Vec::new(),
+        id: transfer_id("ledger_holds.id", text(row, "id")?)?,
+        user: user_of("ledger_holds.user_id", &text(row, "user_id")?)?,
+        seq: int("ledger_holds.seq", i64_of(row, "seq")?)?,
+        amount: i64_of(row, "amount")?,
+        timeout_at: at(i64_of(row, "timeout_at")?)?,
+        pending: i64_of(row, "pending")? != 0,
+    })
+}
+
+/// Loads `holds` with their `reservations` (in order) into `book`; returns their owners.
+pub(crate) fn load_holds_into(
+    book: &mut Book,
+    reservations: Vec<(String, Allocation)>,
+    holds: Vec<HoldState>,
+) -> Vec<UserId> {
     let mut allocations: HashMap<String, Vec<Allocation>> = HashMap::new();
     for (hold, allocation) in reservations {
         allocations.entry(hold).or_default().push(allocation);
     }
-    let sql = "SELECT * FROM ledger_holds WHERE id IN {list}";
-    let holds = parse_list(
-        &mut **tx,
-        inline,
-        dialect,
-        sql,
-        holds_json,
-        "load holds",
-        |row| {
-            Ok(HoldState {
-                allocations: Vec::new(),
-                id: transfer_id("ledger_holds.id", text(row, "id")?)?,
-                user: user_of("ledger_holds.user_id", &text(row, "user_id")?)?,
-                seq: int("ledger_holds.seq", i64_of(row, "seq")?)?,
-                amount: i64_of(row, "amount")?,
-                timeout_at: at(i64_of(row, "timeout_at")?)?,
-                pending: i64_of(row, "pending")? != 0,
-            })
-        },
-    )
-    .await?;
     let mut owners = Vec::with_capacity(holds.len());
     for mut hold in holds {
         hold.allocations = allocations.remove(hold.id.as_str()).unwrap_or_default();
         owners.push(hold.user);
         book.load_hold(hold);
     }
-    Ok(owners)
+    owners
 }
 
 /// Ledger positions for `n` new transfers, increasing, above every stored one.

@@ -10,11 +10,11 @@
 mod error;
 mod group_commit;
 mod idempotency;
-mod json_rows;
-mod ledger;
-mod ledger_batch;
+pub(crate) mod json_rows;
+pub(crate) mod ledger;
+pub(crate) mod ledger_batch;
 mod repos;
-mod rows;
+pub(crate) mod rows;
 mod sessions;
 mod storage_usage;
 mod uploads;
@@ -43,11 +43,12 @@ pub enum Dialect {
     Postgres,
 }
 
-/// SQLite's reads on the calling thread ([`crate::db::sqlite::InlineReader`]).
+/// SQLite's connections around sqlx: reads on the calling thread, the billing pass's writes
+/// ([`crate::db::sqlite::Inline`]).
 #[cfg(feature = "sqlite")]
-pub(crate) type Inline = crate::db::sqlite::InlineReader;
+pub(crate) type Inline = crate::db::sqlite::Inline;
 
-/// SQLite's reads on the calling thread: none in a build without SQLite.
+/// SQLite's connections around sqlx: none in a build without SQLite.
 #[cfg(not(feature = "sqlite"))]
 #[derive(Debug)]
 pub(crate) enum Inline {}
@@ -55,17 +56,12 @@ pub(crate) enum Inline {}
 #[cfg(not(feature = "sqlite"))]
 impl Inline {
     /// Never called: there is no value of this type.
-    pub(crate) fn rows<T>(
-        &self,
-        _sql: &str,
-        _param: &str,
-        _parse: impl Fn(&dyn Columns) -> Result<T>,
-    ) -> Option<Result<Vec<T>>> {
+    pub(crate) fn answered(&self) -> u64 {
         match *self {}
     }
 
     /// Never called: there is no value of this type.
-    pub(crate) fn answered(&self) -> u64 {
+    pub(crate) fn written(&self) -> u64 {
         match *self {}
     }
 }
@@ -84,7 +80,7 @@ pub struct SqlDatabase {
     /// none, so a build without SQLite never reads it).
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     background: Arc<BackgroundTasks>,
-    /// SQLite's point reads on the calling thread (a file database's; not an in-memory one).
+    /// SQLite's connections around sqlx (a file database's; not an in-memory one).
     pub(crate) inline: Option<Arc<Inline>>,
 }
 
@@ -169,6 +165,13 @@ impl SqlDatabase {
     #[must_use]
     pub fn inline_reads(&self) -> u64 {
         self.inline.as_ref().map_or(0, |inline| inline.answered())
+    }
+
+    /// How many writes (ledger batches) SQLite ran on its own write connection rather than
+    /// through sqlx (see [`crate::db::sqlite`]); 0 on PostgreSQL and in memory.
+    #[must_use]
+    pub fn inline_writes(&self) -> u64 {
+        self.inline.as_ref().map_or(0, |inline| inline.written())
     }
 
     /// Runs `task` until the last handle to this database is dropped.

@@ -92,69 +92,25 @@ impl SqlDatabase {
         update_on(&self.writer, records, sql).await
     }
 
-    /// SQLite's claim: the writer leases the due sessions and answers their ids only, and the
-    /// records are read on the calling thread (see [`crate::db::sqlite`]'s `InlineReader`).
-    /// Returned through sqlx, every column of a thousand rows crossed to sqlx's connection
-    /// thread and back one row at a time, twelve times what the lease itself costs. A session
-    /// written since it was leased (which releases the lease) is left out, as if another had
-    /// claimed it.
+    /// SQLite's claim, on its own write connection (see [`crate::db::sqlite`]): under the
+    /// write lock, the due records are read and leased by id, every value bound. Through sqlx,
+    /// every row a claim answers crosses from the connection's thread one at a time: a thousand
+    /// whole records cost twelve times the lease itself.
     #[cfg(feature = "sqlite")]
-    async fn claim_then_read(
+    async fn claim_on_sqlite(
         &self,
-        inline: &crate::db::sqlite::InlineReader,
+        inline: &crate::db::sqlite::Inline,
         holder: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<SessionRecord>> {
-        static CLAIM_IDS: LazyLock<String> = LazyLock::new(|| format!("{CLAIM}) RETURNING id"));
-        static READ: LazyLock<String> = LazyLock::new(|| {
-            format!(
-                "SELECT {COLUMNS} FROM sessions
-                 WHERE id IN (SELECT value FROM json_each($1))
-                   AND lease_holder = $2 AND lease_until = $3
-                 ORDER BY next_check_at, owner_id, id"
-            )
-        });
-        let ids: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(CLAIM_IDS.as_str()))
-            .bind(holder)
-            .bind(ms(now))
-            .bind(ms(until))
-            .bind(i64::from(limit))
-            .fetch_all(&self.writer)
+        let holder = holder.to_owned();
+        inline
+            .write(&self.writer, move |c| {
+                claim_here(c, &holder, ms(now), ms(until), i64::from(limit))
+            })
             .await
-            .db_context("claim due sessions")?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list = serde_json::to_string(&ids)
-            .map_err(|e| Error::internal("encode session ids").with_source(e))?;
-        let read = inline.read(|c| {
-            use crate::db::sqlite::Indexed;
-            let mut statement = c.prepare_cached(&READ)?;
-            let mut rows = statement.query(rusqlite::params![list, holder, ms(until)])?;
-            let mut records = Vec::with_capacity(ids.len());
-            while let Some(row) = rows.next()? {
-                records.push(record_from(&Indexed {
-                    row,
-                    index: &INLINE_COLUMNS,
-                }));
-            }
-            Ok(records)
-        });
-        if let Some(records) = read {
-            return records.into_iter().collect();
-        }
-        sqlx::query(sqlx::AssertSqlSafe(READ.as_str()))
-            .bind(list)
-            .bind(holder)
-            .bind(ms(until))
-            .fetch_all(&self.reader)
-            .await
-            .db_context("read claimed sessions")?
-            .iter()
-            .map(record_from)
-            .collect()
     }
 
     /// Inserts many session records at once, as they are (for simulations and benchmarks:
@@ -165,6 +121,56 @@ impl SqlDatabase {
         }
         Ok(())
     }
+}
+
+/// Leases to `holder` until `until` the first `limit` sessions due at `now` (see [`CLAIM`]),
+/// in one transaction on SQLite's write connection `c`; returns them as they were read.
+#[cfg(feature = "sqlite")]
+fn claim_here(
+    c: &mut rusqlite::Connection,
+    holder: &str,
+    now: i64,
+    until: i64,
+    limit: i64,
+) -> Result<Vec<SessionRecord>> {
+    use crate::db::sqlite::Indexed;
+    use crate::db::sqlite::ledger::error;
+    static DUE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {COLUMNS} FROM sessions
+             WHERE status = 'running' AND next_check_at <= ?1
+               AND (lease_until IS NULL OR lease_until <= ?1)
+             ORDER BY next_check_at, owner_id LIMIT ?2"
+        )
+    });
+    let tx = c
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| error("begin a claim", e))?;
+    let mut records = Vec::new();
+    {
+        let mut due = tx
+            .prepare_cached(&DUE)
+            .map_err(|e| error("claim due sessions", e))?;
+        let mut rows = due
+            .query(rusqlite::params![now, limit])
+            .map_err(|e| error("claim due sessions", e))?;
+        while let Some(row) = rows.next().map_err(|e| error("claim due sessions", e))? {
+            records.push(record_from(&Indexed {
+                row,
+                index: &INLINE_COLUMNS,
+            })?);
+        }
+        let mut lease = tx
+            .prepare_cached("UPDATE sessions SET lease_holder = ?2, lease_until = ?3 WHERE id = ?1")
+            .map_err(|e| error("claim due sessions", e))?;
+        for r in &records {
+            lease
+                .execute(rusqlite::params![r.session.id.to_string(), holder, until])
+                .map_err(|e| error("claim due sessions", e))?;
+        }
+    }
+    tx.commit().map_err(|e| error("commit a claim", e))?;
+    Ok(records)
 }
 
 /// The type of each of `COLUMNS`, for reading them from JSON rows.
@@ -582,7 +588,7 @@ static INLINE_COLUMNS: LazyLock<crate::db::sqlite::ColumnIndex> =
     LazyLock::new(|| crate::db::sqlite::ColumnIndex::of(COLUMNS));
 
 /// One session of `owner` by id, read on the calling thread (see [`crate::db::sqlite`]'s
-/// `InlineReader`): `None` if there is none, the decoding's error if its row is corrupt.
+/// `Inline`): `None` if there is none, the decoding's error if its row is corrupt.
 #[cfg(feature = "sqlite")]
 fn get_inline(
     connection: &rusqlite::Connection,
@@ -727,6 +733,26 @@ impl SessionRepo for SqlDatabase {
         if records.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
+        #[cfg(feature = "sqlite")]
+        if let Some(inline) = &self.inline {
+            // SQLite's own write connection, every row bound (see `db::sqlite::sessions`).
+            use crate::db::sqlite::sessions::{EventRow, TickRow};
+            let ticks = records
+                .iter()
+                .map(TickRow::of)
+                .collect::<Result<Vec<_>>>()?;
+            let rows = events
+                .iter()
+                .map(EventRow::of)
+                .collect::<Result<Vec<_>>>()?;
+            let (written, seqs) = inline
+                .write(&self.writer, move |c| {
+                    crate::db::sqlite::sessions::record_ticks(c, &ticks, &rows)
+                })
+                .await?;
+            let kept = onmemos_core::ports::database::ticked_events(records, &written, events);
+            return Ok((written, stored_events(seqs, &kept)?));
+        }
         // The records and their events commit together: one commit (and fsync) where they
         // were two, and no event of a tick that was not written.
         let mut tx = super::begin_write(&self.writer, self.dialect)
@@ -779,7 +805,7 @@ impl SessionRepo for SqlDatabase {
         #[cfg(feature = "sqlite")]
         if let Some(inline) = &self.inline {
             return self
-                .claim_then_read(inline, holder, now, until, limit)
+                .claim_on_sqlite(inline, holder, now, until, limit)
                 .await;
         }
         let rows = self

@@ -1,4 +1,5 @@
-//! Point reads on the calling thread.
+//! Point reads on the calling thread, and the billing pass's writes on a connection of their
+//! own.
 //!
 //! sqlx runs each SQLite connection on a worker thread of its own: every query is a message
 //! to that thread and a wake-up back, two context switches that cost more than the read
@@ -11,24 +12,48 @@
 //! are in SQLite's cache or the OS's. The connections never wait for a lock (no busy timeout):
 //! when SQLite answers `SQLITE_BUSY` (a WAL reset in progress), or anything else goes wrong,
 //! the caller reads through sqlx instead, which waits and reports errors as every other read.
+//!
+//! The billing pass's writes (the claim of due sessions, the ledger batch, a tick's records and
+//! events) run on one read-write `rusqlite` connection, on a blocking thread, with every row
+//! bound to a prepared statement: through sqlx a batch's rows travel as JSON that SQLite parses
+//! again column by column, and every statement and returned row is a hop between threads. Such
+//! a write holds the sqlx writer connection while it runs, so it never contends with the
+//! process's other writes; SQLite has one writer either way.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Mutex, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use onmemos_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::db::sql::Columns;
 
-/// Read-only connections to one SQLite file, used on the calling thread.
+/// Read-only connections to one SQLite file, used on the calling thread, and a write
+/// connection used on a blocking thread under the sqlx writer's lease.
 #[derive(Debug)]
-pub(crate) struct InlineReader {
+pub(crate) struct Inline {
     path: PathBuf,
     /// One connection each (opened on first use). A read takes the first slot it can lock
     /// without waiting: a reader never sleeps on another's lock, and no lock is shared by
     /// every read.
     slots: Box<[Mutex<Slot>]>,
+    /// The write connection (opened on first use), and how it is set up.
+    writer: Arc<Mutex<Option<Connection>>>,
+    settings: WriterSettings,
+    /// Writes done on the write connection.
+    written: Arc<AtomicU64>,
+}
+
+/// How the write connection is set up: as the sqlx writer is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriterSettings {
+    /// How long a write waits for another process's.
+    pub(crate) busy_timeout_ms: u64,
+    /// The WAL size (pages) at which a commit checkpoints by itself; `None` for SQLite's
+    /// default.
+    pub(crate) autocheckpoint_pages: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -38,13 +63,77 @@ struct Slot {
     answered: u64,
 }
 
-impl InlineReader {
-    /// Up to `slots` connections to the file at `path`.
-    pub(crate) fn new(path: PathBuf, slots: usize) -> Self {
+impl Inline {
+    /// Up to `slots` read connections to the file at `path`, and a write connection set up
+    /// with `settings`.
+    pub(crate) fn new(path: PathBuf, slots: usize, settings: WriterSettings) -> Self {
         Self {
             path,
             slots: (0..slots.max(1)).map(|_| Mutex::default()).collect(),
+            writer: Arc::default(),
+            settings,
+            written: Arc::default(),
         }
+    }
+
+    fn open_writer(path: &Path, settings: WriterSettings) -> rusqlite::Result<Connection> {
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        connection.execute_batch(&format!(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {};",
+            settings.busy_timeout_ms
+        ))?;
+        if let Some(pages) = settings.autocheckpoint_pages {
+            connection.pragma_update(None, "wal_autocheckpoint", pages)?;
+        }
+        connection.set_prepared_statement_cache_capacity(64);
+        Ok(connection)
+    }
+
+    /// Runs `write` on the write connection, on a blocking thread, while holding the sqlx
+    /// writer connection of `lease`: SQLite has one writer, and holding that connection keeps
+    /// every other write of this process out until `write` is done. A connection that failed
+    /// is opened afresh next time.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        lease: &sqlx::AnyPool,
+        write: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        use crate::db::sql::SqlxResultExt;
+        let _lease = lease.acquire().await.db_context("take the SQLite writer")?;
+        let slot = self.writer.clone();
+        let path = self.path.clone();
+        let settings = self.settings;
+        let written = self.written.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = slot.lock().unwrap_or_else(|e| e.into_inner());
+            if connection.is_none() {
+                *connection = Some(Self::open_writer(&path, settings).map_err(|e| {
+                    Error::unavailable("could not open the SQLite write connection").with_source(e)
+                })?);
+            }
+            let c = connection
+                .as_mut()
+                .ok_or_else(|| Error::internal("no SQLite write connection"))?;
+            let done = write(c);
+            written.fetch_add(1, Ordering::Relaxed);
+            if c.is_autocommit() {
+                done
+            } else {
+                // A transaction left open (a failure the caller did not roll back): this
+                // connection is not to be trusted again.
+                *connection = None;
+                done.and(Err(Error::internal(
+                    "a SQLite write left its transaction open",
+                )))
+            }
+        })
+        .await
+        .map_err(|e| Error::internal("the SQLite write thread failed").with_source(e))?
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -55,8 +144,6 @@ impl InlineReader {
                 | OpenFlags::SQLITE_OPEN_URI,
         )?;
         connection.pragma_update(None, "query_only", true)?;
-        // The API's reads and the ledger batch's loads: room for all of their statements.
-        connection.set_prepared_statement_cache_capacity(64);
         Ok(connection)
     }
 
@@ -88,25 +175,9 @@ impl InlineReader {
         }
     }
 
-    /// Runs `sql` with `param` bound at `$1` and parses each row it answers with `parse`;
-    /// `None` as [`Self::read`] (the caller reads through sqlx instead). A row `parse` refuses
-    /// is an error of the answer, not a reason to read again.
-    pub(crate) fn rows<T>(
-        &self,
-        sql: &str,
-        param: &str,
-        parse: impl Fn(&dyn Columns) -> Result<T>,
-    ) -> Option<Result<Vec<T>>> {
-        self.read(|c| {
-            let mut statement = c.prepare_cached(sql)?;
-            let index = ColumnIndex::of_statement(&statement);
-            let mut rows = statement.query([param])?;
-            let mut parsed = Vec::new();
-            while let Some(row) = rows.next()? {
-                parsed.push(parse(&Indexed { row, index: &index }));
-            }
-            Ok(parsed.into_iter().collect())
-        })
+    /// How many writes ran on the write connection (not through sqlx).
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// How many reads were answered here (not by sqlx).
@@ -137,7 +208,7 @@ impl ColumnIndex {
     }
 
     /// The positions of the columns `statement` answers (asked once per query, not per row).
-    fn of_statement(statement: &rusqlite::Statement<'_>) -> Self {
+    pub(crate) fn of_statement(statement: &rusqlite::Statement<'_>) -> Self {
         Self(
             statement
                 .column_names()
@@ -185,6 +256,11 @@ impl Columns for Indexed<'_, '_> {
 mod tests {
     use super::*;
 
+    const SETTINGS: WriterSettings = WriterSettings {
+        busy_timeout_ms: 1_000,
+        autocheckpoint_pages: None,
+    };
+
     #[test]
     fn reads_committed_rows_and_fails_over_to_none() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -195,8 +271,8 @@ mod tests {
                 "PRAGMA journal_mode = WAL; CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (7);",
             )
             .unwrap_or_else(|e| panic!("{e}"));
-        let reader = InlineReader::new(path, 2);
-        let read = |r: &InlineReader| {
+        let reader = Inline::new(path, 2, SETTINGS);
+        let read = |r: &Inline| {
             r.read(|c| c.query_row("SELECT sum(v) FROM t", [], |row| row.get::<_, i64>(0)))
         };
         assert_eq!(read(&reader), Some(7));
@@ -213,7 +289,7 @@ mod tests {
         assert_eq!(read(&reader), Some(12));
         assert_eq!(reader.answered(), 3);
         // A file that is not there: `None`, not a panic.
-        let gone = InlineReader::new(dir.path().join("missing.sqlite"), 1);
+        let gone = Inline::new(dir.path().join("missing.sqlite"), 1, SETTINGS);
         assert_eq!(read(&gone), None);
     }
 }

@@ -1,10 +1,13 @@
 //! The embedded SQLite database (feature `sqlite`): WAL journal, one writer connection (SQLite
 //! allows one writer at a time; queueing in the pool is cheaper than contending for the file
-//! lock) and a pool of read-only connections reading concurrently from the WAL. Migrations are
-//! embedded from `migrations/sqlite`.
+//! lock) and a pool of read-only connections reading concurrently from the WAL; the API's hot
+//! read and the billing pass's writes go around sqlx (see `inline`). Migrations are embedded
+//! from `migrations/sqlite`.
 
 mod config;
 mod inline;
+pub(crate) mod ledger;
+pub(crate) mod sessions;
 
 use std::time::Duration;
 
@@ -13,7 +16,7 @@ use sqlx::Executor;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 
 pub use config::SqliteConfig;
-pub(crate) use inline::{ColumnIndex, Indexed, InlineReader};
+pub(crate) use inline::{ColumnIndex, Indexed, Inline, WriterSettings};
 
 use super::sql::{Dialect, SqlDatabase, SqlxResultExt};
 
@@ -110,9 +113,14 @@ pub async fn connect(config: &SqliteConfig) -> Result<SqlDatabase> {
             .parse::<sqlx::sqlite::SqliteConnectOptions>()
             .map_err(|e| Error::configuration(format!("invalid SQLite URL {url:?}: {e}")))?;
         let keep = usize::try_from(config.max_readers.max(1)).unwrap_or(usize::MAX);
-        Some(std::sync::Arc::new(InlineReader::new(
+        Some(std::sync::Arc::new(Inline::new(
             options.get_filename().to_path_buf(),
             keep,
+            WriterSettings {
+                busy_timeout_ms: config.busy_timeout_ms,
+                autocheckpoint_pages: (config.checkpoint_interval_ms > 0)
+                    .then_some(WRITER_CHECKPOINT_PAGES),
+            },
         )))
     };
     let db = SqlDatabase::new(writer, reader, Dialect::Sqlite, inline);
