@@ -104,36 +104,52 @@ impl Inline {
         write: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         use crate::db::sql::SqlxResultExt;
-        let _lease = lease.acquire().await.db_context("take the SQLite writer")?;
+        let lease = lease.acquire().await.db_context("take the SQLite writer")?;
         let slot = self.writer.clone();
         let path = self.path.clone();
         let settings = self.settings;
         let written = self.written.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut connection = slot.lock().unwrap_or_else(|e| e.into_inner());
-            if connection.is_none() {
-                *connection = Some(Self::open_writer(&path, settings).map_err(|e| {
-                    Error::unavailable("could not open the SQLite write connection").with_source(e)
-                })?);
-            }
-            let c = connection
-                .as_mut()
-                .ok_or_else(|| Error::internal("no SQLite write connection"))?;
-            let done = write(c);
-            written.fetch_add(1, Ordering::Relaxed);
-            if c.is_autocommit() {
-                done
-            } else {
-                // A transaction left open (a failure the caller did not roll back): this
-                // connection is not to be trusted again.
-                *connection = None;
-                done.and(Err(Error::internal(
-                    "a SQLite write left its transaction open",
-                )))
-            }
+        // The lease goes with the write and comes back with its result: even if the caller
+        // stops waiting, no other write of the process starts before this one ends.
+        let (done, lease) = tokio::task::spawn_blocking(move || {
+            let done = Self::write_on(&slot, &path, settings, &written, write);
+            (done, lease)
         })
         .await
-        .map_err(|e| Error::internal("the SQLite write thread failed").with_source(e))?
+        .map_err(|e| Error::internal("the SQLite write thread failed").with_source(e))?;
+        drop(lease);
+        done
+    }
+
+    /// [`Self::write`]'s part on the blocking thread.
+    fn write_on<T>(
+        slot: &Mutex<Option<Connection>>,
+        path: &Path,
+        settings: WriterSettings,
+        written: &AtomicU64,
+        write: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        let mut connection = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if connection.is_none() {
+            *connection = Some(Self::open_writer(path, settings).map_err(|e| {
+                Error::unavailable("could not open the SQLite write connection").with_source(e)
+            })?);
+        }
+        let c = connection
+            .as_mut()
+            .ok_or_else(|| Error::internal("no SQLite write connection"))?;
+        let done = write(c);
+        written.fetch_add(1, Ordering::Relaxed);
+        if c.is_autocommit() {
+            done
+        } else {
+            // A transaction left open (a failure the caller did not roll back): this
+            // connection is not to be trusted again.
+            *connection = None;
+            done.and(Err(Error::internal(
+                "a SQLite write left its transaction open",
+            )))
+        }
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -291,5 +307,70 @@ mod tests {
         // A file that is not there: `None`, not a panic.
         let gone = Inline::new(dir.path().join("missing.sqlite"), 1, SETTINGS);
         assert_eq!(read(&gone), None);
+    }
+
+    /// A write that leaves its transaction open is an error, and the next write gets a fresh
+    /// connection that sees only what was committed; a failed write is reported with its kind.
+    #[tokio::test]
+    async fn writes_report_failures_and_never_leave_a_transaction_open() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db.sqlite");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let lease = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        sqlx::raw_sql("PRAGMA journal_mode = WAL; CREATE TABLE t (v INTEGER PRIMARY KEY)")
+            .execute(&lease)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let inline = Inline::new(path, 1, SETTINGS);
+        let sum = || {
+            inline.write(&lease, |c| {
+                c.query_row("SELECT COALESCE(SUM(v), 0) FROM t", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(|e| super::super::ledger::error("sum", e))
+            })
+        };
+
+        let committed = inline
+            .write(&lease, |c| {
+                c.execute("INSERT INTO t VALUES (3)", [])
+                    .map_err(|e| super::super::ledger::error("insert", e))
+            })
+            .await;
+        assert_eq!(committed.ok(), Some(1));
+        let left_open = inline
+            .write(&lease, |c| {
+                c.execute_batch("BEGIN; INSERT INTO t VALUES (4);")
+                    .map_err(|e| super::super::ledger::error("insert", e))
+            })
+            .await;
+        assert!(
+            matches!(&left_open, Err(e) if e.kind() == onmemos_core::ErrorKind::Internal),
+            "{left_open:?}"
+        );
+        // The open transaction went with its connection: 4 was never committed.
+        assert_eq!(sum().await.ok(), Some(3));
+        let duplicate = inline
+            .write(&lease, |c| {
+                c.execute("INSERT INTO t VALUES (3)", [])
+                    .map_err(|e| super::super::ledger::error("insert", e))
+            })
+            .await;
+        assert!(
+            matches!(&duplicate, Err(e) if e.kind() == onmemos_core::ErrorKind::Conflict),
+            "{duplicate:?}"
+        );
+        assert_eq!(inline.written(), 4);
+        // The sqlx writer is free again once a write is done.
+        sqlx::query("INSERT INTO t VALUES (5)")
+            .execute(&lease)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sum().await.ok(), Some(8));
     }
 }
