@@ -582,7 +582,7 @@ pub(crate) fn record_from(row: &impl Columns) -> Result<SessionRecord> {
     })
 }
 
-/// The positions of [`COLUMNS`] in a row read on the calling thread.
+/// The positions of [`COLUMNS`] in a row read through `rusqlite` (see [`crate::db::sqlite`]).
 #[cfg(feature = "sqlite")]
 static INLINE_COLUMNS: LazyLock<crate::db::sqlite::ColumnIndex> =
     LazyLock::new(|| crate::db::sqlite::ColumnIndex::of(COLUMNS));
