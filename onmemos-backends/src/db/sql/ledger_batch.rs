@@ -210,6 +210,9 @@ pub(crate) async fn apply(
             .await
             .map_err(id_taken);
     }
+    // Without SQLite there is no value of `Inline`: nothing to take.
+    #[cfg(not(feature = "sqlite"))]
+    let _ = inline;
     let writes = &writes[..];
     // 1. Who the batch touches.
     let Touched {

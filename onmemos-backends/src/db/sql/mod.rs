@@ -32,6 +32,7 @@ use sqlx::AnyPool;
 pub(crate) use error::SqlxResultExt;
 use group_commit::GroupCommit;
 pub use group_commit::GroupCommitStats;
+#[cfg(feature = "sqlite")]
 pub(crate) use rows::Columns;
 
 /// Which SQL database is behind a [`SqlDatabase`].
