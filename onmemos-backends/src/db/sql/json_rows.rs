@@ -37,7 +37,7 @@ where
 }
 
 /// `sql` with its `IN {list}` reading the JSON array of text bound at `$1`, the dialect's way.
-fn list_sql(d: Dialect, sql: &str) -> String {
+pub(crate) fn list_sql(d: Dialect, sql: &str) -> String {
     match d {
         // An array, not a sub-select: PostgreSQL estimates a sub-select of a function at 100
         // rows whatever the list holds, and with stale statistics then scans the whole table

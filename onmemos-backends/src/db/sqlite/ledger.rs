@@ -46,9 +46,9 @@ pub(crate) fn error(what: &'static str, err: rusqlite::Error) -> Error {
     Error::new(kind, format!("database error while trying to {what}")).with_source(err)
 }
 
-/// `sql` with its `IN {list}` reading the JSON array of text bound at `?1`.
+/// `sql` with its `IN {list}` reading the JSON array of text bound at `$1`.
 fn listed(sql: &str) -> String {
-    sql.replace("{list}", "(SELECT value FROM json_each(?1))")
+    crate::db::sql::json_rows::list_sql(crate::db::sql::Dialect::Sqlite, sql)
 }
 
 /// The rows `sql` (with an `IN {list}`) answers for `list`, each parsed by `parse`.
@@ -215,21 +215,17 @@ fn write(c: &Connection, changes: &Changes) -> Result<()> {
 
     // Accounts: users and issuance on their own rows, the system accounts on their one stripe,
     // in account id order (breakage, then revenue).
+    // An account's movement: `?1` the account, `?2`–`?5` what its counters moved by.
+    const MOVE: &str = "SET debits_posted = debits_posted + ?2,
+         credits_posted = credits_posted + ?3, debits_pending = debits_pending + ?4,
+         credits_pending = credits_pending + ?5";
     let mut own = c
-        .prepare_cached(
-            "UPDATE ledger_accounts SET debits_posted = debits_posted + ?2,
-                 credits_posted = credits_posted + ?3, debits_pending = debits_pending + ?4,
-                 credits_pending = credits_pending + ?5
-             WHERE id = ?1",
-        )
+        .prepare_cached(&format!("UPDATE ledger_accounts {MOVE} WHERE id = ?1"))
         .map_err(step("update accounts"))?;
     let mut stripe = c
-        .prepare_cached(
-            "UPDATE ledger_account_stripes SET debits_posted = debits_posted + ?2,
-                 credits_posted = credits_posted + ?3, debits_pending = debits_pending + ?4,
-                 credits_pending = credits_pending + ?5
-             WHERE account = ?1 AND stripe = 0",
-        )
+        .prepare_cached(&format!(
+            "UPDATE ledger_account_stripes {MOVE} WHERE account = ?1 AND stripe = 0"
+        ))
         .map_err(step("update a system account"))?;
     let mut striped = Vec::new();
     for (account, d) in &changes.accounts {
