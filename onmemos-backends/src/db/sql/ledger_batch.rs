@@ -526,29 +526,47 @@ struct IdRow<'a> {
     id: &'a str,
 }
 
-/// A new hold's reservation on a grant.
+/// A hold's reservation on a grant, as stored: its hold, its position among the hold's
+/// reservations, and what it reserved and (once settled) paid.
 #[derive(serde::Serialize)]
-struct AllocationRow<'a> {
-    hold_id: &'a str,
-    position: usize,
-    grant_id: &'a str,
-    amount: i64,
-    taken: Option<i64>,
+pub(crate) struct AllocationRow<'a> {
+    pub(crate) hold_id: &'a str,
+    pub(crate) position: i64,
+    pub(crate) grant_id: &'a str,
+    pub(crate) amount: i64,
+    pub(crate) taken: Option<i64>,
+}
+
+/// The reservations of `holds`, each hold's in order.
+pub(crate) fn allocation_rows(holds: &[HoldState]) -> impl Iterator<Item = AllocationRow<'_>> {
+    holds.iter().flat_map(|h| {
+        h.allocations
+            .iter()
+            .enumerate()
+            .map(move |(position, a)| AllocationRow {
+                hold_id: h.id.as_str(),
+                // A hold has a handful of reservations.
+                position: i64::try_from(position).unwrap_or(i64::MAX),
+                grant_id: a.grant.as_str(),
+                amount: a.amount,
+                taken: a.taken,
+            })
+    })
 }
 
 /// What a settled hold's reservation paid.
 #[derive(serde::Serialize)]
 struct TakenRow<'a> {
     hold_id: &'a str,
-    position: usize,
+    position: i64,
     n_taken: Option<i64>,
 }
 
 /// Writes what a batch changed.
-async fn write_changes<'a>(
+async fn write_changes(
     tx: &mut Transaction<'static, Any>,
     d: Dialect,
-    changes: &'a Changes,
+    changes: &Changes,
 ) -> Result<()> {
     use Ty::{Int, Text};
     let transfers = changes
@@ -747,22 +765,6 @@ async fn write_changes<'a>(
         "settle holds",
     )
     .await?;
-    let allocation_rows = |hs: &'a [HoldState]| -> Vec<AllocationRow<'a>> {
-        hs.iter()
-            .flat_map(|h| {
-                h.allocations
-                    .iter()
-                    .enumerate()
-                    .map(move |(position, a)| AllocationRow {
-                        hold_id: h.id.as_str(),
-                        position,
-                        grant_id: a.grant.as_str(),
-                        amount: a.amount,
-                        taken: a.taken,
-                    })
-            })
-            .collect()
-    };
     let allocation_cols = [
         ("hold_id", Text),
         ("position", Int),
@@ -777,7 +779,7 @@ async fn write_changes<'a>(
             "INSERT INTO ledger_hold_allocations ({names}) SELECT {names} FROM {}",
             records(d, &allocation_cols)
         ),
-        allocation_rows(&changes.new_holds),
+        allocation_rows(&changes.new_holds).collect(),
         "record reservations",
     )
     .await?;
@@ -789,18 +791,11 @@ async fn write_changes<'a>(
                AND ledger_hold_allocations.position = r.position",
             records(d, &[("hold_id", Text), ("position", Int), ("n_taken", Int)])
         ),
-        changes
-            .settled_holds
-            .iter()
-            .flat_map(|h| {
-                h.allocations
-                    .iter()
-                    .enumerate()
-                    .map(move |(position, a)| TakenRow {
-                        hold_id: h.id.as_str(),
-                        position,
-                        n_taken: a.taken,
-                    })
+        allocation_rows(&changes.settled_holds)
+            .map(|a| TakenRow {
+                hold_id: a.hold_id,
+                position: a.position,
+                n_taken: a.taken,
             })
             .collect(),
         "record what reservations paid",

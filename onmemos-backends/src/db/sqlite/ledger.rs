@@ -69,6 +69,11 @@ fn rows<T>(
     Ok(parsed)
 }
 
+/// A ledger position as SQLite stores it.
+fn stored_seq(seq: u64) -> Result<i64> {
+    i64::try_from(seq).map_err(|_| Error::internal("a ledger position too large"))
+}
+
 /// A JSON array of the strings in `set`.
 fn list(set: &BTreeSet<String>) -> String {
     crate::db::sql::json_rows::text_list(set.iter().map(String::as_str))
@@ -192,8 +197,7 @@ fn write(c: &Connection, changes: &Changes) -> Result<()> {
         )
         .map_err(step("record transfers"))?;
     for t in &changes.transfers {
-        let seq =
-            i64::try_from(t.seq).map_err(|_| Error::internal("a ledger position too large"))?;
+        let seq = stored_seq(t.seq)?;
         insert
             .execute(params![
                 seq,
@@ -260,8 +264,7 @@ fn write(c: &Connection, changes: &Changes) -> Result<()> {
         .map_err(step("record grants"))?;
     for g in &changes.new_grants {
         let b = &g.balance;
-        let seq =
-            i64::try_from(g.seq).map_err(|_| Error::internal("a ledger position too large"))?;
+        let seq = stored_seq(g.seq)?;
         new_grant
             .execute(params![
                 b.id.as_str(),
@@ -305,8 +308,7 @@ fn write(c: &Connection, changes: &Changes) -> Result<()> {
         )
         .map_err(step("record holds"))?;
     for h in &changes.new_holds {
-        let seq =
-            i64::try_from(h.seq).map_err(|_| Error::internal("a ledger position too large"))?;
+        let seq = stored_seq(h.seq)?;
         hold.execute(params![
             h.id.as_str(),
             seq,
@@ -331,34 +333,22 @@ fn write(c: &Connection, changes: &Changes) -> Result<()> {
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )
         .map_err(step("record reservations"))?;
-    for h in &changes.new_holds {
-        for (position, a) in h.allocations.iter().enumerate() {
-            reserve
-                .execute(params![
-                    h.id.as_str(),
-                    i64::try_from(position).unwrap_or(i64::MAX),
-                    a.grant.as_str(),
-                    a.amount,
-                    a.taken,
-                ])
-                .map_err(step("record reservations"))?;
-        }
+    for a in batch::allocation_rows(&changes.new_holds) {
+        reserve
+            .execute(params![
+                a.hold_id, a.position, a.grant_id, a.amount, a.taken
+            ])
+            .map_err(step("record reservations"))?;
     }
     let mut taken = c
         .prepare_cached(
             "UPDATE ledger_hold_allocations SET taken = ?3 WHERE hold_id = ?1 AND position = ?2",
         )
         .map_err(step("record what reservations paid"))?;
-    for h in &changes.settled_holds {
-        for (position, a) in h.allocations.iter().enumerate() {
-            taken
-                .execute(params![
-                    h.id.as_str(),
-                    i64::try_from(position).unwrap_or(i64::MAX),
-                    a.taken,
-                ])
-                .map_err(step("record what reservations paid"))?;
-        }
+    for a in batch::allocation_rows(&changes.settled_holds) {
+        taken
+            .execute(params![a.hold_id, a.position, a.taken])
+            .map_err(step("record what reservations paid"))?;
     }
     Ok(())
 }
