@@ -15,7 +15,7 @@ pub(crate) mod ledger;
 pub(crate) mod ledger_batch;
 mod repos;
 pub(crate) mod rows;
-mod sessions;
+pub(crate) mod sessions;
 mod storage_usage;
 mod uploads;
 

@@ -210,7 +210,7 @@ fn all_columns() -> Vec<&'static str> {
 }
 
 /// The columns a billing tick changes.
-const TICK_COLUMNS: &[&str] = &[
+pub(crate) const TICK_COLUMNS: &[&str] = &[
     "version",
     "cost_micros",
     "billed_ms",

@@ -2,6 +2,7 @@
 //! each tick's record and events bound as values, one prepared statement a row, no JSON.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use onmemos_core::model::{SessionRecord, TransferId};
 use onmemos_core::ports::NewSessionEvent;
@@ -10,8 +11,25 @@ use rusqlite::{Connection, TransactionBehavior, params};
 
 use super::ledger::error;
 use crate::db::sql::rows::{i64_of, ms, to_json};
+use crate::db::sql::sessions::TICK_COLUMNS;
 
-/// A tick's write of one session: the billing columns, and the version it expects to find.
+/// The update of a tick's billing columns (`TICK_COLUMNS`, bound from `?3` in that order) of the
+/// session `?1` if its version is `?2`, releasing its lease.
+static UPDATE_TICK: LazyLock<String> = LazyLock::new(|| {
+    let sets: Vec<String> = TICK_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ?{}", i + 3))
+        .collect();
+    format!(
+        "UPDATE sessions SET {}, lease_holder = NULL, lease_until = NULL
+         WHERE id = ?1 AND version = ?2",
+        sets.join(", ")
+    )
+});
+
+/// A tick's write of one session: the billing columns (in `TICK_COLUMNS`' order after the id
+/// and the version it expects to find).
 pub(crate) struct TickRow {
     id: String,
     expected: i64,
@@ -87,12 +105,7 @@ pub(crate) fn record_ticks(
     let mut written = vec![false; ticks.len()];
     {
         let mut update = tx
-            .prepare_cached(
-                "UPDATE sessions SET version = ?3, cost_micros = ?4, billed_ms = ?5, tick = ?6,
-                     hold_id = ?7, covered_until = ?8, next_check_at = ?9, warned = ?10,
-                     lease_holder = NULL, lease_until = NULL
-                 WHERE id = ?1 AND version = ?2",
-            )
+            .prepare_cached(&UPDATE_TICK)
             .map_err(|e| error("update sessions", e))?;
         let mut order: Vec<usize> = (0..ticks.len()).collect();
         order.sort_by(|a, b| ticks[*a].id.cmp(&ticks[*b].id));
