@@ -616,6 +616,77 @@ async fn a_restarted_server_reconciles_its_sessions_and_kills_their_processes() 
     }
 }
 
+/// A server killed after a tick's ledger batch committed but before the tick's record did
+/// leaves the hold that tick placed named by no record: the reconciliation releases it, and
+/// the charge the ledger took for that tick stands (it is replayed, never taken twice).
+#[tokio::test]
+async fn a_restart_releases_the_hold_of_a_tick_cut_off_before_its_record() {
+    for (name, db) in common::databases().await {
+        let w = world(db, 1_000_000).await;
+        let s = w.start(LimitOverrides::default()).await;
+        let started = s.started_at.unwrap_or_default();
+        w.clock.advance(Duration::seconds(INTERVAL_S));
+        w.engine
+            .monitor()
+            .run_once()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: pass: {e}"));
+        // The ledger half of the next tick, as it committed before the kill.
+        w.clock.advance(Duration::seconds(INTERVAL_S));
+        let cut_at = w.clock.now();
+        let record =
+            w.db.sessions()
+                .record(s.id)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .unwrap_or_else(|| panic!("{name}: no record"));
+        let hold = record
+            .hold
+            .clone()
+            .unwrap_or_else(|| panic!("{name}: the session holds nothing"));
+        let id = |step: &str, k: u64| {
+            TransferId::try_from(format!("{}.{step}.{k}", s.id)).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let ops = [
+            LedgerOp::Post {
+                id: id("settle", record.tick),
+                hold,
+                amount: cost_of(s.rate_micros_per_hour, ms_between(started, cut_at))
+                    - record.session.cost_micros,
+            },
+            LedgerOp::Hold {
+                id: id("hold", record.tick + 1),
+                user: s.owner_id,
+                amount: cost_of(s.rate_micros_per_hour, 60_000),
+                timeout_at: cut_at + Duration::seconds(120),
+                reference: Some(format!("session {}", s.id)),
+            },
+        ];
+        let outcomes =
+            w.db.ledger()
+                .apply_batch(&ops, cut_at)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: batch: {e}"));
+        assert!(outcomes.iter().all(Result::is_ok), "{name}: {outcomes:?}");
+        w.clock.advance(Duration::seconds(7));
+        let restarted = engine_over(w.db.clone(), w.clock.clone(), &w.root).await;
+        let report = restarted
+            .monitor()
+            .reconcile_after_restart()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: reconcile: {e}"));
+        assert_eq!(
+            report.stopped,
+            vec![(s.id, StopReason::ServerRestartReconciled)],
+            "{name}"
+        );
+        let stopped = w.stored(s.id).await;
+        // Charged up to the cut tick, which the ledger took; nothing is left held.
+        w.check_charge(&stopped, ms_between(started, cut_at)).await;
+        w.check_no_processes(s.id);
+    }
+}
+
 #[tokio::test]
 async fn a_start_without_credits_fails_cleanly_and_holds_nothing() {
     for (name, db) in common::databases().await {

@@ -356,6 +356,12 @@ impl<'e> SessionBilling<'e> {
         if !self.engine.database().sessions().update(&next).await? {
             return Err(Error::conflict("the session changed meanwhile"));
         }
+        // A tick whose ledger batch committed and whose record did not (its server was killed
+        // between the two, or the write failed) placed the next hold, which no record names.
+        // Only now that the session is stopped, so no tick can take that hold up any more.
+        let next_hold = record.tick + 1;
+        self.void_unrecorded_hold(id, next_hold, transfer_id(id, "hold", next_hold))
+            .await;
         self.engine.shared().activity.forget(id);
         self.sessions()
             .event(
@@ -495,16 +501,24 @@ impl<'e> SessionBilling<'e> {
         if !current.session.is_finished() || current.hold.as_ref() == Some(hold) {
             return;
         }
+        self.void_unrecorded_hold(id, ticked.tick, hold.clone())
+            .await;
+    }
+
+    /// Voids hold `k` of session `id`, which a tick placed but no record of the (now ended)
+    /// session names. Nothing to do when the hold was never placed (the tick stopped short of
+    /// its ledger batch) or is settled already (the stop found it after all); when the void
+    /// fails, the hold times out by itself.
+    async fn void_unrecorded_hold(&self, id: SessionId, k: u64, hold: TransferId) {
         let void = LedgerOp::Void {
-            id: transfer_id(id, "void", ticked.tick),
-            hold: hold.clone(),
+            id: transfer_id(id, "void", k),
+            hold,
         };
         match self.engine.credits().execute(&void).await {
             Ok(_) => {}
-            // Settled already (the stop found it after all): nothing is held.
-            Err(e) if e.kind() == ErrorKind::Conflict => {}
+            Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::NotFound) => {}
             Err(e) => {
-                tracing::warn!(session = %id, error = %e, "could not release the hold of a lost tick; it times out by itself")
+                tracing::warn!(session = %id, error = %e, "could not release a hold no record names; it times out by itself")
             }
         }
     }
