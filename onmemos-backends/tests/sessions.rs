@@ -22,6 +22,7 @@ use onmemos_core::model::{
     GrantSource, LedgerOp, MicroCredits, Session, SessionEventKind, SessionStatus, StopReason,
     TransferId, Warning, cost_of,
 };
+use onmemos_core::monitor::PassReport;
 use onmemos_core::ports::Database;
 use onmemos_core::ports::compute::PtySize;
 use onmemos_core::{Engine, EngineConfig, ErrorKind, Principal, SessionSettings};
@@ -144,6 +145,24 @@ impl World {
     }
 
     /// The session as stored, without counting as activity.
+    /// Starts a new server over the same database and directory (the old one's processes
+    /// live on), runs its reconciliation, checks that it stopped just `id` for the restart, and
+    /// returns the stopped session and the report.
+    async fn restart(&self, id: SessionId, name: &str) -> (Session, PassReport) {
+        let restarted = engine_over(self.db.clone(), self.clock.clone(), &self.root).await;
+        let report = restarted
+            .monitor()
+            .reconcile_after_restart()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: reconcile: {e}"));
+        assert_eq!(
+            report.stopped,
+            vec![(id, StopReason::ServerRestartReconciled)],
+            "{name}"
+        );
+        (self.stored(id).await, report)
+    }
+
     async fn stored(&self, id: SessionId) -> Session {
         self.db
             .sessions()
@@ -590,19 +609,7 @@ async fn a_restarted_server_reconciles_its_sessions_and_kills_their_processes() 
         }
         let last_tick = w.clock.now();
         w.clock.advance(Duration::seconds(7));
-        // A new server over the same database and directory; the old one's processes live on.
-        let restarted = engine_over(w.db.clone(), w.clock.clone(), &w.root).await;
-        let report = restarted
-            .monitor()
-            .reconcile_after_restart()
-            .await
-            .unwrap_or_else(|e| panic!("{name}: reconcile: {e}"));
-        assert_eq!(
-            report.stopped,
-            vec![(s.id, StopReason::ServerRestartReconciled)],
-            "{name}"
-        );
-        let stopped = w.stored(s.id).await;
+        let (stopped, report) = w.restart(s.id, name).await;
         assert_eq!(
             stopped.stop_reason,
             Some(StopReason::ServerRestartReconciled)
@@ -669,18 +676,7 @@ async fn a_restart_releases_the_hold_of_a_tick_cut_off_before_its_record() {
                 .unwrap_or_else(|e| panic!("{name}: batch: {e}"));
         assert!(outcomes.iter().all(Result::is_ok), "{name}: {outcomes:?}");
         w.clock.advance(Duration::seconds(7));
-        let restarted = engine_over(w.db.clone(), w.clock.clone(), &w.root).await;
-        let report = restarted
-            .monitor()
-            .reconcile_after_restart()
-            .await
-            .unwrap_or_else(|e| panic!("{name}: reconcile: {e}"));
-        assert_eq!(
-            report.stopped,
-            vec![(s.id, StopReason::ServerRestartReconciled)],
-            "{name}"
-        );
-        let stopped = w.stored(s.id).await;
+        let (stopped, _) = w.restart(s.id, name).await;
         // Charged up to the cut tick, which the ledger took; nothing is left held.
         w.check_charge(&stopped, ms_between(started, cut_at)).await;
         w.check_no_processes(s.id);
