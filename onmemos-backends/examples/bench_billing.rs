@@ -221,6 +221,20 @@ async fn main() {
             rate / baseline
         );
     }
+    // What a monitor asks after each of its passes: when the next session is due.
+    let sessions_repo = onmemos_core::ports::Database::sessions(&db);
+    let (started, mut calls) = (Instant::now(), 0u32);
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        sessions_repo
+            .next_due()
+            .await
+            .unwrap_or_else(|e| panic!("next_due: {e}"));
+        calls += 1;
+    }
+    println!(
+        "{name}, {sessions} sessions: when the next one is due (asked after every monitor pass) {:.3} ms a call",
+        started.elapsed().as_secs_f64() * 1000.0 / f64::from(calls)
+    );
     let r = onmemos_core::ledger::reconcile(onmemos_core::ports::Database::ledger(&db))
         .await
         .unwrap_or_else(|e| panic!("{e}"));

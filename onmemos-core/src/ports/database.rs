@@ -340,7 +340,9 @@ pub trait SessionRepo: Send + Sync {
         limit: u32,
     ) -> Result<Vec<SessionRecord>>;
     /// The earliest moment a running session is due and claimable: its next check, or the end
-    /// of the lease that holds it when that is later. `None` when no session runs.
+    /// of the lease that holds it when that is later. `None` when no session runs. It may be
+    /// earlier than that, never later (the monitor then wakes early and finds nothing due), so
+    /// that it need not read every running session: the monitor asks after every pass.
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>>;
     /// The unfinished sessions started by `node`, or by any node when `None` (a compute every
     /// node reaches).

@@ -38,6 +38,28 @@ const CLAIM: &str = "UPDATE sessions SET lease_holder = $1, lease_until = $3
            AND (lease_until IS NULL OR lease_until <= $2)
          ORDER BY next_check_at, owner_id LIMIT $4";
 
+/// How many sessions, first in due order, `next_due` reads.
+const NEXT_DUE_READ: i64 = 64;
+
+/// The earliest claimable moment among `first` — the first sessions in order of their next
+/// check (`(next_check_at, lease_until)` in milliseconds), at most `read` of them — where a
+/// session is claimable at its check or when its lease ends, if that is later. Any session
+/// after them is checked no earlier than the last of them, so when `read` came back that
+/// check bounds the answer too: the moment is exact unless every one of them is leased past
+/// it, and then it is earlier than the truth, never later (the monitor wakes early and finds
+/// nothing to claim).
+fn earliest_claimable(first: &[(i64, Option<i64>)], read: i64) -> Option<i64> {
+    let claimable = first
+        .iter()
+        .map(|&(check, lease)| lease.map_or(check, |lease| lease.max(check)))
+        .min();
+    let full = i64::try_from(first.len()).is_ok_and(|n| n >= read);
+    match first.last() {
+        Some(&(last_check, _)) if full => claimable.map(|c| c.min(last_check)),
+        _ => claimable,
+    }
+}
+
 /// `INSERT` of the sessions in a JSON array.
 fn insert_sql(dialect: super::Dialect) -> String {
     let typed: Vec<(&str, Ty)> = COLUMNS
@@ -815,15 +837,19 @@ impl SessionRepo for SqlDatabase {
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(CASE WHEN lease_until > next_check_at THEN lease_until
-                             ELSE next_check_at END)
-             FROM sessions WHERE status = 'running'",
+        // The first sessions in due order, read from `sessions_due`: a bounded read, where
+        // the earliest claimable moment of every running session is a scan of them all — and
+        // a monitor asks after every pass, which is every few milliseconds when many run.
+        let first: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT next_check_at, lease_until FROM sessions
+             WHERE status = 'running' AND next_check_at IS NOT NULL
+             ORDER BY next_check_at, owner_id LIMIT $1",
         )
-        .fetch_one(&self.reader)
+        .bind(NEXT_DUE_READ)
+        .fetch_all(&self.reader)
         .await
         .db_context("read when the next session is due")?;
-        opt_at(due)
+        opt_at(earliest_claimable(&first, NEXT_DUE_READ))
     }
 
     async fn unfinished(&self, node: Option<&str>) -> Result<Vec<SessionRecord>> {
@@ -933,5 +959,32 @@ impl SessionRepo for SqlDatabase {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::earliest_claimable;
+
+    #[test]
+    fn the_earliest_claimable_moment_is_a_check_or_a_lease_end_never_later_than_the_truth() {
+        assert_eq!(earliest_claimable(&[], 3), None);
+        // A lease ends after its session's check: claimable when the lease ends.
+        assert_eq!(
+            earliest_claimable(&[(10, Some(50)), (20, None)], 3),
+            Some(20)
+        );
+        assert_eq!(
+            earliest_claimable(&[(10, Some(15)), (20, None)], 3),
+            Some(15)
+        );
+        // A lease that ended before the check changes nothing.
+        assert_eq!(earliest_claimable(&[(10, Some(5))], 3), Some(10));
+        // Every session read is leased past the last one's check: sessions not read may be
+        // claimable from that check on, so the answer is no later than it.
+        let all_leased = [(10, Some(90)), (20, Some(90)), (30, Some(90))];
+        assert_eq!(earliest_claimable(&all_leased, 3), Some(30));
+        // Fewer than asked for: they are all the running sessions, and the answer is exact.
+        assert_eq!(earliest_claimable(&all_leased, 4), Some(90));
     }
 }
