@@ -123,6 +123,41 @@ async fn bare(db: &SqlDatabase, rows: usize, workers: usize, rounds: usize) -> f
     (rows * rounds) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Runs `read` while another task writes one row again and again through the writer pool;
+/// returns what `read` answered, the longest write in milliseconds, and how long `read` took.
+async fn while_writing<T>(
+    db: &SqlDatabase,
+    read: impl std::future::Future<Output = T>,
+) -> (T, f64, f64) {
+    let writer = db.writer().clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let writes = tokio::spawn(async move {
+        let mut longest = std::time::Duration::ZERO;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let started = Instant::now();
+            sqlx::query(
+                "UPDATE sessions SET warned = warned WHERE id = (SELECT MIN(id) FROM sessions)",
+            )
+            .execute(&writer)
+            .await
+            .unwrap_or_else(|e| panic!("write: {e}"));
+            longest = longest.max(started.elapsed());
+        }
+        longest
+    });
+    let started = Instant::now();
+    let answer = read.await;
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let longest = writes.await.unwrap_or_default();
+    (
+        answer,
+        longest.as_secs_f64() * 1000.0,
+        took.as_secs_f64() * 1000.0,
+    )
+}
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -234,6 +269,28 @@ async fn main() {
     println!(
         "{name}, {sessions} sessions: when the next one is due (asked after every monitor pass) {:.3} ms a call",
         started.elapsed().as_secs_f64() * 1000.0 / f64::from(calls)
+    );
+    // The sweep's read of every unfinished session, through the port (the readers) and, as
+    // it was, through the writer pool, each while writes go on: the longest a write waited.
+    let through_port = async {
+        let unfinished = sessions_repo
+            .unfinished(None)
+            .await
+            .unwrap_or_else(|e| panic!("unfinished: {e}"));
+        unfinished.len()
+    };
+    let (read, waited, ms) = while_writing(&db, through_port).await;
+    let writer = db.writer().clone();
+    let through_writer = async move {
+        sqlx::query("SELECT * FROM sessions WHERE status IN ('pending', 'starting', 'running', 'stopping') ORDER BY id")
+            .fetch_all(&writer)
+            .await
+            .unwrap_or_else(|e| panic!("unfinished: {e}"))
+            .len()
+    };
+    let (_, waited_before, ms_before) = while_writing(&db, through_writer).await;
+    println!(
+        "{name}, {sessions} sessions: the sweep's read of {read} unfinished sessions {ms:.0} ms, the longest write meanwhile {waited:.1} ms (read through the writer: {ms_before:.0} ms, {waited_before:.1} ms)"
     );
     let r = onmemos_core::ledger::reconcile(onmemos_core::ports::Database::ledger(&db))
         .await

@@ -23,8 +23,12 @@ use onmemos_core::model::{
     TransferId, Warning, cost_of,
 };
 use onmemos_core::monitor::PassReport;
+use onmemos_core::ports::ComputeProvider;
 use onmemos_core::ports::Database;
-use onmemos_core::ports::compute::PtySize;
+use onmemos_core::ports::compute::{
+    ComputeCapabilities, ComputeStatus, ExecRequest, ExecStream, PtyConnection, PtySize,
+    ResourceUsage, SessionSpec, WorkspaceSpec,
+};
 use onmemos_core::{Engine, EngineConfig, ErrorKind, Principal, SessionSettings};
 
 const INTERVAL_S: i64 = 10;
@@ -1207,5 +1211,136 @@ async fn an_embedder_attaches_detaches_and_reattaches_to_a_terminal_without_http
         );
         assert_eq!(terminals.ending(s.id).await.reason, "user", "{name}");
         w.check_no_processes(s.id);
+    }
+}
+
+/// Local compute that, the first time a session's status is read (by the monitor's sweep,
+/// after it read the sessions), first runs a hook: a session started in the middle of a sweep,
+/// as a request can.
+struct RacingCompute {
+    inner: LocalCompute,
+    hook: std::sync::Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
+}
+
+impl std::fmt::Debug for RacingCompute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RacingCompute").finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl ComputeProvider for RacingCompute {
+    fn capabilities(&self) -> ComputeCapabilities {
+        self.inner.capabilities()
+    }
+    async fn provision_workspace(&self, spec: &WorkspaceSpec) -> onmemos_core::Result<()> {
+        self.inner.provision_workspace(spec).await
+    }
+    async fn teardown_workspace(&self, workspace: WorkspaceId) -> onmemos_core::Result<()> {
+        self.inner.teardown_workspace(workspace).await
+    }
+    async fn start_session(&self, spec: &SessionSpec) -> onmemos_core::Result<()> {
+        self.inner.start_session(spec).await
+    }
+    async fn stop_session(&self, session: SessionId) -> onmemos_core::Result<()> {
+        self.inner.stop_session(session).await
+    }
+    async fn exec(
+        &self,
+        session: SessionId,
+        request: ExecRequest,
+    ) -> onmemos_core::Result<ExecStream> {
+        self.inner.exec(session, request).await
+    }
+    async fn attach_pty(
+        &self,
+        session: SessionId,
+        size: PtySize,
+    ) -> onmemos_core::Result<Box<dyn PtyConnection>> {
+        self.inner.attach_pty(session, size).await
+    }
+    async fn status(&self, session: SessionId) -> onmemos_core::Result<ComputeStatus> {
+        let hook = self.hook.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(hook) = hook {
+            hook.await;
+        }
+        self.inner.status(session).await
+    }
+    async fn usage(&self, session: SessionId) -> onmemos_core::Result<ResourceUsage> {
+        self.inner.usage(session).await
+    }
+    async fn running_sessions(&self) -> onmemos_core::Result<Vec<SessionId>> {
+        self.inner.running_sessions().await
+    }
+}
+
+/// A session started while the monitor sweeps — after the sweep read the sessions, before it
+/// looks for processes no session owns — is not taken for an orphan: its processes live on.
+#[tokio::test]
+async fn a_session_started_during_a_sweep_is_not_killed_as_an_orphan() {
+    for (name, db) in common::databases().await {
+        let db: Arc<dyn Database> = Arc::new(db);
+        let clock = Arc::new(ManualClock::new(t0()));
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let compute = Arc::new(RacingCompute {
+            inner: LocalCompute::unsandboxed(root.path()),
+            hook: std::sync::Mutex::new(None),
+        });
+        let engine = Engine::builder(db.clone())
+            .with_clock(clock.clone())
+            .with_compute(compute.clone())
+            .with_config(config())
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: engine: {e}"));
+        let (user, workspace) = common::member_with_workspace(&engine, "race", 1_000_000).await;
+        let create = CreateSession {
+            workspace_id: workspace,
+            template: "python".into(),
+            limits: LimitOverrides::default(),
+            placement: Default::default(),
+            env: Default::default(),
+        };
+        let first = engine
+            .sessions()
+            .create(&user, create.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: create: {e}"));
+        // The sweep reads `first`'s status after reading the sessions: a second one starts then.
+        let (racer, started) = tokio::sync::oneshot::channel();
+        let (engine2, user2) = (engine.clone(), user.clone());
+        *compute.hook.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::pin(async move {
+            let s = engine2
+                .sessions()
+                .create(&user2, create)
+                .await
+                .unwrap_or_else(|e| panic!("create during the sweep: {e}"));
+            let _ = racer.send(s.id);
+        }));
+        clock.advance(Duration::seconds(INTERVAL_S));
+        let report = engine
+            .monitor()
+            .run_once()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: pass: {e}"));
+        let second = started
+            .await
+            .unwrap_or_else(|_| panic!("{name}: the sweep never read a status"));
+        assert_eq!(report.orphans_killed, 0, "{name}: {report:?}");
+        let running = compute
+            .running_sessions()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for id in [first.id, second] {
+            assert!(
+                running.contains(&id),
+                "{name}: the processes of {id} were killed"
+            );
+            engine
+                .sessions()
+                .stop(&user, id)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: stop: {e}"));
+        }
     }
 }

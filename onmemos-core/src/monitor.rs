@@ -149,6 +149,9 @@ impl Monitor {
             .engine
             .compute()
             .is_some_and(|c| !c.capabilities().node_local);
+        // What runs here, taken before the sessions are read: a session started meanwhile is
+        // read or not, but never taken for an orphan.
+        let running = self.running_here(!shared).await?;
         // Those that could not be reconciled stay as they are, processes included.
         let mut kept = HashSet::new();
         for record in db.sessions().unfinished(Some(self.engine.node())).await? {
@@ -172,7 +175,7 @@ impl Monitor {
         if shared {
             self.sweep(&mut report).await?;
         } else {
-            report.orphans_killed += self.kill_orphans(&kept).await?;
+            report.orphans_killed += self.kill_orphans(running, &kept).await?;
         }
         Ok(report)
     }
@@ -250,6 +253,8 @@ impl Monitor {
         // Compute every node reaches runs every node's sessions: each replica sweeps them all
         // (the writes are conditional, so two replicas ending one session end it once).
         let shared = !compute.capabilities().node_local;
+        // Taken before the sessions are read, as at a restart.
+        let running = self.running_here(true).await?;
         let unfinished = self
             .engine
             .database()
@@ -334,19 +339,35 @@ impl Monitor {
                 }
             }
         }
-        report.orphans_killed += self.kill_orphans(&live).await?;
+        report.orphans_killed += self.kill_orphans(running, &live).await?;
         Ok(())
     }
 
-    /// Kills the compute of every session this node runs that is not in `live` (stopped,
-    /// perhaps by another replica, or never known).
-    async fn kill_orphans(&self, live: &HashSet<SessionId>) -> Result<usize> {
+    /// The sessions the compute runs (none without compute, or when `wanted` is false). Read
+    /// before the sessions' records whenever orphans are looked for among them: a session is
+    /// recorded before its compute starts, so each one of them is either among the records
+    /// read after, or ended. Read after, it could include a session started since the records
+    /// were read, which would be killed as an orphan.
+    async fn running_here(&self, wanted: bool) -> Result<Vec<SessionId>> {
+        match self.engine.compute() {
+            Some(compute) if wanted => compute.running_sessions().await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Kills the compute of every session of `running` (what the compute ran before `live`
+    /// was read) that is not in `live` (stopped, perhaps by another replica, or never known).
+    async fn kill_orphans(
+        &self,
+        running: Vec<SessionId>,
+        live: &HashSet<SessionId>,
+    ) -> Result<usize> {
         let Some(compute) = self.engine.compute() else {
             return Ok(0);
         };
         let mut killed = 0;
         let shared = !compute.capabilities().node_local;
-        for id in compute.running_sessions().await? {
+        for id in running {
             if live.contains(&id) {
                 continue;
             }

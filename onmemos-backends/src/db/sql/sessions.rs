@@ -860,7 +860,10 @@ impl SessionRepo for SqlDatabase {
              ORDER BY id",
         )
         .bind(node)
-        .fetch_all(&self.writer)
+        // From the readers, which see every committed write: on SQLite the writer is one
+        // connection, and reading 100,000 sessions through it held every write back for two
+        // seconds each check interval.
+        .fetch_all(&self.reader)
         .await
         .db_context("list unfinished sessions")?;
         rows.iter().map(record_from).collect()
