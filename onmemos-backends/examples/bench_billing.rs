@@ -270,11 +270,12 @@ async fn main() {
         "{name}, {sessions} sessions: when the next one is due (asked after every monitor pass) {:.3} ms a call",
         started.elapsed().as_secs_f64() * 1000.0 / f64::from(calls)
     );
-    // The sweep's read of every unfinished session, through the port (the readers) and, as
-    // it was, through the writer pool, each while writes go on: the longest a write waited.
+    // The sweep's read of every unfinished session: through the port (ids and statuses, from
+    // the readers) and as it was (whole records through the writer pool), each while writes
+    // go on: the longest a write waited.
     let through_port = async {
         let unfinished = sessions_repo
-            .unfinished(None)
+            .unfinished_statuses(None)
             .await
             .unwrap_or_else(|e| panic!("unfinished: {e}"));
         unfinished.len()
@@ -290,7 +291,7 @@ async fn main() {
     };
     let (_, waited_before, ms_before) = while_writing(&db, through_writer).await;
     println!(
-        "{name}, {sessions} sessions: the sweep's read of {read} unfinished sessions {ms:.0} ms, the longest write meanwhile {waited:.1} ms (read through the writer: {ms_before:.0} ms, {waited_before:.1} ms)"
+        "{name}, {sessions} sessions: the sweep's read of {read} unfinished sessions {ms:.0} ms, the longest write meanwhile {waited:.1} ms (whole records through the writer: {ms_before:.0} ms, {waited_before:.1} ms)"
     );
     let r = onmemos_core::ledger::reconcile(onmemos_core::ports::Database::ledger(&db))
         .await

@@ -255,31 +255,30 @@ impl Monitor {
         let shared = !compute.capabilities().node_local;
         // Taken before the sessions are read, as at a restart.
         let running = self.running_here(true).await?;
-        let unfinished = self
-            .engine
-            .database()
+        let db = self.engine.database();
+        let unfinished = db
             .sessions()
-            .unfinished((!shared).then_some(self.engine.node()))
+            .unfinished_statuses((!shared).then_some(self.engine.node()))
             .await?;
         let mut live: HashSet<SessionId> = unfinished
             .iter()
-            .filter(|r| {
+            .filter(|(_, status)| {
                 matches!(
-                    r.session.status,
+                    status,
                     SessionStatus::Running | SessionStatus::Starting | SessionStatus::Pending
                 )
             })
-            .map(|r| r.session.id)
+            .map(|(id, _)| *id)
             .collect();
-        for record in unfinished {
-            if record.session.status != SessionStatus::Running {
+        for (id, status) in unfinished {
+            if status != SessionStatus::Running {
                 continue;
             }
-            let id = record.session.id;
+            // Why the session ends and up to when it is charged (`None`: its last tick).
             // A shell that exits cleanly is its user ending the session; otherwise it failed.
             let now = self.engine.clock().now();
             let gone = match compute.status(id).await {
-                Ok(ComputeStatus::Exited(Some(0))) => Some((StopReason::User, None, now)),
+                Ok(ComputeStatus::Exited(Some(0))) => Some((StopReason::User, None, Some(now))),
                 Ok(ComputeStatus::Exited(code)) => Some((
                     StopReason::Failed,
                     Some(format!(
@@ -287,28 +286,26 @@ impl Monitor {
                         code.map(|c| format!(" with code {c}"))
                             .unwrap_or_else(|| " on a signal".into())
                     )),
-                    now,
+                    Some(now),
                 )),
                 // Charged up to the moment its capacity went, not to when it was noticed.
                 Ok(ComputeStatus::Preempted { at, reason }) => {
-                    Some((StopReason::Preempted, Some(reason), at.min(now)))
+                    Some((StopReason::Preempted, Some(reason), Some(at.min(now))))
                 }
                 Ok(ComputeStatus::Failed { reason }) => {
-                    Some((StopReason::Failed, Some(reason), now))
+                    Some((StopReason::Failed, Some(reason), Some(now)))
                 }
                 // Gone from compute every node watches: it went while no server watched (all
                 // were down). It is charged up to its last tick: the time since cannot be proven.
                 Ok(ComputeStatus::Gone) if shared => Some((
                     StopReason::ServerRestartReconciled,
                     Some("the session's pod went while no server was watching".to_owned()),
-                    record.session.started_at.map_or(now, |s| {
-                        s + chrono::Duration::milliseconds(record.billed_ms)
-                    }),
+                    None,
                 )),
                 Ok(ComputeStatus::Gone) => Some((
                     StopReason::Failed,
                     Some("the session's compute is gone".to_owned()),
-                    now,
+                    Some(now),
                 )),
                 Ok(_) => None,
                 Err(e) => {
@@ -316,26 +313,48 @@ impl Monitor {
                     None
                 }
             };
-            if let Some((reason, why, until)) = gone {
-                let billing = SessionBilling::new(&self.engine);
-                let stopped = if reason == StopReason::Preempted {
-                    billing
-                        .preempt(record.clone(), until, why.unwrap_or_default(), now)
-                        .await
-                } else {
-                    let mut ended = record.clone();
-                    ended.session.failure = why;
-                    billing.finish(ended, reason, until, now).await
-                };
-                match stopped {
-                    Ok(_) => {
+            let Some((reason, why, until)) = gone else {
+                continue;
+            };
+            // Only the sessions that stop are read whole, as they are now.
+            let record = match db.sessions().record(id).await {
+                Ok(Some(record)) if record.session.status == SessionStatus::Running => record,
+                // Ended meanwhile (its processes are orphans now), or no longer running.
+                Ok(record) => {
+                    if record.is_none_or(|r| r.session.is_finished()) {
                         live.remove(&id);
-                        report.stopped.push((id, reason));
                     }
-                    Err(e) => {
-                        report.errors += 1;
-                        tracing::warn!(session = %id, error = %e, "could not stop a session whose compute ended");
-                    }
+                    continue;
+                }
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::warn!(session = %id, error = %e, "could not read a session whose compute ended");
+                    continue;
+                }
+            };
+            let until = until.unwrap_or_else(|| {
+                record.session.started_at.map_or(now, |s| {
+                    s + chrono::Duration::milliseconds(record.billed_ms)
+                })
+            });
+            let billing = SessionBilling::new(&self.engine);
+            let stopped = if reason == StopReason::Preempted {
+                billing
+                    .preempt(record, until, why.unwrap_or_default(), now)
+                    .await
+            } else {
+                let mut ended = record;
+                ended.session.failure = why;
+                billing.finish(ended, reason, until, now).await
+            };
+            match stopped {
+                Ok(_) => {
+                    live.remove(&id);
+                    report.stopped.push((id, reason));
+                }
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::warn!(session = %id, error = %e, "could not stop a session whose compute ended");
                 }
             }
         }

@@ -347,6 +347,20 @@ pub trait SessionRepo: Send + Sync {
     /// The unfinished sessions started by `node`, or by any node when `None` (a compute every
     /// node reaches).
     async fn unfinished(&self, node: Option<&str>) -> Result<Vec<SessionRecord>>;
+    /// The ids and statuses of [`Self::unfinished`]'s sessions, in the same order: what the
+    /// monitor's sweep reads every check interval, which reads a whole record only for the
+    /// sessions it stops.
+    async fn unfinished_statuses(
+        &self,
+        node: Option<&str>,
+    ) -> Result<Vec<(SessionId, SessionStatus)>> {
+        Ok(self
+            .unfinished(node)
+            .await?
+            .into_iter()
+            .map(|r| (r.session.id, r.session.status))
+            .collect())
+    }
     /// Deletes one of `owner`'s sessions with its events if it has finished; returns whether it
     /// did.
     async fn delete_finished(&self, owner: UserId, id: SessionId) -> Result<bool>;

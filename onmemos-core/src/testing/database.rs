@@ -777,6 +777,38 @@ pub async fn sessions_lease_version_and_due(db: Arc<dyn Database>) {
             .collect::<Vec<_>>()
     };
 
+    // Unfinished sessions, whole and as statuses: the same ones in the same order, by node.
+    for node in [None, Some("node-a")] {
+        let whole: Vec<(SessionId, SessionStatus)> = repo
+            .unfinished(node)
+            .await
+            .unwrap_or_else(|e| panic!("unfinished: {e}"))
+            .iter()
+            .map(|r| (r.session.id, r.session.status))
+            .collect();
+        let statuses = repo
+            .unfinished_statuses(node)
+            .await
+            .unwrap_or_else(|e| panic!("unfinished statuses: {e}"));
+        assert_eq!(statuses, whole, "{node:?}");
+        for r in [&record, &later] {
+            assert!(
+                statuses.contains(&(r.session.id, SessionStatus::Running)),
+                "{node:?}: {statuses:?}"
+            );
+        }
+    }
+    let elsewhere = repo
+        .unfinished_statuses(Some("node-elsewhere"))
+        .await
+        .unwrap_or_else(|e| panic!("unfinished statuses: {e}"));
+    assert!(
+        !elsewhere
+            .iter()
+            .any(|(id, _)| *id == record.session.id || *id == later.session.id),
+        "another node's sessions: {elsewhere:?}"
+    );
+
     // Not due yet: nobody gets it.
     let early = repo
         .claim_due(

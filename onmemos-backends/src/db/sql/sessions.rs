@@ -38,6 +38,19 @@ const CLAIM: &str = "UPDATE sessions SET lease_holder = $1, lease_until = $3
            AND (lease_until IS NULL OR lease_until <= $2)
          ORDER BY next_check_at, owner_id LIMIT $4";
 
+/// `SELECT` of `$columns` of the unfinished sessions of node `$1` (of every node when `NULL`),
+/// by id.
+macro_rules! unfinished_sql {
+    ($columns:literal) => {
+        concat!(
+            "SELECT ",
+            $columns,
+            " FROM sessions WHERE ($1 IS NULL OR node = $1)
+               AND status IN ('pending', 'starting', 'running', 'stopping') ORDER BY id"
+        )
+    };
+}
+
 /// How many sessions, first in due order, `next_due` reads.
 const NEXT_DUE_READ: i64 = 64;
 
@@ -853,20 +866,35 @@ impl SessionRepo for SqlDatabase {
     }
 
     async fn unfinished(&self, node: Option<&str>) -> Result<Vec<SessionRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM sessions
-             WHERE ($1 IS NULL OR node = $1)
-               AND status IN ('pending', 'starting', 'running', 'stopping')
-             ORDER BY id",
-        )
-        .bind(node)
-        // From the readers, which see every committed write: on SQLite the writer is one
-        // connection, and reading 100,000 sessions through it held every write back for two
-        // seconds each check interval.
-        .fetch_all(&self.reader)
-        .await
-        .db_context("list unfinished sessions")?;
+        let rows = sqlx::query(unfinished_sql!("*"))
+            .bind(node)
+            // From the readers, which see every committed write: on SQLite the writer is one
+            // connection, and reading 100,000 sessions through it held every write back for
+            // two seconds each check interval.
+            .fetch_all(&self.reader)
+            .await
+            .db_context("list unfinished sessions")?;
         rows.iter().map(record_from).collect()
+    }
+
+    async fn unfinished_statuses(
+        &self,
+        node: Option<&str>,
+    ) -> Result<Vec<(SessionId, SessionStatus)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(unfinished_sql!("id, status"))
+            .bind(node)
+            .fetch_all(&self.reader)
+            .await
+            .db_context("list unfinished sessions")?;
+        rows.into_iter()
+            .map(|(id, status)| {
+                Ok((
+                    parse("sessions.id", &id)?,
+                    SessionStatus::parse(&status)
+                        .ok_or_else(|| corrupt("sessions.status", &status))?,
+                ))
+            })
+            .collect()
     }
 
     async fn delete_finished(&self, owner: UserId, id: SessionId) -> Result<bool> {
