@@ -67,9 +67,17 @@ async fn engine_over(
     clock: Arc<ManualClock>,
     root: &std::path::Path,
 ) -> Engine {
+    engine_on(db, clock, Arc::new(LocalCompute::unsandboxed(root))).await
+}
+
+async fn engine_on(
+    db: Arc<dyn Database>,
+    clock: Arc<ManualClock>,
+    compute: Arc<dyn ComputeProvider>,
+) -> Engine {
     Engine::builder(db)
         .with_clock(clock)
-        .with_compute(Arc::new(LocalCompute::unsandboxed(root)))
+        .with_compute(compute)
         .with_config(config())
         .build()
         .await
@@ -1286,13 +1294,7 @@ async fn a_session_started_during_a_sweep_is_not_killed_as_an_orphan() {
             inner: LocalCompute::unsandboxed(root.path()),
             hook: std::sync::Mutex::new(None),
         });
-        let engine = Engine::builder(db.clone())
-            .with_clock(clock.clone())
-            .with_compute(compute.clone())
-            .with_config(config())
-            .build()
-            .await
-            .unwrap_or_else(|e| panic!("{name}: engine: {e}"));
+        let engine = engine_on(db.clone(), clock.clone(), compute.clone()).await;
         let (user, workspace) = common::member_with_workspace(&engine, "race", 1_000_000).await;
         let create = CreateSession {
             workspace_id: workspace,

@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::id::SessionId;
 use crate::model::{SessionStatus, StopReason};
 use crate::ports::compute::ComputeStatus;
-use crate::services::sessions::billing::SessionBilling;
+use crate::services::sessions::billing::{SessionBilling, last_tick_at};
 
 /// The shortest pause between passes, so that a session due again and again (its tick
 /// failing, say) cannot keep the loop busy.
@@ -332,11 +332,7 @@ impl Monitor {
                     continue;
                 }
             };
-            let until = until.unwrap_or_else(|| {
-                record.session.started_at.map_or(now, |s| {
-                    s + chrono::Duration::milliseconds(record.billed_ms)
-                })
-            });
+            let until = until.unwrap_or_else(|| last_tick_at(&record).unwrap_or(now));
             let billing = SessionBilling::new(&self.engine);
             let stopped = if reason == StopReason::Preempted {
                 billing

@@ -44,6 +44,15 @@ fn due_until(record: &SessionRecord, until: DateTime<Utc>) -> (i64, MicroCredits
     (end_ms, due.max(0))
 }
 
+/// The moment `record`'s last tick paid up to: its start plus the running time billed; `None`
+/// when it never started.
+pub(crate) fn last_tick_at(record: &SessionRecord) -> Option<DateTime<Utc>> {
+    record
+        .session
+        .started_at
+        .map(|started| started + Duration::milliseconds(record.billed_ms))
+}
+
 /// The longest running time whose cost stays within `max_cost` at `rate`, if the rate is
 /// positive: `floor(max_cost × 3,600,000 / rate)` ms.
 pub(crate) fn ms_within_cost(rate: MicroCredits, max_cost: MicroCredits) -> Option<i64> {
@@ -774,11 +783,10 @@ impl<'e> SessionBilling<'e> {
         mut record: SessionRecord,
         now: DateTime<Utc>,
     ) -> Result<StopReason> {
-        let (reason, bill_until) = match (record.session.status, record.session.started_at) {
-            (SessionStatus::Running | SessionStatus::Stopping, Some(started)) => (
-                StopReason::ServerRestartReconciled,
-                started + Duration::milliseconds(record.billed_ms),
-            ),
+        let (reason, bill_until) = match (record.session.status, last_tick_at(&record)) {
+            (SessionStatus::Running | SessionStatus::Stopping, Some(last_tick)) => {
+                (StopReason::ServerRestartReconciled, last_tick)
+            }
             _ => {
                 // It never got to run: fail it, releasing its hold.
                 record.session.failure =
