@@ -94,7 +94,7 @@ pub(crate) fn records(d: Dialect, cols: &[(&str, Ty)]) -> String {
                     )
                 })
                 .collect();
-            format!("jsonb_to_recordset($1::jsonb) AS r({})", defs.join(", "))
+            format!("json_to_recordset($1::json) AS r({})", defs.join(", "))
         }
         Dialect::Sqlite => {
             let defs: Vec<String> = cols

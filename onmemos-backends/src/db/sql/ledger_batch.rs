@@ -456,22 +456,37 @@ async fn take_seqs(
     dialect: Dialect,
     n: usize,
 ) -> Result<Vec<u64>> {
+    let count = n;
     let n = i64::try_from(n).map_err(|_| Error::internal("too many transfers in a batch"))?;
     match dialect {
         Dialect::Postgres => {
-            let rows = sqlx::query(
-                "SELECT nextval(pg_get_serial_sequence('ledger_transfers', 'seq')) AS s
-                 FROM generate_series(1, $1)",
+            // The sequence named once (a constant, where `pg_get_serial_sequence` was looked
+            // up again for every position: 5-7 ms of 2,000), and the positions answered as one
+            // row rather than one row each.
+            let list: Option<String> = sqlx::query_scalar(
+                "SELECT string_agg(s::text, ',' ORDER BY s) FROM
+                   (SELECT nextval('ledger_transfers_seq_seq'::regclass) AS s
+                    FROM generate_series(1, $1)) AS taken",
             )
             .bind(n)
-            .fetch_all(&mut **tx)
+            .fetch_one(&mut **tx)
             .await
             .db_context("take ledger positions")?;
-            let mut seqs = rows
-                .iter()
-                .map(|r| int("ledger_transfers.seq", i64_of(r, "s")?))
+            let list = list.unwrap_or_default();
+            let seqs = list
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<u64>()
+                        .map_err(|_| Error::internal(format!("a ledger position {s:?}")))
+                })
                 .collect::<Result<Vec<u64>>>()?;
-            seqs.sort_unstable();
+            if seqs.len() != count {
+                return Err(Error::internal(format!(
+                    "asked for {n} ledger positions, took {}",
+                    seqs.len()
+                )));
+            }
             Ok(seqs)
         }
         Dialect::Sqlite => {
