@@ -13,7 +13,7 @@ start_postgres
 SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(10000 100000)
 TICKS="${TICKS:-3}"
-cargo build --quiet --release -p onmemos-backends --features testing,sqlite,postgres \
+cargo build --quiet --release -p onmemos-backends --features testing,sqlite,postgres,local-storage \
   --bin onmemos-billing-replica --example bench_billing
 BIN=target/release/examples/bench_billing
 dir="$(mktemp -d)"
@@ -27,3 +27,8 @@ for n in "${SIZES[@]}"; do
   psql -q "$ONMEMOS_TEST_POSTGRES_URL" -c "DROP DATABASE bench_billing_${n}_$$" >/dev/null
   "$BIN" "sqlite://$dir/bench_$n.db" "$n" "$TICKS" 1
 done
+# The embedded defaults in full: SQLite with local storage, one session per workspace, each
+# holding 20 files, so every tick checks its workspace's quota (a walk of its directory).
+n="${SIZES[0]}"
+BENCH_SESSIONS_PER_OWNER=1 ONMEMOS_BILLING_STORAGE="file://$dir/storage" \
+  "$BIN" "sqlite://$dir/bench_storage_$n.db" "$n" "$TICKS" 1

@@ -4,7 +4,9 @@
 //! from as many workers as there are replicas, each on its own rows, one commit per batch.
 //!
 //! `bench_billing <database-url> <sessions> <ticks> <replicas…>` (`scripts/bench-billing.sh`
-//! runs it on SQLite and PostgreSQL). The replica binary is looked up beside this example's
+//! runs it on SQLite and PostgreSQL). `BENCH_SESSIONS_PER_OWNER` sets how many sessions share an
+//! owner and its workspace (10); `ONMEMOS_BILLING_STORAGE` gives the replicas local storage
+//! (see `onmemos-billing-replica`). The replica binary is looked up beside this example's
 //! directory (`target/release/onmemos-billing-replica`).
 
 use std::process::Stdio;
@@ -173,14 +175,31 @@ async fn main() {
     let db = SqlDatabase::open(&url)
         .await
         .unwrap_or_else(|e| panic!("open {url}: {e}"));
-    let name = onmemos_core::ports::Database::capabilities(&db).name;
+    let name = match std::env::var("ONMEMOS_BILLING_STORAGE") {
+        Ok(storage) => format!(
+            "{} with storage {}",
+            onmemos_core::ports::Database::capabilities(&db).name,
+            storage.split("://").next().unwrap_or_default()
+        ),
+        Err(_) => onmemos_core::ports::Database::capabilities(&db)
+            .name
+            .to_string(),
+    };
     let t0 = Utc
         .with_ymd_and_hms(2026, 6, 1, 9, 0, 0)
         .single()
         .unwrap_or_default();
+    // Sessions per owner (each owner has one workspace): 10 unless told.
+    let per_owner: usize = std::env::var("BENCH_SESSIONS_PER_OWNER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let mut seeder = Replica::spawn(&url, "seed");
     let seeded = seeder
-        .call(&format!("seed {sessions} 10 {}", t0.timestamp_millis()))
+        .call(&format!(
+            "seed {sessions} {per_owner} {}",
+            t0.timestamp_millis()
+        ))
         .await;
     assert_eq!(seeded, format!("seeded {sessions}"));
     drop(seeder);

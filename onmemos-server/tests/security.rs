@@ -299,6 +299,17 @@ async fn a_session_writing_past_the_quota_is_stopped_and_uploads_are_refused() {
     let api = api_with(dir.path(), LocalCompute::unsandboxed(root.path()), config).await;
     let (eve, ws) = tenant(&api, "eve@example.com").await;
     let sid = session(&api, &eve, &ws).await;
+    // Another tenant's session, billed in the same batch, stays within its own quota.
+    let (frank, frank_ws) = tenant(&api, "frank@example.com").await;
+    let frank_sid = session(&api, &frank, &frank_ws).await;
+    let out = exec(
+        &api,
+        &frank,
+        &frank_sid,
+        "head -c 9000 /dev/zero > files/a && echo ok",
+    )
+    .await;
+    assert_eq!(out["stdout"], "ok\n", "{out}");
     // Within the quota, the session runs on through a pass.
     let out = exec(
         &api,
@@ -349,8 +360,21 @@ async fn a_session_writing_past_the_quota_is_stopped_and_uploads_are_refused() {
         .run_once()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let reasons: Vec<&str> = report.stopped.iter().map(|(_, r)| r.as_str()).collect();
-    assert_eq!(reasons, ["storage_quota"], "{report:?}");
+    let reasons: Vec<(String, &str)> = report
+        .stopped
+        .iter()
+        .map(|(id, r)| (id.to_string(), r.as_str()))
+        .collect();
+    assert_eq!(reasons, [(sid.clone(), "storage_quota")], "{report:?}");
+    let other = api
+        .call(
+            Method::GET,
+            &format!("/v1/sessions/{frank_sid}"),
+            Some(&frank),
+            None,
+        )
+        .await;
+    assert_eq!(other.body["status"], "running", "{}", other.text);
     let got = api
         .call(
             Method::GET,

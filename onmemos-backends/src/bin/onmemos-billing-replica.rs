@@ -8,7 +8,9 @@
 //!   lease; answers `ticked <sessions> errors <n> micros <elapsed>`.
 //!
 //! Usage: `onmemos-billing-replica <database-url> <node> [billing-batch]`. Checks every 10 s,
-//! 5-minute holds, 5-second leases.
+//! 5-minute holds, 5-second leases. With `ONMEMOS_BILLING_STORAGE` set to a storage URL
+//! (`file:///dir`), the engine has that storage, and ticks check its workspaces' quotas as a
+//! server's do.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,12 +52,20 @@ async fn run() -> Result<(), String> {
     };
     let interval = config.sessions.check_interval();
     let window = config.sessions.billing_window();
-    let engine = Engine::builder(db.clone())
+    let mut builder = Engine::builder(db.clone())
         .with_clock(clock.clone())
-        .with_config(config)
-        .build()
-        .await
-        .map_err(|e| e.to_string())?;
+        .with_config(config);
+    let storage = match std::env::var("ONMEMOS_BILLING_STORAGE") {
+        Ok(url) => Some(
+            onmemos_backends::storage::connect(&url, &Default::default(), &std::env::temp_dir())
+                .map_err(|e| e.to_string())?,
+        ),
+        Err(_) => None,
+    };
+    if let Some(storage) = &storage {
+        builder = builder.with_storage(storage.clone());
+    }
+    let engine = builder.build().await.map_err(|e| e.to_string())?;
     let monitor = engine.monitor();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut out = tokio::io::stdout();
@@ -76,6 +86,9 @@ async fn run() -> Result<(), String> {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
+                if let Some(storage) = &storage {
+                    seed_files(storage.as_ref(), &fleet).await?;
+                }
                 format!("seeded {}", fleet.sessions.len())
             }
             ["tick", ms] => {
@@ -100,6 +113,43 @@ async fn run() -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         out.flush().await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Files each seeded workspace holds when the replica has storage, and their size: what a
+/// tick's quota check measures.
+const FILES_PER_WORKSPACE: usize = 20;
+const FILE_BYTES: usize = 1024;
+
+async fn seed_files(
+    storage: &dyn onmemos_core::ports::StorageProvider,
+    fleet: &onmemos_backends::testing::Fleet,
+) -> Result<(), String> {
+    let mut workspaces: Vec<_> = fleet
+        .sessions
+        .iter()
+        .map(|s| s.session.workspace_id)
+        .collect();
+    workspaces.sort_unstable();
+    workspaces.dedup();
+    for ws in workspaces {
+        for i in 0..FILES_PER_WORKSPACE {
+            let body = bytes::Bytes::from(vec![b'x'; FILE_BYTES]);
+            let stream: onmemos_core::ports::storage::ByteStream =
+                Box::pin(futures_util::stream::once(async move { Ok(body) }));
+            storage
+                .put(
+                    &format!(
+                        "{}data/{i}.bin",
+                        onmemos_core::services::workspace_prefix(ws)
+                    ),
+                    stream,
+                    Default::default(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }

@@ -197,6 +197,15 @@ pub trait UploadRepo: Send + Sync {
     async fn delete(&self, id: UploadId) -> Result<bool>;
     /// The bytes announced by the uploads in progress into `workspace`.
     async fn pending_bytes(&self, workspace: WorkspaceId) -> Result<u64>;
+    /// [`Self::pending_bytes`] of each of `workspaces`, in their order (a billing batch asks
+    /// for all of its workspaces at once). The default asks for each in turn.
+    async fn pending_bytes_of(&self, workspaces: &[WorkspaceId]) -> Result<Vec<u64>> {
+        let mut bytes = Vec::with_capacity(workspaces.len());
+        for w in workspaces {
+            bytes.push(self.pending_bytes(*w).await?);
+        }
+        Ok(bytes)
+    }
     /// Up to `limit` uploads that expired at `now`, or every upload of `workspace` when given.
     async fn abandoned(
         &self,

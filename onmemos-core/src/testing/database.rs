@@ -640,6 +640,15 @@ pub async fn uploads_parts_pending_and_expiry(db: Arc<dyn Database>) {
         "another workspace"
     );
     assert_eq!(repo.pending_bytes(w.id).await.ok(), Some(25));
+    // All at once, in the order asked, a workspace with no upload at 0.
+    let none = WorkspaceId::new();
+    assert_eq!(
+        repo.pending_bytes_of(&[other.id, none, w.id, other.id])
+            .await
+            .ok(),
+        Some(vec![7, 0, 25, 7])
+    );
+    assert_eq!(repo.pending_bytes_of(&[]).await.ok(), Some(Vec::new()));
 
     let part = |number, size, tag: &str| UploadPart {
         number,

@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 
 use super::SqlDatabase;
 use super::error::SqlxResultExt;
-use super::rows::{at, i64_of, int, ms, parse};
+use super::rows::{at, i64_of, int, ms, parse, required};
 
 fn upload_from(row: &AnyRow) -> Result<UploadRecord> {
     let num = |c: &'static str| -> Result<i64> { row.try_get(c).db_context("read uploads") };
@@ -126,6 +126,33 @@ impl UploadRepo for SqlDatabase {
         .db_context("sum pending uploads")?;
         let total: i64 = row.try_get("total").db_context("sum pending uploads")?;
         int("uploads.size", total)
+    }
+
+    async fn pending_bytes_of(&self, workspaces: &[WorkspaceId]) -> Result<Vec<u64>> {
+        if workspaces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = workspaces.iter().map(ToString::to_string).collect();
+        let list = super::json_rows::text_list(ids.iter().map(String::as_str));
+        let sums = super::json_rows::parse_list(
+            &self.reader,
+            self.dialect,
+            "SELECT workspace_id, CAST(SUM(size) AS BIGINT) AS total FROM uploads
+             WHERE workspace_id IN {list} GROUP BY workspace_id",
+            &list,
+            "sum pending uploads",
+            |row| {
+                let workspace = required("uploads.workspace_id", row.text("workspace_id")?)?;
+                let total = required("uploads.size", row.num("total")?)?;
+                Ok((workspace, int::<u64, _>("uploads.size", total)?))
+            },
+        )
+        .await?;
+        let sums: std::collections::HashMap<String, u64> = sums.into_iter().collect();
+        Ok(ids
+            .iter()
+            .map(|id| sums.get(id).copied().unwrap_or(0))
+            .collect())
     }
 
     async fn abandoned(

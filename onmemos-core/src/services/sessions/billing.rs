@@ -436,6 +436,26 @@ impl<'e> SessionBilling<'e> {
         }))
     }
 
+    /// Whether each workspace of `records` is over its storage quota, asked for all of them at
+    /// once. Empty when that failed: each workspace is then asked on its own, and its
+    /// sessions carry the error.
+    async fn quotas_of(&self, records: &[SessionRecord]) -> HashMap<WorkspaceId, Option<u64>> {
+        let mut workspaces: Vec<WorkspaceId> = records
+            .iter()
+            .filter(|r| r.session.started_at.is_some())
+            .map(|r| r.session.workspace_id)
+            .collect();
+        workspaces.sort_unstable();
+        workspaces.dedup();
+        match self.engine.storage().over_quota_of(&workspaces).await {
+            Ok(over) => workspaces.into_iter().zip(over).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check a batch's storage quotas at once; checking each workspace");
+                HashMap::new()
+            }
+        }
+    }
+
     /// Ticks leased sessions at `now`, together: each is stopped if a limit passed (charged
     /// up to the limit), else charged for the time since its last tick against its hold and
     /// given its next hold — stopped with `credits_exhausted` when that is refused — and
@@ -449,7 +469,7 @@ impl<'e> SessionBilling<'e> {
         now: DateTime<Utc>,
     ) -> Vec<(SessionId, Result<Option<StopReason>>)> {
         let mut results = Vec::with_capacity(records.len());
-        let mut quotas = HashMap::new();
+        let mut quotas = self.quotas_of(&records).await;
         let mut going = Vec::with_capacity(records.len());
         for record in records {
             let id = record.session.id;

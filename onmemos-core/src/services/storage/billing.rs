@@ -2,6 +2,7 @@
 //! that stops sessions whose files went over it. The monitor schedules it.
 
 use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, TryStreamExt};
 
 use super::{StorageService, workspace_prefix};
 use crate::error::{Error, ErrorKind, Result};
@@ -10,24 +11,65 @@ use crate::model::{GIB_MONTH_BYTE_MS, LedgerOp, MicroCredits, StorageUsageRecord
 use crate::ports::StorageProvider;
 use crate::services::credits::step_id;
 
+/// How many workspace directories a billing batch measures at once (each on a blocking
+/// thread).
+pub(crate) const QUOTA_WALKS: usize = 8;
+
 impl StorageService<'_> {
     /// How many bytes over its quota workspace `id` is, when its files live on this machine
     /// and sessions write them directly (so no upload checked them): what is really stored,
     /// plus uploads in progress. `None` within the quota, or when files only arrive through
     /// the API, which checks the quota itself.
     pub(crate) async fn over_quota(&self, id: WorkspaceId) -> Result<Option<u64>> {
+        Ok(self.over_quota_of(&[id]).await?.pop().flatten())
+    }
+
+    /// [`Self::over_quota`] of each of `ids`, in their order, for a billing batch: the uploads
+    /// in progress of all of them in one read, and their directories measured
+    /// [`QUOTA_WALKS`] at a time, where one workspace after another was a database read and a
+    /// directory walk each, one at a time.
+    pub(crate) async fn over_quota_of(&self, ids: &[WorkspaceId]) -> Result<Vec<Option<u64>>> {
         let Some(store) = self.engine.storage_provider() else {
-            return Ok(None);
+            return Ok(vec![None; ids.len()]);
         };
-        let prefix = workspace_prefix(id);
-        if store.local_dir(&prefix).is_none() {
-            return Ok(None);
+        let local: Vec<WorkspaceId> = ids
+            .iter()
+            .copied()
+            .filter(|id| store.local_dir(&workspace_prefix(*id)).is_some())
+            .collect();
+        if local.is_empty() {
+            return Ok(vec![None; ids.len()]);
         }
-        let stored = store.usage_bytes(&prefix).await?;
-        let promised = self.engine.database().uploads().pending_bytes(id).await?;
+        let promised = self
+            .engine
+            .database()
+            .uploads()
+            .pending_bytes_of(&local)
+            .await?;
+        let walks: Vec<_> = local
+            .iter()
+            .map(|id| {
+                let (store, prefix) = (store.clone(), workspace_prefix(*id));
+                async move { store.usage_bytes(&prefix).await }
+            })
+            .collect();
+        let stored: Vec<u64> = futures_util::stream::iter(walks)
+            .buffered(QUOTA_WALKS)
+            .try_collect()
+            .await?;
         let quota = self.engine.config().storage.quota_bytes;
-        let held = stored.saturating_add(promised);
-        Ok(held.checked_sub(quota).filter(|over| *over > 0))
+        let over: std::collections::HashMap<WorkspaceId, Option<u64>> = local
+            .iter()
+            .zip(stored.iter().zip(&promised))
+            .map(|(id, (stored, promised))| {
+                let held = stored.saturating_add(*promised);
+                (*id, held.checked_sub(quota).filter(|over| *over > 0))
+            })
+            .collect();
+        Ok(ids
+            .iter()
+            .map(|id| over.get(id).copied().flatten())
+            .collect())
     }
 
     /// One billing pass at `now`: enrolls new workspaces, then samples and charges those due,
