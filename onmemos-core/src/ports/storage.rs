@@ -202,6 +202,15 @@ pub trait StorageProvider: Send + Sync + Debug + 'static {
     ) -> Result<String>;
     /// The total size in bytes of the objects under `prefix`.
     async fn usage_bytes(&self, prefix: &str) -> Result<u64>;
+    /// [`Self::usage_bytes`] of each of `prefixes`, in their order (a billing batch measures
+    /// all of its workspaces at once). The default measures one after another.
+    async fn usage_bytes_of(&self, prefixes: &[String]) -> Result<Vec<u64>> {
+        let mut bytes = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            bytes.push(self.usage_bytes(prefix).await?);
+        }
+        Ok(bytes)
+    }
     /// Starts an upload of `size` bytes to `path` in parts (see [`PartUpload`]); the store
     /// picks the part size. Content types are kept where the store records them.
     async fn create_upload(

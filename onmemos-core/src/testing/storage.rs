@@ -298,6 +298,25 @@ pub async fn deletes_and_usage(store: Arc<dyn StorageProvider>, seed: Arc<dyn Se
             .unwrap_or_else(|e| panic!("usage: {e}")),
         100
     );
+    // Many prefixes at once (more than a machine has cores), each measured, in their order.
+    let prefixes: Vec<String> = ["d/", "nothing/", "", "d/sub/"]
+        .iter()
+        .cycle()
+        .take(12)
+        .map(|p| format!("{at}{p}"))
+        .collect();
+    assert_eq!(
+        store
+            .usage_bytes_of(&prefixes)
+            .await
+            .unwrap_or_else(|e| panic!("usage of many: {e}")),
+        [60, 0, 100, 30].repeat(3)
+    );
+    assert_eq!(
+        store.usage_bytes_of(&[]).await.ok(),
+        Some(Vec::new()),
+        "no prefix"
+    );
     store
         .delete(&format!("{at}d/1"))
         .await

@@ -2,7 +2,6 @@
 //! that stops sessions whose files went over it. The monitor schedules it.
 
 use chrono::{DateTime, Utc};
-use futures_util::{StreamExt, TryStreamExt};
 
 use super::{StorageService, workspace_prefix};
 use crate::error::{Error, ErrorKind, Result};
@@ -10,10 +9,6 @@ use crate::id::WorkspaceId;
 use crate::model::{GIB_MONTH_BYTE_MS, LedgerOp, MicroCredits, StorageUsageRecord};
 use crate::ports::StorageProvider;
 use crate::services::credits::step_id;
-
-/// How many workspace directories a billing batch measures at once (each on a blocking
-/// thread).
-pub(crate) const QUOTA_WALKS: usize = 8;
 
 impl StorageService<'_> {
     /// How many bytes over its quota workspace `id` is, when its files live on this machine
@@ -25,9 +20,9 @@ impl StorageService<'_> {
     }
 
     /// [`Self::over_quota`] of each of `ids`, in their order, for a billing batch: the uploads
-    /// in progress of all of them in one read, and their directories measured
-    /// [`QUOTA_WALKS`] at a time, where one workspace after another was a database read and a
-    /// directory walk each, one at a time.
+    /// in progress of all of them in one read, and their directories measured together
+    /// ([`StorageProvider::usage_bytes_of`]), where each workspace was a database read and a
+    /// directory walk, one after another.
     pub(crate) async fn over_quota_of(&self, ids: &[WorkspaceId]) -> Result<Vec<Option<u64>>> {
         let Some(store) = self.engine.storage_provider() else {
             return Ok(vec![None; ids.len()]);
@@ -46,17 +41,8 @@ impl StorageService<'_> {
             .uploads()
             .pending_bytes_of(&local)
             .await?;
-        let walks: Vec<_> = local
-            .iter()
-            .map(|id| {
-                let (store, prefix) = (store.clone(), workspace_prefix(*id));
-                async move { store.usage_bytes(&prefix).await }
-            })
-            .collect();
-        let stored: Vec<u64> = futures_util::stream::iter(walks)
-            .buffered(QUOTA_WALKS)
-            .try_collect()
-            .await?;
+        let prefixes: Vec<String> = local.iter().map(|id| workspace_prefix(*id)).collect();
+        let stored = store.usage_bytes_of(&prefixes).await?;
         let quota = self.engine.config().storage.quota_bytes;
         let over: std::collections::HashMap<WorkspaceId, Option<u64>> = local
             .iter()
