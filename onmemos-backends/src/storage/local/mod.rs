@@ -341,9 +341,6 @@ impl Inner {
         .await
     }
 
-    /// Walks what lies under `prefix` (sorting after `after`, when given), never through a
-    /// link: `visit` gets each entry whose key (its path in the store, as bytes) starts with
-    /// the prefix. Nothing there is no error.
     /// The bytes of every regular file under `prefix`, whatever its name: what a session
     /// wrote is stored.
     fn measure(&self, prefix: &str) -> Result<u64> {
@@ -357,6 +354,9 @@ impl Inner {
         Ok(total)
     }
 
+    /// Walks what lies under `prefix` (sorting after `after`, when given), never through a
+    /// link: `visit` gets each entry whose key (its path in the store, as bytes) starts with
+    /// the prefix. Nothing there is no error.
     fn walk_prefix(
         &self,
         prefix: &str,
