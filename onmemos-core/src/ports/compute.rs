@@ -3,7 +3,7 @@
 //! Implementations: `LocalCompute` (a process tree under a PTY per session, on this machine, in
 //! bubblewrap unless the operator opted out) and `KubernetesCompute` (a namespace per workspace,
 //! a pod per session, on GKE, EKS or any cluster). Both pass the conformance suite
-//! ([`crate::testing::compute`], feature `testing`).
+//! (`onmemos_core::testing::compute`, with the feature `testing`).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
