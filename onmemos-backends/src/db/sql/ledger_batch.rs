@@ -456,8 +456,7 @@ async fn take_seqs(
     dialect: Dialect,
     n: usize,
 ) -> Result<Vec<u64>> {
-    let count = n;
-    let n = i64::try_from(n).map_err(|_| Error::internal("too many transfers in a batch"))?;
+    let limit = i64::try_from(n).map_err(|_| Error::internal("too many transfers in a batch"))?;
     match dialect {
         Dialect::Postgres => {
             // The sequence named once (a constant, where `pg_get_serial_sequence` was looked
@@ -468,7 +467,7 @@ async fn take_seqs(
                    (SELECT nextval('ledger_transfers_seq_seq'::regclass) AS s
                     FROM generate_series(1, $1)) AS taken",
             )
-            .bind(n)
+            .bind(limit)
             .fetch_one(&mut **tx)
             .await
             .db_context("take ledger positions")?;
@@ -476,12 +475,9 @@ async fn take_seqs(
             let seqs = list
                 .split(',')
                 .filter(|s| !s.is_empty())
-                .map(|s| {
-                    s.parse::<u64>()
-                        .map_err(|_| Error::internal(format!("a ledger position {s:?}")))
-                })
+                .map(|s| parse::<u64>("ledger_transfers.seq", s))
                 .collect::<Result<Vec<u64>>>()?;
-            if seqs.len() != count {
+            if seqs.len() != n {
                 return Err(Error::internal(format!(
                     "asked for {n} ledger positions, took {}",
                     seqs.len()

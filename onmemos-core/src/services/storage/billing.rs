@@ -27,10 +27,15 @@ impl StorageService<'_> {
         let Some(store) = self.engine.storage_provider() else {
             return Ok(vec![None; ids.len()]);
         };
+        // Only files on this machine can be written past an upload's check.
+        let is_local: Vec<bool> = ids
+            .iter()
+            .map(|id| store.local_dir(&workspace_prefix(*id)).is_some())
+            .collect();
         let local: Vec<WorkspaceId> = ids
             .iter()
-            .copied()
-            .filter(|id| store.local_dir(&workspace_prefix(*id)).is_some())
+            .zip(&is_local)
+            .filter_map(|(id, local)| local.then_some(*id))
             .collect();
         if local.is_empty() {
             return Ok(vec![None; ids.len()]);
@@ -44,17 +49,13 @@ impl StorageService<'_> {
         let prefixes: Vec<String> = local.iter().map(|id| workspace_prefix(*id)).collect();
         let stored = store.usage_bytes_of(&prefixes).await?;
         let quota = self.engine.config().storage.quota_bytes;
-        let over: std::collections::HashMap<WorkspaceId, Option<u64>> = local
+        let mut over = stored.into_iter().zip(promised).map(|(stored, promised)| {
+            let held = stored.saturating_add(promised);
+            held.checked_sub(quota).filter(|over| *over > 0)
+        });
+        Ok(is_local
             .iter()
-            .zip(stored.iter().zip(&promised))
-            .map(|(id, (stored, promised))| {
-                let held = stored.saturating_add(*promised);
-                (*id, held.checked_sub(quota).filter(|over| *over > 0))
-            })
-            .collect();
-        Ok(ids
-            .iter()
-            .map(|id| over.get(id).copied().flatten())
+            .map(|local| if *local { over.next().flatten() } else { None })
             .collect())
     }
 
